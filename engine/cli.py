@@ -1,0 +1,267 @@
+"""The `funnel` command: parse arguments, build the parts, print what they return."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.errors import EngineError
+from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.simulate import Entry, Script, ScriptedAnswer, Timeline, simulate
+from engine.flow.state import Event, EventType
+from engine.flow.window import zone
+from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
+from engine.mail.render import Renderer
+from engine.sequences.model import json_schema
+from engine.sequences.plan import Plan
+from engine.sequences.project import Project
+from engine.sequences.summary import summarize
+from engine.sequences.values import parse_delay
+
+
+class _Context:
+    def __init__(self, project: Path) -> None:
+        self.project = Project(project)
+
+
+pass_project = click.make_pass_decorator(_Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The project folder (with sequences/ and templates/).")
+@click.version_option(package_name="funnel-engine")
+@click.pass_context
+def main(ctx: click.Context, project: Path) -> None:
+    """funnel-engine: email funnels from sequence files."""
+    ctx.obj = _Context(project)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@pass_project
+def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
+    """Check sequence files (default: the project's sequences/); exit 1 on any error."""
+    result = obj.project.check(list(paths) or None)
+    for error in sorted(set(result.errors)):
+        click.echo(str(error))
+    for loaded in result.funnels:
+        click.echo(summarize(loaded))
+    if not result.files:
+        click.echo(f"no sequence files in {obj.project.sequences_dir}", err=True)
+        sys.exit(1)
+    if result.errors:
+        count = len(set(result.errors))
+        bad = sum(1 for errs in result.by_file.values() if errs)
+        click.echo(f"{count} error{'s' if count != 1 else ''} in {bad} "
+                   f"file{'s' if bad != 1 else ''}", err=True)
+        sys.exit(1)
+
+
+@main.command("simulate")
+@click.argument("funnel")
+@click.option("--answer", "answers", multiple=True, metavar="QUESTION=ANSWER[@OFFSET]",
+              help="A survey answer; with @OFFSET (like @0 for 'on the signup form') at that "
+                   "time after signup, else an hour after the survey email.")
+@click.option("--event", "events", multiple=True, metavar="TYPE[:NAME]@OFFSET",
+              help="An event after signup, like purchase@20d, purchase:sub3@20d, unsubscribe@9d.")
+@click.option("--start", help="Signup time, ISO 8601 (default: now, UTC).")
+@click.option("--timezone", default="UTC", show_default=True, help="The subscriber's time zone.")
+@click.option("--magnet", help="The lead magnet signed up for (default: the first).")
+@click.option("--days", default=120, show_default=True, type=click.IntRange(1, 3650),
+              help="How many days to simulate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the emails as a JSON array.")
+@pass_project
+def simulate_command(obj: _Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
+                     start: str | None, timezone: str, magnet: str | None, days: int,
+                     as_json: bool) -> None:
+    """Print the dated timeline one subscriber would receive."""
+    plan = _plan(obj, funnel)
+    if zone(timezone).key != timezone and timezone != "UTC":
+        raise click.BadParameter(f"unknown time zone '{timezone}'; write an IANA name like "
+                                 "Europe/Budapest or America/New_York", param_hint="--timezone")
+    begin = _parse_start(start)
+    script = Script(start=begin, timezone=timezone, magnet=magnet,
+                    answers=tuple(_parse_answer(plan, a) for a in answers),
+                    events=tuple(_parse_event(e, begin) for e in events), days=days)
+    timeline = simulate(plan, script)
+    renderer = Renderer(obj.project.templates_dir)
+    subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone)
+    rows = [_row(plan, renderer, subscriber, magnet, entry) for entry in timeline.entries]
+    if as_json:
+        emails = [{k: v for k, v in r.items() if k != "note"} for r in rows if r["step"]]
+        click.echo(json.dumps(emails, indent=2, ensure_ascii=False))
+        return
+    _print_timeline(plan, rows, timeline, timezone)
+
+
+@main.command()
+@click.argument("funnel")
+@click.argument("step_id", metavar="STEP")
+@click.option("--data", help="Subscriber data as JSON: name, email, timezone, fields, magnet, segment.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write STEP.html and STEP.txt into this folder.")
+@pass_project
+def preview(obj: _Context, funnel: str, step_id: str, data: str | None, out: Path | None) -> None:
+    """Render one email (HTML and plain text) with sample subscriber data."""
+    plan = _plan(obj, funnel)
+    email = plan.email(step_id)
+    if email is None:
+        known = [e.id for e in plan.emails()]
+        close = [k for k in known if step_id in k or k in step_id][:1]
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise click.BadParameter(f"funnel '{plan.funnel}' has no step '{step_id}'; {hint}"
+                                 f"its steps: {', '.join(known)}", param_hint="STEP")
+    given = _parse_data(data)
+    subscriber = Subscriber(
+        email=str(given.get("email", SAMPLE.email)), name=str(given.get("name", SAMPLE.name)),
+        timezone=str(given.get("timezone", "UTC")),
+        fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()})
+    context = template_context(plan, email, subscriber, PreviewLinks(),
+                               magnet=given.get("magnet"), segment=given.get("segment"))
+    rendered = Renderer(obj.project.templates_dir).render(email, context)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{email.id}.html").write_text(rendered.html, encoding="utf-8")
+        (out / f"{email.id}.txt").write_text(rendered.text, encoding="utf-8")
+        click.echo(f"wrote {out / (email.id + '.html')} and {out / (email.id + '.txt')}")
+        return
+    click.echo(f"From: {plan.sender}\nTo: {subscriber.name} <{subscriber.email}>\n"
+               f"Subject: {rendered.subject}\n")
+    click.echo(rendered.text)
+    click.echo(f"(HTML part: {len(rendered.html)} characters; use --out DIR to write it)")
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file instead of printing it.")
+def schema(out: Path | None) -> None:
+    """Print the JSON Schema of sequence files, for editors."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
+
+
+def _plan(obj: _Context, funnel: str) -> Plan:
+    try:
+        return obj.project.plan(funnel)
+    except EngineError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+def _parse_start(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not an ISO 8601 time; write for example "
+                                 "2026-03-02T09:00 or 2026-03-02T09:00+01:00",
+                                 param_hint="--start") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _offset(text: str, hint: str) -> timedelta:
+    if text.strip() == "0":
+        return timedelta(0)
+    try:
+        return parse_delay(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
+def _parse_answer(plan: Plan, text: str) -> ScriptedAnswer:
+    match = re.match(r"^([^=@]+)=([^=@]+)(?:@(.+))?$", text)
+    if not match:
+        raise click.BadParameter(f"'{text}' does not parse; write QUESTION=ANSWER, like "
+                                 "experience=beginner or experience=beginner@0",
+                                 param_hint="--answer")
+    question, answer, offset = match.groups()
+    questions = {q.id: [a for a, _ in q.answers] for q in plan.survey.questions} \
+        if plan.survey else {}
+    if question not in questions:
+        raise click.BadParameter(f"no question '{question}'; questions: "
+                                 f"{', '.join(questions) or 'none'}", param_hint="--answer")
+    if answer not in questions[question]:
+        raise click.BadParameter(f"question '{question}' has no answer '{answer}'; answers: "
+                                 f"{', '.join(questions[question])}", param_hint="--answer")
+    return ScriptedAnswer(question, answer, _offset(offset, "--answer") if offset else None)
+
+
+def _parse_event(text: str, begin: datetime) -> Event:
+    match = re.match(r"^([a-z_]+)(?::([^@]+))?@(.+)$", text)
+    kinds = {t.value: t for t in EventType if t is not EventType.ANSWER}
+    if not match or match.group(1) not in kinds:
+        raise click.BadParameter(f"'{text}' does not parse; write TYPE[:NAME]@OFFSET with TYPE "
+                                 f"one of {', '.join(kinds)}, like purchase@20d",
+                                 param_hint="--event")
+    kind, name, offset = match.groups()
+    at = begin + _offset(offset, "--event")
+    event_type = kinds[kind]
+    if event_type is EventType.PURCHASE:
+        return Event(event_type, at, product=name)
+    return Event(event_type, at, name=name)
+
+
+def _parse_data(data: str | None) -> dict[str, Any]:
+    if not data:
+        return {}
+    try:
+        given = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    if not isinstance(given, dict):
+        raise click.BadParameter('write a JSON object, like {"name": "Ann"}', param_hint="--data")
+    return given
+
+
+def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | None,
+         entry: Entry) -> dict[str, Any]:
+    action = entry.action
+    row: dict[str, Any] = {"at": entry.at.isoformat(), "segment": entry.segment, "path": None,
+                           "step": None, "role": None, "subject": None, "note": None}
+    if isinstance(action, Send):
+        context = template_context(plan, action.email, subscriber, PreviewLinks(), magnet=magnet,
+                                   segment=entry.segment)
+        row.update(path=action.email.path.value, step=action.email.id,
+                   role=action.email.role.value,
+                   subject=renderer.subject(action.email.subject, context))
+    elif isinstance(action, Skip):
+        row["note"] = f"skipped {action.email.id}: {action.reason}"
+    elif isinstance(action, EnterSegment):
+        row["note"] = f"segment '{action.segment}': {action.reason}"
+    elif isinstance(action, EnterPath):
+        row["note"] = f"enters the {action.path.value} path: {action.reason}"
+    elif isinstance(action, End):
+        row["note"] = f"ends: {action.reason}"
+    return row
+
+
+def _print_timeline(plan: Plan, rows: list[dict[str, Any]], timeline: Timeline, tz: str) -> None:
+    """Aligned plain text, one email a line, with what moved the subscriber in between."""
+    click.echo(f"{plan.name} ({plan.funnel}); times in {tz}")
+    emails = [r for r in rows if r["step"]]
+    widths = {k: max([len(k), *(len(str(r[k] or "")) for r in emails)])
+              for k in ("segment", "path", "step", "role")}
+    header = "  ".join(["when".ljust(20), *(k.ljust(w) for k, w in widths.items()), "subject"])
+    click.echo(header)
+    for row in rows:
+        when = datetime.fromisoformat(row["at"]).astimezone(zone(tz)).strftime("%a %Y-%m-%d %H:%M")
+        if row["step"]:
+            cells = [str(row[k] or "-").ljust(w) for k, w in widths.items()]
+            click.echo("  ".join([when.ljust(20), *cells, row["subject"]]))
+        else:
+            click.echo(f"{when.ljust(20)}  -> {row['note']}")
+    stage = timeline.final.stage.value if timeline.final else "?"
+    click.echo(f"{len(timeline.sends())} emails; when the simulation ends the subscriber is at: "
+               f"{stage}")

@@ -1,0 +1,103 @@
+"""Run the interpreter on a fake clock with scripted answers and events: a dated timeline.
+
+This is the same `step` the daemon calls; only the clock and the facts are scripted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from engine.flow.actions import Action, Send
+from engine.flow.state import Event, EventType, Facts, Stage, State
+from engine.flow.step import start, step
+from engine.sequences.plan import Plan
+
+# How long a simulated subscriber takes to click: the confirmation link, and an
+# answer link when the script gives no time for it.
+CONFIRM_DELAY = timedelta(minutes=2)
+ANSWER_DELAY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ScriptedAnswer:
+    """An answer; `offset` from signup, or None for 'an hour after the survey email'."""
+
+    question: str
+    answer: str
+    offset: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Script:
+    """Who signs up when, and what they do."""
+
+    start: datetime
+    timezone: str = "UTC"
+    magnet: str | None = None
+    answers: tuple[ScriptedAnswer, ...] = ()
+    events: tuple[Event, ...] = ()  # at absolute times
+    days: int = 120
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a timeline: an action taken at a moment."""
+
+    at: datetime
+    segment: str | None
+    stage: Stage
+    action: Action
+
+
+@dataclass
+class Timeline:
+    """The simulated history of one subscriber."""
+
+    entries: list[Entry] = field(default_factory=list)
+    final: State | None = None
+
+    def sends(self) -> list[Entry]:
+        """Only the emails sent."""
+        return [e for e in self.entries if isinstance(e.action, Send)]
+
+
+def simulate(plan: Plan, script: Script) -> Timeline:
+    """Walk one subscriber through `plan` from `script.start` for `script.days` days."""
+    until = script.start + timedelta(days=script.days)
+    events = list(script.events)
+    if plan.double_opt_in and not any(e.type is EventType.CONFIRMED for e in events):
+        events.append(Event(EventType.CONFIRMED, script.start + CONFIRM_DELAY))
+    events.extend(Event(EventType.ANSWER, script.start + a.offset, a.question, a.answer)
+                  for a in script.answers if a.offset is not None)
+    facts = Facts(timezone=script.timezone, magnet=script.magnet, events=tuple(events))
+    state = start(plan, script.start)
+    timeline = Timeline()
+    now = script.start
+    while True:
+        outcome = step(plan, state, facts, now)
+        for action in outcome.actions:
+            timeline.entries.append(Entry(now, outcome.state.segment, outcome.state.stage, action))
+            facts = _record(plan, script, facts, action, now)
+        state = outcome.state
+        upcoming = [e.at for e in facts.events if e.at > now]
+        if outcome.wake_at is not None:
+            upcoming.append(max(outcome.wake_at, now + timedelta(seconds=1)))
+        if not upcoming or min(upcoming) > until:
+            break
+        now = min(upcoming)
+    timeline.final = state
+    return timeline
+
+
+def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datetime) -> Facts:
+    """What the daemon would store after an action: sends count for the cap, answers follow."""
+    if not isinstance(action, Send):
+        return facts
+    if action.email.marketing:
+        return replace(facts, marketing_sent=(*facts.marketing_sent, now))
+    if plan.survey and action.email.id == plan.survey.email.id:
+        later = tuple(Event(EventType.ANSWER, now + ANSWER_DELAY, a.question, a.answer)
+                      for a in script.answers if a.offset is None)
+        return replace(facts, events=(*facts.events, *later))
+    return facts

@@ -1,0 +1,119 @@
+"""What the interpreter reads and writes: an enrollment's State and a subscriber's Facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from engine.sequences.plan import PathKind, Role
+
+
+class Stage(StrEnum):
+    """Where an enrollment stands in its funnel."""
+
+    CONFIRMING = "confirming"  # double opt-in: confirmation sent, waiting for the click
+    MAGNET = "magnet"  # confirmed: the lead magnet goes out now
+    SURVEY = "survey"  # the survey email goes out after survey.after
+    ANSWERING = "answering"  # waiting for answers until the deadline
+    NURTURE = "nurture"
+    SALES = "sales"
+    SALES_DONE = "sales_done"  # sales path over without a purchase; a purchase still counts
+    CUSTOMER = "customer"
+    ENDED = "ended"
+
+    @property
+    def path(self) -> PathKind | None:
+        """The path this stage walks, for the three path stages."""
+        return {Stage.NURTURE: PathKind.NURTURE, Stage.SALES: PathKind.SALES,
+                Stage.CUSTOMER: PathKind.CUSTOMER}.get(self)
+
+
+class EventType(StrEnum):
+    """The closed vocabulary of things that happen to a subscriber."""
+
+    CONFIRMED = "confirmed"
+    ANSWER = "answer"
+    PURCHASE = "purchase"
+    UNSUBSCRIBE = "unsubscribe"
+    CLICK = "click"
+    OPEN = "open"
+    TAG = "tag"
+    UNTAG = "untag"
+    CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to the subscriber at a moment."""
+
+    type: EventType
+    at: datetime
+    question: str | None = None
+    answer: str | None = None
+    product: str | None = None
+    name: str | None = None  # a tag's or a custom event's name
+
+
+@dataclass(frozen=True)
+class Done:
+    """An email of this enrollment that was sent (or skipped on purpose)."""
+
+    step: str
+    path: PathKind
+    role: Role
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class State:
+    """One subscriber's position in one funnel; stored as one row by the daemon."""
+
+    stage: Stage
+    since: datetime  # when the current stage (or path) began
+    segment: str | None = None
+    step: str | None = None  # the step id the subscriber is at in the current path
+    last_sent_at: datetime | None = None  # the last email of the current path
+    deadline: datetime | None = None  # when an unanswered survey falls back to the default
+    done: tuple[Done, ...] = ()
+    reason: str | None = None  # why the enrollment ended
+
+    def sent_ids(self) -> frozenset[str]:
+        """Step ids of every email actually sent to this subscriber in this funnel."""
+        return frozenset(d.step for d in self.done if not d.skipped)
+
+    def passed_ids(self) -> frozenset[str]:
+        """Step ids sent or skipped: never to be considered again."""
+        return frozenset(d.step for d in self.done)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known about the subscriber; the interpreter reads only what happened by `now`."""
+
+    timezone: str = "UTC"
+    magnet: str | None = None
+    events: tuple[Event, ...] = ()
+    marketing_sent: tuple[datetime, ...] = ()  # every marketing email, across all funnels
+
+    def until(self, now: datetime) -> Facts:
+        """These facts as they stood at `now`."""
+        return replace(self, events=tuple(e for e in self.events if e.at <= now),
+                       marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
+
+    def first(self, kind: EventType) -> Event | None:
+        """The earliest event of this type."""
+        return min((e for e in self.events if e.type is kind), key=lambda e: e.at, default=None)
+
+    def answers(self) -> dict[str, str]:
+        """Each question's latest answer."""
+        chosen: dict[str, str] = {}
+        for event in sorted((e for e in self.events if e.type is EventType.ANSWER),
+                            key=lambda e: e.at):
+            if event.question and event.answer:
+                chosen[event.question] = event.answer
+        return chosen
+
+    def last_answer_at(self) -> datetime | None:
+        """When the latest answer came in."""
+        return max((e.at for e in self.events if e.type is EventType.ANSWER), default=None)

@@ -1,0 +1,257 @@
+"""The pure interpreter: one enrollment, its facts and `now` in; new state, actions, wake time out.
+
+No I/O happens here. The live scheduler and `funnel simulate` both call `step`, so what
+a marketer simulates is what the daemon does. Calling `step` again before `wake_at` (or
+with no new event) changes nothing and emits nothing, so a tick that runs early or twice
+is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.state import Done, EventType, Facts, Stage, State
+from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role, SegmentPlan
+from engine.sequences.values import format_delay
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one call of `step` decided."""
+
+    state: State
+    actions: tuple[Action, ...]
+    wake_at: datetime | None  # None: nothing to do until an event arrives
+
+
+@dataclass(frozen=True)
+class _Wait:
+    wake_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Move:
+    state: State
+    actions: tuple[Action, ...] = ()
+
+
+def start(plan: Plan, signed_up_at: datetime) -> State:
+    """The state of a new enrollment."""
+    stage = Stage.CONFIRMING if plan.double_opt_in else Stage.MAGNET
+    return State(stage=stage, since=signed_up_at)
+
+
+def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
+    """Advance one enrollment to `now`: send what is due, move on, say when to wake next."""
+    facts = facts.until(now)
+    actions: list[Action] = []
+    # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
+    for _ in range(8 * sum(1 for _ in plan.emails()) + 32):
+        result = _next(plan, state, facts, now)
+        if isinstance(result, _Wait):
+            return Outcome(state, tuple(actions), result.wake_at)
+        state = result.state
+        actions.extend(result.actions)
+        for action in result.actions:
+            if isinstance(action, Send) and action.email.marketing:
+                facts = replace(facts, marketing_sent=(*facts.marketing_sent, now))
+    raise RuntimeError(f"funnel '{plan.funnel}': step() made no progress at {now}")  # pragma: no cover
+
+
+def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    if state.stage is Stage.ENDED:
+        return _Wait(None)
+    if facts.first(EventType.UNSUBSCRIBE):
+        return _end(state, "unsubscribed")
+    bought = _purchase_moves(plan, state, facts)
+    if bought is not None:
+        return bought
+    handler = _HANDLERS[state.stage]
+    return handler(plan, state, facts, now)
+
+
+def _end(state: State, reason: str) -> _Move:
+    return _Move(replace(state, stage=Stage.ENDED, step=None, reason=reason), (End(reason),))
+
+
+def _purchase_moves(plan: Plan, state: State, facts: Facts) -> _Move | None:
+    """A qualifying purchase ends nurture or sales at once and starts the customer path."""
+    if state.stage not in (Stage.SURVEY, Stage.ANSWERING, Stage.NURTURE, Stage.SALES,
+                           Stage.SALES_DONE):
+        return None
+    segment_id = state.segment if plan.segment(state.segment) else _decide(plan, facts)
+    segment = plan.segment(segment_id) or plan.segments[0]
+    purchase = next((e for e in sorted(facts.events, key=lambda e: e.at)
+                     if e.type is EventType.PURCHASE and segment.ends_sales(e.product)), None)
+    if purchase is None:
+        return None
+    actions: list[Action] = []
+    if state.segment != segment.id:
+        actions.append(EnterSegment(segment.id, "purchase before the survey was answered"))
+    what = f"purchase of '{purchase.product}'" if purchase.product else "purchase"
+    actions.append(EnterPath(PathKind.CUSTOMER, what))
+    moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id, since=purchase.at,
+                    step=None, last_sent_at=None, deadline=None)
+    return _Move(moved, tuple(actions))
+
+
+def _decide(plan: Plan, facts: Facts) -> str:
+    return plan.survey.decide(facts.answers()) if plan.survey else plan.default_segment
+
+
+def _send(state: State, email: EmailStep, now: datetime, **changes: object) -> _Move:
+    done = Done(email.id, email.path, email.role)
+    moved = replace(state, done=(*state.done, done), **changes)  # type: ignore[arg-type]
+    return _Move(moved, (Send(email, state.segment),))
+
+
+def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    confirmed = facts.first(EventType.CONFIRMED)
+    if not plan.double_opt_in or plan.confirmation is None:
+        return _Move(replace(state, stage=Stage.MAGNET, since=now))
+    if confirmed is not None:
+        return _Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
+    if plan.confirmation.id not in state.sent_ids():
+        return _send(state, plan.confirmation, now)
+    return _Wait(None)
+
+
+def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    email = plan.magnet(facts.magnet).email
+    if email.id in state.sent_ids():
+        return _Move(replace(state, stage=Stage.SURVEY, since=now))
+    return _send(state, email, now, stage=Stage.SURVEY, since=now)
+
+
+def _segment_chosen(plan: Plan, state: State, segment: str, reason: str,
+                    since: datetime, extra: tuple[Action, ...] = ()) -> _Move:
+    moved = replace(state, stage=Stage.NURTURE, segment=segment, since=since, step=None,
+                    last_sent_at=None, deadline=None)
+    return _Move(moved, (*extra, EnterSegment(segment, reason),
+                         EnterPath(PathKind.NURTURE, f"segment '{segment}' chosen")))
+
+
+def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    survey = plan.survey
+    if survey is None:
+        return _segment_chosen(plan, state, plan.default_segment, "no survey", now)
+    answers = facts.answers()
+    if survey.complete(answers):
+        skip = Skip(survey.email, "answered on the signup form")
+        return _segment_chosen(plan, state, survey.decide(answers), "answered the survey", now,
+                               (skip,))
+    due = state.since + survey.after
+    if now < due:
+        return _Wait(due)
+    return _send(state, survey.email, now, stage=Stage.ANSWERING, since=now,
+                 deadline=now + survey.wait)
+
+
+def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    survey = plan.survey
+    if survey is None:
+        return _segment_chosen(plan, state, plan.default_segment, "the survey was removed", now)
+    answers = facts.answers()
+    if survey.complete(answers):
+        return _segment_chosen(plan, state, survey.decide(answers), "answered the survey",
+                               facts.last_answer_at() or now)
+    deadline = state.deadline or state.since + survey.wait
+    if now < deadline:
+        return _Wait(deadline)
+    reason = f"no answer within {format_delay(survey.wait)}"
+    if answers:
+        reason = f"only some questions answered within {format_delay(survey.wait)}"
+    return _segment_chosen(plan, state, survey.decide(answers), reason, deadline)
+
+
+def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+    """Nurture, sales and customer: send each email of the path when due, in order."""
+    segment = plan.segment(state.segment)
+    if segment is None:
+        moved = replace(state, segment=plan.default_segment, step=None)
+        return _Move(moved, (EnterSegment(plan.default_segment,
+                                          f"segment '{state.segment}' was removed"),))
+    kind = state.stage.path
+    assert kind is not None
+    path = segment.path(kind)
+    email = _current(path, state)
+    if email is None:
+        return _path_finished(state, kind)
+    if email.id != state.step:
+        return _Move(replace(state, step=email.id))
+    due = (state.last_sent_at or state.since) + email.after
+    window = plan.window
+    if now < due:
+        return _Wait(window.next_open(due, facts.timezone) if window else due)
+    if window and not window.contains(now, facts.timezone):
+        return _Wait(window.next_open(now, facts.timezone))
+    allowed = plan.cap.next_allowed(facts.marketing_sent, now, facts.timezone)
+    if allowed > now:
+        return _Wait(window.next_open(allowed, facts.timezone) if window else allowed)
+    if email.role is Role.SALE and kind is not PathKind.SALES and _breaks_ratio(plan, state, kind):
+        after = _after(path, email)
+        skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
+                                                                     skipped=True)))
+        return _Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
+    return _send(state, email, now, step=_after(path, email), last_sent_at=now)
+
+
+def _current(path: PathPlan, state: State) -> EmailStep | None:
+    """The email the subscriber is at: their step id if it still exists, else the next one on.
+
+    An edited funnel must not reshuffle people: a subscriber keeps their step id; if
+    that step was removed, they continue after the last email of this path they passed.
+    """
+    passed = state.passed_ids()
+    start = path.index(state.step) if state.step else None
+    if start is None:
+        seen = [i for i, e in enumerate(path.steps) if e.id in passed]
+        start = seen[-1] + 1 if seen else 0
+    return next((e for e in path.steps[start:] if e.id not in passed), None)
+
+
+def _after(path: PathPlan, email: EmailStep) -> str | None:
+    index = path.index(email.id)
+    nxt = path.steps[index + 1] if index is not None and index + 1 < len(path.steps) else None
+    return nxt.id if nxt else None
+
+
+def _breaks_ratio(plan: Plan, state: State, kind: PathKind) -> bool:
+    """Whether one more sale now would put too many sales in the last window of emails.
+
+    The validator already enforces the ratio on every file; this guards the mixed
+    timelines that editing a live funnel can produce.
+    """
+    sent = [d.role for d in state.done if d.path is kind and not d.skipped]
+    recent = sent[-(plan.ratio.window - 1):] if plan.ratio.window > 1 else []
+    return not sent or sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale
+
+
+def _path_finished(state: State, kind: PathKind) -> _Move:
+    reset = {"step": None, "last_sent_at": None}
+    if kind is PathKind.NURTURE:
+        moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since, **reset)
+        return _Move(moved, (EnterPath(PathKind.SALES, "nurture path finished"),))
+    if kind is PathKind.SALES:
+        reason = "sales path finished without a purchase"
+        return _Move(replace(state, stage=Stage.SALES_DONE, **reset), (End(reason),))
+    return _end(state, "customer path finished")
+
+
+def _idle(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait:
+    return _Wait(None)
+
+
+_HANDLERS = {
+    Stage.CONFIRMING: _confirming,
+    Stage.MAGNET: _magnet,
+    Stage.SURVEY: _survey,
+    Stage.ANSWERING: _answering,
+    Stage.NURTURE: _walk,
+    Stage.SALES: _walk,
+    Stage.CUSTOMER: _walk,
+    Stage.SALES_DONE: _idle,
+    Stage.ENDED: _idle,
+}

@@ -1,0 +1,1 @@
+"""Email: render templates, build messages, hand them to a transport."""

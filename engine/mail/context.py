@@ -1,0 +1,98 @@
+"""The variables a template can use, and the sample subscriber that previews use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any, Protocol
+
+from engine.sequences.plan import EmailStep, Plan
+
+
+class Links(Protocol):
+    """Makes the URLs an email carries; the live one signs tokens, the preview one does not."""
+
+    def unsubscribe(self, email: EmailStep) -> str:
+        """The unsubscribe page for this email's recipient."""
+        ...  # pragma: no cover
+
+    def confirm(self) -> str:
+        """The double opt-in confirmation page."""
+        ...  # pragma: no cover
+
+    def answer(self, question: str, answer: str) -> str:
+        """The link that records one survey answer."""
+        ...  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class PreviewLinks:
+    """Plain, unsigned links for previews and simulations: nothing is recorded by them."""
+
+    base_url: str = "http://127.0.0.1:8000"
+
+    def unsubscribe(self, email: EmailStep) -> str:
+        """A preview unsubscribe link."""
+        return f"{self.base_url}/u/preview-{email.id}"
+
+    def confirm(self) -> str:
+        """A preview confirmation link."""
+        return f"{self.base_url}/confirm/preview"
+
+    def answer(self, question: str, answer: str) -> str:
+        """A preview survey-answer link."""
+        return f"{self.base_url}/a/preview-{question}-{answer}"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """What templates may know about the person an email goes to."""
+
+    email: str
+    name: str = ""
+    locale: str = "en"
+    timezone: str = "UTC"
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def first_name(self) -> str:
+        """The first word of the name; empty when no name was given."""
+        return self.name.split()[0] if self.name.split() else ""
+
+
+SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan")
+# The names a template may use; the validator reports any other as undefined.
+TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "vars",
+             "email", "unsubscribe_url", "confirm_url", "postal_address")
+
+
+def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
+                     magnet: str | None = None, segment: str | None = None) -> dict[str, Any]:
+    """Everything a template of `plan` sees when `email` goes to `subscriber`."""
+    chosen = plan.magnet(magnet)
+    seg = plan.segment(segment or email.segment)
+    sender_name, sender_address = parseaddr(plan.sender)
+    survey: dict[str, Any] = {"questions": []}
+    if plan.survey:
+        survey["questions"] = [
+            {"id": q.id, "text": q.text,
+             "answers": [{"id": a, "label": label, "url": links.answer(q.id, a)}
+                         for a, label in q.answers]}
+            for q in plan.survey.questions]
+    return {
+        "subscriber": {"email": subscriber.email, "name": subscriber.name,
+                       "first_name": subscriber.first_name, "locale": subscriber.locale,
+                       "timezone": subscriber.timezone, "fields": dict(subscriber.fields)},
+        "funnel": {"id": plan.funnel, "name": plan.name},
+        "sender": {"name": sender_name, "address": sender_address,
+                   "postal_address": plan.postal_address},
+        "magnet": {"id": chosen.id, "title": chosen.title, "download_url": chosen.download_url},
+        "survey": survey,
+        "segment": {"id": seg.id, "name": seg.name} if seg else {"id": "", "name": ""},
+        "vars": dict(plan.vars),
+        "email": {"id": email.id, "role": email.role.value, "path": email.path.value,
+                  "last_chance": email.last_chance},
+        "unsubscribe_url": links.unsubscribe(email),
+        "confirm_url": links.confirm(),
+        "postal_address": plan.postal_address,
+    }

@@ -1,0 +1,1 @@
+"""Sequence files: load with positions, validate, compile into a Plan."""

@@ -1,0 +1,129 @@
+"""Compile a validated Funnel model into a Plan."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engine.sequences import model as m
+from engine.sequences.plan import (
+    EmailStep,
+    MagnetPlan,
+    PathKind,
+    PathPlan,
+    Plan,
+    Question,
+    Role,
+    Rule,
+    SegmentPlan,
+    SurveyPlan,
+)
+from engine.sequences.values import Ratio
+
+
+def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
+    """Turn a funnel that passed validation into the interpreter's Plan."""
+    spacing = funnel.defaults.spacing
+    ratio = funnel.defaults.ratio
+    signup = funnel.signup
+    confirmation = None
+    if signup.double_opt_in and signup.confirmation:
+        confirmation = _transactional(signup.confirmation, PathKind.CONFIRM)
+    return Plan(
+        funnel=funnel.funnel,
+        name=funnel.name,
+        source=source,
+        sender=funnel.sender.from_,
+        reply_to=funnel.sender.reply_to,
+        postal_address=funnel.sender.postal_address,
+        thank_you_url=signup.thank_you_url,
+        allowed_origins=tuple(signup.allowed_origins),
+        double_opt_in=signup.double_opt_in,
+        confirmation=confirmation,
+        window=funnel.defaults.send_window,
+        cap=funnel.defaults.frequency_cap,
+        ratio=ratio,
+        magnets=tuple(MagnetPlan(g.id, g.title, g.download_url,
+                                 _transactional(g.email, PathKind.MAGNET))
+                      for g in funnel.magnets),
+        survey=_survey(funnel.survey) if funnel.survey else None,
+        segments=tuple(_segment(s, spacing, ratio) for s in funnel.segments),
+        vars=dict(funnel.vars),
+    )
+
+
+def interleave(education: list[m.Email], offers: list[m.Email], ratio: Ratio) -> list[m.Email]:
+    """Education and offer pools in the order the ratio asks: 4 education, 1 offer, repeat."""
+    ordered: list[m.Email] = []
+    edu, sale = list(education), list(offers)
+    while edu or sale:
+        ordered.extend(edu[: ratio.education])
+        del edu[: ratio.education]
+        ordered.extend(sale[: ratio.sale])
+        del sale[: ratio.sale]
+    return ordered
+
+
+def path_emails(path: m.Path, ratio: Ratio) -> list[m.Email]:
+    """A path's emails in sending order, whichever way the file wrote them."""
+    if path.emails is not None:
+        return list(path.emails)
+    return interleave(path.education or [], path.offers or [], ratio)
+
+
+def email_role(email: m.Email, path: m.Path | m.SalesPath) -> Role:
+    """An email's role: written, implied by its pool, or 'sale' in a sales path."""
+    if email.role is not None:
+        return Role(email.role)
+    if isinstance(path, m.SalesPath):
+        return Role.SALE
+    if path.offers and any(e is email for e in path.offers):
+        return Role.SALE
+    return Role.EDUCATION
+
+
+def exit_products(exit_on: object) -> frozenset[str] | None:
+    """None (any purchase) for 'purchase'; the listed products for {purchase: [...]}."""
+    if isinstance(exit_on, dict):
+        listed = exit_on.get("purchase")
+        return frozenset([listed] if isinstance(listed, str) else listed or [])
+    return None
+
+
+def _transactional(email: m.TransactionalEmail, kind: PathKind) -> EmailStep:
+    return EmailStep(email.id, kind, None, Role.TRANSACTIONAL, email.subject, email.template)
+
+
+def _survey(survey: m.Survey) -> SurveyPlan:
+    rules = [Rule(tuple((q, frozenset([a] if isinstance(a, str) else a))
+                        for q, a in r.when.items()), r.segment) for r in survey.rules]
+    for question in survey.questions:
+        for answer in question.answers:
+            if answer.segment:
+                rules.append(Rule(((question.id, frozenset([answer.id])),), answer.segment))
+    return SurveyPlan(
+        email=_transactional(survey.email, PathKind.SURVEY),
+        after=survey.after,
+        wait=survey.wait,
+        default_segment=survey.default_segment,
+        questions=tuple(Question(q.id, q.text, tuple((a.id, a.label) for a in q.answers))
+                        for q in survey.questions),
+        rules=tuple(rules),
+    )
+
+
+def _segment(segment: m.Segment, spacing: timedelta, ratio: Ratio) -> SegmentPlan:
+    def build(kind: PathKind, path: m.Path | m.SalesPath, emails: list[m.Email]) -> PathPlan:
+        gap = path.spacing or spacing
+        return PathPlan(kind, tuple(
+            EmailStep(e.id, kind, segment.id, email_role(e, path), e.subject, e.template,
+                      e.after if e.after is not None else gap, e.last_chance)
+            for e in emails))
+
+    return SegmentPlan(
+        id=segment.id,
+        name=segment.name,
+        nurture=build(PathKind.NURTURE, segment.nurture, path_emails(segment.nurture, ratio)),
+        sales=build(PathKind.SALES, segment.sales, list(segment.sales.emails)),
+        customer=build(PathKind.CUSTOMER, segment.customer, path_emails(segment.customer, ratio)),
+        exit_products=exit_products(segment.sales.exit_on),
+    )

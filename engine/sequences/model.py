@@ -1,0 +1,249 @@
+"""The sequence-file format as pydantic models: the one source of validation and JSON Schema.
+
+Every field's description is written for a marketer: validation errors quote it when a
+key is missing, and editors show it from the generated schema.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email.utils import parseaddr
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
+
+from engine.flow.window import FrequencyCap, SendWindow
+from engine.sequences import values
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+def _check_id(value: Any) -> Any:
+    if isinstance(value, str) and not re.match(ID_PATTERN, value):
+        slug = re.sub(r"[^a-z0-9_-]+", "-", value.strip().lower()).strip("-_") or "my-id"
+        raise ValueError(f"id '{value}' may hold only lowercase letters, digits, '-' and '_'; "
+                         f"write '{slug}'")
+    return value
+
+
+def _check_url(value: Any) -> Any:
+    if isinstance(value, str) and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
+        raise ValueError(f"'{value}' is not a web address; write a full URL starting with https://")
+    return value
+
+
+def _check_address(value: Any) -> Any:
+    if isinstance(value, str):
+        _, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError(f"'{value}' is not an email address; write 'Name <name@example.com>' "
+                             "or 'name@example.com'")
+    return value
+
+
+Id = Annotated[str, BeforeValidator(_check_id),
+               WithJsonSchema({"type": "string", "pattern": ID_PATTERN})]
+Url = Annotated[str, BeforeValidator(_check_url),
+                WithJsonSchema({"type": "string", "format": "uri", "pattern": "^https?://"})]
+Address = Annotated[str, BeforeValidator(_check_address),
+                    WithJsonSchema({"type": "string", "examples": ["Anna <anna@example.com>"]})]
+Delay = Annotated[timedelta, BeforeValidator(values.parse_delay),
+                  WithJsonSchema({"type": "string", "pattern": values.DELAY_PATTERN,
+                                  "examples": ["2d", "36h", "90m", "1d12h"]})]
+Window = Annotated[SendWindow, BeforeValidator(values.parse_window),
+                   WithJsonSchema({"type": "string", "pattern": values.WINDOW_PATTERN,
+                                   "examples": ["weekdays 08:00-11:00"]})]
+Cap = Annotated[FrequencyCap, BeforeValidator(values.parse_cap),
+                WithJsonSchema({"type": "string", "pattern": values.CAP_PATTERN,
+                                "examples": ["1/day", "3/week"]})]
+RatioValue = Annotated[values.Ratio, BeforeValidator(values.parse_ratio),
+                       WithJsonSchema({"type": "string", "pattern": values.RATIO_PATTERN,
+                                       "examples": ["4:1"]})]
+VarValue = str | int | float | bool
+# Checked in validate.py, not here, so that a missing exit gets its own message.
+ExitOn = Annotated[Any, WithJsonSchema({"oneOf": [
+    {"const": "purchase"},
+    {"type": "object", "additionalProperties": False, "required": ["purchase"],
+     "properties": {"purchase": {"oneOf": [{"type": "string"},
+                                           {"type": "array", "items": {"type": "string"}}]}}},
+]})]
+
+
+class Node(BaseModel):
+    """A mapping in a sequence file; remembers where it stands in its file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    noun: ClassVar[str] = "section"
+    _where: tuple[str | int, ...] = PrivateAttr(default=())
+
+
+class Sender(Node):
+    """Who the emails come from, and the postal address every footer shows."""
+
+    noun: ClassVar[str] = "sender"
+    from_: Address = Field(alias="from", description="the From address, like 'Anna <anna@example.com>'")
+    reply_to: Address | None = Field(None, description="where replies go, if not to 'from'")
+    postal_address: str = Field(description="the sender's postal address, shown in every footer "
+                                            "(the law requires it on marketing email)")
+
+
+class TransactionalEmail(Node):
+    """An email that is not marketing: confirmation, lead magnet delivery, survey."""
+
+    noun: ClassVar[str] = "email"
+    id: Id = Field(description="a stable id for this email, like checklist-delivery")
+    subject: str = Field(description="the subject line; may use {{ subscriber.first_name }}")
+    template: str = Field(description="the Jinja template under templates/, like marathon/welcome.html")
+
+
+class Signup(Node):
+    """What happens when a web form posts a new subscriber."""
+
+    noun: ClassVar[str] = "signup"
+    thank_you_url: Url = Field(description="where a browser goes after the form is sent")
+    double_opt_in: bool = Field(True, description="send a confirmation email first (true or false)")
+    confirmation: TransactionalEmail | None = Field(
+        None, description="the confirmation email; required when double_opt_in is true")
+    allowed_origins: list[Url] = Field(
+        default_factory=list, description="web sites allowed to post with fetch()")
+
+
+class Defaults(Node):
+    """Settings every path of the funnel uses unless it says otherwise."""
+
+    noun: ClassVar[str] = "defaults"
+    spacing: Delay = Field(timedelta(days=2), description="time between emails, like 2d")
+    send_window: Window | None = Field(
+        None, description="when marketing email may go out, in the subscriber's time zone, "
+                          "like 'weekdays 08:00-11:00'")
+    frequency_cap: Cap = Field(values.parse_cap("1/day"),
+                               description="most marketing emails per subscriber, like 1/day")
+    ratio: RatioValue = Field(values.parse_ratio("4:1"),
+                              description="education:sale emails in nurture and customer paths, "
+                                          "like \"4:1\"")
+
+
+class Magnet(Node):
+    """A lead magnet: what a subscriber gets in exchange for their address."""
+
+    noun: ClassVar[str] = "magnet"
+    id: Id = Field(description="a stable id, like checklist")
+    title: str = Field(description="what the magnet is called, like '10 things to do before every run'")
+    download_url: Url | None = Field(None, description="where it can be downloaded, if it is a file")
+    email: TransactionalEmail = Field(description="the email that delivers it")
+
+
+class Answer(Node):
+    """One answer a subscriber can click in the survey email."""
+
+    noun: ClassVar[str] = "answer"
+    id: Id = Field(description="a stable id, like beginner")
+    label: str = Field(description="the text of the answer link")
+    segment: Id | None = Field(None, description="the segment this answer puts the subscriber in")
+
+
+class Question(Node):
+    """One survey question with its answers."""
+
+    noun: ClassVar[str] = "question"
+    id: Id = Field(description="a stable id, like experience")
+    text: str = Field(description="the question as the subscriber reads it")
+    answers: list[Answer] = Field(min_length=2, description="at least two answers")
+
+
+class Rule(Node):
+    """Answers that together put a subscriber in a segment; the first rule that matches wins."""
+
+    noun: ClassVar[str] = "rule"
+    when: dict[str, Id | list[Id]] = Field(
+        description="question: answer (or a list of answers), like {experience: racer, goal: time}")
+    segment: Id = Field(description="the segment the matching subscribers go to")
+
+
+class Survey(Node):
+    """The short survey sent after the magnet; its answers choose the segment."""
+
+    noun: ClassVar[str] = "survey"
+    after: Delay = Field(timedelta(0), description="how long after the magnet the survey goes out")
+    wait: Delay = Field(timedelta(days=3),
+                        description="how long to wait for an answer before default_segment applies")
+    default_segment: Id = Field(description="the segment for those who never answer")
+    email: TransactionalEmail = Field(description="the survey email, with one link per answer")
+    questions: list[Question] = Field(min_length=1, description="the questions, one or more")
+    rules: list[Rule] = Field(default_factory=list,
+                              description="answer combinations -> segment, tried before the "
+                                          "answers' own 'segment'")
+
+
+class Email(Node):
+    """A marketing email in a path."""
+
+    noun: ClassVar[str] = "email"
+    id: Id = Field(description="a stable id, unique in the funnel, like b-choosing-shoes")
+    role: Literal["education", "sale"] | None = Field(
+        None, description="education or sale")
+    subject: str = Field(description="the subject line; may use {{ subscriber.first_name }}")
+    template: str = Field(description="the Jinja template under templates/, like marathon/shoes.html")
+    after: Delay | None = Field(None, description="time since the previous email (or since the "
+                                                  "path began), like 2d; default: the spacing")
+    last_chance: bool = Field(False, description="true on the final offer of a sales path")
+
+
+class Path(Node):
+    """A nurture or customer path: a list of emails, or pools the compiler interleaves."""
+
+    noun: ClassVar[str] = "path"
+    spacing: Delay | None = Field(None, description="time between emails in this path, like 3d")
+    emails: list[Email] | None = Field(None, description="the emails in order, each with a role")
+    education: list[Email] | None = Field(
+        None, description="a pool of education emails, interleaved with 'offers' at the ratio")
+    offers: list[Email] | None = Field(
+        None, description="a pool of sale emails, interleaved with 'education' at the ratio")
+
+
+class SalesPath(Node):
+    """The sales path: offers ending in a last chance; a purchase leaves it at once."""
+
+    noun: ClassVar[str] = "sales path"
+    exit_on: ExitOn = Field(None, description="'purchase', or {purchase: [product ids]} to count "
+                                           "only those products")
+    spacing: Delay | None = Field(None, description="time between emails in this path, like 1d")
+    emails: list[Email] = Field(min_length=1, description="the offers in order, the last with "
+                                                          "last_chance: true")
+
+
+class Segment(Node):
+    """A group of subscribers with the same needs, and their three paths."""
+
+    noun: ClassVar[str] = "segment"
+    id: Id = Field(description="a stable id, like beginner")
+    name: str = Field(description="a name people read, like 'First-timers'")
+    nurture: Path = Field(description="the education path, at the funnel's ratio")
+    sales: SalesPath = Field(description="the sales path that follows nurture")
+    customer: Path = Field(description="the path after a purchase")
+
+
+class Funnel(Node):
+    """One funnel: magnets, a survey, segments with their nurture, sales and customer paths."""
+
+    noun: ClassVar[str] = "funnel"
+    model_config = ConfigDict(title="funnel-engine sequence file", extra="forbid", frozen=True,
+                              arbitrary_types_allowed=True)
+    funnel: Id = Field(description="the funnel's id, used in forms and commands, like first-marathon")
+    name: str = Field(description="a name people read")
+    sender: Sender = Field(description="who the email comes from")
+    signup: Signup = Field(description="what happens on signup")
+    defaults: Defaults = Field(default_factory=Defaults, description="spacing, window, cap, ratio")
+    vars: dict[str, VarValue] = Field(default_factory=dict,
+                                      description="values templates can use as {{ vars.name }}")
+    magnets: list[Magnet] = Field(min_length=1, description="one or more lead magnets")
+    survey: Survey | None = Field(None, description="the segmenting survey")
+    segments: list[Segment] = Field(min_length=1, description="one or more segments")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a sequence file, for editors."""
+    schema = Funnel.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,191 @@
+"""The compiled form of a funnel: immutable, fast to look up, and all the interpreter sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from engine.flow.window import FrequencyCap, SendWindow
+from engine.sequences.values import Ratio
+
+
+class Role(StrEnum):
+    """What an email is for; the ratio rule counts education against sale."""
+
+    EDUCATION = "education"
+    SALE = "sale"
+    TRANSACTIONAL = "transactional"
+
+
+class PathKind(StrEnum):
+    """Where in the funnel an email belongs."""
+
+    CONFIRM = "confirm"
+    MAGNET = "magnet"
+    SURVEY = "survey"
+    NURTURE = "nurture"
+    SALES = "sales"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True)
+class EmailStep:
+    """One email a subscriber can be at, with its stable id."""
+
+    id: str
+    path: PathKind
+    segment: str | None
+    role: Role
+    subject: str
+    template: str
+    after: timedelta = timedelta(0)
+    last_chance: bool = False
+
+    @property
+    def marketing(self) -> bool:
+        """Marketing mail obeys send windows, caps and the ratio; transactional mail does not."""
+        return self.role is not Role.TRANSACTIONAL
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """The ordered emails of one path of one segment."""
+
+    kind: PathKind
+    steps: tuple[EmailStep, ...]
+
+    def index(self, step_id: str) -> int | None:
+        """The position of `step_id` in this path, or None if it is not (or no longer) here."""
+        for i, email in enumerate(self.steps):
+            if email.id == step_id:
+                return i
+        return None
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """A segment's three paths and which purchases end its sales path."""
+
+    id: str
+    name: str
+    nurture: PathPlan
+    sales: PathPlan
+    customer: PathPlan
+    exit_products: frozenset[str] | None = None  # None: any purchase
+
+    def path(self, kind: PathKind) -> PathPlan:
+        """The nurture, sales or customer path."""
+        return {PathKind.NURTURE: self.nurture, PathKind.SALES: self.sales,
+                PathKind.CUSTOMER: self.customer}[kind]
+
+    def ends_sales(self, product: str | None) -> bool:
+        """Whether a purchase of `product` ends this segment's sales path."""
+        return self.exit_products is None or product in self.exit_products
+
+
+@dataclass(frozen=True)
+class Rule:
+    """All of `when` (question -> accepted answers) must hold for `segment` to apply."""
+
+    when: tuple[tuple[str, frozenset[str]], ...]
+    segment: str
+
+    def matches(self, answers: Mapping[str, str]) -> bool:
+        """True when every question of the rule has one of its accepted answers."""
+        return all(answers.get(q) in accepted for q, accepted in self.when)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A survey question and its (id, label) answers."""
+
+    id: str
+    text: str
+    answers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SurveyPlan:
+    """The survey email, its questions and how answers become a segment."""
+
+    email: EmailStep
+    after: timedelta
+    wait: timedelta
+    default_segment: str
+    questions: tuple[Question, ...]
+    rules: tuple[Rule, ...]
+
+    def complete(self, answers: Mapping[str, str]) -> bool:
+        """True when every question has an answer."""
+        return all(q.id in answers for q in self.questions)
+
+    def decide(self, answers: Mapping[str, str]) -> str:
+        """The segment for these answers: the first matching rule, else the default."""
+        for rule in self.rules:
+            if rule.matches(answers):
+                return rule.segment
+        return self.default_segment
+
+
+@dataclass(frozen=True)
+class MagnetPlan:
+    """A lead magnet and the email that delivers it."""
+
+    id: str
+    title: str
+    download_url: str | None
+    email: EmailStep
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled funnel."""
+
+    funnel: str
+    name: str
+    source: str
+    sender: str
+    reply_to: str | None
+    postal_address: str
+    thank_you_url: str
+    allowed_origins: tuple[str, ...]
+    double_opt_in: bool
+    confirmation: EmailStep | None
+    window: SendWindow | None
+    cap: FrequencyCap
+    ratio: Ratio
+    magnets: tuple[MagnetPlan, ...]
+    survey: SurveyPlan | None
+    segments: tuple[SegmentPlan, ...]
+    vars: Mapping[str, str | int | float | bool] = field(default_factory=dict, hash=False)
+
+    @property
+    def default_segment(self) -> str:
+        """The segment of a subscriber who never answers (or of every one, with no survey)."""
+        return self.survey.default_segment if self.survey else self.segments[0].id
+
+    def segment(self, segment_id: str | None) -> SegmentPlan | None:
+        """The segment with this id, if the funnel (still) has it."""
+        return next((s for s in self.segments if s.id == segment_id), None)
+
+    def magnet(self, magnet_id: str | None) -> MagnetPlan:
+        """The magnet with this id; the first one when the id is missing or unknown."""
+        return next((m for m in self.magnets if m.id == magnet_id), self.magnets[0])
+
+    def emails(self) -> Iterator[EmailStep]:
+        """Every email of the funnel, in file order."""
+        if self.confirmation:
+            yield self.confirmation
+        for magnet in self.magnets:
+            yield magnet.email
+        if self.survey:
+            yield self.survey.email
+        for segment in self.segments:
+            for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
+                yield from segment.path(kind).steps
+
+    def email(self, step_id: str) -> EmailStep | None:
+        """The email with this step id, if any."""
+        return next((e for e in self.emails() if e.id == step_id), None)

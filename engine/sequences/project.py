@@ -1,0 +1,113 @@
+"""A project folder: sequences/*.yaml and templates/, checked and compiled together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import SequenceError, SequenceFileError, UnknownFunnelError
+from engine.mail.render import Renderer
+from engine.sequences.compile import compile_funnel
+from engine.sequences.loader import load_text
+from engine.sequences.model import Funnel
+from engine.sequences.plan import Plan
+from engine.sequences.structure import parse_funnel
+from engine.sequences.templates import TemplateChecker, display_path
+from engine.sequences.validate import check_funnel
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedFunnel:
+    """A sequence file that parsed, with its model and compiled plan."""
+
+    path: Path
+    model: Funnel
+    plan: Plan
+
+
+@dataclass
+class CheckResult:
+    """Every funnel that compiled and every error found, over a set of files."""
+
+    files: list[Path] = field(default_factory=list)
+    funnels: list[LoadedFunnel] = field(default_factory=list)
+    errors: list[SequenceError] = field(default_factory=list)
+    by_file: dict[Path, list[SequenceError]] = field(default_factory=dict)
+    ids: dict[str, Path] = field(default_factory=dict)  # funnel id -> file, errors or not
+
+
+class Project:
+    """A folder with sequences/ and templates/ (and, later, funnel.toml)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.sequences_dir = root / "sequences"
+        self.templates_dir = root / "templates"
+
+    def sequence_files(self, paths: list[Path] | None = None) -> list[Path]:
+        """The sequence files named (a folder means every .yaml in it); default: sequences/."""
+        found: list[Path] = []
+        for path in paths or [self.sequences_dir]:
+            if path.is_dir():
+                found.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
+            else:
+                found.append(path)
+        return found
+
+    def check(self, paths: list[Path] | None = None) -> CheckResult:
+        """Load, validate and compile every file; collect every error of every file."""
+        result = CheckResult()
+        checker = TemplateChecker(Renderer(self.templates_dir))
+        for path in self.sequence_files(paths):
+            result.files.append(path)
+            loaded, errors = self._check_file(path, checker)
+            if loaded is not None:
+                first = result.ids.setdefault(loaded.plan.funnel, path)
+                if first != path:
+                    errors.append(SequenceError(display_path(path), 1, 1,
+                                                f"funnel id '{loaded.plan.funnel}' is also used by "
+                                                f"{display_path(first)}",
+                                                "give each funnel its own id"))
+            result.by_file[path] = errors
+            result.errors.extend(errors)
+            if loaded is not None and not errors:
+                result.funnels.append(loaded)
+        return result
+
+    def plan(self, name: str) -> Plan:
+        """The compiled funnel with this id (or file path); its errors raised if it has any."""
+        as_path = Path(name)
+        paths = [as_path] if as_path.suffix in SUFFIXES and as_path.exists() else None
+        result = self.check(paths)
+        for loaded in result.funnels:
+            if loaded.plan.funnel == name or paths is not None:
+                return loaded.plan
+        broken = result.ids.get(name) or next(
+            (p for p in result.files if p.stem == name or paths is not None), None)
+        if broken is not None:
+            raise SequenceFileError(result.by_file[broken])
+        raise UnknownFunnelError(name, [f.plan.funnel for f in result.funnels])
+
+    def _check_file(self, path: Path, checker: TemplateChecker
+                    ) -> tuple[LoadedFunnel | None, list[SequenceError]]:
+        shown = display_path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, [SequenceError(shown, 1, 1, "no such file",
+                                        "check the path; sequence files end in .yaml")]
+        except UnicodeDecodeError as exc:
+            return None, [SequenceError(shown, 1, 1, f"the file is not UTF-8 text ({exc.reason})",
+                                        "save it as UTF-8")]
+        doc, errors = load_text(text, shown)
+        if doc is None or errors:
+            return None, errors
+        funnel, errors = parse_funnel(doc)
+        if funnel is None:
+            return None, errors
+        errors = check_funnel(funnel, doc.marks)
+        plan = compile_funnel(funnel, shown)
+        errors.extend(checker.check(funnel, plan, doc.marks))
+        return LoadedFunnel(path, funnel, plan), errors

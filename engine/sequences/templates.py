@@ -1,0 +1,222 @@
+"""Check every template a funnel uses: found, compiles, uses only defined variables, has a footer."""
+
+from __future__ import annotations
+
+import difflib
+import html
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from jinja2 import TemplateNotFound, TemplateSyntaxError, meta, nodes
+
+from engine.errors import SequenceError
+from engine.mail.context import SAMPLE, TOP_LEVEL, PreviewLinks, template_context
+from engine.mail.render import Renderer
+from engine.sequences import model as m
+from engine.sequences.loader import Marks
+from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.validate import all_emails
+
+_DICT_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+_FOOTER_FIX = ("extend the shared layout ({% extends \"layout.html\" %}) or add "
+               "{{ unsubscribe_url }} and {{ postal_address }} to the template")
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working folder when it is below it; as given otherwise."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+class TemplateChecker:
+    """Checks templates once each, however many emails or funnels share them."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self.env = renderer.env
+        self._file_errors: dict[str, list[SequenceError]] = {}  # per template file, found once
+        self._family: dict[str, tuple[str, ...]] = {}  # a template and all it extends/includes
+        self._reported: set[str] = set()
+
+    def check(self, funnel: m.Funnel, plan: Plan, marks: Marks) -> list[SequenceError]:
+        """Every template problem of this funnel (each template file reported once)."""
+        errors: list[SequenceError] = []
+        written = {e.id: e for e in all_emails(funnel)}
+        sample = template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks())
+        for email in plan.emails():
+            node = written.get(email.id)
+            if node is None:  # a duplicate id: already reported by the validator
+                continue
+            errors.extend(self._subject(email, (*node._where, "subject"), marks, sample))
+            where = (*node._where, "template")
+            if not self._exists(email.template):
+                errors.append(self._not_found(email.template, where, marks))
+                continue
+            family = self._scan(email.template, sample)
+            if any(self._file_errors[name] for name in family):
+                for name in family:
+                    if name not in self._reported:
+                        self._reported.add(name)
+                        errors.extend(self._file_errors[name])
+                continue
+            errors.extend(self._sample(plan, email, where, marks))
+        return errors
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        except TemplateNotFound:
+            return False
+        return True
+
+    def _not_found(self, name: str, where: tuple[str | int, ...], marks: Marks) -> SequenceError:
+        known = self.env.list_templates(extensions=["html", "htm", "txt"])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        return marks.error(where, f"template '{name}' not found in "
+                           f"{display_path(self.renderer.templates_dir)}/",
+                           f"did you mean '{close[0]}'?" if close else
+                           "create it, or write the path of a file under templates/")
+
+    def _subject(self, email: EmailStep, where: tuple[str | int, ...], marks: Marks,
+                 sample: dict[str, Any]) -> list[SequenceError]:
+        try:
+            tree = self.env.parse(email.subject)
+        except TemplateSyntaxError as exc:
+            return [marks.error(where, f"subject does not compile: {exc.message}",
+                                "check the {{ }} and {% %} pairs in the subject")]
+        pos = marks.at(where)
+        return [SequenceError(marks.path, pos.line, pos.column, f"subject uses {problem}", fix)
+                for _line, problem, fix, _word in _undefined(tree, sample)]
+
+    def _scan(self, name: str, sample: dict[str, Any]) -> tuple[str, ...]:
+        """Check `name` and every template it extends or includes; their names."""
+        if name in self._family:
+            return self._family[name]
+        self._family[name] = (name,)  # a template that includes itself stops here
+        errors = self._file_errors[name] = []
+        source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        shown = display_path(Path(filename or name))
+        lines = source.splitlines()
+        try:
+            tree = self.env.parse(source, name, filename)
+        except TemplateSyntaxError as exc:
+            errors.append(SequenceError(shown, exc.lineno or 1, 1,
+                                        f"template does not compile: {exc.message}",
+                                        "check the {{ }} and {% %} pairs and the tag names "
+                                        "on this line"))
+            return self._family[name]
+        for line, problem, fix, word in _undefined(tree, sample):
+            errors.append(SequenceError(shown, line, _column(lines, line, word),
+                                        f"template uses {problem}", fix))
+        family = [name]
+        for parent in meta.find_referenced_templates(tree):
+            if not isinstance(parent, str):
+                continue
+            if not self._exists(parent):
+                line = _line_of(lines, parent)
+                errors.append(SequenceError(shown, line, _column(lines, line, parent),
+                                            f"template '{parent}' not found",
+                                            "create it, or fix the name"))
+                continue
+            family.extend(n for n in self._scan(parent, sample) if n not in family)
+        self._family[name] = tuple(family)
+        return self._family[name]
+
+    def _sample(self, plan: Plan, email: EmailStep, where: tuple[str | int, ...],
+                marks: Marks) -> list[SequenceError]:
+        """Render with the sample subscriber; report failures at the template line."""
+        links = PreviewLinks()
+        context = template_context(plan, email, SAMPLE, links)
+        try:
+            rendered = self.renderer.html(email.template, context)
+        except Exception as exc:  # any template failure, shown to the marketer at its line
+            filename, line = _template_frame(exc.__traceback__, self.renderer.templates_dir)
+            problem = getattr(exc, "message", None) or str(exc)
+            shown = display_path(filename or self.renderer.templates_dir / email.template)
+            return [SequenceError(shown, line, 1, f"template fails with sample data: {problem}",
+                                  "give it a default, like "
+                                  "{{ subscriber.fields.city | default('') }}, "
+                                  "or check the spelling")]
+        if email.marketing:
+            address_shown = (plan.postal_address in rendered
+                             or html.escape(plan.postal_address) in rendered)
+            if links.unsubscribe(email) not in rendered or not address_shown:
+                return [marks.error(where, f"email '{email.id}' has no unsubscribe link or no "
+                                    "postal address in its footer", _FOOTER_FIX)]
+        return []
+
+
+def _undefined(tree: nodes.Template, sample: dict[str, Any]) -> Iterator[tuple[int, str, str, str]]:
+    """(line, problem, fix, word) for each name or attribute the sample context lacks."""
+    missing = meta.find_undeclared_variables(tree) - set(TOP_LEVEL)
+    reported: set[str] = set()
+    for name_node in tree.find_all(nodes.Name):
+        name = name_node.name
+        if name in missing and name not in reported:
+            reported.add(name)
+            close = difflib.get_close_matches(name, TOP_LEVEL, n=1, cutoff=0.6)
+            fix = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(TOP_LEVEL)}"
+            yield name_node.lineno, f"undefined variable '{name}'", fix, name
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        found = _bad_attribute(node, sample)
+        if found is not None and found[0] not in reported:
+            dotted, attr, known = found
+            reported.add(dotted)
+            close = difflib.get_close_matches(attr, known, n=1, cutoff=0.6)
+            parent = dotted.rsplit(".", 1)[0]
+            fix = f"did you mean '{parent}.{close[0]}'?" if close else \
+                f"'{parent}' has: {', '.join(sorted(known))}"
+            yield node.lineno, f"undefined variable '{dotted}'", fix, attr
+
+
+def _bad_attribute(node: nodes.Node, sample: dict[str, Any]) -> tuple[str, str, list[str]] | None:
+    chain: list[str] = []
+    current: nodes.Node = node
+    while isinstance(current, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(current, nodes.Getattr):
+            chain.append(current.attr)
+        elif isinstance(current.arg, nodes.Const) and isinstance(current.arg.value, str):
+            chain.append(current.arg.value)
+        else:
+            return None
+        current = current.node
+    if not isinstance(current, nodes.Name) or current.name not in sample:
+        return None
+    value: Any = sample[current.name]
+    dotted = current.name
+    for attr in reversed(chain):
+        if not isinstance(value, dict) or dotted == "subscriber.fields" or attr in _DICT_METHODS:
+            return None  # custom fields are unknown until signup; lists are checked by rendering
+        if attr not in value:
+            return f"{dotted}.{attr}", attr, list(value)
+        value, dotted = value[attr], f"{dotted}.{attr}"
+    return None
+
+
+def _template_frame(tb: TracebackType | None, templates_dir: Path) -> tuple[Path | None, int]:
+    """The deepest traceback frame inside a template file: Jinja maps it to template lines."""
+    found: tuple[Path | None, int] = (None, 1)
+    root = str(templates_dir.resolve())
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if os.path.abspath(filename).startswith(root):
+            found = (Path(filename), tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _line_of(lines: list[str], word: str) -> int:
+    return next((i + 1 for i, text in enumerate(lines) if word in text), 1)
+
+
+def _column(lines: list[str], line: int, word: str) -> int:
+    if 0 < line <= len(lines):
+        index = lines[line - 1].find(word)
+        if index >= 0:
+            return index + 1
+    return 1
