@@ -33,14 +33,23 @@ def parse_funnel(doc: Document) -> tuple[Funnel | None, list[SequenceError]]:
 def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError]:
     seen: set[Path] = set()
     errors: list[SequenceError] = []
+    unknown = [_data_path(doc.data, d["loc"], keep_last=True) for d in details
+               if d["type"] == "extra_forbidden"]
     for detail in details:
         kind = detail["type"]
         path = _data_path(doc.data, detail["loc"], keep_last=kind in ("missing", "extra_forbidden"))
         if path in seen:  # a union reports one error per member; the first reads best
             continue
+        if kind == "missing" and _misspelled(path, unknown):
+            continue  # 'tempalte' is reported as unknown with 'did you mean'; once is enough
         seen.add(path)
         errors.append(_one(detail, path, doc))
     return errors
+
+
+def _misspelled(missing: Path, unknown: list[Path]) -> bool:
+    siblings = [str(u[-1]) for u in unknown if u[:-1] == missing[:-1]]
+    return bool(difflib.get_close_matches(str(missing[-1]), siblings, n=1, cutoff=0.6))
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...], *, keep_last: bool) -> Path:
