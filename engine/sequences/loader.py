@@ -74,8 +74,7 @@ def load_text(text: str, path: str) -> tuple[Document | None, list[SequenceError
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = f"YAML syntax: {exc.problem or exc.context}"
-        fix = _syntax_fix(exc)
+        problem, fix = _syntax_words(exc)
         return None, [SequenceError(path, line, col, problem, fix)]
     except yaml.YAMLError as exc:  # reader errors: bad bytes, control characters
         return None, [SequenceError(path, 1, 1, f"YAML cannot be read: {exc}",
@@ -89,17 +88,30 @@ def load_text(text: str, path: str) -> tuple[Document | None, list[SequenceError
     return Document(data, marks), errors
 
 
-def _syntax_fix(exc: yaml.MarkedYAMLError) -> str:
-    problem = (exc.problem or "").lower()
-    if "tab" in problem:
-        return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in problem:
-        return "put text that contains ': ' in quotes, or fix the indentation of this line"
-    if "could not find expected ':'" in problem:
-        return "every key needs a ':' after it; check this line and the one above"
-    if "found character" in problem and "'`'" in problem:
-        return "put the value in quotes"
-    return "check the indentation and quotes on this line and the one above"
+# PyYAML's own words, and what they mean to someone writing a sequence file.
+_SYNTAX = (
+    ("character '\\t'", "a tab character", "indent with spaces, not tabs"),
+    ("expected <block end>", "unexpected text here",
+     "look for a quote that is not closed, or a wrong indentation, on this line or above"),
+    ("unexpected end of stream", "a quote is never closed", "close the quote it opens"),
+    ("mapping values are not allowed", "a ':' where a value was expected",
+     "put text that contains ': ' in quotes, or fix the indentation"),
+    ("could not find expected ':'", "a key without ':'",
+     "write 'key: value', or put text in quotes"),
+    ("found undefined alias", "an alias (*name) with no anchor (&name)",
+     "define '&name' first, or remove the '*'"),
+    ("expected ',' or ']'", "a list in [ ] is not closed", "close it with ']'"),
+    ("expected ',' or '}'", "a group in { } is not closed", "close it with '}'"),
+)
+
+
+def _syntax_words(exc: yaml.MarkedYAMLError) -> tuple[str, str]:
+    said = f"{exc.context or ''} {exc.problem or ''}"
+    for needle, problem, fix in _SYNTAX:
+        if needle in said:
+            return f"YAML syntax: {problem}", fix
+    return (f"YAML syntax: {exc.problem or exc.context}",
+            "check the indentation and quotes on this line and the one above")
 
 
 def _convert(node: Node, where: Path, marks: Marks, errors: list[SequenceError]) -> Any:

@@ -85,7 +85,7 @@ def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == path[-1]), None)
         what = f" ({field.description})" if field is not None and field.description else ""
         return marks.error(path[:-1], f"{_noun(path[:-1], doc)} is missing '{path[-1]}'",
-                           f"add '{path[-1]}:'{what}")
+                           f"add '{path[-1]}:'{what}", key=True)
     value = detail.get("input")
     if kind in ("value_error", "assertion_error"):
         problem, _, fix = str(detail.get("ctx", {}).get("error", detail["msg"])).partition("; ")

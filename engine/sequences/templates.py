@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import html
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -105,8 +106,11 @@ class TemplateChecker:
         try:
             tree = self.env.parse(source, name, filename)
         except TemplateSyntaxError as exc:
-            errors.append(SequenceError(shown, exc.lineno or 1, 1,
-                                        f"template does not compile: {exc.message}",
+            message = (exc.message or "").rstrip(".")
+            quoted = re.search(r"'([^']+)'", message)
+            column = _column(lines, exc.lineno or 1, quoted.group(1)) if quoted else 1
+            errors.append(SequenceError(shown, exc.lineno or 1, column,
+                                        f"template does not compile: {message}",
                                         "check the {{ }} and {% %} pairs and the tag names "
                                         "on this line"))
             return self._family[name]
@@ -136,18 +140,29 @@ class TemplateChecker:
             rendered = self.renderer.html(email.template, context)
         except Exception as exc:  # any template failure, shown to the marketer at its line
             filename, line = _template_frame(exc.__traceback__, self.renderer.templates_dir)
+            path = filename or self.renderer.templates_dir / email.template
             problem = getattr(exc, "message", None) or str(exc)
-            shown = display_path(filename or self.renderer.templates_dir / email.template)
-            return [SequenceError(shown, line, 1, f"template fails with sample data: {problem}",
+            missing = re.search(r"has no attribute '([^']+)'", problem)
+            column = 1
+            if missing:
+                problem = f"template uses '{missing.group(1)}', which not every subscriber has"
+                column = _column(path.read_text(encoding="utf-8").splitlines(), line,
+                                 missing.group(1))
+            else:
+                problem = f"template fails with sample data: {problem}"
+            return [SequenceError(display_path(path), line, column, problem,
                                   "give it a default, like "
                                   "{{ subscriber.fields.city | default('') }}, "
                                   "or check the spelling")]
         if email.marketing:
             address_shown = (plan.postal_address in rendered
                              or html.escape(plan.postal_address) in rendered)
-            if links.unsubscribe(email) not in rendered or not address_shown:
-                return [marks.error(where, f"email '{email.id}' has no unsubscribe link or no "
-                                    "postal address in its footer", _FOOTER_FIX)]
+            lacks = [what for what, shown in (("unsubscribe link", links.unsubscribe(email)
+                                                 in rendered),
+                                              ("postal address", address_shown)) if not shown]
+            if lacks:
+                return [marks.error(where, f"email '{email.id}' has no {' and no '.join(lacks)}",
+                                    _FOOTER_FIX)]
         return []
 
 

@@ -170,13 +170,18 @@ def _marketing_path(path: m.Path, label: str, ratio: Ratio, marks: Marks) -> Ite
         offers, education = len(path.offers or []), len(path.education or [])
         needed = ratio.education * -(-offers // ratio.sale)
         if education < needed:
-            yield marks.error(path._where, f"{label} has {offers} offers but only {education} "
-                              f"education emails; at {ratio} that needs {needed}",
-                              f"add {needed - education} education emails or remove offers")
+            yield marks.error(path._where, f"{label} has {_count(offers, 'offer')} but only "
+                              f"{_count(education, 'education email')}; at {ratio} that needs "
+                              f"{needed}", f"add {_count(needed - education, 'education email')}"
+                              " or remove offers")
             return
     if any(e.role is None for e in path.emails or []):
         return
     yield from _ratio(path, label, ratio, marks)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _ratio(path: m.Path, label: str, ratio: Ratio, marks: Marks) -> Iterator[SequenceError]:
