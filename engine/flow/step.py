@@ -13,7 +13,7 @@ from datetime import datetime
 
 from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.state import Done, EventType, Facts, Stage, State
-from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role, SegmentPlan
+from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role
 from engine.sequences.values import format_delay
 
 
@@ -230,13 +230,14 @@ def _breaks_ratio(plan: Plan, state: State, kind: PathKind) -> bool:
 
 
 def _path_finished(state: State, kind: PathKind) -> _Move:
-    reset = {"step": None, "last_sent_at": None}
     if kind is PathKind.NURTURE:
-        moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since, **reset)
+        moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since,
+                        step=None, last_sent_at=None)
         return _Move(moved, (EnterPath(PathKind.SALES, "nurture path finished"),))
     if kind is PathKind.SALES:
         reason = "sales path finished without a purchase"
-        return _Move(replace(state, stage=Stage.SALES_DONE, **reset), (End(reason),))
+        moved = replace(state, stage=Stage.SALES_DONE, step=None, last_sent_at=None)
+        return _Move(moved, (End(reason),))
     return _end(state, "customer path finished")
 
 

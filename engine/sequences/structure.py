@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from typing import Any
 
@@ -57,15 +56,16 @@ def _data_path(data: Any, loc: tuple[int | str, ...], *, keep_last: bool) -> Pat
     path: list[str | int] = []
     current = data
     for i, part in enumerate(loc):
-        last = i == len(loc) - 1
         if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
-            path.append(part)
-        elif last and keep_last:
-            path.append(part)
+            step: Any = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            step = current[part]
+        else:
+            if i == len(loc) - 1 and keep_last:
+                path.append(part)
+            continue
+        current = step
+        path.append(part)
     return tuple(path)
 
 
@@ -146,7 +146,12 @@ def _noun(path: Path, doc: Document) -> str:
     noun = _model_at(path).noun
     node: Any = doc.data
     for part in path:
-        node = node[part] if isinstance(node, (dict, list)) else None
+        if isinstance(node, dict):
+            node = node.get(str(part))
+        elif isinstance(node, list) and isinstance(part, int):
+            node = node[part]
+        else:
+            node = None
     ident = node.get("id") if isinstance(node, dict) else None
     return f"{noun} '{ident}'" if isinstance(ident, str) else noun
 
@@ -167,11 +172,10 @@ def _model_at(path: Path) -> type[Node]:
 def _model_in(annotation: Any) -> type[Node] | None:
     if isinstance(annotation, type) and issubclass(annotation, Node):
         return annotation
-    if isinstance(annotation, (types.UnionType, typing._GenericAlias)) or typing.get_args(annotation):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
+    for arg in typing.get_args(annotation):  # Optional[...], list[...], X | Y
+        found = _model_in(arg)
+        if found is not None:
+            return found
     return None
 
 

@@ -101,13 +101,13 @@ def _survey(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
                 if answer not in answers[question]:
                     yield marks.error(where, f"question '{question}' has no answer '{answer}'",
                                       _suggest(answer, answers[question]))
-    for question in survey.questions:
-        for answer in question.answers:
-            if answer.segment is not None:
-                yield from segment_ref((*answer._where, "segment"), answer.segment)
-            elif (question.id, answer.id) not in used:
-                yield marks.error(answer._where, f"answer '{answer.id}' of question "
-                                  f"'{question.id}' leads to no segment",
+    for asked in survey.questions:
+        for choice in asked.answers:
+            if choice.segment is not None:
+                yield from segment_ref((*choice._where, "segment"), choice.segment)
+            elif (asked.id, choice.id) not in used:
+                yield marks.error(choice._where, f"answer '{choice.id}' of question "
+                                  f"'{asked.id}' leads to no segment",
                                   f"add 'segment: <id>' to it (one of: {', '.join(segments)}), "
                                   "or name it in a rule")
 

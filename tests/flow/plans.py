@@ -20,6 +20,7 @@ from engine.sequences.plan import (
 from engine.sequences.values import Ratio, parse_cap
 
 ROLES = {"E": Role.EDUCATION, "S": Role.SALE}
+FOUR_TO_ONE = Ratio(4, 1)
 
 
 def path(kind: PathKind, segment: str, roles: str, spacing: timedelta,
@@ -63,7 +64,7 @@ def survey(wait: timedelta = timedelta(days=3), after: timedelta = timedelta(0),
 
 
 def make_plan(*segments: SegmentPlan, window: SendWindow | None = None,
-              cap: FrequencyCap | None = None, ratio: Ratio = Ratio(4, 1),
+              cap: FrequencyCap | None = None, ratio: Ratio = FOUR_TO_ONE,
               double_opt_in: bool = True, with_survey: bool = True,
               survey_plan: SurveyPlan | None = None) -> Plan:
     """A funnel with the given segments (default: 'one' and 'two')."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -78,7 +79,7 @@ def test_spacing_is_measured_from_the_previous_email_of_the_path() -> None:
     plan = make_plan(segment("one", nurture="EEE", spacing=timedelta(days=3)))
     sends = [e for e in simulate(plan, Script(T0, days=30)).sends()
              if e.action.email.path is PathKind.NURTURE]
-    gaps = [b.at - a.at for a, b in zip(sends, sends[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(sends)]
     assert gaps == [timedelta(days=3), timedelta(days=3)]
 
 
