@@ -1,0 +1,66 @@
+"""Rendering: sandboxed, strict, HTML escaped, subjects on one line, text part made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from jinja2 import UndefinedError
+from jinja2.sandbox import SecurityError
+
+from engine.mail.context import PreviewLinks, Subscriber, template_context
+from engine.mail.render import Renderer
+from engine.sequences.plan import PathKind
+from tests.flow.plans import make_plan
+
+
+@pytest.fixture
+def renderer(tmp_path: Path) -> Renderer:
+    (tmp_path / "layout.html").write_text(
+        "<html><head><style>p { color: red; }</style></head><body>{% block body %}{% endblock %}"
+        "<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a> {{ postal_address }}</body></html>")
+    (tmp_path / "hello.html").write_text(
+        '{% extends "layout.html" %}{% block body %}<p>Hi {{ subscriber.name }}!</p>'
+        '<p><a href="https://example.com/x">Read more</a></p>{% endblock %}')
+    (tmp_path / "typo.html").write_text("<p>{{ subscriber.nmae }}</p>")
+    (tmp_path / "escape.html").write_text("<p>{{ subscriber.name.__class__.__mro__ }}</p>")
+    return Renderer(tmp_path)
+
+
+def context(name: str) -> dict[str, object]:
+    plan = make_plan()
+    email = next(e for e in plan.emails() if e.path is PathKind.NURTURE)
+    return template_context(plan, email, Subscriber("a@example.com", name), PreviewLinks())
+
+
+def test_html_is_autoescaped_and_css_is_inlined(renderer: Renderer) -> None:
+    html = renderer.html("hello.html", context("<script>alert(1)</script> & Co"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in html
+    assert "<script>" not in html
+    assert 'style="color: red' in html
+
+
+def test_subjects_are_not_html_escaped_and_stay_on_one_line(renderer: Renderer) -> None:
+    subject = renderer.subject("Tips for {{ subscriber.name }}", context("Ann & Bob\r\nBcc: x@y.z"))
+    assert subject == "Tips for Ann & Bob Bcc: x@y.z"
+    assert "\n" not in subject and "\r" not in subject
+
+
+def test_a_typo_in_a_template_fails_instead_of_sending_blanks(renderer: Renderer) -> None:
+    with pytest.raises(UndefinedError):
+        renderer.html("typo.html", context("Ann"))
+
+
+def test_templates_cannot_reach_python_internals(renderer: Renderer) -> None:
+    with pytest.raises(SecurityError):
+        renderer.html("escape.html", context("Ann"))
+
+
+def test_the_text_part_keeps_links_and_words(renderer: Renderer) -> None:
+    plan = make_plan()
+    email = next(e for e in plan.emails() if e.path is PathKind.NURTURE)
+    email = type(email)(**{**email.__dict__, "template": "hello.html"})
+    rendered = renderer.render(email, context("Zoë Ágnes"))
+    assert "Hi Zoë Ágnes!" in rendered.text
+    assert "https://example.com/x" in rendered.text
+    assert "<p>" not in rendered.text
