@@ -48,6 +48,7 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
         survey=_survey(funnel.survey) if funnel.survey else None,
         segments=tuple(_segment(s, spacing, ratio) for s in funnel.segments),
         vars=dict(funnel.vars),
+        default_magnet=signup.default_magnet,
     )
 
 

@@ -105,6 +105,8 @@ class Signup(Node):
     double_opt_in: bool = Field(True, description="send a confirmation email first (true or false)")
     confirmation: TransactionalEmail | None = Field(
         None, description="the confirmation email; required when double_opt_in is true")
+    default_magnet: Id | None = Field(
+        None, description="the magnet a form without a 'magnet' field delivers; default: the first")
     allowed_origins: list[Url] = Field(
         default_factory=list, description="web sites allowed to post with fetch()")
 

@@ -160,6 +160,7 @@ class Plan:
     survey: SurveyPlan | None
     segments: tuple[SegmentPlan, ...]
     vars: Mapping[str, str | int | float | bool] = field(default_factory=dict, hash=False)
+    default_magnet: str | None = None
 
     @property
     def default_segment(self) -> str:
@@ -171,8 +172,9 @@ class Plan:
         return next((s for s in self.segments if s.id == segment_id), None)
 
     def magnet(self, magnet_id: str | None) -> MagnetPlan:
-        """The magnet with this id; the first one when the id is missing or unknown."""
-        return next((m for m in self.magnets if m.id == magnet_id), self.magnets[0])
+        """The magnet with this id; the default one when the id is missing or unknown."""
+        default = next((m for m in self.magnets if m.id == self.default_magnet), self.magnets[0])
+        return next((m for m in self.magnets if m.id == magnet_id), default)
 
     def emails(self) -> Iterator[EmailStep]:
         """Every email of the funnel, in file order."""

@@ -69,6 +69,10 @@ def _unique_ids(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
 
 def _signup(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
     signup = funnel.signup
+    magnets = [g.id for g in funnel.magnets]
+    if signup.default_magnet is not None and signup.default_magnet not in magnets:
+        yield marks.error((*signup._where, "default_magnet"),
+                          f"no magnet '{signup.default_magnet}'", _suggest(signup.default_magnet, magnets))
     if signup.double_opt_in and signup.confirmation is None:
         yield marks.error(signup._where, "double opt-in is on but there is no confirmation email",
                           "add 'confirmation:' with id, subject and template, "
