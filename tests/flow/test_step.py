@@ -185,12 +185,17 @@ def test_future_events_are_invisible_until_they_happen() -> None:
     assert outcome.state.stage is Stage.CONFIRMING
 
 
+def _at(nurture: PathPlan, index: int) -> State:
+    """A subscriber who received the first `index` nurture emails and is at the next."""
+    return State(stage=Stage.NURTURE, since=T0, segment="one", step=nurture.steps[index].id,
+                 last_sent_at=T0,
+                 done=tuple(Done(s.id, PathKind.NURTURE, s.role) for s in nurture.steps[:index]))
+
+
 def test_edited_funnel_keeps_people_on_their_step_id() -> None:
     plan = make_plan(segment("one", nurture="EEEESE"))
     nurture = plan.segments[0].nurture
-    at_third = State(stage=Stage.NURTURE, since=T0, segment="one", step=nurture.steps[2].id,
-                     last_sent_at=T0,
-                     done=tuple(Done(s.id, PathKind.NURTURE, s.role) for s in nurture.steps[:2]))
+    at_third = _at(nurture, 2)
     # A new email is inserted at the front: the subscriber still gets step 2 next.
     inserted = replace(nurture.steps[0], id="new-first")
     edited = replace(plan, segments=(replace(plan.segments[0], nurture=PathPlan(
@@ -202,9 +207,7 @@ def test_edited_funnel_keeps_people_on_their_step_id() -> None:
 def test_a_removed_step_is_skipped_forward() -> None:
     plan = make_plan(segment("one", nurture="EEEESE"))
     nurture = plan.segments[0].nurture
-    at_third = State(stage=Stage.NURTURE, since=T0, segment="one", step=nurture.steps[2].id,
-                     last_sent_at=T0,
-                     done=tuple(Done(s.id, PathKind.NURTURE, s.role) for s in nurture.steps[:2]))
+    at_third = _at(nurture, 2)
     without = tuple(s for s in nurture.steps if s.id != nurture.steps[2].id)
     edited = replace(plan, segments=(replace(plan.segments[0], nurture=PathPlan(
         PathKind.NURTURE, without)),))
