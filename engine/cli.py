@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import click
 
 from engine.errors import EngineError
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
-from engine.flow.simulate import Entry, Script, ScriptedAnswer, Timeline, simulate
+from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
 from engine.flow.window import zone
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
@@ -132,7 +133,7 @@ def preview(obj: _Context, funnel: str, step_id: str, data: str | None, out: Pat
         (out / f"{email.id}.txt").write_text(rendered.text, encoding="utf-8")
         click.echo(f"wrote {out / (email.id + '.html')} and {out / (email.id + '.txt')}")
         return
-    click.echo(f"From: {plan.sender}\nTo: {subscriber.name} <{subscriber.email}>\n"
+    click.echo(f"From: {plan.sender}\nTo: {formataddr((subscriber.name, subscriber.email))}\n"
                f"Subject: {rendered.subject}\n")
     click.echo(rendered.text)
     click.echo(f"(HTML part: {len(rendered.html)} characters; use --out DIR to write it)")
@@ -244,6 +245,8 @@ def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | N
         row["note"] = f"enters the {action.path.value} path: {action.reason}"
     elif isinstance(action, End):
         row["note"] = f"ends: {action.reason}"
+    elif isinstance(action, Ignored):
+        row["note"] = action.reason
     return row
 
 

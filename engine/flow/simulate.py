@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from engine.flow.actions import Action, Send
+from engine.flow.actions import Action, EnterPath, Send
 from engine.flow.state import Event, EventType, Facts, Stage, State
 from engine.flow.step import start, step
-from engine.sequences.plan import Plan
+from engine.sequences.plan import PathKind, Plan
 
 # How long a simulated subscriber takes to click: the confirmation link, and an
 # answer link when the script gives no time for it.
@@ -41,13 +41,21 @@ class Script:
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """A scripted event that changed nothing, and why: a marketer's likely surprise."""
+
+    event: Event
+    reason: str
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One line of a timeline: an action taken at a moment."""
+    """One line of a timeline: an action taken (or an event ignored) at a moment."""
 
     at: datetime
     segment: str | None
     stage: Stage
-    action: Action
+    action: Action | Ignored
 
 
 @dataclass
@@ -80,6 +88,14 @@ def simulate(plan: Plan, script: Script) -> Timeline:
             timeline.entries.append(Entry(now, outcome.state.segment, outcome.state.stage, action))
             facts = _record(plan, script, facts, action, now)
         state = outcome.state
+        for event in facts.events:
+            if event.at == now and event.type is EventType.PURCHASE and not any(
+                    isinstance(a, EnterPath) and a.path is PathKind.CUSTOMER
+                    for a in outcome.actions):
+                reason = _why_ignored(plan, state, event)
+                if reason:
+                    timeline.entries.append(Entry(now, state.segment, state.stage,
+                                                  Ignored(event, reason)))
         upcoming = [e.at for e in facts.events if e.at > now]
         if outcome.wake_at is not None:
             upcoming.append(max(outcome.wake_at, now + timedelta(seconds=1)))
@@ -88,6 +104,19 @@ def simulate(plan: Plan, script: Script) -> Timeline:
         now = min(upcoming)
     timeline.final = state
     return timeline
+
+
+def _why_ignored(plan: Plan, state: State, event: Event) -> str | None:
+    """Why a purchase moved nobody; None where it will still count later."""
+    if state.stage in (Stage.CUSTOMER, Stage.ENDED):
+        return "already a customer" if state.stage is Stage.CUSTOMER else "the enrollment has ended"
+    segment = plan.segment(state.segment)
+    if segment is None or segment.exit_products is None:
+        return None  # before the survey: it counts once a segment is chosen
+    what = f"'{event.product}'" if event.product else "without a product"
+    products = ", ".join(sorted(segment.exit_products))
+    return (f"purchase {what} ignored: segment '{segment.id}' leaves its sales path only on "
+            f"a purchase of {products} (write --event purchase:PRODUCT@OFFSET)")
 
 
 def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datetime) -> Facts:

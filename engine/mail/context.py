@@ -61,6 +61,8 @@ class Subscriber:
 
 
 SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan")
+# Forms may leave the name out: templates must render for such subscribers too.
+SAMPLES = (SAMPLE, Subscriber(email="someone@example.com"))
 # The names a template may use; the validator reports any other as undefined.
 TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "vars",
              "email", "unsubscribe_url", "confirm_url", "postal_address")

@@ -7,6 +7,7 @@ not send 'Hello ,'), HTML autoescaped, subjects not (they are not HTML).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ class Renderer:
         return Rendered(self.subject(email.subject, context), html, html_to_text(html))
 
 
+_EMPHASIS_SPACE = re.compile(r"(\*\*|_) ([,.;:!?)])")
+
+
 def html_to_text(html: str) -> str:
     """The plain-text alternative of an HTML email: links kept, lines wrapped at 72."""
     converter = html2text.HTML2Text()
@@ -73,4 +77,6 @@ def html_to_text(html: str) -> str:
     converter.protect_links = True
     converter.inline_links = False
     converter.wrap_links = False
-    return str(converter.handle(html)).strip() + "\n"
+    text = str(converter.handle(html)).strip()
+    # html2text writes "<b>X</b>," as "**X** ,": put the punctuation back against the word.
+    return _EMPHASIS_SPACE.sub(r"\1\2", text) + "\n"

@@ -72,21 +72,26 @@ def path_emails(path: m.Path, ratio: Ratio) -> list[m.Email]:
 
 
 def email_role(email: m.Email, path: m.Path | m.SalesPath) -> Role:
-    """An email's role: written, implied by its pool, or 'sale' in a sales path."""
+    """An email's role: given by its pool, else as written, else 'sale' in a sales path.
+
+    In pools the pool decides; a contradicting `role:` is reported once by the validator.
+    """
+    if isinstance(path, m.Path):
+        if path.offers and any(e is email for e in path.offers):
+            return Role.SALE
+        if path.education and any(e is email for e in path.education):
+            return Role.EDUCATION
     if email.role is not None:
         return Role(email.role)
-    if isinstance(path, m.SalesPath):
-        return Role.SALE
-    if path.offers and any(e is email for e in path.offers):
-        return Role.SALE
-    return Role.EDUCATION
+    return Role.SALE if isinstance(path, m.SalesPath) else Role.EDUCATION
 
 
 def exit_products(exit_on: object) -> frozenset[str] | None:
     """None (any purchase) for 'purchase'; the listed products for {purchase: [...]}."""
     if isinstance(exit_on, dict):
         listed = exit_on.get("purchase")
-        return frozenset([listed] if isinstance(listed, str) else listed or [])
+        items = [listed] if isinstance(listed, str) else listed if isinstance(listed, list) else []
+        return frozenset(p for p in items if isinstance(p, str))
     return None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import TemplateNotFound, TemplateSyntaxError, meta, nodes
 
 from engine.errors import SequenceError
-from engine.mail.context import SAMPLE, TOP_LEVEL, PreviewLinks, template_context
+from engine.mail.context import SAMPLE, SAMPLES, TOP_LEVEL, PreviewLinks, template_context
 from engine.mail.render import Renderer
 from engine.sequences import model as m
 from engine.sequences.loader import Marks
@@ -53,7 +53,8 @@ class TemplateChecker:
             node = written.get(email.id)
             if node is None:  # a duplicate id: already reported by the validator
                 continue
-            errors.extend(self._subject(email, (*node._where, "subject"), marks, sample))
+            subject_errors = self._subject(email, (*node._where, "subject"), marks, sample)
+            errors.extend(subject_errors)
             where = (*node._where, "template")
             if not self._exists(email.template):
                 errors.append(self._not_found(email.template, where, marks))
@@ -65,7 +66,8 @@ class TemplateChecker:
                         self._reported.add(name)
                         errors.extend(self._file_errors[name])
                 continue
-            errors.extend(self._sample(plan, email, where, marks))
+            subject_at = None if subject_errors else (*node._where, "subject")
+            errors.extend(self._sample(plan, email, where, marks, subject_at))
         return errors
 
     def _exists(self, name: str) -> bool:
@@ -132,12 +134,23 @@ class TemplateChecker:
         return self._family[name]
 
     def _sample(self, plan: Plan, email: EmailStep, where: tuple[str | int, ...],
-                marks: Marks) -> list[SequenceError]:
-        """Render with the sample subscriber; report failures at the template line."""
+                marks: Marks, subject_at: tuple[str | int, ...] | None) -> list[SequenceError]:
+        """Render with sample subscribers; report failures at the subject or template line."""
         links = PreviewLinks()
-        context = template_context(plan, email, SAMPLE, links)
+        if subject_at is not None:
+            for subscriber in SAMPLES:
+                try:
+                    self.renderer.subject(email.subject, template_context(plan, email, subscriber,
+                                                                          links))
+                except Exception as exc:  # any failure, shown at the subject in the YAML
+                    return [marks.error(subject_at, "subject fails with sample data: "
+                                        f"{getattr(exc, 'message', None) or exc}",
+                                        "give it a default, or check the spelling")]
+        subscriber = SAMPLE
         try:
-            rendered = self.renderer.html(email.template, context)
+            for subscriber in SAMPLES:
+                context = template_context(plan, email, subscriber, links)
+                rendered = self.renderer.html(email.template, context)
         except Exception as exc:  # any template failure, shown to the marketer at its line
             filename, line = _template_frame(exc.__traceback__, self.renderer.templates_dir)
             path = filename or self.renderer.templates_dir / email.template
@@ -146,14 +159,16 @@ class TemplateChecker:
             column = 1
             if missing:
                 problem = f"template uses '{missing.group(1)}', which not every subscriber has"
+                fix = "give it a default, like {{ subscriber.fields.city | default('') }}"
                 column = _column(path.read_text(encoding="utf-8").splitlines(), line,
                                  missing.group(1))
+            elif not subscriber.name:
+                problem = f"template fails for a subscriber who gave no name: {problem}"
+                fix = "write a fallback, like {{ subscriber.first_name or 'there' }}"
             else:
                 problem = f"template fails with sample data: {problem}"
-            return [SequenceError(display_path(path), line, column, problem,
-                                  "give it a default, like "
-                                  "{{ subscriber.fields.city | default('') }}, "
-                                  "or check the spelling")]
+                fix = "check the expression on this line"
+            return [SequenceError(display_path(path), line, column, problem, fix)]
         if email.marketing:
             address_shown = (plan.postal_address in rendered
                              or html.escape(plan.postal_address) in rendered)

@@ -192,7 +192,8 @@ def _ratio(path: m.Path, label: str, ratio: Ratio, marks: Marks) -> Iterator[Seq
     emails = path_emails(path, ratio)
     roles = [email_role(e, path) for e in emails]
     if roles and roles[0] is Role.SALE:
-        yield marks.error((*emails[0]._where, "role"), f"{label} opens with a sale "
+        first = (*emails[0]._where, "role") if path.emails is not None else emails[0]._where
+        yield marks.error(first, f"{label} opens with a sale "
                           f"('{emails[0].id}')", "start the path with an education email")
     size = ratio.window
     for i, role in enumerate(roles):
@@ -203,7 +204,7 @@ def _ratio(path: m.Path, label: str, ratio: Ratio, marks: Marks) -> Iterator[Seq
         if sales > ratio.sale:
             email = emails[i]
             yield marks.error(
-                (*email._where, "role") if email.role else email._where,
+                (*email._where, "role") if path.emails is not None else email._where,
                 f"{label} breaks the {ratio} rule: emails '{emails[start].id}' to '{email.id}' "
                 f"hold {sales} sales in {i - start + 1} in a row",
                 f"at most {ratio.sale} of any {size} emails in a row may be a sale; move "

@@ -235,3 +235,16 @@ def test_a_removed_segment_falls_back_to_the_default() -> None:
     outcome = step(plan, state, Facts(), T0 + 3 * DAY)
     assert outcome.state.segment == "one"
     assert EnterSegment("one", "segment 'gone' was removed") in outcome.actions
+
+
+def test_simulate_says_why_a_purchase_of_another_product_changed_nothing() -> None:
+    from engine.flow.simulate import Ignored
+
+    seg = segment("one", nurture="EEEE", sales="SSS", spacing=DAY,
+                  exit_products=frozenset({"course"}))
+    timeline = simulate(make_plan(seg), Script(T0, events=(
+        Event(EventType.PURCHASE, T0 + 9 * DAY),), days=40))
+    ignored = [e.action for e in timeline.entries if isinstance(e.action, Ignored)]
+    assert [i.reason for i in ignored] == [
+        "purchase without a product ignored: segment 'one' leaves its sales path only on a "
+        "purchase of course (write --event purchase:PRODUCT@OFFSET)"]

@@ -64,3 +64,10 @@ def test_the_text_part_keeps_links_and_words(renderer: Renderer) -> None:
     assert "Hi Zoë Ágnes!" in rendered.text
     assert "https://example.com/x" in rendered.text
     assert "<p>" not in rendered.text
+
+
+def test_punctuation_after_bold_text_stays_against_the_word() -> None:
+    from engine.mail.render import html_to_text
+
+    text = html_to_text("<p>Pack <strong>light</strong>, eat <b>well</b>: sleep <em>warm</em>.</p>")
+    assert text == "Pack **light**, eat **well**: sleep _warm_.\n"
