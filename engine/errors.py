@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class EngineError(Exception):
     """Something the engine cannot do; the message says what to change."""
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working folder when it is below it; as given otherwise."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
 
 
 @dataclass(frozen=True, order=True)

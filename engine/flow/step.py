@@ -48,7 +48,7 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     facts = facts.until(now)
     actions: list[Action] = []
     # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
-    for _ in range(8 * sum(1 for _ in plan.emails()) + 32):
+    for _ in range(8 * plan.email_count + 32):
         result = _next(plan, state, facts, now)
         if isinstance(result, _Wait):
             return Outcome(state, tuple(actions), result.wake_at)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from engine.flow.window import FrequencyCap, SendWindow
 from engine.sequences.values import Ratio
@@ -188,6 +189,15 @@ class Plan:
             for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
                 yield from segment.path(kind).steps
 
+    @cached_property
+    def _by_id(self) -> dict[str, EmailStep]:
+        return {e.id: e for e in self.emails()}
+
+    @property
+    def email_count(self) -> int:
+        """How many emails the funnel has (bounds the interpreter's moves)."""
+        return len(self._by_id)
+
     def email(self, step_id: str) -> EmailStep | None:
         """The email with this step id, if any."""
-        return next((e for e in self.emails() if e.id == step_id), None)
+        return self._by_id.get(step_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from engine.errors import display_path
 from engine.sequences.plan import PathPlan, Role
 from engine.sequences.project import LoadedFunnel
-from engine.sequences.templates import display_path
 
 
 def summarize(loaded: LoadedFunnel) -> str:

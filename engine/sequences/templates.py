@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError, meta, nodes
 
-from engine.errors import SequenceError
+from engine.errors import SequenceError, display_path
 from engine.mail.context import SAMPLE, SAMPLES, TOP_LEVEL, PreviewLinks, template_context
 from engine.mail.render import Renderer
 from engine.sequences import model as m
@@ -24,14 +24,6 @@ from engine.sequences.validate import all_emails
 _DICT_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _FOOTER_FIX = ("extend the shared layout ({% extends \"layout.html\" %}) or add "
                "{{ unsubscribe_url }} and {{ postal_address }} to the template")
-
-
-def display_path(path: Path) -> str:
-    """`path` relative to the working folder when it is below it; as given otherwise."""
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
-    except ValueError:  # another drive (Windows)
-        return str(path)
 
 
 class TemplateChecker:
