@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.flow.simulate import Script, ScriptedAnswer, Timeline, simulate
@@ -88,11 +88,8 @@ def _by_path(timeline: Timeline, kind: PathKind) -> list[Role]:
     return [e.action.email.role for e in timeline.sends() if e.action.email.path is kind]
 
 
-PROPERTY = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
 
 
-@PROPERTY
 @given(plans(), scripts())
 def test_the_ratio_holds_in_every_nurture_and_customer_timeline(plan: Plan, script: Script) -> None:
     timeline = simulate(plan, script)
@@ -105,14 +102,12 @@ def test_the_ratio_holds_in_every_nurture_and_customer_timeline(plan: Plan, scri
             assert window.count(Role.SALE) <= plan.ratio.sale, (kind, roles)
 
 
-@PROPERTY
 @given(plans(), scripts())
 def test_no_email_is_emitted_twice(plan: Plan, script: Script) -> None:
     ids = [e.action.email.id for e in simulate(plan, script).sends()]
     assert len(ids) == len(set(ids))
 
 
-@PROPERTY
 @given(plans(), scripts())
 def test_nothing_from_a_sales_path_after_a_purchase_that_ends_it(plan: Plan, script: Script) -> None:
     timeline = simulate(plan, script)
@@ -127,7 +122,6 @@ def test_nothing_from_a_sales_path_after_a_purchase_that_ends_it(plan: Plan, scr
         assert all(entry.at < at for at in ending), (entry, ending)
 
 
-@PROPERTY
 @given(plans(), scripts())
 def test_every_marketing_email_falls_inside_the_send_window(plan: Plan, script: Script) -> None:
     for entry in simulate(plan, script).sends():
@@ -136,7 +130,6 @@ def test_every_marketing_email_falls_inside_the_send_window(plan: Plan, script: 
                 entry.at.astimezone(zone(script.timezone)), plan.window)
 
 
-@PROPERTY
 @given(plans(), scripts())
 def test_the_frequency_cap_holds_and_nothing_follows_an_unsubscribe(plan: Plan,
                                                                    script: Script) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.mail.render import Renderer
@@ -42,7 +42,6 @@ def _paths(node: Any, where: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 PATHS = [p for p in _paths(MINIMAL) if p]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3))
 def test_mutated_files_give_positioned_errors_or_a_funnel(edits: list[tuple[Any, Any]]) -> None:
     data = copy.deepcopy(MINIMAL)
