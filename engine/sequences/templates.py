@@ -21,6 +21,7 @@ from engine.sequences.loader import Marks
 from engine.sequences.plan import EmailStep, Plan
 from engine.sequences.validate import all_emails
 
+_Key = tuple[str, tuple[str, ...]]  # a template's name and the var names it is checked with
 _DICT_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
 _FOOTER_FIX = ("extend the shared layout ({% extends \"layout.html\" %}) or add "
                "{{ unsubscribe_url }} and {{ postal_address }} to the template")
@@ -32,9 +33,11 @@ class TemplateChecker:
     def __init__(self, renderer: Renderer) -> None:
         self.renderer = renderer
         self.env = renderer.env
-        self._file_errors: dict[str, list[SequenceError]] = {}  # per template file, found once
-        self._family: dict[str, tuple[str, ...]] = {}  # a template and all it extends/includes
-        self._reported: set[str] = set()
+        # Keyed by (template, the funnel's var names): `vars.x` is defined per funnel, so a
+        # template two funnels share is checked once for each set of vars.
+        self._file_errors: dict[_Key, list[SequenceError]] = {}
+        self._family: dict[_Key, tuple[_Key, ...]] = {}  # a template and all it extends/includes
+        self._reported: set[_Key] = set()
 
     def check(self, funnel: m.Funnel, plan: Plan, marks: Marks) -> list[SequenceError]:
         """Every template problem of this funnel (each template file reported once)."""
@@ -51,12 +54,12 @@ class TemplateChecker:
             if not self._exists(email.template):
                 errors.append(self._not_found(email.template, where, marks))
                 continue
-            family = self._scan(email.template, sample)
-            if any(self._file_errors[name] for name in family):
-                for name in family:
-                    if name not in self._reported:
-                        self._reported.add(name)
-                        errors.extend(self._file_errors[name])
+            family = self._scan((email.template, tuple(sorted(plan.vars))), sample)
+            if any(self._file_errors[key] for key in family):
+                for key in family:
+                    if key not in self._reported:
+                        self._reported.add(key)
+                        errors.extend(e for e in self._file_errors[key] if e not in errors)
                 continue
             subject_at = None if subject_errors else (*node._where, "subject")
             errors.extend(self._sample(plan, email, where, marks, subject_at))
@@ -88,12 +91,13 @@ class TemplateChecker:
         return [SequenceError(marks.path, pos.line, pos.column, f"subject uses {problem}", fix)
                 for _line, problem, fix, _word in _undefined(tree, sample)]
 
-    def _scan(self, name: str, sample: dict[str, Any]) -> tuple[str, ...]:
-        """Check `name` and every template it extends or includes; their names."""
-        if name in self._family:
-            return self._family[name]
-        self._family[name] = (name,)  # a template that includes itself stops here
-        errors = self._file_errors[name] = []
+    def _scan(self, key: _Key, sample: dict[str, Any]) -> tuple[_Key, ...]:
+        """Check a template and every template it extends or includes; their keys."""
+        if key in self._family:
+            return self._family[key]
+        name, shape = key
+        self._family[key] = (key,)  # a template that includes itself stops here
+        errors = self._file_errors[key] = []
         source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
         shown = display_path(Path(filename or name))
         lines = source.splitlines()
@@ -107,11 +111,11 @@ class TemplateChecker:
                                         f"template does not compile: {message}",
                                         "check the {{ }} and {% %} pairs and the tag names "
                                         "on this line"))
-            return self._family[name]
+            return self._family[key]
         for line, problem, fix, word in _undefined(tree, sample):
             errors.append(SequenceError(shown, line, _column(lines, line, word),
                                         f"template uses {problem}", fix))
-        family = [name]
+        family = [key]
         for parent in meta.find_referenced_templates(tree):
             if not isinstance(parent, str):
                 continue
@@ -121,9 +125,9 @@ class TemplateChecker:
                                             f"template '{parent}' not found",
                                             "create it, or fix the name"))
                 continue
-            family.extend(n for n in self._scan(parent, sample) if n not in family)
-        self._family[name] = tuple(family)
-        return self._family[name]
+            family.extend(k for k in self._scan((parent, shape), sample) if k not in family)
+        self._family[key] = tuple(family)
+        return self._family[key]
 
     def _sample(self, plan: Plan, email: EmailStep, where: tuple[str | int, ...],
                 marks: Marks, subject_at: tuple[str | int, ...] | None) -> list[SequenceError]:
@@ -191,8 +195,12 @@ def _undefined(tree: nodes.Template, sample: dict[str, Any]) -> Iterator[tuple[i
             reported.add(dotted)
             close = difflib.get_close_matches(attr, known, n=1, cutoff=0.6)
             parent = dotted.rsplit(".", 1)[0]
-            fix = f"did you mean '{parent}.{close[0]}'?" if close else \
-                f"'{parent}' has: {', '.join(sorted(known))}"
+            if close:
+                fix = f"did you mean '{parent}.{close[0]}'?"
+            elif parent == "vars":
+                fix = f"add '{attr}:' under 'vars:' in the sequence file"
+            else:
+                fix = f"'{parent}' has: {', '.join(sorted(known))}"
             yield node.lineno, f"undefined variable '{dotted}'", fix, attr
 
 

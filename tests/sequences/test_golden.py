@@ -70,3 +70,25 @@ def test_good_files_pass_with_a_summary_per_funnel(monkeypatch: pytest.MonkeyPat
         "customer 2 (2 education : 0 sale); "
         "two: nurture 5 (4 education : 1 sale), sales 1 (0 education : 1 sale), "
         "customer 1 (1 education : 0 sale)"]
+
+
+def test_a_template_shared_by_two_funnels_is_checked_against_each_funnels_vars(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from engine.sequences.project import Project
+
+    shutil.copytree(DATA / "templates", tmp_path / "templates")
+    (tmp_path / "templates" / "t" / "e1.html").write_text(
+        '{% extends "layout.html" %}{% block body %}<p>{{ vars.brand }}</p>{% endblock %}')
+    (tmp_path / "sequences").mkdir()
+    minimal = (DATA / "sequences" / "good" / "minimal.yaml").read_text()
+    with_brand = minimal.replace("funnel: minimal", "funnel: branded\nvars:\n  brand: Acme")
+    (tmp_path / "sequences" / "a-branded.yaml").write_text(with_brand)
+    (tmp_path / "sequences" / "b-plain.yaml").write_text(minimal)
+    monkeypatch.chdir(tmp_path)
+    result = Project(tmp_path).check()
+    assert [f.plan.funnel for f in result.funnels] == ["branded"]
+    assert [str(e) for e in result.errors] == [
+        "templates/t/e1.html:1:55: template uses undefined variable 'vars.brand'; "
+        "add 'brand:' under 'vars:' in the sequence file"]
