@@ -154,10 +154,16 @@ class TemplateChecker:
             missing = re.search(r"has no attribute '([^']+)'", problem)
             column = 1
             if missing:
-                problem = f"template uses '{missing.group(1)}', which not every subscriber has"
-                fix = "give it a default, like {{ subscriber.fields.city | default('') }}"
-                column = _column(path.read_text(encoding="utf-8").splitlines(), line,
-                                 missing.group(1))
+                attr = missing.group(1)
+                lines = path.read_text(encoding="utf-8").splitlines()
+                text = lines[line - 1] if 0 < line <= len(lines) else ""
+                column = _column(lines, line, attr)
+                if f"fields.{attr}" in text or f"fields['{attr}']" in text:
+                    problem = f"template uses the custom field '{attr}', which not every subscriber has"
+                    fix = f"give it a default, like {{{{ subscriber.fields.{attr} | default('') }}}}"
+                else:
+                    problem = f"template uses '{attr}', which is not defined there"
+                    fix = "check the spelling against the variables in docs/sequence-files.md"
             elif not subscriber.name:
                 problem = f"template fails for a subscriber who gave no name: {problem}"
                 fix = "write a fallback, like {{ subscriber.first_name or 'there' }}"
