@@ -181,3 +181,39 @@ def test_the_json_schema_accepts_the_shipped_files_and_rejects_typos(
         assert list(validator.iter_errors(doc.data)) == [], path
     doc, _ = load_text((DATA / "sequences/bad/unknown-key.yaml").read_text(), "x")
     assert doc is not None and list(validator.iter_errors(doc.data))
+
+
+def test_an_empty_project_says_where_it_looked(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    result = funnel("--project", str(tmp_path), "validate", monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert f"no sequence files in {tmp_path / 'sequences'}" in result.stderr
+
+
+def test_help_lists_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = funnel("--help", monkeypatch=monkeypatch)
+    for command in ("validate", "simulate", "preview", "schema"):
+        assert f"  {command} " in result.stdout
+
+
+def test_previewing_the_survey_shows_one_link_per_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = next(f.plan for f in SHIPPED.funnels if f.plan.funnel == "camping-gear")
+    assert plan.survey is not None
+    result = funnel("preview", "camping-gear", plan.survey.email.id, monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    for question in plan.survey.questions:
+        for answer, _label in question.answers:
+            assert f"/a/preview-{question.id}-{answer}" in result.stdout
+
+
+def test_two_files_with_one_funnel_id_are_an_error(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "sequences").mkdir()
+    text = (DATA / "sequences/good/minimal.yaml").read_text()
+    (tmp_path / "sequences" / "a.yaml").write_text(text)
+    (tmp_path / "sequences" / "b.yaml").write_text(text)
+    (tmp_path / "templates").symlink_to(DATA / "templates")
+    result = funnel("validate", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == ("sequences/b.yaml:1:1: funnel id 'minimal' is also "
+                                             "used by sequences/a.yaml; give each funnel its own id")

@@ -49,6 +49,8 @@ class Project:
     def sequence_files(self, paths: list[Path] | None = None) -> list[Path]:
         """The sequence files named (a folder means every .yaml in it); default: sequences/."""
         found: list[Path] = []
+        if not paths and not self.sequences_dir.is_dir():
+            return found
         for path in paths or [self.sequences_dir]:
             if path.is_dir():
                 found.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
