@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine.errors import EngineError
+from engine.errors import EngineError, UnknownStepError
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
@@ -114,11 +114,8 @@ def preview(obj: _Context, funnel: str, step_id: str, data: str | None, out: Pat
     plan = _plan(obj, funnel)
     email = plan.email(step_id)
     if email is None:
-        known = [e.id for e in plan.emails()]
-        close = [k for k in known if step_id in k or k in step_id][:1]
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise click.BadParameter(f"funnel '{plan.funnel}' has no step '{step_id}'; {hint}"
-                                 f"its steps: {', '.join(known)}", param_hint="STEP")
+        error = UnknownStepError(plan.funnel, step_id, [e.id for e in plan.emails()])
+        raise click.BadParameter(str(error), param_hint="STEP")
     given = _parse_data(data)
     subscriber = Subscriber(
         email=str(given.get("email", SAMPLE.email)), name=str(given.get("name", SAMPLE.name)),

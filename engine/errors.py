@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The option most like `word`, when one is close enough to be a likely typo of it."""
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, options: Iterable[str], otherwise: str, cutoff: float = 0.6) -> str:
+    """"did you mean 'x'?" for a likely typo of an option; `otherwise` when none is close."""
+    match = closest(word, options, cutoff)
+    return f"did you mean '{match}'?" if match else otherwise
 
 
 class EngineError(Exception):
@@ -47,14 +61,14 @@ class UnknownFunnelError(EngineError):
 
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
-        choices = ", ".join(sorted(known)) or "none"
-        super().__init__(f"no funnel named '{name}'; known funnels: {choices}")
+        choices = f"known funnels: {', '.join(sorted(known)) or 'none'}"
+        super().__init__(f"no funnel named '{name}'; {did_you_mean(name, known, choices)}")
 
 
 class UnknownStepError(EngineError):
     """The funnel has no step with that id."""
 
     def __init__(self, funnel: str, step: str, known: list[str]) -> None:
-        super().__init__(
-            f"funnel '{funnel}' has no step '{step}'; its steps are: {', '.join(known)}"
-        )
+        steps = f"its steps are: {', '.join(known)}"
+        super().__init__(f"funnel '{funnel}' has no step '{step}'; "
+                         f"{did_you_mean(step, known, steps)}")

@@ -217,3 +217,15 @@ def test_two_files_with_one_funnel_id_are_an_error(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == ("sequences/b.yaml:1:1: funnel id 'minimal' is also "
                                              "used by sequences/a.yaml; give each funnel its own id")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["simulate", "first-marathn"], "no funnel named 'first-marathn'; did you mean 'first-marathon'?"),
+    (["preview", "first-marathon", "b-shoe"],
+     "funnel 'first-marathon' has no step 'b-shoe'; did you mean 'b-shoes'?"),
+])
+def test_a_misspelt_funnel_or_step_gets_a_suggestion(args: list[str], message: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    result = funnel(*args, monkeypatch=monkeypatch)
+    assert result.exit_code != 0
+    assert message in result.output

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from engine.errors import SequenceError
+from engine.errors import SequenceError, closest, did_you_mean
 from engine.sequences.loader import Document, Path
 from engine.sequences.model import Funnel, Node
 
@@ -48,7 +47,7 @@ def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError
 
 def _misspelled(missing: Path, unknown: list[Path]) -> bool:
     siblings = [str(u[-1]) for u in unknown if u[:-1] == missing[:-1]]
-    return bool(difflib.get_close_matches(str(missing[-1]), siblings, n=1, cutoff=0.6))
+    return closest(str(missing[-1]), siblings) is not None
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...], *, keep_last: bool) -> Path:
@@ -76,8 +75,7 @@ def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
     if kind == "extra_forbidden":
         model = _model_at(path[:-1])
         allowed = sorted(f.alias or n for n, f in model.model_fields.items())
-        close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
-        fix = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(allowed)}"
+        fix = did_you_mean(str(path[-1]), allowed, f"allowed keys here: {', '.join(allowed)}")
         return marks.error(path, f"unknown key '{path[-1]}' in {_noun(path[:-1], doc)}", fix,
                            key=True)
     if kind == "missing":
@@ -109,8 +107,8 @@ def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
     if kind == "literal_error":
         expected = str(detail.get("ctx", {}).get("expected", "")).replace("'", "")
         options = [o.strip() for o in expected.replace(" or ", ",").split(",") if o.strip()]
-        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        match = closest(str(value), options, cutoff=0.5)
+        hint = f"; did you mean '{match}'?" if match else ""
         return marks.error(path, f"'{key}' cannot be {_shown(value)}",
                            f"write one of: {', '.join(options)}{hint}")
     return marks.error(path, f"'{key}': {detail['msg'].lower()}", DOCS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import html
 import os
 import re
@@ -13,7 +12,7 @@ from typing import Any
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError, meta, nodes
 
-from engine.errors import SequenceError, display_path
+from engine.errors import SequenceError, closest, did_you_mean, display_path
 from engine.mail.context import SAMPLE, SAMPLES, TOP_LEVEL, PreviewLinks, template_context
 from engine.mail.render import Renderer
 from engine.sequences import model as m
@@ -74,11 +73,10 @@ class TemplateChecker:
 
     def _not_found(self, name: str, where: tuple[str | int, ...], marks: Marks) -> SequenceError:
         known = self.env.list_templates(extensions=["html", "htm", "txt"])
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         return marks.error(where, f"template '{name}' not found in "
                            f"{display_path(self.renderer.templates_dir)}/",
-                           f"did you mean '{close[0]}'?" if close else
-                           "create it, or write the path of a file under templates/")
+                           did_you_mean(name, known, "create it, or write the path of a file "
+                                                     "under templates/"))
 
     def _subject(self, email: EmailStep, where: tuple[str | int, ...], marks: Marks,
                  sample: dict[str, Any]) -> list[SequenceError]:
@@ -191,18 +189,17 @@ def _undefined(tree: nodes.Template, sample: dict[str, Any]) -> Iterator[tuple[i
         name = name_node.name
         if name in missing and name not in reported:
             reported.add(name)
-            close = difflib.get_close_matches(name, TOP_LEVEL, n=1, cutoff=0.6)
-            fix = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(TOP_LEVEL)}"
+            fix = did_you_mean(name, TOP_LEVEL, f"use one of: {', '.join(TOP_LEVEL)}")
             yield name_node.lineno, f"undefined variable '{name}'", fix, name
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         found = _bad_attribute(node, sample)
         if found is not None and found[0] not in reported:
             dotted, attr, known = found
             reported.add(dotted)
-            close = difflib.get_close_matches(attr, known, n=1, cutoff=0.6)
+            match = closest(attr, known)
             parent = dotted.rsplit(".", 1)[0]
-            if close:
-                fix = f"did you mean '{parent}.{close[0]}'?"
+            if match:
+                fix = f"did you mean '{parent}.{match}'?"
             elif parent == "vars":
                 fix = f"add '{attr}:' under 'vars:' in the sequence file"
             else:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator
 
-from engine.errors import SequenceError
+from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
 from engine.sequences.compile import email_role, exit_products, path_emails
 from engine.sequences.loader import Marks
@@ -37,10 +36,8 @@ def all_emails(funnel: m.Funnel) -> Iterator[m.TransactionalEmail | m.Email]:
 
 def _suggest(name: str, known: Iterable[str]) -> str:
     options = sorted(set(known))
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"write one of: {', '.join(options)}" if options else "define it first"
+    return did_you_mean(name, options, f"write one of: {', '.join(options)}" if options
+                        else "define it first")
 
 
 def _duplicates(items: Iterable[m.Node], label: str, marks: Marks) -> Iterator[SequenceError]:
