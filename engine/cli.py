@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine.errors import EngineError, UnknownStepError
+from engine.errors import EngineError, UnknownStepError, did_you_mean
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
@@ -211,6 +211,9 @@ def _parse_event(text: str, begin: datetime) -> Event:
     return Event(event_type, at, name=name)
 
 
+_DATA_KEYS = ("name", "email", "timezone", "fields", "magnet", "segment")
+
+
 def _parse_data(data: str | None) -> dict[str, Any]:
     if not data:
         return {}
@@ -220,6 +223,15 @@ def _parse_data(data: str | None) -> dict[str, Any]:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
     if not isinstance(given, dict):
         raise click.BadParameter('write a JSON object, like {"name": "Ann"}', param_hint="--data")
+    for key, value in given.items():
+        if key not in _DATA_KEYS:
+            raise click.BadParameter(f"unknown key '{key}'; "
+                                     f"{did_you_mean(key, _DATA_KEYS, 'use ' + ', '.join(_DATA_KEYS))}",
+                                     param_hint="--data")
+        expected = dict if key == "fields" else str
+        if not isinstance(value, expected):
+            kind = "an object of field names and values" if expected is dict else "text"
+            raise click.BadParameter(f"'{key}' must be {kind}", param_hint="--data")
     return given
 
 

@@ -144,6 +144,12 @@ def test_simulate_text_output_and_local_times(monkeypatch: pytest.MonkeyPatch) -
      "unknown time zone 'Mars/Olympus'"),
     (["simulate", "sequences/bad/ratio-broken.yaml"], "breaks the 4:1 rule"),
     (["preview", "sequences/good/minimal.yaml", "e99"], "has no step 'e99'"),
+    (["preview", "sequences/good/minimal.yaml", "e1", "--data", '{"fields": [1, 2]}'],
+     "'fields' must be an object of field names and values"),
+    (["preview", "sequences/good/minimal.yaml", "e1", "--data", '{"nmae": "Ann"}'],
+     "unknown key 'nmae'; did you mean 'name'?"),
+    (["preview", "sequences/good/minimal.yaml", "e1", "--data", '{"name": 5}'],
+     "'name' must be text"),
 ])
 def test_bad_arguments_say_what_is_wrong(args: list[str], message: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:

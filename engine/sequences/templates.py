@@ -69,6 +69,8 @@ class TemplateChecker:
             self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
         except TemplateNotFound:
             return False
+        except UnicodeDecodeError:
+            return True  # there, but unreadable: _scan reports it at the bad byte
         return True
 
     def _not_found(self, name: str, where: tuple[str | int, ...], marks: Marks) -> SequenceError:
@@ -96,7 +98,17 @@ class TemplateChecker:
         name, shape = key
         self._family[key] = (key,)  # a template that includes itself stops here
         errors = self._file_errors[key] = []
-        source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        except UnicodeDecodeError as exc:
+            path = self.renderer.templates_dir / name
+            raw = path.read_bytes()
+            line = raw.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            errors.append(SequenceError(display_path(path), line, column,
+                                        f"the template is not UTF-8 text (byte {raw[exc.start]:#04x})",
+                                        "save it as UTF-8"))
+            return self._family[key]
         shown = display_path(Path(filename or name))
         lines = source.splitlines()
         try:
