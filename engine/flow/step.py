@@ -92,8 +92,11 @@ def _purchase_moves(plan: Plan, state: State, facts: Facts) -> _Move | None:
         actions.append(EnterSegment(segment.id, "purchase before the survey was answered"))
     what = f"purchase of '{purchase.product}'" if purchase.product else "purchase"
     actions.append(EnterPath(PathKind.CUSTOMER, what))
-    moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id, since=purchase.at,
-                    step=None, last_sent_at=None, deadline=None)
+    # Spacing counts from the purchase, or from the current stage when the purchase is
+    # older (a customer who signs up again must not get their onboarding in a rush).
+    moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id,
+                    since=max(purchase.at, state.since), step=None, last_sent_at=None,
+                    deadline=None)
     return _Move(moved, tuple(actions))
 
 
@@ -101,7 +104,7 @@ def _decide(plan: Plan, facts: Facts) -> str:
     return plan.survey.decide(facts.answers()) if plan.survey else plan.default_segment
 
 
-def _send(state: State, email: EmailStep, now: datetime, **changes: object) -> _Move:
+def _send(state: State, email: EmailStep, **changes: object) -> _Move:
     done = Done(email.id, email.path, email.role)
     moved = replace(state, done=(*state.done, done), **changes)  # type: ignore[arg-type]
     return _Move(moved, (Send(email, state.segment),))
@@ -114,7 +117,7 @@ def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait 
     if confirmed is not None:
         return _Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
     if plan.confirmation.id not in state.sent_ids():
-        return _send(state, plan.confirmation, now)
+        return _send(state, plan.confirmation)
     return _Wait(None)
 
 
@@ -122,10 +125,10 @@ def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _M
     email = plan.magnet(facts.magnet).email
     if email.id in state.sent_ids():
         return _Move(replace(state, stage=Stage.SURVEY, since=now))
-    return _send(state, email, now, stage=Stage.SURVEY, since=now)
+    return _send(state, email, stage=Stage.SURVEY, since=now)
 
 
-def _segment_chosen(plan: Plan, state: State, segment: str, reason: str,
+def _segment_chosen(state: State, segment: str, reason: str,
                     since: datetime, extra: tuple[Action, ...] = ()) -> _Move:
     moved = replace(state, stage=Stage.NURTURE, segment=segment, since=since, step=None,
                     last_sent_at=None, deadline=None)
@@ -136,26 +139,26 @@ def _segment_chosen(plan: Plan, state: State, segment: str, reason: str,
 def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
     survey = plan.survey
     if survey is None:
-        return _segment_chosen(plan, state, plan.default_segment, "no survey", now)
+        return _segment_chosen(state, plan.default_segment, "no survey", now)
     answers = facts.answers()
     if survey.complete(answers):
         skip = Skip(survey.email, "answered on the signup form")
-        return _segment_chosen(plan, state, survey.decide(answers), "answered the survey", now,
+        return _segment_chosen(state, survey.decide(answers), "answered the survey", now,
                                (skip,))
     due = state.since + survey.after
     if now < due:
         return _Wait(due)
-    return _send(state, survey.email, now, stage=Stage.ANSWERING, since=now,
+    return _send(state, survey.email, stage=Stage.ANSWERING, since=now,
                  deadline=now + survey.wait)
 
 
 def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
     survey = plan.survey
     if survey is None:
-        return _segment_chosen(plan, state, plan.default_segment, "the survey was removed", now)
+        return _segment_chosen(state, plan.default_segment, "the survey was removed", now)
     answers = facts.answers()
     if survey.complete(answers):
-        return _segment_chosen(plan, state, survey.decide(answers), "answered the survey",
+        return _segment_chosen(state, survey.decide(answers), "answered the survey",
                                facts.last_answer_at() or now)
     deadline = state.deadline or state.since + survey.wait
     if now < deadline:
@@ -163,7 +166,7 @@ def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait |
     reason = f"no answer within {format_delay(survey.wait)}"
     if answers:
         reason = f"only some questions answered within {format_delay(survey.wait)}"
-    return _segment_chosen(plan, state, survey.decide(answers), reason, deadline)
+    return _segment_chosen(state, survey.decide(answers), reason, deadline)
 
 
 def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
@@ -195,7 +198,7 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Mov
         skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                      skipped=True)))
         return _Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
-    return _send(state, email, now, step=_after(path, email), last_sent_at=now)
+    return _send(state, email, step=_after(path, email), last_sent_at=now)
 
 
 def _current(path: PathPlan, state: State) -> EmailStep | None:

@@ -248,3 +248,13 @@ def test_simulate_says_why_a_purchase_of_another_product_changed_nothing() -> No
     assert [i.reason for i in ignored] == [
         "purchase without a product ignored: segment 'one' leaves its sales path only on a "
         "purchase of course (write --event purchase:PRODUCT@OFFSET)"]
+
+
+def test_a_purchase_from_before_signup_does_not_rush_the_customer_path() -> None:
+    # An old customer signs up again: they go to the customer path, but its spacing
+    # counts from their enrollment, not from a purchase made long ago.
+    plan = make_plan(segment("one", customer="EE", spacing=2 * DAY), double_opt_in=False)
+    old_purchase = Event(EventType.PURCHASE, T0 - 300 * DAY)
+    timeline = simulate(plan, Script(T0, events=(old_purchase,), days=30))
+    customer = [e.at for e in timeline.sends() if e.action.email.path is PathKind.CUSTOMER]
+    assert customer == [T0 + 2 * DAY, T0 + 4 * DAY]
