@@ -1,4 +1,4 @@
-"""The `funnel` command: parse arguments, build the parts, print what they return."""
+"""The marketer's commands: validate, simulate, preview, schema."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from engine.cli.main import Context, main, pass_project
 from engine.errors import EngineError, UnknownStepError, did_you_mean
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
@@ -21,33 +22,14 @@ from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_conte
 from engine.mail.render import Renderer
 from engine.sequences.model import json_schema
 from engine.sequences.plan import Plan
-from engine.sequences.project import Project
 from engine.sequences.summary import summarize
 from engine.sequences.values import parse_delay
-
-
-class _Context:
-    def __init__(self, project: Path) -> None:
-        self.project = Project(project)
-
-
-pass_project = click.make_pass_decorator(_Context)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="The project folder (with sequences/ and templates/).")
-@click.version_option(package_name="funnel-engine")
-@click.pass_context
-def main(ctx: click.Context, project: Path) -> None:
-    """funnel-engine: email funnels from sequence files."""
-    ctx.obj = _Context(project)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @pass_project
-def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
+def validate(obj: Context, paths: tuple[Path, ...]) -> None:
     """Check sequence files (default: the project's sequences/); exit 1 on any error."""
     result = obj.project.check(list(paths) or None)
     for error in sorted(set(result.errors)):
@@ -79,7 +61,7 @@ def validate(obj: _Context, paths: tuple[Path, ...]) -> None:
               help="How many days to simulate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the emails as a JSON array.")
 @pass_project
-def simulate_command(obj: _Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
+def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
                      start: str | None, timezone: str, magnet: str | None, days: int,
                      as_json: bool) -> None:
     """Print the dated timeline one subscriber would receive."""
@@ -109,7 +91,7 @@ def simulate_command(obj: _Context, funnel: str, answers: tuple[str, ...], event
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write STEP.html and STEP.txt into this folder.")
 @pass_project
-def preview(obj: _Context, funnel: str, step_id: str, data: str | None, out: Path | None) -> None:
+def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path | None) -> None:
     """Render one email (HTML and plain text) with sample subscriber data."""
     plan = _plan(obj, funnel)
     email = plan.email(step_id)
@@ -149,7 +131,7 @@ def schema(out: Path | None) -> None:
         click.echo(f"wrote {out}")
 
 
-def _plan(obj: _Context, funnel: str) -> Plan:
+def _plan(obj: Context, funnel: str) -> Plan:
     try:
         return obj.project.plan(funnel)
     except EngineError as exc:

@@ -1,0 +1,6 @@
+"""The `funnel` command line: each module adds its commands to the one group."""
+
+from engine.cli import authoring, daemon
+from engine.cli.main import main
+
+__all__ = ["authoring", "daemon", "main"]

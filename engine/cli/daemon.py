@@ -1,0 +1,83 @@
+"""The operator's commands: run the daemon, upgrade the database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from engine.cli.main import Context, main, pass_project
+from engine.config import database_url
+from engine.daemon import build_daemon, open_database
+from engine.errors import EngineError, SequenceFileError
+from engine.logs import setup_logging
+from engine.scheduler.clock import Clock, ScaledClock, SystemClock
+from engine.scheduler.runner import Runner
+from engine.store.migrate import current_revision, head_revision
+from engine.store.migrate import upgrade as migrate
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: setting 'host', 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port to listen on (default: setting 'port', 8000)."
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Run the clock this many times faster (demos, end-to-end tests).",
+)
+@click.option("--force", is_flag=True, help="Allow --time-scale with a transport that really sends.")
+@pass_project
+def run(obj: Context, host: str | None, port: int | None, time_scale: float, force: bool) -> None:
+    """Run the daemon: scheduler, sending and the HTTP server, until SIGTERM."""
+    try:
+        settings = obj.settings
+        overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        settings = settings.model_copy(update=overrides)
+        if time_scale != 1.0 and settings.transport != "outbox" and not force:
+            raise click.UsageError(
+                f"--time-scale {time_scale:g} would send real mail {time_scale:g} times faster than "
+                f"planned through transport '{settings.transport}'; use the outbox transport "
+                "(FUNNEL_TRANSPORT=outbox) or add --force"
+            )
+        setup_logging(settings.log_level)
+        clock: Clock = ScaledClock(time_scale) if time_scale != 1.0 else SystemClock()
+        daemon = build_daemon(settings, obj.root, clock=clock)
+    except SequenceFileError as error:
+        for line in error.errors:
+            click.echo(str(line), err=True)
+        raise click.ClickException(
+            "the sequence files have errors; fix them (funnel validate) and start again"
+        ) from error
+    except EngineError as error:
+        raise click.ClickException(str(error)) from error
+    sys.exit(asyncio.run(Runner(daemon).run()))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@pass_project
+def upgrade(obj: Context) -> None:
+    """Create or migrate the database to this version's schema (funnel run does it too)."""
+    try:
+        db_engine = open_database(obj.settings, obj.root, migrate=False)
+        before = current_revision(db_engine)
+        migrate(db_engine)
+        after = current_revision(db_engine)
+        db_engine.dispose()
+    except EngineError as error:
+        raise click.ClickException(str(error)) from error
+    url = database_url(obj.settings, obj.root)
+    shown = url if url.startswith("sqlite") else url.split("@")[-1]
+    if before == after:
+        click.echo(f"database {shown} is up to date (revision {after}, newest {head_revision()})")
+    else:
+        click.echo(f"database {shown} upgraded from revision {before or 'none (empty)'} to {after}")

@@ -1,0 +1,37 @@
+"""The `funnel` command group and what every command shares: the project folder and settings."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from engine.config import Settings, load_settings
+from engine.sequences.project import Project
+
+
+class Context:
+    """What the group passes to its commands; settings are read on first use."""
+
+    def __init__(self, project: Path) -> None:
+        self.root = project
+        self.project = Project(project)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """funnel.toml and FUNNEL_ variables, read once."""
+        return load_settings(self.root)
+
+
+pass_project = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The project folder (with sequences/ and templates/).")
+@click.version_option(package_name="funnel-engine")
+@click.pass_context
+def main(ctx: click.Context, project: Path) -> None:
+    """funnel-engine: email funnels from sequence files."""
+    ctx.obj = Context(project)

@@ -1,0 +1,160 @@
+"""Settings: built once from `funnel.toml` and `FUNNEL_*` variables, then passed down.
+
+Every key of `funnel.toml` can be overridden by the environment variable of the
+same name in capitals with a `FUNNEL_` prefix (`smtp_host` -> `FUNNEL_SMTP_HOST`).
+Nothing needs to be set: the defaults run the daemon on a SQLite file and an outbox
+folder in the project, with a secret generated on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.errors import EngineError, did_you_mean
+from engine.sequences.values import parse_delay
+
+CONFIG_FILE = "funnel.toml"
+ENV_PREFIX = "FUNNEL_"
+SECRET_FILE = ".funnel-secret"
+
+
+class ConfigError(EngineError):
+    """A setting in funnel.toml or a FUNNEL_ variable is wrong; the message names it and what to write."""
+
+
+class Settings(BaseModel):
+    """Everything the daemon and the commands can be told; see docs/operations.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: Literal["outbox", "smtp"] = Field(
+        "outbox", description="'outbox' writes .eml files to the project's outbox/; 'smtp' sends"
+    )
+    outbox_dir: str = Field("outbox", description="folder for the outbox transport, relative to the project")
+    smtp_host: str = Field("localhost", description="SMTP server (relay or provider) host name")
+    smtp_port: int = Field(0, ge=0, le=65535, description="SMTP port; 0 picks 25, 587 or 465 by smtp_tls")
+    smtp_username: str | None = Field(None, description="SMTP AUTH user name")
+    smtp_password: str | None = Field(None, description="SMTP AUTH password")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="'none', 'starttls' (port 587) or 'tls' (implicit, port 465)"
+    )
+    smtp_timeout: float = Field(30.0, gt=0, description="seconds to wait for any SMTP reply")
+    smtp_connections: int = Field(8, ge=1, le=256, description="SMTP connections kept open at most")
+    smtp_cafile: str | None = Field(None, description="CA bundle to trust for a private SMTP server")
+    base_url: str = Field("http://127.0.0.1:8000", description="public URL of the daemon, used in links")
+    secret_key: str | None = Field(None, description="key that signs links; generated when unset")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<project>/funnel.db"
+    )
+    host: str = Field("127.0.0.1", description="address the HTTP server listens on")
+    port: int = Field(8000, ge=0, le=65535, description="port the HTTP server listens on")
+    send_rate: float = Field(20.0, gt=0, description="emails per second at most, catch-up included")
+    batch_size: int = Field(200, ge=1, le=10_000, description="enrollments or deliveries claimed at once")
+    tick_seconds: float = Field(1.0, gt=0, description="seconds between scheduler ticks")
+    lease_seconds: float = Field(
+        300.0, gt=0, description="how long a claim lasts before a crashed daemon's work is taken over"
+    )
+    retry_lifetime: str = Field("3d", description="how long 4xx replies are retried before giving up")
+    resend_unknown: bool = Field(
+        False, description="re-send a message whose connection broke after the data (risks duplicates)"
+    )
+    message_id_domain: str | None = Field(
+        None, description="domain of Message-IDs; default: the funnel sender's domain"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("retry_lifetime")
+    @classmethod
+    def _delay(cls, value: str) -> str:
+        parse_delay(value)  # raises ValueError with the allowed forms
+        return value
+
+    @property
+    def retry_lifetime_delta(self) -> timedelta:
+        """`retry_lifetime` as a duration."""
+        return parse_delay(self.retry_lifetime)
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        """The SMTP port, defaulting by TLS mode as mail clients do."""
+        return self.smtp_port or {"none": 25, "starttls": 587, "tls": 465}[self.smtp_tls]
+
+
+def load_settings(project: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for `project`: defaults, then funnel.toml, then FUNNEL_ variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    path = project / CONFIG_FILE
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f'{path}: {error}; write key = "value" lines (TOML)') from error
+        _check_keys(values, str(path))
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key not in _IGNORED_ENV:
+            name = key[len(ENV_PREFIX) :].lower()
+            _check_keys({name: value}, f"environment variable {key}", env=True)
+            values[name] = value
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_describe(e, path) for e in error.errors())) from error
+
+
+# Variables with the prefix that configure tests or tools, not the daemon.
+_IGNORED_ENV = frozenset({"FUNNEL_REQUIRE_POSTGRES", "FUNNEL_TEST_DATABASE_URL"})
+
+
+def _check_keys(values: Mapping[str, object], where: str, env: bool = False) -> None:
+    known = Settings.model_fields
+    for name in values:
+        if name not in known:
+            shown = (ENV_PREFIX + name.upper()) if env else name
+            options = [(ENV_PREFIX + k.upper()) if env else k for k in known]
+            raise ConfigError(
+                f"{where}: unknown setting '{shown}'; "
+                + did_you_mean(shown, options, "see docs/operations.md for the settings")
+            )
+
+
+def _describe(error: Mapping[str, object], path: Path) -> str:
+    loc = error.get("loc") or ("?",)
+    name = str(loc[0]) if isinstance(loc, tuple) else str(loc)
+    field = Settings.model_fields.get(name)
+    hint = f" ({field.description})" if field and field.description else ""
+    return (
+        f"setting '{name}' (funnel.toml or {ENV_PREFIX}{name.upper()}): {error.get('msg')}"
+        f"; got {error.get('input')!r}{hint}"
+    )
+
+
+def database_url(settings: Settings, project: Path) -> str:
+    """The database to use: the setting, or a SQLite file in the project folder."""
+    return settings.database_url or f"sqlite:///{(project / 'funnel.db').resolve()}"
+
+
+def secret_key(settings: Settings, project: Path) -> str:
+    """The link-signing key: the setting, else one generated once and kept in the project."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = project / SECRET_FILE
+    if path.is_file():
+        return path.read_text(encoding="ascii").strip()
+    key = secrets.token_urlsafe(32)
+    # O_EXCL: two daemons starting at once must agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    return key

@@ -1,0 +1,98 @@
+"""The daemon's parts, built once from Settings: database, funnels, transport, ticker."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from engine.config import Settings, database_url, secret_key
+from engine.mail.outbox import OutboxTransport
+from engine.mail.smtp import SmtpSettings, SmtpTransport
+from engine.mail.transport import Transport
+from engine.scheduler.clock import Clock, SystemClock
+from engine.scheduler.dispatch import Dispatcher, DispatchSettings, RateLimiter
+from engine.scheduler.funnels import LiveFunnels
+from engine.scheduler.tick import Ticker
+from engine.sequences.project import Project
+from engine.store.db import check_connection, make_engine
+from engine.store.migrate import upgrade
+
+
+def make_transport(settings: Settings, project: Path) -> Transport:
+    """The transport the settings choose: the outbox folder, or an SMTP server."""
+    if settings.transport == "outbox":
+        return OutboxTransport(project / settings.outbox_dir)
+    return SmtpTransport(
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port_or_default,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+            max_connections=settings.smtp_connections,
+            cafile=settings.smtp_cafile,
+        )
+    )
+
+
+def open_database(settings: Settings, project: Path, migrate: bool = True) -> Engine:
+    """The database engine, reachable and (by default) migrated to the newest schema."""
+    db_engine = make_engine(database_url(settings, project))
+    check_connection(db_engine)
+    if migrate:
+        upgrade(db_engine)
+    return db_engine
+
+
+@dataclass
+class Daemon:
+    """Everything `funnel run` runs, wired together."""
+
+    settings: Settings
+    project: Path
+    db_engine: Engine
+    live: LiveFunnels
+    transport: Transport
+    clock: Clock
+    ticker: Ticker
+    dispatcher: Dispatcher
+    db_executor: ThreadPoolExecutor
+
+
+def build_daemon(
+    settings: Settings,
+    project: Path,
+    clock: Clock | None = None,
+    transport: Transport | None = None,
+    db_engine: Engine | None = None,
+) -> Daemon:
+    """Wire a daemon for `project`; tests hand in their own clock, transport or database."""
+    clock = clock or SystemClock()
+    db_engine = db_engine or open_database(settings, project)
+    live = LiveFunnels(Project(project))
+    transport = transport or make_transport(settings, project)
+    # One thread does all database work: SQLite has one writer anyway, and the event
+    # loop never blocks on a query.
+    db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-db")
+    dispatch_settings = DispatchSettings(
+        base_url=settings.base_url,
+        secret=secret_key(settings, project),
+        lease=timedelta(seconds=settings.lease_seconds),
+        retry_lifetime=settings.retry_lifetime_delta,
+        resend_unknown=settings.resend_unknown,
+        batch_size=settings.batch_size,
+        concurrency=settings.smtp_connections if settings.transport == "smtp" else 4,
+    )
+    limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
+    dispatcher = Dispatcher(
+        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor
+    )
+    ticker = Ticker(
+        db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain
+    )
+    return Daemon(settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor)

@@ -1,0 +1,359 @@
+"""The sending half of a tick: claim queued deliveries, render, send, record what happened.
+
+Delivery semantics (docs/delivery.md): a delivery is claimed as 'sending' with a lease
+before it is sent, and its outcome is committed before the connection that sent it
+takes another message. A process killed at any moment therefore leaves at most one
+message per open connection sent-but-unrecorded; those are sent again when the lease
+runs out (at-least-once across crashes, at most one extra copy per connection per kill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from jinja2 import TemplateError
+from sqlalchemy.engine import Engine
+
+from engine.logs import log
+from engine.mail.context import Subscriber, template_context
+from engine.mail.links import SignedLinks
+from engine.mail.message import build_message
+from engine.mail.transport import Outcome, Outgoing, Result, Transport
+from engine.scheduler.clock import Clock
+from engine.scheduler.funnels import Funnels
+from engine.store import queries
+from engine.store.rows import email_hash
+
+T = TypeVar("T")
+
+# Back-off after a 4xx, by attempt: as MTAs do, short at first, then every 4 hours
+# until the lifetime (3 days by default) runs out.
+BACKOFF = (
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+)
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """What the dispatcher needs from Settings."""
+
+    base_url: str
+    secret: str
+    lease: timedelta
+    retry_lifetime: timedelta
+    resend_unknown: bool
+    batch_size: int
+    concurrency: int
+
+
+class RateLimiter:
+    """A token bucket in real seconds: `rate` per second, bursts of at most `burst`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    def take(self, wanted: int) -> int:
+        """Take up to `wanted` whole tokens; returns how many were taken."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        granted = min(wanted, int(self._tokens))
+        self._tokens -= granted
+        return granted
+
+    def give_back(self, unused: int) -> None:
+        """Return tokens taken but not used."""
+        self._tokens = min(self.burst, self._tokens + unused)
+
+
+@dataclass
+class _Committer:
+    """Group commit: outcomes that arrive while a write runs go together in the next one."""
+
+    write: Callable[[list[dict[str, Any]]], Awaitable[None]]
+    pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = field(default_factory=list)
+    running: asyncio.Task[None] | None = None
+
+    async def record(self, update: dict[str, Any]) -> None:
+        """Return once `update` is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((update, future))
+        if self.running is None or self.running.done():
+            self.running = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await self.write([update for update, _ in batch])
+            except Exception as error:  # the senders' awaits must not hang
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for _, future in batch:
+                future.set_result(None)
+
+
+class Dispatcher:
+    """Sends due deliveries through a transport at no more than the configured rate."""
+
+    def __init__(
+        self,
+        db_engine: Engine,
+        funnels: Callable[[], Funnels],
+        transport: Transport,
+        clock: Clock,
+        settings: DispatchSettings,
+        limiter: RateLimiter,
+        db_executor: Executor,
+    ) -> None:
+        self.db_engine = db_engine
+        self.funnels = funnels
+        self.transport = transport
+        self.clock = clock
+        self.settings = settings
+        self.limiter = limiter
+        self.db_executor = db_executor
+        self.paused_domains: dict[str, datetime] = {}  # 421: this destination refuses for a while
+        self.stopping = False
+        self._committer = _Committer(self._write)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
+
+    async def dispatch(self) -> int:
+        """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""
+        attempted = 0
+        while not self.stopping:
+            wanted = self.limiter.take(self.settings.batch_size)
+            if wanted == 0:
+                break
+            now = self.clock.now()
+            claimed = await self._db(self._claim, now, wanted)
+            self.limiter.give_back(wanted - len(claimed))
+            if not claimed:
+                break
+            await self._send_all(claimed)
+            attempted += len(claimed)
+        return attempted
+
+    def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        with self.db_engine.begin() as conn:
+            rows = queries.claim_due_deliveries(conn, now, limit, now + self.settings.lease)
+            blocked = queries.suppressed_hashes(conn, (email_hash(r["email"]) for r in rows))
+        if blocked:
+            rows = [r for r in rows if email_hash(r["email"]) not in blocked] + [
+                {**r, "subscriber_status": "suppressed"} for r in rows if email_hash(r["email"]) in blocked
+            ]
+        for row in rows:
+            if row["status"] == "sending":  # its lease ran out: the daemon holding it died
+                log(
+                    "recovered",
+                    delivery=row["id"],
+                    message_id=row["message_id"],
+                    funnel=row["funnel"],
+                    step=row["step"],
+                    attempts=row["attempts"],
+                )
+        return rows
+
+    async def _send_all(self, claimed: list[dict[str, Any]]) -> None:
+        queue = deque(claimed)
+
+        async def worker() -> None:
+            while queue:
+                row = queue.popleft()
+                # Rendering here, one message at a time, spreads the CPU work between the
+                # network waits instead of stalling every connection for a whole batch.
+                prepared = self._prepare(row)
+                if isinstance(prepared, Outgoing):
+                    result = await self.transport.send(prepared)
+                    update = self._after_attempt(row, result)
+                else:
+                    update = prepared
+                await self._committer.record(update)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(claimed)))))
+
+    def _prepare(self, row: dict[str, Any]) -> Outgoing | dict[str, Any]:
+        """The message to send, or the update that explains why it is not sent now."""
+        now = self.clock.now()
+        if row["subscriber_status"] in ("bounced", "complained", "suppressed", "forgotten") or (
+            row["marketing"] and row["subscriber_status"] == "unsubscribed"
+        ):
+            return _final(
+                row, "suppressed", now, reply=f"not sent: the address is {row['subscriber_status']}"
+            )
+        funnels = self.funnels()
+        plan = funnels.plans.get(row["funnel"])
+        email = plan.email(row["step"]) if plan else None
+        if plan is None or email is None:
+            return _final(
+                row,
+                "failed",
+                now,
+                reply=f"not sent: step '{row['step']}' of funnel "
+                f"'{row['funnel']}' is no longer in the sequence files",
+            )
+        if row["marketing"] and plan.window and not plan.window.contains(now, row["timezone"]):
+            # Late (downtime, a backlog): wait for the window rather than arrive at night.
+            return _later(
+                row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window"
+            )
+        domain = row["email"].rpartition("@")[2].lower()
+        paused = self.paused_domains.get(domain)
+        if paused and paused > now:
+            return _later(row, paused, now, f"{domain} answered 421; waiting")
+        links = SignedLinks(
+            self.settings.base_url,
+            self.settings.secret,
+            row["message_id"].partition("@")[0],
+            row["created_at"],
+        )
+        subscriber = Subscriber(
+            email=row["email"],
+            name=row["name"],
+            locale=row["locale"],
+            timezone=row["timezone"],
+            fields=dict(row["fields"] or {}),
+        )
+        try:
+            context = template_context(
+                plan, email, subscriber, links, magnet=row["magnet"], segment=row["segment"]
+            )
+            rendered = funnels.renderer.render(email, context)
+            data = build_message(
+                sender=plan.sender,
+                to_name=subscriber.name,
+                to_address=subscriber.email,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                message_id=row["message_id"],
+                date=now,
+                reply_to=plan.reply_to,
+                list_unsubscribe=links.unsubscribe(email) if email.marketing else None,
+            )
+        except (TemplateError, ValueError) as error:
+            log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=str(error))
+            return _final(row, "failed", now, reply=f"not sent: {error}"[:500])
+        sender_address = plan.sender.rpartition("<")[2].rstrip(">").strip()
+        return Outgoing(row["message_id"], sender_address, subscriber.email, data)
+
+    def _after_attempt(self, row: dict[str, Any], result: Result) -> dict[str, Any]:
+        now = self.clock.now()
+        attempts = row["attempts"] + 1
+        where = {
+            "delivery": row["id"],
+            "message_id": row["message_id"],
+            "funnel": row["funnel"],
+            "step": row["step"],
+            "code": result.code,
+            "reply": result.reply,
+            "attempts": attempts,
+        }
+        outcome = result.outcome
+        if outcome is Outcome.SENT:
+            log("sent", **where)
+            return _final(row, "sent", now, result, attempts, sent_at=now)
+        if outcome is Outcome.UNKNOWN and self.settings.resend_unknown:
+            outcome = Outcome.RETRY
+        if outcome is Outcome.RETRY:
+            if result.domain_wide:
+                domain = row["email"].rpartition("@")[2].lower()
+                self.paused_domains[domain] = now + backoff(attempts)
+            if now - row["created_at"] >= self.settings.retry_lifetime:
+                log("failed", why="retried for the whole retry lifetime", **where)
+                return _final(row, "failed", now, result, attempts)
+            log("deferred", retry_at=(now + backoff(attempts)).isoformat(), **where)
+            return _later(row, now + backoff(attempts), now, result.reply, result, attempts)
+        status = {Outcome.BOUNCED: "bounced", Outcome.REJECTED: "rejected", Outcome.UNKNOWN: "unknown"}[
+            outcome
+        ]
+        log(status, **where)
+        return _final(row, status, now, result, attempts)
+
+    async def _write(self, updates: list[dict[str, Any]]) -> None:
+        await self._db(self._write_sync, updates)
+
+    def _write_sync(self, updates: list[dict[str, Any]]) -> None:
+        with self.db_engine.begin() as conn:
+            queries.record_outcomes(
+                conn, [{k: v for k, v in u.items() if not k.startswith("~")} for u in updates]
+            )
+            for update in updates:
+                if update["status"] == "bounced":
+                    now = update["updated_at"]
+                    queries.suppress(conn, update["~email"], "bounced", now, update["last_reply"])
+                    queries.set_subscriber_status(conn, update["~subscriber_id"], "bounced", now)
+                    queries.cancel_pending_deliveries(conn, update["~subscriber_id"], "suppressed", now)
+                    queries.wake_enrollments(conn, update["~subscriber_id"], now)
+
+
+def _update(
+    row: dict[str, Any],
+    status: str,
+    now: datetime,
+    next_attempt_at: datetime | None,
+    result: Result | None,
+    attempts: int | None,
+    reply: str | None,
+    sent_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "_id": row["id"],
+        "status": status,
+        "next_attempt_at": next_attempt_at,
+        "attempts": row["attempts"] if attempts is None else attempts,
+        "last_code": result.code if result else row["last_code"],
+        "last_reply": (result.reply if result else reply or row["last_reply"] or "")[:500],
+        "sent_at": sent_at,
+        "updated_at": now,
+        # Not columns: what the write needs to suppress a bounced address.
+        "~email": row["email"],
+        "~subscriber_id": row["subscriber_id"],
+    }
+
+
+def _final(
+    row: dict[str, Any],
+    status: str,
+    now: datetime,
+    result: Result | None = None,
+    attempts: int | None = None,
+    reply: str | None = None,
+    sent_at: datetime | None = None,
+) -> dict[str, Any]:
+    return _update(row, status, now, None, result, attempts, reply, sent_at)
+
+
+def _later(
+    row: dict[str, Any],
+    at: datetime,
+    now: datetime,
+    reply: str,
+    result: Result | None = None,
+    attempts: int | None = None,
+) -> dict[str, Any]:
+    return _update(row, "deferred", now, at, result, attempts, reply, None)

@@ -1,0 +1,115 @@
+"""`funnel run`: APScheduler drives the ticks, uvicorn serves HTTP, signals stop both cleanly.
+
+This is the only module that imports apscheduler. The scheduler holds one interval
+job (the tick), never one job per subscriber: the database knows who is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from engine.daemon import Daemon
+from engine.logs import log
+from engine.web.app import Health, create_app
+
+# A tick that has not finished for this many intervals (plus a margin for a slow
+# SMTP server) makes /healthz answer 503.
+STALE_TICKS = 10
+STALE_MARGIN_SECONDS = 60.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave signals to the runner."""
+        yield
+
+
+class Runner:
+    """Runs a Daemon until SIGTERM or SIGINT; then stops claiming, finishes in-flight sends, exits 0."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.stop = asyncio.Event()
+        self.last_tick: datetime | None = None  # real time, for /healthz
+        self._current: asyncio.Task[object] | None = None
+
+    async def _tick(self) -> None:
+        self._current = asyncio.current_task()
+        try:
+            await self.daemon.ticker.tick()
+            self.last_tick = datetime.now(UTC)
+        except Exception as error:  # a locked or unreachable database: log, retry next tick
+            log("tick_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:1000])
+        finally:
+            self._current = None
+
+    async def run(self) -> int:
+        """Serve until told to stop; the exit status."""
+        settings = self.daemon.settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: still running" is normal
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=settings.tick_seconds,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+            id="tick",
+        )
+        health = Health(
+            self.daemon.db_engine,
+            lambda: self.last_tick,
+            lambda: datetime.now(UTC),
+            settings.tick_seconds * STALE_TICKS + STALE_MARGIN_SECONDS,
+        )
+        config = uvicorn.Config(
+            create_app(health),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve())
+        scheduler.start()
+        log(
+            "started",
+            funnels=sorted(self.daemon.live.current.plans),
+            host=settings.host,
+            port=settings.port,
+            transport=settings.transport,
+            database=self.daemon.db_engine.url.render_as_string(hide_password=True),
+        )
+        stopped = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        status = 0 if self.stop.is_set() else 1  # the HTTP server ended on its own: a port in use
+        log("stopping", reason="signal" if status == 0 else "http server failed")
+        self.daemon.dispatcher.stopping = True
+        scheduler.shutdown(wait=False)
+        if self._current is not None:
+            await asyncio.gather(self._current, return_exceptions=True)  # finish in-flight sends
+        await self.daemon.transport.close()
+        server.should_exit = True
+        with contextlib.suppress(SystemExit):
+            await serving
+        stopped.cancel()
+        self.daemon.db_executor.shutdown(wait=True)
+        self.daemon.db_engine.dispose()
+        log("stopped", status=status)
+        return status

@@ -1,0 +1,89 @@
+"""One tick: pick up edited funnels, decide every due enrollment, then send what is due."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from engine.logs import log
+from engine.scheduler.clock import Clock
+from engine.scheduler.decide import decide_due
+from engine.scheduler.dispatch import Dispatcher
+from engine.scheduler.funnels import LiveFunnels
+from engine.sequences.plan import Plan
+
+T = TypeVar("T")
+# Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
+MAX_DECIDE_ROUNDS = 20
+
+
+@dataclass
+class TickReport:
+    """What the last tick did, for logs and /healthz."""
+
+    started_at: datetime
+    seconds: float
+    decided: int
+    queued: int
+    attempted: int
+
+
+class Ticker:
+    """Runs ticks; the runner calls `tick` on a schedule, tests call it directly."""
+
+    def __init__(
+        self,
+        db_engine: Engine,
+        live: LiveFunnels,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        db_executor: Executor,
+        batch_size: int,
+        message_id_domain: str | None = None,
+    ) -> None:
+        self.db_engine = db_engine
+        self.live = live
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.db_executor = db_executor
+        self.batch_size = batch_size
+        self.message_id_domain = message_id_domain
+        self.last: TickReport | None = None
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
+
+    def _domain(self, plan: Plan) -> str:
+        if self.message_id_domain:
+            return self.message_id_domain
+        return parseaddr(plan.sender)[1].rpartition("@")[2] or "localhost"
+
+    async def tick(self) -> TickReport:
+        """Reload edited funnels, decide due enrollments, send due deliveries."""
+        started, began = self.clock.now(), time.perf_counter()
+        await self._db(self.live.reload_if_changed)
+        decided = queued = 0
+        for _ in range(MAX_DECIDE_ROUNDS):
+            if self.dispatcher.stopping:
+                break
+            round_ = await self._db(
+                decide_due, self.db_engine, self.live.current, self.clock.now(), self.batch_size, self._domain
+            )
+            decided += round_.claimed
+            queued += round_.queued
+            if round_.claimed < self.batch_size:
+                break
+        attempted = await self.dispatcher.dispatch()
+        report = TickReport(started, time.perf_counter() - began, decided, queued, attempted)
+        self.last = report
+        if decided or attempted:
+            log("tick", decided=decided, queued=queued, attempted=attempted, seconds=round(report.seconds, 4))
+        return report

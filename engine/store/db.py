@@ -1,0 +1,92 @@
+"""The database engine: SQLite by default (WAL, a busy timeout), PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from engine.errors import EngineError
+
+# A writer waits this long for another one (a CLI command beside the daemon) before
+# SQLite answers "database is locked"; our own write transactions last milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseError(EngineError):
+    """The database cannot be reached or used; check FUNNEL_DATABASE_URL and that the server runs."""
+
+
+def normalize_url(url: str) -> str:
+    """The URL with PostgreSQL pointed at psycopg 3 (SQLAlchemy's default driver is psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """A SQLAlchemy engine for `url`, set up for the engine's workload."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        db_engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
+        sa.event.listen(db_engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL").
+        sa.event.listen(db_engine, "begin", _sqlite_begin)
+        return db_engine
+    if url.startswith("postgresql"):
+        return sa.create_engine(url, pool_pre_ping=True, **options)
+    raise DatabaseError(
+        f"unsupported database URL '{url.split(':', 1)[0]}:...'; "
+        "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (the CLI, the web side) never block the writer, nor it them.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # NORMAL in WAL mode survives a killed process; only a power cut can lose the last
+    # commits. Signups and unsubscribes use durable() to survive that too.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
+    # instead of one failing with "database is locked" when it upgrades a read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def durable(db_engine: Engine) -> Iterator[Connection]:
+    """A transaction whose commit survives a power cut (SQLite: synchronous=FULL for it)."""
+    with db_engine.connect() as conn:
+        # On the driver connection: a statement through `conn` would begin the transaction.
+        raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute("PRAGMA synchronous=FULL")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA synchronous=NORMAL")
+
+
+def check_connection(db_engine: Engine) -> None:
+    """Raise DatabaseError with the server's reason when the database cannot be reached."""
+    try:
+        with db_engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        raise DatabaseError(
+            f"cannot reach the database: {error.orig}; check FUNNEL_DATABASE_URL and that the server runs"
+        ) from error

@@ -1,0 +1,343 @@
+"""Every statement the engine runs, named by intent; SQLAlchemy Core on the hot paths.
+
+Each function takes a Connection inside the caller's transaction, so the caller
+decides what commits together.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from engine.flow.state import Stage, State
+from engine.store.rows import email_hash, normalize_email, state_values
+from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, SUPPRESSION
+
+PENDING = ("queued", "deferred", "sending")
+# Mail that counts against the frequency cap: everything decided except what never left.
+NOT_SENT = ("failed", "bounced", "rejected", "suppressed")
+SUBSCRIBER_COLUMNS = (
+    "email",
+    "name",
+    "locale",
+    "timezone",
+    "fields",
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+
+
+def insert_ignoring_conflicts(
+    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]
+) -> int:
+    """Insert rows; a row that would break the unique key `unique` is skipped. Returns rows inserted."""
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    key = list(table.primary_key.columns)[0]
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(key)
+    # rowcount is not reliable for batched inserts on every driver; counting RETURNING rows is.
+    if len(rows) == 1:
+        return len(conn.execute(statement, dict(rows[0])).all())
+    return len(conn.execute(statement, list(rows)).all())
+
+
+# --- subscribers -------------------------------------------------------------------------
+
+
+def find_subscriber(conn: Connection, address: str) -> RowMapping | None:
+    """The subscriber with this address (in any case), or None."""
+    key = normalize_email(address)[1]
+    return conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.email_key == key)).mappings().first()
+
+
+def upsert_subscriber(conn: Connection, values: Mapping[str, Any], now: datetime) -> tuple[int, bool]:
+    """(id, created): add the subscriber, or update the given non-empty fields of the known one."""
+    stored, key = normalize_email(str(values["email"]))
+    given = {k: v for k, v in values.items() if k in SUBSCRIBER_COLUMNS and v not in (None, "", {})}
+    given["email"] = stored
+    row = {**given, "email_key": key, "created_at": now, "updated_at": now}
+    row.setdefault("fields", {})
+    if insert_ignoring_conflicts(conn, SUBSCRIBER, [row], ["email_key"]):
+        found = conn.execute(sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key == key)).scalar_one()
+        return int(found), True
+    existing = conn.execute(
+        sa.select(SUBSCRIBER.c.id, SUBSCRIBER.c.fields).where(SUBSCRIBER.c.email_key == key)
+    ).one()
+    del given["email"]  # the first spelling stays
+    if "fields" in given:  # new custom fields add to the old ones
+        given["fields"] = {**(existing.fields or {}), **given["fields"]}
+    conn.execute(sa.update(SUBSCRIBER).where(SUBSCRIBER.c.id == existing.id).values(**given, updated_at=now))
+    return int(existing.id), False
+
+
+def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapping]:
+    """Subscriber rows by id."""
+    rows = conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id.in_(list(ids)))).mappings()
+    return {row["id"]: row for row in rows}
+
+
+def set_subscriber_status(conn: Connection, subscriber_id: int, status: str, now: datetime) -> None:
+    """Mark a subscriber active, unsubscribed, bounced or complained."""
+    conn.execute(
+        sa.update(SUBSCRIBER).where(SUBSCRIBER.c.id == subscriber_id).values(status=status, updated_at=now)
+    )
+
+
+# --- suppression -------------------------------------------------------------------------
+
+
+def suppress(conn: Connection, address: str, reason: str, now: datetime, detail: str | None = None) -> bool:
+    """Never mail `address` again; True when it was not suppressed before."""
+    row = {"email_hash": email_hash(address), "reason": reason, "detail": detail, "at": now}
+    return insert_ignoring_conflicts(conn, SUPPRESSION, [row], ["email_hash"]) == 1
+
+
+def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
+    """Which of these address hashes are suppressed."""
+    wanted = list(set(hashes))
+    if not wanted:
+        return set()
+    found = conn.execute(sa.select(SUPPRESSION.c.email_hash).where(SUPPRESSION.c.email_hash.in_(wanted)))
+    return set(found.scalars())
+
+
+def is_suppressed(conn: Connection, address: str) -> bool:
+    """Whether `address` is on the suppression list."""
+    return bool(suppressed_hashes(conn, [email_hash(address)]))
+
+
+# --- enrollments -------------------------------------------------------------------------
+
+
+def enroll(
+    conn: Connection, subscriber_id: int, funnel: str, state: State, now: datetime, magnet: str | None = None
+) -> tuple[int, bool]:
+    """(id, created): put the subscriber in `funnel`, due now; a second call changes nothing."""
+    row = {
+        "subscriber_id": subscriber_id,
+        "funnel": funnel,
+        "magnet": magnet,
+        **state_values(state),
+        "next_run_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    created = insert_ignoring_conflicts(conn, ENROLLMENT, [row], ["subscriber_id", "funnel"]) == 1
+    found = conn.execute(
+        sa.select(ENROLLMENT.c.id).where(
+            ENROLLMENT.c.subscriber_id == subscriber_id, ENROLLMENT.c.funnel == funnel
+        )
+    ).scalar_one()
+    return int(found), created
+
+
+def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[RowMapping]:
+    """Lock up to `limit` enrollments due by `now`, oldest first, skipping rows another daemon holds.
+
+    The locks last until the caller's transaction ends; on SQLite the transaction holds
+    the database's one write lock instead. The index on next_run_at makes this cost
+    well under a millisecond when nothing is due, whatever the table's size.
+    """
+    statement = (
+        sa.select(ENROLLMENT)
+        .where(ENROLLMENT.c.next_run_at <= now)
+        .order_by(ENROLLMENT.c.next_run_at, ENROLLMENT.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(conn.execute(statement).mappings())
+
+
+def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Write back states and wake times; each update has `_id`, the state columns and `next_run_at`."""
+    if not updates:
+        return
+    columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
+    conn.execute(
+        sa.update(ENROLLMENT).where(ENROLLMENT.c.id == sa.bindparam("_id")).values(**columns), list(updates)
+    )
+
+
+def postpone_enrollments(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
+    """Look at these enrollments again at `until` (their funnel is missing or broken)."""
+    if ids:
+        conn.execute(
+            sa.update(ENROLLMENT)
+            .where(ENROLLMENT.c.id.in_(list(ids)))
+            .values(next_run_at=until, updated_at=now)
+        )
+
+
+def wake_enrollments(conn: Connection, subscriber_id: int, now: datetime) -> None:
+    """Make every live enrollment of the subscriber due now: something happened to them."""
+    conn.execute(
+        sa.update(ENROLLMENT)
+        .where(ENROLLMENT.c.subscriber_id == subscriber_id, ENROLLMENT.c.stage != Stage.ENDED.value)
+        .values(next_run_at=now, updated_at=now)
+    )
+
+
+def enrollments_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
+    """Every enrollment of a subscriber."""
+    return list(
+        conn.execute(
+            sa.select(ENROLLMENT).where(ENROLLMENT.c.subscriber_id == subscriber_id).order_by(ENROLLMENT.c.id)
+        ).mappings()
+    )
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+def record_event(
+    conn: Connection,
+    subscriber_id: int,
+    kind: str,
+    at: datetime,
+    *,
+    funnel: str | None = None,
+    external_id: str | None = None,
+    **fields: Any,
+) -> bool:
+    """Store an event and wake the subscriber's enrollments; False for a repeated `external_id`."""
+    row = {
+        "subscriber_id": subscriber_id,
+        "type": kind,
+        "at": at,
+        "funnel": funnel,
+        "external_id": external_id,
+        "question": None,
+        "answer": None,
+        "product": None,
+        "name": None,
+        "amount": None,
+        "currency": None,
+        "data": {},
+        **fields,
+    }
+    if external_id is not None:
+        if not insert_ignoring_conflicts(conn, EVENT, [row], ["external_id"]):
+            return False
+    else:
+        conn.execute(sa.insert(EVENT), [row])
+    wake_enrollments(conn, subscriber_id, at)
+    return True
+
+
+def events_by_subscriber(conn: Connection, ids: Iterable[int]) -> dict[int, list[RowMapping]]:
+    """Every event of these subscribers, oldest first."""
+    found: dict[int, list[RowMapping]] = defaultdict(list)
+    statement = sa.select(EVENT).where(EVENT.c.subscriber_id.in_(list(ids))).order_by(EVENT.c.at, EVENT.c.id)
+    for row in conn.execute(statement).mappings():
+        found[row["subscriber_id"]].append(row)
+    return found
+
+
+# --- deliveries --------------------------------------------------------------------------
+
+
+def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) -> dict[int, list[datetime]]:
+    """When each subscriber's marketing emails were decided, in every funnel, since `since`."""
+    found: dict[int, list[datetime]] = defaultdict(list)
+    statement = sa.select(DELIVERY.c.subscriber_id, DELIVERY.c.created_at).where(
+        DELIVERY.c.subscriber_id.in_(list(ids)),
+        DELIVERY.c.marketing.is_(True),
+        DELIVERY.c.created_at >= since,
+        DELIVERY.c.status.not_in(NOT_SENT),
+    )
+    for subscriber_id, created_at in conn.execute(statement):
+        found[subscriber_id].append(created_at)
+    return found
+
+
+def queue_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Queue emails to send; one per enrollment and step, however often this is called."""
+    return insert_ignoring_conflicts(conn, DELIVERY, rows, ["enrollment_id", "step"])
+
+
+def claim_due_deliveries(
+    conn: Connection, now: datetime, limit: int, lease_until: datetime
+) -> list[dict[str, Any]]:
+    """Take up to `limit` deliveries due by `now`, oldest first, for this process until `lease_until`.
+
+    A claimed row is 'sending' with next_attempt_at at the end of the lease: if this
+    process dies, the row is due again then and another claim takes it over.
+    """
+    picked = (
+        sa.select(DELIVERY.c.id)
+        .where(DELIVERY.c.next_attempt_at <= now)
+        .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(conn.execute(picked).scalars())
+    if not ids:
+        return []
+    statement = (
+        sa.select(
+            DELIVERY,
+            SUBSCRIBER.c.email,
+            SUBSCRIBER.c.name,
+            SUBSCRIBER.c.locale,
+            SUBSCRIBER.c.timezone,
+            SUBSCRIBER.c.fields,
+            SUBSCRIBER.c.status.label("subscriber_status"),
+            ENROLLMENT.c.magnet,
+        )
+        .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)
+        .join(ENROLLMENT, ENROLLMENT.c.id == DELIVERY.c.enrollment_id)
+        .where(DELIVERY.c.id.in_(ids))
+        .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
+    )
+    rows = [dict(r) for r in conn.execute(statement).mappings()]
+    conn.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.id.in_(ids))
+        .values(status="sending", next_attempt_at=lease_until, updated_at=now)
+    )
+    return rows
+
+
+def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
+    """Write what became of deliveries; each update has `_id` and the same columns."""
+    if not updates:
+        return
+    columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
+    conn.execute(
+        sa.update(DELIVERY).where(DELIVERY.c.id == sa.bindparam("_id")).values(**columns), list(updates)
+    )
+
+
+def cancel_pending_deliveries(
+    conn: Connection, subscriber_id: int, status: str, now: datetime, marketing_only: bool = False
+) -> int:
+    """Stop the subscriber's queued and deferred emails (not one being sent right now)."""
+    where = [DELIVERY.c.subscriber_id == subscriber_id, DELIVERY.c.status.in_(("queued", "deferred"))]
+    if marketing_only:
+        where.append(DELIVERY.c.marketing.is_(True))
+    result = conn.execute(
+        sa.update(DELIVERY).where(*where).values(status=status, next_attempt_at=None, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
+def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
+    """Every email decided for a subscriber, oldest first."""
+    return list(
+        conn.execute(
+            sa.select(DELIVERY)
+            .where(DELIVERY.c.subscriber_id == subscriber_id)
+            .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
+        ).mappings()
+    )

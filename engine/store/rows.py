@@ -1,0 +1,80 @@
+"""Between rows and the interpreter's values: an enrollment row is a State, event rows are Facts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.flow.state import Done, Event, EventType, Stage, State
+from engine.sequences.plan import PathKind, Role
+
+
+def state_of(row: Mapping[Any, Any]) -> State:
+    """The State stored in an enrollment row."""
+    return State(
+        stage=Stage(row["stage"]),
+        since=row["since"],
+        segment=row["segment"],
+        step=row["step"],
+        last_sent_at=row["last_sent_at"],
+        deadline=row["deadline"],
+        done=tuple(
+            Done(step, PathKind(path), Role(role), bool(skipped)) for step, path, role, skipped in row["done"]
+        ),
+        reason=row["reason"],
+    )
+
+
+def state_values(state: State) -> dict[str, Any]:
+    """The enrollment columns that hold `state`."""
+    return {
+        "stage": state.stage.value,
+        "since": state.since,
+        "segment": state.segment,
+        "step": state.step,
+        "last_sent_at": state.last_sent_at,
+        "deadline": state.deadline,
+        "done": [[d.step, d.path.value, d.role.value, d.skipped] for d in state.done],
+        "reason": state.reason,
+    }
+
+
+def events_of(rows: Iterable[Mapping[Any, Any]], funnel: str) -> tuple[Event, ...]:
+    """The events that `funnel`'s interpreter sees: its own and those for every funnel."""
+    found = []
+    for row in rows:
+        if row["funnel"] not in (None, funnel):
+            continue
+        try:
+            kind = EventType(row["type"])
+        except ValueError:  # a type a newer version wrote; this one ignores it
+            continue
+        found.append(
+            Event(
+                kind,
+                row["at"],
+                question=row["question"],
+                answer=row["answer"],
+                product=row["product"],
+                name=row["name"],
+            )
+        )
+    return tuple(found)
+
+
+def normalize_email(address: str) -> tuple[str, str]:
+    """(address as stored, identity key): the domain is lowercased; the key is all lowercase.
+
+    Local parts are case-sensitive by the RFC but not in practice: two signups that differ
+    only in case are one person.
+    """
+    address = address.strip()
+    local, _, domain = address.rpartition("@")
+    stored = f"{local}@{domain.lower()}" if local else address
+    return stored, stored.lower()
+
+
+def email_hash(address: str) -> str:
+    """The suppression key of an address: SHA-256 of its identity key."""
+    return hashlib.sha256(normalize_email(address)[1].encode("utf-8")).hexdigest()

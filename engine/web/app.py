@@ -1,0 +1,51 @@
+"""The HTTP side of the daemon (FastAPI): `create_app` builds it from parts handed in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+
+
+@dataclass(frozen=True)
+class Health:
+    """What /healthz reports: the database answers and ticks keep coming."""
+
+    db_engine: Engine
+    last_tick: Callable[[], datetime | None]  # real time of the last finished tick
+    now: Callable[[], datetime]
+    stale_after_seconds: float
+
+
+def create_app(health: Health) -> FastAPI:
+    """The daemon's web application."""
+    app = FastAPI(title="funnel-engine", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz", summary="Liveness and readiness of the daemon")
+    def healthz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with health.db_engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except sa.exc.SQLAlchemyError as error:
+            checks["database"] = f"error: {type(error).__name__}"
+        last = health.last_tick()
+        if last is None:
+            checks["scheduler"] = "starting"
+        else:
+            age = (health.now() - last).total_seconds()
+            stale = age > health.stale_after_seconds
+            checks["scheduler"] = f"stale: last tick {age:.0f}s ago" if stale else "ok"
+        healthy = checks["database"] == "ok" and not checks["scheduler"].startswith("stale")
+        return JSONResponse(
+            {"status": "ok" if healthy else "unhealthy", "checks": checks},
+            status_code=200 if healthy else 503,
+        )
+
+    return app
