@@ -28,6 +28,7 @@ from engine.mail.message import build_message
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
 from engine.scheduler.clock import Clock
 from engine.scheduler.funnels import Funnels
+from engine.sequences.plan import PathKind
 from engine.store import queries
 from engine.store.rows import email_hash
 
@@ -253,7 +254,9 @@ class Dispatcher:
                 message_id=row["message_id"],
                 date=now,
                 reply_to=plan.reply_to,
-                list_unsubscribe=links.unsubscribe(email) if email.marketing else None,
+                # Every email to a subscriber carries it; only the double opt-in request does not
+                # (the person is not on the list until they confirm).
+                list_unsubscribe=None if email.path is PathKind.CONFIRM else links.unsubscribe(email),
             )
         except (TemplateError, ValueError) as error:
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=str(error))

@@ -1,0 +1,92 @@
+"""Adding a lead to a funnel: the one way in, shared by imports and (later) the signup form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from engine.flow.step import start
+from engine.sequences.plan import Plan
+from engine.store import queries
+from engine.store.tables import CONSENT
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A person to put into a funnel, with what they told us and where they came from."""
+
+    email: str
+    name: str = ""
+    locale: str | None = None
+    timezone: str | None = None
+    source: str | None = None
+    utm: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] = field(default_factory=dict)
+    magnet: str | None = None
+    answers: Mapping[str, str] = field(default_factory=dict)  # survey answers given on the form
+
+
+@dataclass(frozen=True)
+class Proof:
+    """The consent record of this signup: how it came in and the wording the person saw."""
+
+    kind: str  # signup|import|confirm
+    form: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    wording: str | None = None
+
+
+@dataclass(frozen=True)
+class Added:
+    """What adding a lead did."""
+
+    subscriber_id: int | None  # None: the address is suppressed and nothing was written
+    enrollment_id: int | None
+    new_subscriber: bool
+    new_enrollment: bool
+
+
+def answer_problems(plan: Plan, answers: Mapping[str, str]) -> list[str]:
+    """What is wrong with survey answers for `plan`, one message each (empty when all is well)."""
+    if not answers:
+        return []
+    if plan.survey is None:
+        return [f"funnel '{plan.funnel}' has no survey; leave out the answers"]
+    problems = []
+    questions = {q.id: q for q in plan.survey.questions}
+    for question, answer in answers.items():
+        known = questions.get(question)
+        if known is None:
+            problems.append(f"unknown question '{question}'; the questions are {', '.join(sorted(questions))}")
+        elif answer not in {a for a, _ in known.answers}:
+            allowed = ", ".join(a for a, _ in known.answers)
+            problems.append(f"'{answer}' is not an answer of '{question}'; write one of {allowed}")
+    return problems
+
+
+def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime) -> Added:
+    """Add or update the subscriber and enroll them in `plan`'s funnel; a repeat changes nothing twice.
+
+    A suppressed address (bounced, complained, forgotten) is not written at all.
+    """
+    if queries.is_suppressed(conn, lead.email):
+        return Added(None, None, False, False)
+    values = {"email": lead.email, "name": lead.name, "locale": lead.locale, "timezone": lead.timezone,
+              "source": lead.source, "fields": dict(lead.fields),
+              **{k: v for k, v in lead.utm.items() if k in UTM_KEYS}}
+    subscriber, new_subscriber = queries.upsert_subscriber(conn, values, now)
+    conn.execute(CONSENT.insert().values(subscriber_id=subscriber, kind=proof.kind, at=now, funnel=plan.funnel,
+                                         form=proof.form, ip=proof.ip, user_agent=proof.user_agent,
+                                         wording=proof.wording))
+    enrollment, new_enrollment = queries.enroll(conn, subscriber, plan.funnel, start(plan, now), now,
+                                                magnet=lead.magnet)
+    for question, answer in lead.answers.items():
+        queries.record_event(conn, subscriber, "answer", now, funnel=plan.funnel, question=question,
+                             answer=answer)
+    return Added(subscriber, enrollment, new_subscriber, new_enrollment)

@@ -1,0 +1,26 @@
+"""A throwaway project folder for daemon tests: the minimal funnel and its templates."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def minimal_project(folder: Path, *extra: str) -> Path:
+    """`folder` with sequences/minimal.yaml (plus `extra` files from tests/data/sequences/good) and templates/."""
+    (folder / "sequences").mkdir(parents=True, exist_ok=True)
+    for name in ("minimal.yaml", *extra):
+        shutil.copy(DATA / "sequences" / "good" / name, folder / "sequences" / name)
+    shutil.copytree(DATA / "templates", folder / "templates", dirs_exist_ok=True)
+    shutil.rmtree(folder / "templates" / "bad", ignore_errors=True)
+    return folder
+
+
+def shipped_project(folder: Path) -> Path:
+    """`folder` with the shipped example funnels and templates."""
+    shutil.copytree(ROOT / "sequences", folder / "sequences", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "templates", folder / "templates", dirs_exist_ok=True)
+    return folder
