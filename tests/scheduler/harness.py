@@ -24,14 +24,29 @@ from engine.store.tables import DELIVERY
 class Harness:
     """One daemon over `db_url` and `project`, ticking only when told to."""
 
-    def __init__(self, db_url: str, project: Path, start: datetime, transport: MemoryTransport | None = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        project: Path,
+        start: datetime,
+        transport: MemoryTransport | None = None,
+        **settings: Any,
+    ) -> None:
         self.clock = FrozenClock(start)
         self.transport = transport or MemoryTransport()
-        values = {"send_rate": 10_000, "secret_key": "test-secret", "base_url": "https://funnel.example",
-                  **settings}
-        self.daemon: Daemon = build_daemon(Settings.model_validate(values), project, clock=self.clock,
-                                           transport=self.transport, db_engine=make_engine(db_url))
+        values = {
+            "send_rate": 10_000,
+            "secret_key": "test-secret",
+            "base_url": "https://funnel.example",
+            **settings,
+        }
+        self.daemon: Daemon = build_daemon(
+            Settings.model_validate(values),
+            project,
+            clock=self.clock,
+            transport=self.transport,
+            db_engine=make_engine(db_url),
+        )
         self.db_engine = self.daemon.db_engine
 
     def close(self) -> None:
@@ -49,13 +64,19 @@ class Harness:
             self.tick()
             self.clock.advance(every)
 
-    def add(self, email: str, funnel: str = "minimal", answers: Mapping[str, str] | None = None,
-            **values: Any) -> Added:
+    def add(
+        self, email: str, funnel: str = "minimal", answers: Mapping[str, str] | None = None, **values: Any
+    ) -> Added:
         """Sign a lead up now."""
         plan = self.daemon.live.current.plans[funnel]
         with self.db_engine.begin() as conn:
-            return add_lead(conn, plan, Lead(email=email, answers=answers or {}, **values),
-                            Proof("signup", form="test"), self.clock.now())
+            return add_lead(
+                conn,
+                plan,
+                Lead(email=email, answers=answers or {}, **values),
+                Proof("signup", form="test"),
+                self.clock.now(),
+            )
 
     def event(self, email: str, kind: str, funnel: str | None = None, **fields: Any) -> None:
         """Something happens to a subscriber now."""

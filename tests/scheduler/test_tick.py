@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from engine.flow.actions import Send
 from engine.flow.simulate import Script, simulate
 from engine.mail.memory import MemoryTransport
 from engine.mail.transport import Outcome, Outgoing, Result
+from engine.store import queries
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
@@ -99,7 +101,170 @@ def test_a_4xx_is_retried_with_back_off_and_then_sent(db_url: str, project: Path
         h.clock.advance(timedelta(minutes=1))
         h.tick()
         [delivery] = h.deliveries()
-        assert (delivery["status"], delivery["attempts"], delivery["sent_at"]) == ("sent", 2, MONDAY + timedelta(minutes=5))
+        assert (delivery["status"], delivery["attempts"], delivery["sent_at"]) == (
+            "sent",
+            2,
+            MONDAY + timedelta(minutes=5),
+        )
         assert len(h.transport.sent) == 1
+    finally:
+        h.close()
+
+
+def _scripted(replies: dict[str, Result]) -> MemoryTransport:
+    """A transport that answers per recipient, 250 for everyone else."""
+    return MemoryTransport(lambda m: replies.get(m.rcpt_to, Result(Outcome.SENT, 250, "ok")))
+
+
+def test_a_hard_bounce_suppresses_the_address_and_nothing_more_is_sent(db_url: str, project: Path) -> None:
+    transport = _scripted({"gone@example.com": Result(Outcome.BOUNCED, 550, "5.1.1 no such user")})
+    h = Harness(db_url, project, MONDAY, transport=transport)
+    try:
+        h.add("gone@example.com")
+        h.tick()
+        h.event("gone@example.com", "confirmed")  # a stale click after the bounce changes nothing
+        h.run_until(MONDAY + timedelta(days=10))
+        assert [d["status"] for d in h.deliveries()] == ["bounced"]
+        assert [m.rcpt_to for m, _ in transport.attempts] == ["gone@example.com"]
+        with h.db_engine.connect() as conn:
+            assert conn.execute(sa.select(SUBSCRIBER.c.status)).scalar_one() == "bounced"
+            stage, reason = conn.execute(sa.select(ENROLLMENT.c.stage, ENROLLMENT.c.reason)).one()
+            assert queries.is_suppressed(conn, "Gone@example.com")
+        assert (stage, reason) == ("ended", "the address bounced")
+        # A later signup of a suppressed address writes nothing.
+        assert h.add("GONE@example.com").subscriber_id is None
+    finally:
+        h.close()
+
+
+def test_a_connection_lost_after_data_is_recorded_unknown_and_not_sent_again(
+    db_url: str, project: Path
+) -> None:
+    transport = _scripted({"maybe@example.com": Result(Outcome.UNKNOWN, None, "connection lost after DATA")})
+    h = Harness(db_url, project, MONDAY, transport=transport)
+    try:
+        h.add("maybe@example.com")
+        h.run_until(MONDAY + timedelta(days=4))
+        [delivery] = h.deliveries()
+        assert (delivery["status"], delivery["attempts"], delivery["next_attempt_at"]) == ("unknown", 1, None)
+        assert len(transport.attempts) == 1
+    finally:
+        h.close()
+
+
+def test_4xx_replies_give_up_after_the_retry_lifetime(db_url: str, project: Path) -> None:
+    transport = _scripted({"full@example.com": Result(Outcome.RETRY, 452, "4.2.2 mailbox full")})
+    h = Harness(db_url, project, MONDAY, transport=transport, retry_lifetime="1d")
+    try:
+        h.add("full@example.com")
+        h.run_until(MONDAY + timedelta(days=2), every=timedelta(minutes=30))
+        [delivery] = h.deliveries()
+        assert delivery["status"] == "failed" and delivery["next_attempt_at"] is None
+        # 5m, 15m, 30m, 1h, 2h, then every 4h: about 9 attempts in a day, none after it.
+        attempts = [m for m, _ in transport.attempts]
+        assert delivery["attempts"] == len(attempts) and 8 <= len(attempts) <= 11
+    finally:
+        h.close()
+
+
+def test_the_frequency_cap_counts_every_funnel_of_the_subscriber(db_url: str, tmp_path: Path) -> None:
+    project = minimal_project(tmp_path / "p")
+    text = (project / "sequences" / "minimal.yaml").read_text()
+    (project / "sequences" / "second.yaml").write_text(text.replace("funnel: minimal", "funnel: second"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("both@example.com", answers={"level": "new"})
+        h.add("both@example.com", funnel="second", answers={"level": "new"})
+        h.tick()
+        h.event("both@example.com", "confirmed")
+        h.run_until(MONDAY + timedelta(days=40))
+        marketing = [d for d in h.deliveries() if d["marketing"] and d["status"] == "sent"]
+        assert {d["funnel"] for d in marketing} == {"minimal", "second"}
+        per_day = Counter(d["sent_at"].date() for d in marketing)
+        assert max(per_day.values()) == 1  # the default cap: one marketing email a day, all funnels
+        # Deferred, never dropped: both funnels' nurture emails all went out in the end.
+        nurture = ["e1", "e2", "e3", "e4", "s1", "e5"]
+        for funnel in ("minimal", "second"):
+            assert [d["step"] for d in marketing if d["funnel"] == funnel][:6] == nurture
+    finally:
+        h.close()
+
+
+def test_after_downtime_overdue_mail_goes_out_in_order_at_the_send_rate(db_url: str, project: Path) -> None:
+    h = Harness(db_url, project, MONDAY, send_rate=5, tick_seconds=1)
+    try:
+        for i in range(12):
+            h.clock.at = MONDAY + timedelta(seconds=i)  # signed up one after another
+            h.add(f"s{i:02}@example.com")
+        h.clock.at = MONDAY + timedelta(hours=2)  # the daemon was down for two hours
+        first = h.tick()
+        assert first.queued == 12 and first.attempted == 5  # no burst beyond one second's worth
+        assert [m.rcpt_to for m in h.transport.sent] == [f"s{i:02}@example.com" for i in range(5)]
+        time.sleep(1.05)
+        assert h.tick().attempted == 5
+        assert [m.rcpt_to for m in h.transport.sent][5:] == [f"s{i:02}@example.com" for i in range(5, 10)]
+    finally:
+        h.close()
+
+
+def test_a_late_marketing_email_waits_for_the_next_window_instead_of_arriving_at_night(
+    db_url: str, project: Path
+) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("ana@example.com", answers={"level": "new"})
+        h.tick()
+        h.event("ana@example.com", "confirmed")
+        h.tick()  # magnet; the survey is skipped (answered on the form); nurture begins
+        h.clock.at = MONDAY + timedelta(days=2, hours=2, minutes=59)  # e1 due Wed 08:00; decided 10:59
+        h.daemon.dispatcher.limiter.rate = 0.0  # sending stalls (a backlog) right after the decision
+        h.daemon.dispatcher.limiter._tokens = 0
+        h.tick()
+        queued = [d for d in h.deliveries() if d["status"] == "queued"]
+        assert [d["step"] for d in queued] == ["e1"]
+        h.daemon.dispatcher.limiter.rate = 10_000.0
+        h.clock.at = MONDAY + timedelta(days=2, hours=3, minutes=30)  # 11:30: the window has closed
+        time.sleep(0.01)
+        h.tick()
+        [e1] = [d for d in h.deliveries() if d["step"] == "e1"]
+        assert (e1["status"], e1["attempts"]) == ("deferred", 0)
+        assert e1["next_attempt_at"] == MONDAY + timedelta(days=3)  # Thursday 08:00
+        assert e1["last_reply"] == "waiting for the send window"
+    finally:
+        h.close()
+
+
+def test_an_edited_funnel_is_picked_up_and_a_removed_step_is_skipped_forward(
+    db_url: str, project: Path
+) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("ana@example.com", answers={"level": "new"})
+        h.tick()
+        h.event("ana@example.com", "confirmed")
+        h.run_until(MONDAY + timedelta(days=3))
+        assert h.sent_steps()[-1] == "e1"
+        path = project / "sequences" / "minimal.yaml"
+        path.write_text(
+            path.read_text().replace(
+                "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n", ""
+            )
+        )
+        h.run_until(MONDAY + timedelta(days=10))
+        assert "e2" not in h.sent_steps()
+        assert h.sent_steps()[:5] == ["confirm", "magnet", "e1", "e3", "e4"]
+    finally:
+        h.close()
+
+
+def test_a_broken_edit_keeps_the_daemon_on_the_last_good_files(db_url: str, project: Path) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        path = project / "sequences" / "minimal.yaml"
+        path.write_text(path.read_text().replace("template: t/e1.html", "tempalte: t/e1.html"))
+        h.add("ana@example.com")
+        h.tick()
+        assert h.sent_steps() == ["confirm"]
+        assert "minimal" in h.daemon.live.current.plans
     finally:
         h.close()

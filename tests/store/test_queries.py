@@ -32,10 +32,20 @@ def _enrolled(db_engine: Engine, address: str, funnel: str = "f", due: datetime 
 
 
 def _delivery(enrollment: int, subscriber: int, step: str, due: datetime = T0) -> dict[str, object]:
-    return {"enrollment_id": enrollment, "subscriber_id": subscriber, "funnel": "f", "step": step,
-            "segment": None, "marketing": True, "message_id": f"{enrollment}-{step}@example.com",
-            "status": "queued", "attempts": 0, "created_at": due, "updated_at": due,
-            "next_attempt_at": due}
+    return {
+        "enrollment_id": enrollment,
+        "subscriber_id": subscriber,
+        "funnel": "f",
+        "step": step,
+        "segment": None,
+        "marketing": True,
+        "message_id": f"{enrollment}-{step}@example.com",
+        "status": "queued",
+        "attempts": 0,
+        "created_at": due,
+        "updated_at": due,
+        "next_attempt_at": due,
+    }
 
 
 def test_the_migrations_build_exactly_the_tables_the_models_declare(db_engine: Engine) -> None:
@@ -48,9 +58,11 @@ def test_the_migrations_build_exactly_the_tables_the_models_declare(db_engine: E
 def test_a_subscriber_is_one_row_per_address_whatever_its_case(db_engine: Engine) -> None:
     with db_engine.begin() as conn:
         first, created = queries.upsert_subscriber(
-            conn, {"email": "Ana.Kovacs@Example.COM", "name": "Ana", "fields": {"a": "1"}}, T0)
+            conn, {"email": "Ana.Kovacs@Example.COM", "name": "Ana", "fields": {"a": "1"}}, T0
+        )
         again, created_again = queries.upsert_subscriber(
-            conn, {"email": "ana.kovacs@example.com", "name": "", "fields": {"b": "2"}}, T0)
+            conn, {"email": "ana.kovacs@example.com", "name": "", "fields": {"b": "2"}}, T0
+        )
     assert created and not created_again and first == again
     with db_engine.connect() as conn:
         row = conn.execute(sa.select(SUBSCRIBER)).mappings().one()
@@ -70,7 +82,8 @@ def test_enrolling_twice_keeps_one_enrollment(db_engine: Engine) -> None:
 
 def test_times_come_back_as_aware_utc_and_naive_times_are_refused(db_engine: Engine) -> None:
     budapest = datetime(2026, 3, 2, 10, 0, tzinfo=UTC).astimezone(
-        __import__("zoneinfo").ZoneInfo("Europe/Budapest"))
+        __import__("zoneinfo").ZoneInfo("Europe/Budapest")
+    )
     with db_engine.begin() as conn:
         queries.upsert_subscriber(conn, {"email": "t@example.com"}, budapest)
     with db_engine.connect() as conn:
@@ -108,13 +121,19 @@ def test_a_claimed_delivery_is_leased_and_comes_back_when_the_lease_runs_out(db_
     with db_engine.begin() as conn:
         subscriber = queries.find_subscriber(conn, "a@example.com")
         assert subscriber is not None
-        queries.queue_deliveries(conn, [_delivery(enrollment, subscriber["id"], "s1"),
-                                        _delivery(enrollment, subscriber["id"], "s2", T0 + timedelta(hours=1))])
+        queries.queue_deliveries(
+            conn,
+            [
+                _delivery(enrollment, subscriber["id"], "s1"),
+                _delivery(enrollment, subscriber["id"], "s2", T0 + timedelta(hours=1)),
+            ],
+        )
     lease_end = T0 + timedelta(minutes=5)
     with db_engine.begin() as conn:
         claimed = queries.claim_due_deliveries(conn, T0, 10, lease_end)
     assert [(r["step"], r["email"], r["subscriber_status"]) for r in claimed] == [
-        ("s1", "a@example.com", "active")]
+        ("s1", "a@example.com", "active")
+    ]
     with db_engine.begin() as conn:
         assert queries.claim_due_deliveries(conn, T0 + timedelta(minutes=4), 10, lease_end) == []
     with db_engine.connect() as conn:
@@ -131,13 +150,23 @@ def test_an_event_with_a_known_id_is_recorded_once_and_wakes_the_subscriber(db_e
         subscriber = queries.find_subscriber(conn, "A@example.com")
         assert subscriber is not None
         at = T0 + timedelta(hours=1)
-        assert queries.record_event(conn, subscriber["id"], "purchase", at, external_id="order-1",
-                                    product="shoes", amount=49.0, currency="EUR")
+        assert queries.record_event(
+            conn,
+            subscriber["id"],
+            "purchase",
+            at,
+            external_id="order-1",
+            product="shoes",
+            amount=49.0,
+            currency="EUR",
+        )
         assert not queries.record_event(conn, subscriber["id"], "purchase", at, external_id="order-1")
         events = queries.events_by_subscriber(conn, [subscriber["id"]])[subscriber["id"]]
     assert [(e["type"], e["product"], e["amount"]) for e in events] == [("purchase", "shoes", 49.0)]
     with db_engine.connect() as conn:
-        due = conn.execute(sa.select(ENROLLMENT.c.next_run_at).where(ENROLLMENT.c.id == enrollment)).scalar_one()
+        due = conn.execute(
+            sa.select(ENROLLMENT.c.next_run_at).where(ENROLLMENT.c.id == enrollment)
+        ).scalar_one()
     assert due == T0 + timedelta(hours=1)
 
 
@@ -155,8 +184,9 @@ def test_cancelling_pending_deliveries_leaves_sent_ones_alone(db_engine: Engine)
         subscriber = queries.find_subscriber(conn, "a@example.com")
         assert subscriber is not None
         queries.queue_deliveries(conn, [_delivery(enrollment, subscriber["id"], s) for s in ("s1", "s2")])
-        conn.execute(sa.update(DELIVERY).where(DELIVERY.c.step == "s1").values(status="sent",
-                                                                                 next_attempt_at=None))
+        conn.execute(
+            sa.update(DELIVERY).where(DELIVERY.c.step == "s1").values(status="sent", next_attempt_at=None)
+        )
         assert queries.cancel_pending_deliveries(conn, subscriber["id"], "suppressed", T0) == 1
     with db_engine.connect() as conn:
         rows = conn.execute(sa.select(DELIVERY.c.step, DELIVERY.c.status).order_by(DELIVERY.c.step)).all()
