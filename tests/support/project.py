@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def minimal_project(folder: Path, *extra: str) -> Path:
-    """`folder` with sequences/minimal.yaml (plus `extra` files from tests/data/sequences/good) and templates/."""
+    """`folder` with sequences/minimal.yaml (plus `extra` ones from tests/data/sequences/good), templates/."""
     (folder / "sequences").mkdir(parents=True, exist_ok=True)
     for name in ("minimal.yaml", *extra):
         shutil.copy(DATA / "sequences" / "good" / name, folder / "sequences" / name)
