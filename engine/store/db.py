@@ -28,12 +28,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **options: Any) -> Engine:
+def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **options: Any) -> Engine:
     """A SQLAlchemy engine for `url`, set up for the engine's workload."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        db_engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
-        sa.event.listen(db_engine, "connect", _sqlite_pragmas)
+        db_engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, **options)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, busy_timeout_ms)
+
+        sa.event.listen(db_engine, "connect", on_connect)
         # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over
         # (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL").
         sa.event.listen(db_engine, "begin", _sqlite_begin)
@@ -46,12 +50,12 @@ def make_engine(url: str, **options: Any) -> Engine:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL: readers (the CLI, the web side) never block the writer, nor it them.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     # NORMAL in WAL mode survives a killed process; only a power cut can lose the last
     # commits. Signups and unsubscribes use durable() to survive that too.
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -30,6 +30,7 @@ class Harness:
         project: Path,
         start: datetime,
         transport: MemoryTransport | None = None,
+        busy_timeout_ms: int = 10_000,
         **settings: Any,
     ) -> None:
         self.clock = FrozenClock(start)
@@ -45,7 +46,7 @@ class Harness:
             project,
             clock=self.clock,
             transport=self.transport,
-            db_engine=make_engine(db_url),
+            db_engine=make_engine(db_url, busy_timeout_ms),
         )
         self.db_engine = self.daemon.db_engine
 

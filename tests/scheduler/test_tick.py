@@ -17,6 +17,7 @@ from engine.flow.simulate import Script, simulate
 from engine.mail.memory import MemoryTransport
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.store import queries
+from engine.store.db import make_engine
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
@@ -268,3 +269,24 @@ def test_a_broken_edit_keeps_the_daemon_on_the_last_good_files(db_url: str, proj
         assert "minimal" in h.daemon.live.current.plans
     finally:
         h.close()
+
+
+def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(tmp_path: Path, project: Path) -> None:
+    """SQLite locked by another writer past the busy timeout: the tick raises, nothing is half-done."""
+    from tests.support.databases import sqlite_database
+
+    with sqlite_database(tmp_path) as url:
+        h = Harness(url, project, MONDAY, busy_timeout_ms=200)
+        try:
+            h.add("ana@example.com")
+            blocker = make_engine(url).connect()
+            blocker.exec_driver_sql("UPDATE subscriber SET name = 'x'")  # BEGIN IMMEDIATE: holds the lock
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+                h.tick()
+            blocker.rollback()
+            blocker.close()
+            assert h.deliveries() == [] and h.transport.attempts == []
+            h.tick()
+            assert [d["status"] for d in h.deliveries()] == ["sent"] and len(h.transport.sent) == 1
+        finally:
+            h.close()

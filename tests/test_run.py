@@ -1,0 +1,204 @@
+"""`funnel run` as operators start it: a real process, real HTTP, real signals, a real SMTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from engine.leads import Lead, Proof, add_lead
+from engine.sequences.project import Project
+from engine.store.db import make_engine
+from engine.store.migrate import upgrade
+from tests.support.project import minimal_project
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _SlowHandler:
+    """Accepts every message, taking `delay` seconds over each DATA."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.received: list[bytes] = []
+        self.data_started = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        import asyncio
+
+        self.data_started.set()
+        await asyncio.sleep(self.delay)
+        assert isinstance(envelope.content, bytes)
+        self.received.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return minimal_project(tmp_path / "project")
+
+
+def _add_leads(project: Path, url: str, count: int) -> None:
+    db_engine = make_engine(url)
+    upgrade(db_engine)
+    plan = Project(project).plan("minimal")
+    with db_engine.begin() as conn:
+        for i in range(count):
+            add_lead(
+                conn,
+                plan,
+                Lead(email=f"s{i}@example.com", name=f"Reader {i}"),
+                Proof("import"),
+                datetime.now(UTC),
+            )
+    db_engine.dispose()
+
+
+class _Daemon:
+    def __init__(self, project: Path, env: dict[str, str], *args: str) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "--project",
+                str(project),
+                "run",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait_healthy(self, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.communicate()
+            try:
+                response = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1.0)
+                if response.status_code == 200 and response.json()["checks"]["scheduler"] == "ok":
+                    return dict(response.json())
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the daemon never became healthy")
+
+    def stop(self) -> tuple[int, list[dict[str, Any]]]:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=30)
+        return self.process.returncode, [
+            json.loads(line) for line in stderr.splitlines() if line.startswith("{")
+        ]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    yield {
+        "FUNNEL_DATABASE_URL": f"sqlite:///{tmp_path / 'funnel.db'}",
+        "FUNNEL_SECRET_KEY": "k",
+        "FUNNEL_BASE_URL": "https://funnel.example",
+        "FUNNEL_TICK_SECONDS": "0.2",
+    }
+
+
+def test_the_daemon_serves_health_sends_to_the_outbox_and_stops_cleanly_on_sigterm(
+    project: Path, env: dict[str, str]
+) -> None:
+    _add_leads(project, env["FUNNEL_DATABASE_URL"], 3)
+    daemon = _Daemon(project, env)
+    assert daemon.wait_healthy() == {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}}
+    deadline = time.monotonic() + 20
+    while len(list((project / "outbox").glob("*.eml"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, logs = daemon.stop()
+    assert status == 0
+    files = sorted((project / "outbox").glob("*.eml"))
+    recipients = sorted(
+        message_from_bytes(f.read_bytes(), policy=policy.default)["To"].addresses[0].addr_spec for f in files
+    )
+    assert recipients == ["s0@example.com", "s1@example.com", "s2@example.com"]
+    actions = [line["action"] for line in logs]
+    assert actions[0] == "started" and actions[-2:] == ["stopping", "stopped"]
+    assert actions.count("sent") == 3 and all("ts" in line and "level" in line for line in logs)
+
+
+def test_sigterm_lets_the_message_in_flight_finish_and_records_it(project: Path, env: dict[str, str]) -> None:
+    handler = _SlowHandler(delay=1.5)
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        _add_leads(project, env["FUNNEL_DATABASE_URL"], 1)
+        daemon = _Daemon(
+            project,
+            {
+                **env,
+                "FUNNEL_TRANSPORT": "smtp",
+                "FUNNEL_SMTP_HOST": "127.0.0.1",
+                "FUNNEL_SMTP_PORT": str(controller.port),
+                "FUNNEL_SMTP_TLS": "none",
+            },
+        )
+        daemon.wait_healthy()
+        assert handler.data_started.wait(20)
+        status, logs = daemon.stop()  # while the server is still taking the data
+    finally:
+        controller.stop()
+    assert status == 0
+    assert len(handler.received) == 1
+    assert [line["action"] for line in logs].count("sent") == 1
+    db_engine = make_engine(env["FUNNEL_DATABASE_URL"])
+    with db_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT status FROM delivery").scalars().all() == ["sent"]
+    db_engine.dispose()
+
+
+def test_time_scale_refuses_a_transport_that_really_sends(project: Path, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--project", str(project), "run", "--time-scale", "100"],
+        env={**os.environ, **env, "FUNNEL_TRANSPORT": "smtp"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "--time-scale 100 would send real mail 100 times faster" in result.stderr
+    assert "add --force" in result.stderr
+
+
+def test_a_broken_sequence_file_stops_the_start_with_its_line(project: Path, env: dict[str, str]) -> None:
+    path = project / "sequences" / "minimal.yaml"
+    path.write_text(path.read_text().replace("template: t/e1.html", "tempalte: t/e1.html"))
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--project", str(project), "run"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "minimal.yaml:" in result.stderr and "did you mean 'template'?" in result.stderr
+    assert "fix them (funnel validate) and start again" in result.stderr
