@@ -1,0 +1,116 @@
+"""Real processes for crash and scale tests: `funnel run` daemons and the recording SMTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.leads import Lead, Proof, add_lead
+from engine.sequences.project import Project
+from engine.store.db import make_engine
+from engine.store.migrate import upgrade
+from tests.support.project import minimal_project
+
+
+def instant_project(folder: Path) -> Path:
+    """The minimal funnel with single opt-in: the magnet and the survey email go out at once."""
+    project = minimal_project(folder)
+    path = project / "sequences" / "minimal.yaml"
+    text = path.read_text().replace(
+        "  default_magnet: guide\n", "  default_magnet: guide\n  double_opt_in: false\n"
+    )
+    path.write_text(text)
+    return project
+
+
+def add_subscribers(url: str, project: Path, count: int) -> None:
+    """Sign up `count` subscribers (s0000@example.com ...) now, in one transaction."""
+    db_engine = make_engine(url)
+    upgrade(db_engine)
+    plan = Project(project).plan("minimal")
+    now = datetime.now(UTC)
+    with db_engine.begin() as conn:
+        for i in range(count):
+            add_lead(conn, plan, Lead(email=f"s{i:04}@example.com"), Proof("import"), now)
+    db_engine.dispose()
+
+
+@contextmanager
+def smtp_server(log: Path, *flags: str) -> Iterator[int]:
+    """The recording SMTP server in its own process; yields its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.smtp_server", "--log", str(log), *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("ready "), line
+        yield int(line.split()[1])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def received(log: Path) -> Counter[str]:
+    """How many copies of each Message-ID the SMTP server accepted."""
+    if not log.exists():
+        return Counter()
+    copies: Counter[str] = Counter()
+    for line in log.read_text().splitlines():
+        if line.strip():
+            copies[json.loads(line)["message_id"].strip("<>")] += 1
+    return copies
+
+
+def start_daemon(
+    project: Path, url: str, smtp_port: int, log: Path, *args: str, **env: str
+) -> subprocess.Popen[bytes]:
+    """`funnel run` against `url`, sending to the SMTP server on `smtp_port`; stderr goes to `log`."""
+    environment = {
+        **os.environ,
+        "FUNNEL_DATABASE_URL": url,
+        "FUNNEL_TRANSPORT": "smtp",
+        "FUNNEL_SMTP_HOST": "127.0.0.1",
+        "FUNNEL_SMTP_PORT": str(smtp_port),
+        "FUNNEL_SMTP_TLS": "none",
+        "FUNNEL_SECRET_KEY": "k",
+        "FUNNEL_BASE_URL": "https://funnel.example",
+        "FUNNEL_TICK_SECONDS": "0.1",
+        "FUNNEL_SEND_RATE": "5000",
+        **env,
+    }
+    with log.open("ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine", "--project", str(project), "run", "--port", "0", *args],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def actions(log: Path) -> list[str]:
+    """The `action` of every JSON log line a daemon wrote."""
+    return [json.loads(line)["action"] for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    """Poll `condition()` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
