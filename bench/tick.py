@@ -57,16 +57,46 @@ def fill(url: str, count: int) -> float:
     with db_engine.begin() as conn:
         for start in range(0, count, CHUNK):
             ids = range(start + 1, min(start + CHUNK, count) + 1)
-            conn.execute(SUBSCRIBER.insert(), [
-                {"id": i, "email": f"s{i}@example.com", "email_key": f"s{i}@example.com", "name": "", "locale": "en",
-                 "timezone": "Europe/Budapest", "status": "active", "fields": {}, "created_at": NOW,
-                 "updated_at": NOW} for i in ids])
+            conn.execute(
+                SUBSCRIBER.insert(),
+                [
+                    {
+                        "id": i,
+                        "email": f"s{i}@example.com",
+                        "email_key": f"s{i}@example.com",
+                        "name": "",
+                        "locale": "en",
+                        "timezone": "Europe/Budapest",
+                        "status": "active",
+                        "fields": {},
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
+                    for i in ids
+                ],
+            )
             # Spread over the next 60 days, as a live list is: nothing is due at NOW.
-            conn.execute(ENROLLMENT.insert(), [
-                {"id": i, "subscriber_id": i, "funnel": "first-marathon", "stage": "nurture", "since": NOW,
-                 "segment": "beginner", "step": None, "done": [], "reason": None, "magnet": None,
-                 "next_run_at": NOW + timedelta(seconds=60 + i * 5), "created_at": NOW, "updated_at": NOW}
-                for i in ids])
+            conn.execute(
+                ENROLLMENT.insert(),
+                [
+                    {
+                        "id": i,
+                        "subscriber_id": i,
+                        "funnel": "first-marathon",
+                        "stage": "nurture",
+                        "since": NOW,
+                        "segment": "beginner",
+                        "step": None,
+                        "done": [],
+                        "reason": None,
+                        "magnet": None,
+                        "next_run_at": NOW + timedelta(seconds=60 + i * 5),
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
+                    for i in ids
+                ],
+            )
             print(f"  {ids[-1]:>9,} enrollments", file=sys.stderr, end="\r")
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("ANALYZE"))
@@ -78,8 +108,9 @@ def fill(url: str, count: int) -> float:
 def measure(url: str, project: Path, ticks: int) -> dict[str, float]:
     """Median and p99 of idle ticks and of the SELECT 1 baseline, in milliseconds, and RSS."""
     settings = Settings.model_validate({"secret_key": "bench", "database_url": url})
-    daemon = build_daemon(settings, project, clock=FrozenClock(NOW), transport=MemoryTransport(),
-                          db_engine=make_engine(url))
+    daemon = build_daemon(
+        settings, project, clock=FrozenClock(NOW), transport=MemoryTransport(), db_engine=make_engine(url)
+    )
     rss_before = _rss_mb()
 
     async def run() -> tuple[list[float], list[float]]:
@@ -104,8 +135,11 @@ def measure(url: str, project: Path, ticks: int) -> dict[str, float]:
     daemon.db_executor.shutdown()
     daemon.db_engine.dispose()
     return {
-        "tick_ms_median": statistics.median(tick_ms), "tick_ms_p99": _p99(tick_ms),
-        "select1_ms_median": statistics.median(select_ms), "rss_mb": _rss_mb(), "rss_mb_before_ticks": rss_before,
+        "tick_ms_median": statistics.median(tick_ms),
+        "tick_ms_p99": _p99(tick_ms),
+        "select1_ms_median": statistics.median(select_ms),
+        "rss_mb": _rss_mb(),
+        "rss_mb_before_ticks": rss_before,
     }
 
 
@@ -116,7 +150,9 @@ def _p99(values: list[float]) -> float:
 
 def main() -> None:
     """Build the database, measure, print."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--enrollments", type=int, default=1_000_000)
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--database-url", help="an empty database to fill (default: a temporary SQLite file)")
@@ -136,8 +172,15 @@ def main() -> None:
     print(f"  idle tick     median {figures['tick_ms_median']:.2f} ms, p99 {figures['tick_ms_p99']:.2f} ms")
     print(f"  SELECT 1      median {figures['select1_ms_median']:.2f} ms (baseline)")
     print(f"  resident memory {figures['rss_mb']:.0f} MB")
-    print(json.dumps({"enrollments": args.enrollments, "database": dialect,
-                      **{k: round(v, 3) for k, v in figures.items()}}))
+    print(
+        json.dumps(
+            {
+                "enrollments": args.enrollments,
+                "database": dialect,
+                **{k: round(v, 3) for k, v in figures.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
