@@ -7,17 +7,18 @@ not send 'Hello ,'), HTML autoescaped, subjects not (they are not HTML).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import css_inline
-import html2text
 from jinja2 import FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.mail.textpart import TextParts, html_to_text
 from engine.sequences.plan import EmailStep
+
+__all__ = ["Rendered", "Renderer", "html_to_text", "make_environment"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Renderer:
         self.env = make_environment(templates_dir)
         self._subjects: dict[str, Template] = {}
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
+        self.text_parts = TextParts()
 
     def subject(self, source: str, context: dict[str, Any]) -> str:
         """A rendered subject on one line: CR, LF and other line breaks become spaces."""
@@ -57,26 +59,25 @@ class Renderer:
 
     def html(self, template: str, context: dict[str, Any]) -> str:
         """The email's HTML with its <style> rules inlined, as mail clients need."""
-        raw = self.env.get_template(template).render(context)
-        return str(self._inliner.inline(raw))
+        return self._inline(self._raw(template, context))
 
-    def render(self, email: EmailStep, context: dict[str, Any]) -> Rendered:
-        """Subject, HTML and plain text of one email for one subscriber."""
-        html = self.html(email.template, context)
-        return Rendered(self.subject(email.subject, context), html, html_to_text(html))
+    def _raw(self, template: str, context: dict[str, Any]) -> str:
+        return self.env.get_template(template).render(context)
 
+    def _inline(self, html: str) -> str:
+        return str(self._inliner.inline(html))
 
-_EMPHASIS_SPACE = re.compile(r"(\*\*|_) ([,.;:!?)])")
+    def render(self, email: EmailStep, context: dict[str, Any], key: tuple[object, ...] = ()) -> Rendered:
+        """Subject, HTML and plain text of one email for one subscriber.
 
-
-def html_to_text(html: str) -> str:
-    """The plain-text alternative of an HTML email: links kept, lines wrapped at 72."""
-    converter = html2text.HTML2Text()
-    converter.body_width = 72
-    converter.ignore_images = True
-    converter.protect_links = True
-    converter.inline_links = False
-    converter.wrap_links = False
-    text = str(converter.handle(html)).strip()
-    # html2text writes "<b>X</b>," as "**X** ,": put the punctuation back against the word.
-    return _EMPHASIS_SPACE.sub(r"\1\2", text) + "\n"
+        `key` names what the rest of the context depends on (funnel, step, magnet,
+        segment); with it, the text part comes from a per-step skeleton (see textpart.py).
+        """
+        raw = self._raw(email.template, context)
+        html = self._inline(raw)
+        if key:
+            text = self.text_parts.text((email.template, *key), context, raw, html,
+                                        lambda c: self._raw(email.template, c), self._inline)
+        else:
+            text = html_to_text(html)
+        return Rendered(self.subject(email.subject, context), html, text)

@@ -243,7 +243,9 @@ class Dispatcher:
             context = template_context(
                 plan, email, subscriber, links, magnet=row["magnet"], segment=row["segment"]
             )
-            rendered = funnels.renderer.render(email, context)
+            rendered = funnels.renderer.render(
+                email, context, key=(plan.funnel, email.id, row["magnet"], row["segment"])
+            )
             data = build_message(
                 sender=plan.sender,
                 to_name=subscriber.name,

@@ -1,0 +1,98 @@
+"""The plain-text part of an email, from its HTML, converted once per template instead of per subscriber.
+
+html2text costs about 3.4 ms for a 3 KB email here, against 0.4 ms for the Jinja
+render and CSS inlining together: converted per message it would cap sending near
+250 emails a second on one core. But the emails of one step differ only in the
+subscriber's values and the signed links. So the step is rendered once more with a
+marker in place of each of those values, that skeleton is converted, and each
+subscriber's text is the skeleton with the markers replaced. The shortcut is taken
+only when it is exact: the subscriber's real HTML must equal the skeleton HTML with
+the markers replaced by the (escaped) values, which proves the template used each
+value as is (no filter, no condition on it). Otherwise the HTML is converted as usual.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import html2text
+from markupsafe import escape
+
+_MARKER = re.compile(r"qzfm(\d+)mfzq")
+# Context values that differ from one subscriber to the next; everything else in the
+# context is the same for every recipient of a step.
+_PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url", "survey")
+_CACHE_LIMIT = 4096
+_EMPHASIS_SPACE = re.compile(r"(\*\*|_) ([,.;:!?)])")
+
+
+def html_to_text(html: str) -> str:
+    """The plain-text alternative of an HTML email: links kept, paragraphs unwrapped.
+
+    Lines are not wrapped at 72: a hard-wrapped text part breaks into ragged lines on a
+    phone, and quoted-printable already keeps the transmitted lines short.
+    """
+    converter = html2text.HTML2Text()
+    converter.body_width = 0
+    converter.ignore_images = True
+    converter.protect_links = True
+    converter.inline_links = False
+    converter.wrap_links = False
+    text = str(converter.handle(html)).strip()
+    # html2text writes "<b>X</b>," as "**X** ,": put the punctuation back against the word.
+    return _EMPHASIS_SPACE.sub(r"\1\2", text) + "\n"
+
+
+def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
+    """`value` with every non-empty string replaced by a marker; `shape` records what was kept."""
+    if isinstance(value, str):
+        shape.append(bool(value))
+        if not value:
+            return value
+        values.append(value)
+        return f"qzfm{len(values) - 1}mfzq"
+    if isinstance(value, dict):
+        shape.append(tuple(value))
+        return {k: _mark(v, values, shape) for k, v in value.items()}
+    if isinstance(value, list):
+        shape.append(len(value))
+        return [_mark(v, values, shape) for v in value]
+    shape.append(value)
+    return value
+
+
+class TextParts:
+    """Text parts per template skeleton.
+
+    `text` gives what html_to_text(html) gives, except that a subscriber's values appear
+    exactly as written (html2text would backslash-escape Markdown characters in them).
+    """
+
+    def __init__(self) -> None:
+        self._skeletons: dict[tuple[object, ...], tuple[str, str]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def text(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str, html: str,
+             render: Callable[[dict[str, Any]], str], inline: Callable[[str], str]) -> str:
+        """The text part of `html`; `raw_html` is `render(context)`, `html` is `inline(raw_html)`."""
+        values: list[str] = []
+        shape: list[object] = []
+        marked = {k: (_mark(v, values, shape) if k in _PERSONAL else v) for k, v in context.items()}
+        full_key = (*key, tuple(shape))
+        skeleton = self._skeletons.get(full_key)
+        if skeleton is None:
+            raw_skeleton = render(marked)
+            skeleton = (raw_skeleton, html_to_text(inline(raw_skeleton)))
+            if len(self._skeletons) >= _CACHE_LIMIT:
+                self._skeletons.clear()
+            self._skeletons[full_key] = skeleton
+        raw_skeleton, text_skeleton = skeleton
+        escaped = [str(escape(v)) for v in values]
+        if _MARKER.sub(lambda m: escaped[int(m[1])], raw_skeleton) != raw_html:
+            self.misses += 1
+            return html_to_text(html)
+        self.hits += 1
+        return _MARKER.sub(lambda m: values[int(m[1])], text_skeleton)

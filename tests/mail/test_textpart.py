@@ -1,0 +1,56 @@
+"""The per-step text skeleton gives each subscriber the text that converting their own HTML gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.mail.context import PreviewLinks, Subscriber, template_context
+from engine.mail.render import Renderer, html_to_text
+from engine.sequences.project import Project
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = Project(ROOT)
+PLAN = PROJECT.plan("first-marathon")
+RENDERER = Renderer(PROJECT.templates_dir)
+EMAILS = [e for e in PLAN.emails() if e.marketing][:6]
+
+names = st.text(st.characters(categories=("L", "Zs"), exclude_characters="\x85\u2028\u2029"), max_size=40)
+
+
+@given(name=names, email=st.sampled_from(EMAILS), token=st.text("abcdef0123456789", min_size=1, max_size=20))
+def test_the_cached_text_equals_converting_the_subscribers_own_html(
+    name: str, email: object, token: str
+) -> None:
+    from engine.sequences.plan import EmailStep
+
+    assert isinstance(email, EmailStep)
+    links = PreviewLinks(base_url=f"https://funnel.example/{token}")
+    context = template_context(PLAN, email, Subscriber("ann@example.com", name), links)
+    rendered = RENDERER.render(email, context, key=(PLAN.funnel, email.id, None, email.segment))
+    assert rendered.text == html_to_text(rendered.html)
+
+
+def test_a_value_the_template_transforms_falls_back_to_converting_the_html(tmp_path: Path) -> None:
+    (tmp_path / "t.html").write_text(
+        "<p>Hello {{ subscriber.name|upper }}, {{ subscriber.name }}!</p>"
+        '<a href="{{ unsubscribe_url }}">unsubscribe</a>'
+    )
+    renderer = Renderer(tmp_path)
+    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
+    for name in ("Ann", "Bob", "Ann"):
+        context = template_context(PLAN, email, Subscriber("a@example.com", name), PreviewLinks())
+        rendered = renderer.render(email, context, key=("f", "s"))
+        assert rendered.text == html_to_text(rendered.html)
+        assert f"Hello {name.upper()}, {name}!" in rendered.text
+    assert renderer.text_parts.hits == 0 and renderer.text_parts.misses == 3
+
+
+def test_values_with_markup_characters_appear_as_written() -> None:
+    email = EMAILS[0]
+    context = template_context(PLAN, email, Subscriber("a@example.com", "<b>Zoë</b>"), PreviewLinks())
+    rendered = RENDERER.render(email, context, key=(PLAN.funnel, email.id, None, email.segment))
+    assert "&lt;b&gt;Zoë&lt;/b&gt;" in rendered.html and "<b>Zoë</b>" not in rendered.html
+    assert "<b>Zoë</b>" in rendered.text  # the name as typed, not bold: the text part is not HTML
