@@ -1,0 +1,234 @@
+"""Write one email's bytes directly: headers that cannot be injected, a text and an HTML part.
+
+Why not the `email` package's generator: its modern API takes about 3.3 ms for a message
+with a 5 KB HTML part here, this module 0.13 ms; and Python 3.11.7 lacks the CVE-2024-6923
+fix (the generator did not quote newlines in header values, so a value could start a header
+of its own). So the few headers an email needs are written here, under rules that can be
+checked line by line:
+
+- untrusted text (subject, recipient name) loses its controls and line breaks first;
+- a name or subject that is not plain ASCII words is written only as RFC 2047 "B"
+  encoded-words, whose alphabet [A-Za-z0-9+/=] holds no space, quote, special or newline,
+  so no parser can read anything but the text back out of them;
+- addresses, Message-IDs, URLs and extra header names are checked, never repaired.
+
+Internationalized addresses (SMTPUTF8, RFC 6531) are not supported and are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import format_datetime, parseaddr
+
+_LINE = 76  # RFC 2047 §2: a line holding an encoded-word is at most 76 characters
+_RAW_LINE = 78  # RFC 5322 §2.1.1: lines SHOULD be at most 78 characters
+_RAW_WORD = 60  # a longer word of a raw header could not fold under 78; encode it instead
+_PREFIX = "=?utf-8?B?"
+_SUFFIX = "?="
+
+# C0 controls (NUL, TAB, CR, LF, ...), space, DEL, C1 controls (with U+0085 NEL) and the
+# Unicode line and paragraph separators: each run becomes one space.
+_UNSAFE_RUN = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # cannot be encoded as UTF-8
+_PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')  # RFC 5322 §3.2.3 specials
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")  # atext and dots
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DOMAIN = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+_FIELD_NAME = re.compile(r"[!-9;-~]{1,76}")  # RFC 5322 §3.6.8: printable ASCII except ':'
+_URL = re.compile(r"https?://[!-;=?-~]{1,900}")  # printable ASCII without '<', '>' and space
+_NEWLINE = re.compile(r"\r\n?")
+
+_OWN_HEADERS = frozenset({
+    "date", "from", "sender", "to", "cc", "bcc", "subject", "message-id", "mime-version",
+    "reply-to", "list-unsubscribe", "list-unsubscribe-post", "content-type",
+    "content-transfer-encoding", "return-path",
+})
+
+
+def new_message_id(domain: str) -> str:
+    """A fresh Message-ID without angle brackets: 128 random bits, then '@' and `domain`."""
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"{domain!r} cannot end a Message-ID: use a plain ASCII host name")
+    return f"{secrets.token_hex(16)}@{domain}"
+
+
+def check_address(address: str, role: str = "recipient") -> str:
+    """`address` when it is a plain ASCII `local@domain` safe on an SMTP line; ValueError otherwise."""
+    if not address.isascii():
+        # SMTPUTF8 (RFC 6531) is not supported; and converting a Unicode domain to
+        # punycode is not safe either: IDNA 2003 and 2008 map some names (ß) differently.
+        raise ValueError(f"{role} address {address!r} is not ASCII; internationalized "
+                         "addresses (SMTPUTF8) are not supported")
+    if _UNSAFE_RUN.search(address):
+        raise ValueError(f"{role} address {address!r} holds a space, line break or control character")
+    local, at, domain = address.rpartition("@")
+    if not at or "@" in local:
+        raise ValueError(f"{role} address {address!r} must hold exactly one '@'")
+    if not _LOCAL_PART.fullmatch(local):
+        raise ValueError(f"{role} address {address!r}: the part before '@' may hold only letters, "
+                         "digits, dots and !#$%&'*+/=?^_`{|}~- (at most 64)")
+    if not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"{role} address {address!r}: the part after '@' is not a host name")
+    return address
+
+
+def build_message(*, sender: str, to_name: str, to_address: str, subject: str, html: str, text: str,
+                  message_id: str, date: datetime, reply_to: str | None = None,
+                  list_unsubscribe: str | None = None, headers: Mapping[str, str] | None = None) -> bytes:
+    """The RFC 5322 bytes of one email (CRLF lines): safe headers, text/plain then text/html."""
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the Date of a message needs a time zone: pass an aware datetime")
+    lines = [
+        "Date: " + format_datetime(date),
+        _mailbox_header("From", *_parse_mailbox(sender, "sender")),
+        _mailbox_header("To", _clean(to_name), check_address(to_address)),
+        _unstructured_header("Subject", _clean(subject)),
+        f"Message-ID: <{_check_message_id(message_id)}>",
+        "MIME-Version: 1.0",
+    ]
+    if reply_to is not None:
+        lines.append(_mailbox_header("Reply-To", *_parse_mailbox(reply_to, "reply_to")))
+    if list_unsubscribe is not None:
+        if not _URL.fullmatch(list_unsubscribe):
+            raise ValueError(f"list_unsubscribe {list_unsubscribe!r} must be an https:// (or http://) URL "
+                             "of printable ASCII (percent-encode the rest), at most 900 characters")
+        lines.append(f"List-Unsubscribe: <{list_unsubscribe}>")
+        if list_unsubscribe.startswith("https://"):
+            # RFC 8058 one-click, which Gmail and Yahoo have required of bulk senders (5,000+
+            # messages a day) since 2024; §3.1 allows it for an HTTPS URI only, so a plain
+            # http:// one (a development base_url) keeps the RFC 2369 header alone.
+            lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+    for name, value in (headers or {}).items():
+        lines.append(_extra_header(name, value))
+    # The boundary starts with "=_", which quoted-printable output can never contain ('='
+    # is always followed by two hex digits or a line break), so it needs no search of the
+    # bodies; derived from the Message-ID so that the same inputs give the same bytes.
+    boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:24]
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    delimiter = b"--" + boundary.encode("ascii")
+    return b"".join((
+        head,
+        delimiter, b"\r\n", _part("text/plain", text),
+        b"\r\n", delimiter, b"\r\n", _part("text/html", html),
+        b"\r\n", delimiter, b"--\r\n",
+    ))
+
+
+def _clean(value: str) -> str:
+    """Untrusted header text on one line: controls and line breaks become single spaces, ends trimmed."""
+    value = _UNSAFE_RUN.sub(" ", value).strip()  # strip(): no-break spaces at the ends too
+    return _SURROGATE.sub("\ufffd", value) if not value.isascii() else value
+
+
+@functools.lru_cache(maxsize=256)  # a funnel's sender is parsed once, not per message (15 µs)
+def _parse_mailbox(mailbox: str, role: str) -> tuple[str, str]:
+    """(display name, address) of a configured `Name <address>` or bare address; ValueError if odd."""
+    if _CONTROL.search(mailbox):
+        raise ValueError(f"{role} {mailbox!r} holds a line break or control character")
+    name, address = parseaddr(mailbox)
+    check_address(address, role)
+    stripped = mailbox.strip()
+    # parseaddr silently keeps the first of two addresses ("a@x, b@y"); insist on one.
+    if stripped != address and not stripped.endswith(f"<{address}>"):
+        raise ValueError(f"{role} {mailbox!r} must be 'Name <address>' or a bare address")
+    return _clean(name), address
+
+
+def _check_message_id(message_id: str) -> str:
+    """`message_id` (no angle brackets) when it is `left@domain` in plain ASCII; ValueError otherwise."""
+    left, at, domain = message_id.rpartition("@")
+    if not (at and _LOCAL_PART.fullmatch(left) and _DOMAIN.fullmatch(domain)):
+        raise ValueError(f"Message-ID {message_id!r} must be 'left@domain' in ASCII without <>; "
+                         "use new_message_id()")
+    return message_id
+
+
+def _mailbox_header(name: str, display: str, address: str) -> str:
+    """`Name: display <address>`, the display name raw when it is plain ASCII atoms, else encoded."""
+    if not display:
+        return f"{name}: {address}"
+    if _raw_ok(display) and not _PHRASE_SPECIALS.search(display):
+        return _fold(name, [*display.split(" "), f"<{address}>"], _RAW_LINE)
+    return _fold(name, [*_encoded_words(display, _LINE - len(name) - 2), f"<{address}>"], _LINE)
+
+
+def _unstructured_header(name: str, value: str) -> str:
+    """`Name: value` for free text: raw when plain ASCII words, else encoded-words."""
+    if _raw_ok(value):
+        return _fold(name, value.split(" ") if value else [], _RAW_LINE)
+    return _fold(name, _encoded_words(value, _LINE - len(name) - 2), _LINE)
+
+
+def _raw_ok(value: str) -> bool:
+    """Whether cleaned text can be written as it is: ASCII, no encoded-word look-alike, short words."""
+    return value.isascii() and "=?" not in value and all(len(w) <= _RAW_WORD for w in value.split(" "))
+
+
+def _encoded_words(value: str, first_room: int) -> list[str]:
+    """`value` as UTF-8 "B" encoded-words: each at most 75 chars, fitting its line, whole characters.
+
+    B rather than Q: its alphabet is safe inside a display name with no exceptions to get
+    wrong (RFC 2047 §5(3) narrows Q there), and it grows text by a fixed 4/3.
+    """
+    data = value.encode("utf-8")
+    words: list[str] = []
+    room, start = first_room, 0
+    while start < len(data):
+        end = min(len(data), start + (room - len(_PREFIX) - len(_SUFFIX)) // 4 * 3)
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # never cut a UTF-8 sequence
+            end -= 1
+        words.append(_PREFIX + base64.b64encode(data[start:end]).decode("ascii") + _SUFFIX)
+        room, start = _LINE - 1, end  # later words start a line of their own after one space
+    return words
+
+
+def _fold(name: str, words: list[str], limit: int) -> str:
+    """`Name: w1 w2 ...`, each line filled up to `limit`; every break is CRLF before a space."""
+    lines, line = [], name + ":"
+    for word in words:
+        if len(line) + 1 + len(word) > limit and line != name + ":":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return "\r\n".join(lines)
+
+
+def _extra_header(name: str, value: str) -> str:
+    """A caller's fixed header, checked: a field name, not one of ours, a one-line ASCII value."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError(f"header name {name!r} must be printable ASCII without ':' or spaces")
+    if name.lower() in _OWN_HEADERS:
+        raise ValueError(f"header {name!r} is written by build_message; pass it as an argument")
+    if not (value.isascii() and value.isprintable() and len(value) <= 900):
+        raise ValueError(f"header {name}: value {value!r} must be printable ASCII on one line, "
+                         "at most 900 characters")
+    return f"{name}: {value}"
+
+
+def _part(content_type: str, body: str) -> bytes:
+    """One UTF-8 body part, quoted-printable: lines at most 76, bare CR or LF become CRLF.
+
+    Quoted-printable rather than base64: HTML and text are mostly ASCII, so QP is about 1.05x
+    the size instead of 1.37x, stays readable, and is what the large senders use; its
+    encoder is C (binascii) so a 5 KB body costs microseconds.
+    """
+    if "\r" in body:
+        body = _NEWLINE.sub("\n", body)
+    encoded = binascii.b2a_qp(body.encode("utf-8", "replace"), istext=True)
+    # A line starting "From " is mangled to ">From " by mbox-style relays; =46 is 'F'.
+    # (bytes.replace, not a regex: 1 µs instead of 38 µs on 5 KB.)
+    if encoded.startswith(b"From "):
+        encoded = b"=46" + encoded[1:]
+    encoded = encoded.replace(b"\nFrom ", b"\n=46rom ").replace(b"\n", b"\r\n")
+    return (f"Content-Type: {content_type}; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + encoded

@@ -1,0 +1,275 @@
+"""Send through an SMTP server (the only aiosmtplib import): pooled connections, every reply classified.
+
+MAIL, RCPT, DATA and the data itself are separate commands, so each reply is judged by
+the phase it answers:
+
+| phase                                 | 2xx  | 4xx   | 5xx      | no reply (lost, timeout) |
+|---------------------------------------|------|-------|----------|--------------------------|
+| connect, TLS, EHLO, AUTH              | -    | RETRY | RETRY    | RETRY                    |
+| MAIL FROM                             | next | RETRY | REJECTED | RETRY                    |
+| RCPT TO                               | next | RETRY | BOUNCED* | RETRY                    |
+| DATA command (before 354)             | -    | RETRY | REJECTED | RETRY                    |
+| the data and its final reply          | SENT | RETRY | REJECTED | UNKNOWN                  |
+
+A 421 anywhere is RETRY with domain_wide=True, and that connection is dropped.
+A 530 (authentication required) anywhere is RETRY: a setting to fix, not a bad message.
+*A 5xx at RCPT with a 5.7.x status (policy: relay denied, blocked) is REJECTED, not BOUNCED.
+
+Why an UNKNOWN is not retried by default: once the data went out, the server may have
+accepted the message and only its reply was lost. A re-send risks a duplicate the
+recipient sees; not re-sending risks one lost email they never notice. So delivery is
+at most once after DATA (settings.resend_unknown turns it around; docs/delivery.md).
+A connection lost while waiting for the 354 is still RETRY: no data went out, so the
+server holds nothing it could deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import aiosmtplib
+
+from engine.mail.message import check_address
+from engine.mail.transport import Outcome, Outgoing, Result
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+_TLS_MODES = ("none", "starttls", "tls")
+_POLICY = re.compile(r"5\.7\.\d{1,3}\b")  # RFC 3463 enhanced status: security or policy
+# What a broken or silent connection raises: aiosmtplib's errors, OSError (refused, reset,
+# TLS failures) and TimeoutError (itself an OSError since 3.11, named for the reader).
+_CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to reach the SMTP server; built once from the engine's Settings."""
+
+    host: str
+    port: int = 25
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or reprs
+    tls: Literal["none", "starttls", "tls"] = "starttls"
+    timeout: float = 30.0  # seconds for the connection and any reply but the last
+    max_connections: int = 8
+    local_hostname: str | None = None  # the EHLO name; the machine's FQDN when None
+    cafile: str | None = None  # a CA bundle to trust, for private or test servers
+    validate_certs: bool = True
+    # RFC 5321 §4.5.3.2.6 asks a client to wait 10 minutes for the reply to the data:
+    # the server may be scanning it, and giving up early turns a delivery into an UNKNOWN.
+    data_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot work now, not at the first send."""
+        if self.tls not in _TLS_MODES:
+            raise ValueError(f"tls must be one of {', '.join(_TLS_MODES)}, not {self.tls!r}")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is not a TCP port")
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One transaction's result, whether its connection can carry the next, and if it died unused."""
+
+    result: Result
+    reusable: bool
+    stale: bool = False  # the connection broke at MAIL FROM: nothing was said, a new one may work
+
+
+class SmtpTransport:
+    """Transport over SMTP: up to max_connections kept open and reused, one message on each at a time."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.max_connections)
+        self._closed = False
+
+    async def send(self, message: Outgoing) -> Result:
+        """Try once to deliver `message`; every delivery problem comes back as a Result."""
+        if self._closed:
+            raise RuntimeError("SmtpTransport.send() after close()")
+        invalid = _invalid_envelope(message)
+        if invalid is not None:
+            return invalid
+        async with self._slots:
+            while True:
+                smtp = self._idle.pop() if self._idle else None
+                reused = smtp is not None
+                if smtp is None or not smtp.is_connected:
+                    if smtp is not None:
+                        _discard(smtp)
+                    connected = await self._connect()
+                    if isinstance(connected, Result):
+                        return connected
+                    smtp, reused = connected, False
+                try:
+                    attempt = await self._transact(smtp, message)
+                except BaseException:  # cancelled mid-transaction: the session state is unknown
+                    _discard(smtp)
+                    raise
+                await self._release(smtp, attempt.reusable)
+                # A pooled connection the server closed while idle (RFC 5321 §4.5.3.2.7
+                # lets it after 5 minutes) fails at MAIL FROM; one new connection decides.
+                if not (attempt.stale and reused):
+                    return attempt.result
+
+    async def close(self) -> None:
+        """QUIT every pooled connection; sending afterwards is an error."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(smtp) for smtp in idle))
+
+    async def _connect(self) -> aiosmtplib.SMTP | Result:
+        """A new connection, greeted, encrypted and logged in as configured; or the RETRY why not."""
+        s = self.settings
+        # TLS upgrade and login are done here rather than by connect(), which closes a
+        # failed connection gracefully itself and would leave nothing for _discard to abort.
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, local_hostname=s.local_hostname, timeout=s.timeout,
+            use_tls=s.tls == "tls", start_tls=False, validate_certs=s.validate_certs, cert_bundle=s.cafile)
+        try:
+            await smtp.connect()
+            await _greet(smtp)
+            if s.tls == "starttls":  # never falls back to plain text when it is not offered
+                await smtp.starttls()
+                await _greet(smtp)  # RFC 3207 §4.2: forget what was said before TLS
+            if s.username is not None:
+                await smtp.login(s.username, s.password or "")
+        except aiosmtplib.SMTPResponseException as error:
+            _discard(smtp)
+            # An AUTH failure (535) is RETRY too: it is a setting every message would hit,
+            # so failing them one by one as REJECTED would lose the lot; RETRY keeps them
+            # queued, with the server's words in the store and the log, until it is fixed.
+            return _reply_result(Outcome.RETRY, error.code, error.message)
+        except (*_CONNECTION_ERRORS, ValueError) as error:  # ValueError: a bad cafile, say
+            _discard(smtp)
+            return Result(Outcome.RETRY, None, f"cannot connect to {s.host}:{s.port}: {error}")
+        except BaseException:  # cancelled while connecting
+            _discard(smtp)
+            raise
+        return smtp
+
+    async def _transact(self, smtp: aiosmtplib.SMTP, message: Outgoing) -> _Attempt:
+        """MAIL, RCPT, DATA and the data, each reply judged by its phase (the table above)."""
+        phase = "MAIL"
+        try:
+            await smtp.mail(message.mail_from)
+            phase = "RCPT"
+            await smtp.rcpt(message.rcpt_to)
+            phase = "DATA"
+            reply = await smtp.execute_command(b"DATA")
+            if reply.code != 354:
+                return await self._refused(smtp, phase, reply.code, reply.message)
+            phase = "BODY"
+            # execute_command appends the CRLF that completes the terminating "<CRLF>.<CRLF>".
+            reply = await smtp.execute_command(_stuffed(message.data), timeout=self.settings.data_timeout)
+            if 200 <= reply.code < 300:
+                return _Attempt(_reply_result(Outcome.SENT, reply.code, reply.message), True)
+            return await self._refused(smtp, phase, reply.code, reply.message)
+        except aiosmtplib.SMTPResponseException as error:  # a refusal at MAIL or RCPT
+            return await self._refused(smtp, phase, error.code, error.message)
+        except _CONNECTION_ERRORS as error:
+            _discard(smtp)
+            if phase == "BODY":
+                return _Attempt(Result(Outcome.UNKNOWN, None, f"connection lost after the data: {error}"),
+                                False)
+            return _Attempt(Result(Outcome.RETRY, None, f"connection lost at {phase}: {error}"), False,
+                            stale=phase == "MAIL")
+
+    async def _refused(self, smtp: aiosmtplib.SMTP, phase: str, code: int, text: str) -> _Attempt:
+        """A non-2xx reply classified; the connection RSET for reuse when it is still good."""
+        if 400 <= code < 500 or code == 530:
+            # 530 "authentication required" (RFC 4954 §6) is about the session, not this
+            # message: like a wrong password, every message would hit it until fixed.
+            outcome = Outcome.RETRY
+        elif 500 <= code < 600:
+            # At RCPT only an address problem is a bounce; a policy refusal (5.7.x: relay
+            # denied, sender blocked, DMARC) says nothing about the address, and bouncing it
+            # would suppress every subscriber behind a misconfigured relay.
+            address_problem = phase == "RCPT" and not _POLICY.match(text)
+            outcome = Outcome.BOUNCED if address_problem else Outcome.REJECTED
+        else:  # not an SMTP reply at all: nothing is known about this session any more
+            _discard(smtp)
+            outcome = Outcome.UNKNOWN if phase == "BODY" else Outcome.RETRY
+            return _Attempt(_reply_result(outcome, code, text), False)
+        result = _reply_result(outcome, code, text)
+        if code == 421 or not smtp.is_connected:  # aiosmtplib has closed a 421 connection
+            _discard(smtp)
+            return _Attempt(result, False)
+        try:
+            await smtp.rset()
+        except _CONNECTION_ERRORS:
+            _discard(smtp)
+            return _Attempt(result, False)
+        return _Attempt(result, True)
+
+    async def _release(self, smtp: aiosmtplib.SMTP, reusable: bool) -> None:
+        """Back to the pool when it can carry another message; closed otherwise."""
+        if reusable and smtp.is_connected and not self._closed:
+            self._idle.append(smtp)
+        elif reusable and smtp.is_connected:
+            await _quit(smtp)
+        else:
+            _discard(smtp)
+
+
+def _invalid_envelope(message: Outgoing) -> Result | None:
+    """A Result refusing an envelope address that is unsafe on an SMTP command line; None if fine."""
+    try:
+        check_address(message.mail_from, "envelope sender")
+    except ValueError as error:
+        return Result(Outcome.REJECTED, None, f"not sent: {error}")
+    try:
+        check_address(message.rcpt_to, "envelope recipient")
+    except ValueError as error:  # the address itself is unusable: suppress it like a bounce
+        return Result(Outcome.BOUNCED, None, f"not sent: {error}")
+    return None
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO for the rare server without ESMTP (RFC 5321 §3.2)."""
+    try:
+        await smtp.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        await smtp.helo()
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    """Say QUIT politely; a connection that cannot hear it is just closed."""
+    try:
+        # Not smtp.quit(): it closes gracefully itself, leaving nothing for _discard to abort.
+        await smtp.execute_command(b"QUIT")
+    except _CONNECTION_ERRORS:
+        pass
+    finally:
+        _discard(smtp)
+
+
+def _discard(smtp: aiosmtplib.SMTP) -> None:
+    """Close at once: the session is over or broken, so no TLS goodbye is awaited.
+
+    A graceful TLS close waits for the server's close_notify; a daemon (or a test) that
+    stops its event loop first would leave the socket open behind it.
+    """
+    if isinstance(smtp.transport, asyncio.Transport):
+        smtp.transport.abort()
+    smtp.close()
+
+
+def _stuffed(data: bytes) -> bytes:
+    """The data as sent after 354: CRLF lines, leading dots doubled (RFC 5321 §4.5.2), then '.'."""
+    data = _LEADING_DOT.sub(b"..", _LINE_END.sub(b"\r\n", data))
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b"."
+
+
+def _reply_result(outcome: Outcome, code: int, text: str) -> Result:
+    """A Result with the server's reply on one line, as the store and logs keep it."""
+    return Result(outcome, code, " ".join(text.split()), domain_wide=code == 421)
