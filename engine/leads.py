@@ -63,7 +63,9 @@ def answer_problems(plan: Plan, answers: Mapping[str, str]) -> list[str]:
     for question, answer in answers.items():
         known = questions.get(question)
         if known is None:
-            problems.append(f"unknown question '{question}'; the questions are {', '.join(sorted(questions))}")
+            problems.append(
+                f"unknown question '{question}'; the questions are {', '.join(sorted(questions))}"
+            )
         elif answer not in {a for a, _ in known.answers}:
             allowed = ", ".join(a for a, _ in known.answers)
             problems.append(f"'{answer}' is not an answer of '{question}'; write one of {allowed}")
@@ -77,16 +79,33 @@ def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: dateti
     """
     if queries.is_suppressed(conn, lead.email):
         return Added(None, None, False, False)
-    values = {"email": lead.email, "name": lead.name, "locale": lead.locale, "timezone": lead.timezone,
-              "source": lead.source, "fields": dict(lead.fields),
-              **{k: v for k, v in lead.utm.items() if k in UTM_KEYS}}
+    values = {
+        "email": lead.email,
+        "name": lead.name,
+        "locale": lead.locale,
+        "timezone": lead.timezone,
+        "source": lead.source,
+        "fields": dict(lead.fields),
+        **{k: v for k, v in lead.utm.items() if k in UTM_KEYS},
+    }
     subscriber, new_subscriber = queries.upsert_subscriber(conn, values, now)
-    conn.execute(CONSENT.insert().values(subscriber_id=subscriber, kind=proof.kind, at=now, funnel=plan.funnel,
-                                         form=proof.form, ip=proof.ip, user_agent=proof.user_agent,
-                                         wording=proof.wording))
-    enrollment, new_enrollment = queries.enroll(conn, subscriber, plan.funnel, start(plan, now), now,
-                                                magnet=lead.magnet)
+    conn.execute(
+        CONSENT.insert().values(
+            subscriber_id=subscriber,
+            kind=proof.kind,
+            at=now,
+            funnel=plan.funnel,
+            form=proof.form,
+            ip=proof.ip,
+            user_agent=proof.user_agent,
+            wording=proof.wording,
+        )
+    )
+    enrollment, new_enrollment = queries.enroll(
+        conn, subscriber, plan.funnel, start(plan, now), now, magnet=lead.magnet
+    )
     for question, answer in lead.answers.items():
-        queries.record_event(conn, subscriber, "answer", now, funnel=plan.funnel, question=question,
-                             answer=answer)
+        queries.record_event(
+            conn, subscriber, "answer", now, funnel=plan.funnel, question=question, answer=answer
+        )
     return Added(subscriber, enrollment, new_subscriber, new_enrollment)

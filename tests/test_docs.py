@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pytest
 
 from engine.flow.simulate import Script, simulate
@@ -24,8 +23,9 @@ from tests.flow.test_step import T0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_complete_example_in_the_reference_is_a_valid_funnel(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_complete_example_in_the_reference_is_a_valid_funnel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     text = (ROOT / "docs" / "sequence-files.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- example: complete.*?-->\n```yaml\n(.*?)```", text, re.S)
     assert block is not None
@@ -62,8 +62,9 @@ def _project_copy(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", [c for c in _readme_commands() if not c.startswith("funnel run")])
-def test_every_funnel_command_in_the_readme_works(command: str, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_funnel_command_in_the_readme_works(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from engine.cli import main
@@ -75,8 +76,9 @@ def test_every_funnel_command_in_the_readme_works(command: str, tmp_path: Path,
         at = args.index("--out") + 1
         args[at] = str(tmp_path / args[at])
     if args[:2] != ["subscribers", "import"]:  # commands about subscribers need some
-        seeded = CliRunner().invoke(main, ["subscribers", "import", "docs/examples/leads.csv",
-                                           "--funnel", "first-marathon"])
+        seeded = CliRunner().invoke(
+            main, ["subscribers", "import", "docs/examples/leads.csv", "--funnel", "first-marathon"]
+        )
         assert seeded.exit_code == 0, seeded.output
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -90,8 +92,14 @@ def test_every_way_the_readme_starts_the_daemon_starts_it(command: str, tmp_path
     port = _free_port()
     args = [*shlex.split(command)[1:], "--port", str(port)]
     env = {**os.environ, "FUNNEL_DATABASE_URL": f"sqlite:///{tmp_path / 'funnel.db'}"}
-    process = subprocess.Popen([sys.executable, "-m", "engine", *args], cwd=project, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         healthy = False

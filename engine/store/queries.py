@@ -44,7 +44,7 @@ def insert_ignoring_conflicts(
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    key = list(table.primary_key.columns)[0]
+    key = next(iter(table.primary_key.columns))
     statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(key)
     # rowcount is not reliable for batched inserts on every driver; counting RETURNING rows is.
     if len(rows) == 1:

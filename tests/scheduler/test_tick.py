@@ -271,7 +271,9 @@ def test_a_broken_edit_keeps_the_daemon_on_the_last_good_files(db_url: str, proj
         h.close()
 
 
-def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(tmp_path: Path, project: Path) -> None:
+def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(
+    tmp_path: Path, project: Path
+) -> None:
     """SQLite locked by another writer past the busy timeout: the tick raises, nothing is half-done."""
     from tests.support.databases import sqlite_database
 
