@@ -13,11 +13,13 @@ from typing import Any
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.errors import EngineError, UnknownStepError, did_you_mean
+from engine.cli.sample import parse_data, render_sample
+from engine.errors import EngineError
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
 from engine.flow.window import zone
+from engine.impact import against_database
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer
 from engine.sequences.model import json_schema
@@ -28,8 +30,10 @@ from engine.sequences.values import parse_delay
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--against-db", is_flag=True,
+              help="Also count the subscribers in the database that the changes affect.")
 @pass_project
-def validate(obj: Context, paths: tuple[Path, ...]) -> None:
+def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
     """Check sequence files (default: the project's sequences/); exit 1 on any error."""
     result = obj.project.check(list(paths) or None)
     for error in sorted(set(result.errors)):
@@ -45,6 +49,15 @@ def validate(obj: Context, paths: tuple[Path, ...]) -> None:
         click.echo(f"{count} error{'s' if count != 1 else ''} in {bad} "
                    f"file{'s' if bad != 1 else ''}", err=True)
         sys.exit(1)
+    if against_db:
+        plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
+        try:
+            lines = against_database(obj.settings, obj.root, plans, complete=not paths)
+        except EngineError as error:
+            click.echo(str(error), err=True)
+            sys.exit(1)
+        for line in lines:
+            click.echo(line)
 
 
 @main.command("simulate")
@@ -94,18 +107,8 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
 def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path | None) -> None:
     """Render one email (HTML and plain text) with sample subscriber data."""
     plan = _plan(obj, funnel)
-    email = plan.email(step_id)
-    if email is None:
-        error = UnknownStepError(plan.funnel, step_id, [e.id for e in plan.emails()])
-        raise click.BadParameter(str(error), param_hint="STEP")
-    given = _parse_data(data)
-    subscriber = Subscriber(
-        email=str(given.get("email", SAMPLE.email)), name=str(given.get("name", SAMPLE.name)),
-        timezone=str(given.get("timezone", "UTC")),
-        fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()})
-    context = template_context(plan, email, subscriber, PreviewLinks(),
-                               magnet=given.get("magnet"), segment=given.get("segment"))
-    rendered = Renderer(obj.project.templates_dir).render(email, context)
+    sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data))
+    email, subscriber, rendered = sample.email, sample.subscriber, sample.rendered
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{email.id}.html").write_text(rendered.html, encoding="utf-8")
@@ -191,30 +194,6 @@ def _parse_event(text: str, begin: datetime) -> Event:
     if event_type is EventType.PURCHASE:
         return Event(event_type, at, product=name)
     return Event(event_type, at, name=name)
-
-
-_DATA_KEYS = ("name", "email", "timezone", "fields", "magnet", "segment")
-
-
-def _parse_data(data: str | None) -> dict[str, Any]:
-    if not data:
-        return {}
-    try:
-        given = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
-    if not isinstance(given, dict):
-        raise click.BadParameter('write a JSON object, like {"name": "Ann"}', param_hint="--data")
-    for key, value in given.items():
-        if key not in _DATA_KEYS:
-            raise click.BadParameter(f"unknown key '{key}'; "
-                                     f"{did_you_mean(key, _DATA_KEYS, 'use ' + ', '.join(_DATA_KEYS))}",
-                                     param_hint="--data")
-        expected = dict if key == "fields" else str
-        if not isinstance(value, expected):
-            kind = "an object of field names and values" if expected is dict else "text"
-            raise click.BadParameter(f"'{key}' must be {kind}", param_hint="--data")
-    return given
 
 
 def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | None,

@@ -1,0 +1,79 @@
+"""One email of a funnel rendered for a sample subscriber: shared by `preview` and `send-test`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.cli.main import Context
+from engine.errors import EngineError, SequenceFileError, UnknownStepError, did_you_mean
+from engine.mail.context import SAMPLE, Links, PreviewLinks, Subscriber, template_context
+from engine.mail.render import Rendered, Renderer
+from engine.sequences.plan import EmailStep, Plan
+
+DATA_KEYS = ("name", "email", "timezone", "fields", "magnet", "segment")
+
+
+def load_plan(obj: Context, funnel: str) -> Plan:
+    """The compiled funnel, or exit 1 with its file's errors or a 'did you mean' for an unknown id."""
+    try:
+        return obj.project.plan(funnel)
+    except SequenceFileError as error:
+        click.echo(str(error), err=True)
+        click.echo(f"funnel '{funnel}' has errors; fix them (funnel validate) and run this again", err=True)
+        sys.exit(1)
+    except EngineError as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
+
+
+def parse_data(data: str | None) -> dict[str, Any]:
+    """The --data JSON object, checked: known keys, text values, `fields` an object."""
+    if not data:
+        return {}
+    try:
+        given = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    if not isinstance(given, dict):
+        raise click.BadParameter('write a JSON object, like {"name": "Ann"}', param_hint="--data")
+    for key, value in given.items():
+        if key not in DATA_KEYS:
+            raise click.BadParameter(f"unknown key '{key}'; "
+                                     f"{did_you_mean(key, DATA_KEYS, 'use ' + ', '.join(DATA_KEYS))}",
+                                     param_hint="--data")
+        expected = dict if key == "fields" else str
+        if not isinstance(value, expected):
+            kind = "an object of field names and values" if expected is dict else "text"
+            raise click.BadParameter(f"'{key}' must be {kind}", param_hint="--data")
+    return given
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An email rendered for a sample subscriber."""
+
+    email: EmailStep
+    subscriber: Subscriber
+    rendered: Rendered
+
+
+def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str, Any], *,
+                  address: str = SAMPLE.email, links: Links | None = None) -> Sample:
+    """Render `step_id` of `plan` for the sample subscriber, with `given` (--data) overriding it."""
+    email = plan.email(step_id)
+    if email is None:
+        error = UnknownStepError(plan.funnel, step_id, [e.id for e in plan.emails()])
+        raise click.BadParameter(str(error), param_hint="STEP")
+    subscriber = Subscriber(
+        email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
+        timezone=str(given.get("timezone", "UTC")),
+        fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()})
+    context = template_context(plan, email, subscriber, links or PreviewLinks(),
+                               magnet=given.get("magnet"), segment=given.get("segment"))
+    return Sample(email, subscriber, Renderer(templates_dir).render(email, context))

@@ -1,0 +1,92 @@
+"""`funnel subscribers show`: what is stored, each email's fate, and what comes next and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from engine.scheduler.clock import FrozenClock
+from engine.store import queries
+from engine.store.tables import TAG
+from tests.cli.conftest import MONDAY, Cli, write
+from tests.scheduler.harness import Harness
+
+SHOWN = """\
+Ann Lee <ann@example.com>
+  status active; locale en; time zone Europe/Budapest; since Mon 2026-03-02 09:00 Europe/Budapest
+  utm_source ads
+  fields: city=Szeged
+consent (Europe/Budapest time):
+  Mon 2026-03-02 09:00  import  funnel minimal, form people.csv
+tags: vip
+events (Europe/Budapest time):
+  Mon 2026-03-02 09:00  answer level=new  (funnel minimal)
+  Mon 2026-03-02 09:00  confirmed  (funnel minimal)
+funnel minimal: stage nurture, segment one, step e1
+  emails (Europe/Budapest time):
+    decided at            step    status  attempts  sent at               last reply
+    Mon 2026-03-02 09:00  magnet  sent    1         Mon 2026-03-02 09:00  250 kept in memory
+  next: 'e1' at Wed 2026-03-04 09:00 Europe/Budapest
+  why:  spacing: 'e1' is due at Wed 2026-03-04 09:00 Europe/Budapest, 2d after the nurture path began
+"""
+
+
+def _signed_up(cli: Cli, db_url: str, project: Path, tmp_path: Path) -> None:
+    """Ann imported with her answer on Monday 08:00 UTC; one tick sends her the magnet."""
+    write(tmp_path / "people.csv", "email,name,timezone,answer.level,city,utm_source\n"
+                                   "ann@example.com,Ann Lee,Europe/Budapest,new,Szeged,ads\n")
+    assert cli("subscribers", "import", "people.csv", "--funnel", "minimal").exit_code == 0
+    harness = Harness(db_url, project, MONDAY)
+    try:
+        harness.tick()
+    finally:
+        harness.close()
+
+
+def test_show_tells_the_story_and_what_waits(cli: Cli, db_url: str, db_engine: Engine, project: Path,
+                                            clock: FrozenClock, tmp_path: Path) -> None:
+    _signed_up(cli, db_url, project, tmp_path)
+    with db_engine.begin() as conn:
+        conn.execute(TAG.insert().values(subscriber_id=1, name="vip", at=MONDAY))
+    clock.advance(timedelta(hours=1))
+    result = cli("subscribers", "show", "ANN@example.com")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == SHOWN
+
+
+def test_show_json_has_every_row_and_the_next_step(cli: Cli, db_url: str, project: Path, clock: FrozenClock,
+                                                   tmp_path: Path) -> None:
+    _signed_up(cli, db_url, project, tmp_path)
+    clock.advance(timedelta(days=2, hours=1))  # Wednesday 09:00 UTC: e1 is due and inside the window
+    shown = json.loads(cli("subscribers", "show", "ann@example.com", "--json").stdout)
+    assert shown["subscriber"]["email"] == "ann@example.com" and "email_key" not in shown["subscriber"]
+    assert [c["kind"] for c in shown["consents"]] == ["import"]
+    assert [e["type"] for e in shown["events"]] == ["answer", "confirmed"]
+    (enrollment,) = shown["enrollments"]
+    assert (enrollment["stage"], enrollment["segment"], enrollment["step"]) == ("nurture", "one", "e1")
+    assert [d["step"] for d in enrollment["deliveries"]] == ["magnet"]
+    assert enrollment["next"] == {"step": "e1", "at": "2026-03-04T09:00:00+00:00",
+                                  "reason": "'e1' is due now: it goes out at the daemon's next tick"}
+
+
+def test_a_missing_funnel_file_and_a_bounced_address_are_explained(
+        cli: Cli, db_url: str, db_engine: Engine, project: Path, clock: FrozenClock, tmp_path: Path) -> None:
+    _signed_up(cli, db_url, project, tmp_path)
+    with db_engine.begin() as conn:
+        queries.set_subscriber_status(conn, 1, "bounced", MONDAY)
+    bounced = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
+    assert bounced[-2:] == ["  next: nothing planned",
+                            "  why:  the address bounced: ends at the daemon's next tick"]
+    (project / "sequences" / "minimal.yaml").rename(project / "minimal.yaml.off")
+    gone = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
+    assert gone[-1] == ("  why:  no sequence file defines funnel 'minimal' any more; "
+                        "waits until the file is back")
+
+
+def test_an_unknown_address_is_an_error(sqlite_cli: Cli) -> None:
+    result = sqlite_cli("subscribers", "show", "nobody@example.com")
+    assert (result.exit_code, result.stderr) == (
+        1, "no subscriber with the address 'nobody@example.com'; check the spelling (case does not matter)\n")

@@ -1,0 +1,89 @@
+"""`funnel validate --against-db`: how many subscribers each edit of a live funnel affects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from engine.flow.state import Done, Stage, State
+from engine.sequences.plan import PathKind, Role
+from engine.store.rows import state_values
+from engine.store.tables import ENROLLMENT, SUBSCRIBER
+from tests.cli.conftest import MONDAY, Cli
+
+
+def _place(db_engine: Engine, funnel: str, state: State, count: int) -> None:
+    """`count` new subscribers enrolled in `funnel` at `state` (in bulk: 1,234 must be quick)."""
+    with db_engine.begin() as conn:
+        first = conn.execute(sa.select(sa.func.count()).select_from(SUBSCRIBER)).scalar_one()
+        emails = [f"s{first + i}@example.com" for i in range(count)]
+        conn.execute(SUBSCRIBER.insert(), [{"email": e, "email_key": e, "fields": {}, "created_at": MONDAY,
+                                            "updated_at": MONDAY} for e in emails])
+        ids = conn.execute(sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email.in_(emails))).scalars()
+        conn.execute(ENROLLMENT.insert(), [{"subscriber_id": i, "funnel": funnel, **state_values(state),
+                                            "created_at": MONDAY, "updated_at": MONDAY} for i in ids])
+
+
+def _sent(*steps: str) -> tuple[Done, ...]:
+    return tuple(Done(s, PathKind.NURTURE, Role.SALE if s.startswith("s") else Role.EDUCATION) for s in steps)
+
+
+def _edit(project: Path) -> None:
+    """Remove email e3 from segment one, and rename segment two to 'pros'."""
+    path = project / "sequences" / "minimal.yaml"
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if "{id: e3," not in line]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text.replace("segment: two", "segment: pros").replace("- id: two", "- id: pros"),
+                    encoding="utf-8")
+
+
+def test_validate_counts_who_an_edit_affects(cli: Cli, db_engine: Engine, project: Path) -> None:
+    later = MONDAY + timedelta(days=4)
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e3", later, done=_sent("e1", "e2")), 3)
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e3", later,
+                                       done=_sent("e1", "e2", "e4")), 1)
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "two", "c3", later, done=_sent("e6")), 2)
+    _place(db_engine, "minimal", State(Stage.ANSWERING, MONDAY), 1)
+    _place(db_engine, "minimal", State(Stage.ENDED, MONDAY, "one", reason="unsubscribed"), 4)
+    _place(db_engine, "spring-sale", State(Stage.SALES, MONDAY, "one", "o1"), 2)
+    _place(db_engine, "old-news", State(Stage.ENDED, MONDAY, reason="customer path finished"), 1)
+    _edit(project)
+    result = cli("validate", "--against-db")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("project/sequences/minimal.yaml: ok, funnel 'minimal'")
+    assert lines[1].startswith("subscribers in the database at ")
+    assert lines[2:] == [
+        "minimal: 7 subscribers; 4 at removed step 'e3' (nurture of 'one') continue with 'e4' (3) "
+        "or 's1' (1); 2 in removed segment 'two' move to the default segment 'one'",
+        "spring-sale: 2 subscribers; no sequence file defines this funnel any more: "
+        "they wait until the file is back",
+    ]
+
+
+def test_nothing_affected_and_one_file_only(cli: Cli, db_engine: Engine, project: Path) -> None:
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e2", done=_sent("e1")), 1_234)
+    _place(db_engine, "spring-sale", State(Stage.SALES, MONDAY, "one", "o1"), 1)
+    everything = cli("validate", "--against-db").stdout.splitlines()
+    assert everything[2:] == ["minimal: 1,234 subscribers; 0 at removed steps; 0 in removed segments",
+                              "spring-sale: 1 subscriber; no sequence file defines this funnel any more: "
+                              "they wait until the file is back"]
+    one_file = cli("validate", str(project / "sequences" / "minimal.yaml"), "--against-db")
+    assert one_file.stdout.splitlines()[2:] == [
+        "minimal: 1,234 subscribers; 0 at removed steps; 0 in removed segments"]
+
+
+def test_no_database_yet_and_files_with_errors(project: Path, tmp_path: Path) -> None:
+    cli = Cli(project, f"sqlite:///{tmp_path / 'none.db'}")
+    result = cli("validate", "--against-db")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == (
+        f"no database yet at sqlite:///{tmp_path / 'none.db'}; nothing to compare")
+    assert not (tmp_path / "none.db").exists()
+    (project / "sequences" / "broken.yaml").write_text("funnel: broken\n", encoding="utf-8")
+    broken = cli("validate", "--against-db")
+    assert broken.exit_code == 1
+    assert "nothing to compare" not in broken.stdout
