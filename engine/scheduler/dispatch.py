@@ -27,6 +27,7 @@ from engine.mail.links import SignedLinks
 from engine.mail.message import build_message
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
 from engine.scheduler.clock import Clock
+from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import PathKind
 from engine.store import queries
@@ -141,7 +142,7 @@ class Dispatcher:
         self._committer = _Committer(self._write)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
+        return await in_db_thread(self.db_executor, fn, *args)
 
     async def dispatch(self) -> int:
         """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -15,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from engine.logs import log
 from engine.scheduler.clock import Clock
+from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import decide_due
 from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
@@ -59,7 +59,7 @@ class Ticker:
         self.last: TickReport | None = None
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.db_executor, fn, *args)
+        return await in_db_thread(self.db_executor, fn, *args)
 
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:

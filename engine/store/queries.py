@@ -161,12 +161,7 @@ def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[R
 
 def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
     """Write back states and wake times; each update has `_id`, the state columns and `next_run_at`."""
-    if not updates:
-        return
-    columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
-    conn.execute(
-        sa.update(ENROLLMENT).where(ENROLLMENT.c.id == sa.bindparam("_id")).values(**columns), list(updates)
-    )
+    _update_by_id(conn, ENROLLMENT, updates)
 
 
 def postpone_enrollments(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
@@ -311,12 +306,15 @@ def claim_due_deliveries(
 
 def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
     """Write what became of deliveries; each update has `_id` and the same columns."""
+    _update_by_id(conn, DELIVERY, updates)
+
+
+def _update_by_id(conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]]) -> None:
+    """One executemany UPDATE: every update names the row by `_id` and sets the same columns."""
     if not updates:
         return
     columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
-    conn.execute(
-        sa.update(DELIVERY).where(DELIVERY.c.id == sa.bindparam("_id")).values(**columns), list(updates)
-    )
+    conn.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(**columns), list(updates))
 
 
 def cancel_pending_deliveries(
