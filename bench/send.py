@@ -120,7 +120,7 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
 
     rate = asyncio.run(run())
     with daemon.db_engine.connect() as conn:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             conn.execute(sa.select(DELIVERY.c.status, sa.func.count()).group_by(DELIVERY.c.status)).all()
         )
     daemon.db_executor.shutdown()

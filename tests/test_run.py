@@ -107,6 +107,15 @@ class _Daemon:
             time.sleep(0.1)
         raise AssertionError("the daemon never became healthy")
 
+    def __enter__(self) -> _Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A failed assertion must not leave the daemon running after the test."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=10)
+
     def stop(self) -> tuple[int, list[dict[str, Any]]]:
         self.process.send_signal(signal.SIGTERM)
         _, stderr = self.process.communicate(timeout=30)
@@ -129,12 +138,12 @@ def test_the_daemon_serves_health_sends_to_the_outbox_and_stops_cleanly_on_sigte
     project: Path, env: dict[str, str]
 ) -> None:
     _add_leads(project, env["FUNNEL_DATABASE_URL"], 3)
-    daemon = _Daemon(project, env)
-    assert daemon.wait_healthy() == {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}}
-    deadline = time.monotonic() + 20
-    while len(list((project / "outbox").glob("*.eml"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    status, logs = daemon.stop()
+    with _Daemon(project, env) as daemon:
+        assert daemon.wait_healthy() == {"status": "ok", "checks": {"database": "ok", "scheduler": "ok"}}
+        deadline = time.monotonic() + 20
+        while len(list((project / "outbox").glob("*.eml"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, logs = daemon.stop()
     assert status == 0
     files = sorted((project / "outbox").glob("*.eml"))
     recipients = sorted(
@@ -152,7 +161,7 @@ def test_sigterm_lets_the_message_in_flight_finish_and_records_it(project: Path,
     controller.start()
     try:
         _add_leads(project, env["FUNNEL_DATABASE_URL"], 1)
-        daemon = _Daemon(
+        with _Daemon(
             project,
             {
                 **env,
@@ -161,10 +170,10 @@ def test_sigterm_lets_the_message_in_flight_finish_and_records_it(project: Path,
                 "FUNNEL_SMTP_PORT": str(controller.port),
                 "FUNNEL_SMTP_TLS": "none",
             },
-        )
-        daemon.wait_healthy()
-        assert handler.data_started.wait(20)
-        status, logs = daemon.stop()  # while the server is still taking the data
+        ) as daemon:
+            daemon.wait_healthy()
+            assert handler.data_started.wait(20)
+            status, logs = daemon.stop()  # while the server is still taking the data
     finally:
         controller.stop()
     assert status == 0

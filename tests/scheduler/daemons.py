@@ -20,6 +20,17 @@ from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from tests.support.project import minimal_project
 
+STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test by tests/scheduler/conftest.py
+
+
+def kill_leftovers() -> None:
+    """Kill every daemon a test started and did not stop (a failed assertion on the way)."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
 
 def instant_project(folder: Path) -> Path:
     """The minimal funnel with single opt-in: the magnet and the survey email go out at once."""
@@ -93,12 +104,14 @@ def start_daemon(
         **env,
     }
     with log.open("ab") as stderr:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "engine", "--project", str(project), "run", "--port", "0", *args],
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+    STARTED.append(process)
+    return process
 
 
 def actions(log: Path) -> list[str]:
