@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.sequences.plan import EmailStep
@@ -17,6 +17,7 @@ class SignedLinks:
     secret: str
     message_id: str
     issued: datetime
+    _unsubscribe: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def _url(self, path: str, purpose: str, *values: str) -> str:
         token = sign(self.secret, purpose, [self.message_id, *values], self.issued)
@@ -24,7 +25,11 @@ class SignedLinks:
 
     def unsubscribe(self, email: EmailStep) -> str:
         """The unsubscribe page (GET) and one-click target (POST) for this recipient."""
-        return self._url("u", "unsubscribe")
+        # Asked twice per message (the footer and the List-Unsubscribe header): sign once.
+        if self._unsubscribe is None:
+            object.__setattr__(self, "_unsubscribe", self._url("u", "unsubscribe"))
+        assert self._unsubscribe is not None
+        return self._unsubscribe
 
     def confirm(self) -> str:
         """The double opt-in confirmation page."""

@@ -23,7 +23,7 @@ from markupsafe import escape
 _MARKER = re.compile(r"qzfm(\d+)mfzq")
 # Context values that differ from one subscriber to the next; everything else in the
 # context is the same for every recipient of a step.
-_PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url", "survey")
+_PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url")
 _CACHE_LIMIT = 4096
 _EMPHASIS_SPACE = re.compile(r"(\*\*|_) ([,.;:!?)])")
 
@@ -81,6 +81,10 @@ class TextParts:
         values: list[str] = []
         shape: list[object] = []
         marked = {k: (_mark(v, values, shape) if k in _PERSONAL else v) for k, v in context.items()}
+        # In the survey, only each answer's link is personal; questions and labels are the step's.
+        marked["survey"] = {**context["survey"], "questions": [
+            {**q, "answers": [{**a, "url": _mark(a["url"], values, shape)} for a in q["answers"]]}
+            for q in context["survey"]["questions"]]}
         full_key = (*key, tuple(shape))
         skeleton = self._skeletons.get(full_key)
         if skeleton is None:
