@@ -1,0 +1,58 @@
+"""Opening databases: `funnel db upgrade`, durable commits, and what an unreachable server says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from engine.cli import main
+from engine.store.db import durable, make_engine
+from engine.store.migrate import head_revision
+from tests.support.databases import ADMIN_URL, require_postgres
+
+
+def test_db_upgrade_creates_the_sqlite_file_then_says_it_is_up_to_date(tmp_path: Path) -> None:
+    env = {"FUNNEL_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+    first = CliRunner().invoke(main, ["--project", str(tmp_path), "db", "upgrade"], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"upgraded from revision none (empty) to {head_revision()}" in first.output
+    again = CliRunner().invoke(main, ["--project", str(tmp_path), "db", "upgrade"], env=env)
+    assert again.exit_code == 0 and f"is up to date (revision {head_revision()}" in again.output
+
+
+def test_db_upgrade_on_a_fresh_postgresql_database(tmp_path: Path) -> None:
+    require_postgres()
+    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE IF EXISTS "funnel_upgrade_test"'))
+        conn.execute(sa.text('CREATE DATABASE "funnel_upgrade_test"'))
+    try:
+        url = sa.engine.make_url(ADMIN_URL).set(database="funnel_upgrade_test")
+        env = {"FUNNEL_DATABASE_URL": url.render_as_string(hide_password=False)}
+        result = CliRunner().invoke(main, ["--project", str(tmp_path), "db", "upgrade"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "upgraded from revision none (empty)" in result.output
+        assert "funnel_upgrade_test" in result.output and "postgres@" not in result.output
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text('DROP DATABASE IF EXISTS "funnel_upgrade_test" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"FUNNEL_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "db", "upgrade"], env=env)
+    assert result.exit_code == 1
+    assert "cannot reach the database" in result.output
+    assert "check FUNNEL_DATABASE_URL and that the server runs" in result.output
+
+
+def test_a_durable_commit_is_fully_synced_and_the_connection_goes_back_to_normal(tmp_path: Path) -> None:
+    db_engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}", poolclass=sa.pool.StaticPool)
+    with durable(db_engine) as conn:
+        assert conn.execute(sa.text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA synchronous")).scalar_one() == 1  # NORMAL
+    db_engine.dispose()
