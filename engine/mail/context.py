@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import lru_cache
@@ -76,13 +77,21 @@ def _sender(sender: str) -> tuple[str, str]:
 
 
 def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
-                     magnet: str | None = None, segment: str | None = None) -> dict[str, Any]:
-    """Everything a template of `plan` sees when `email` goes to `subscriber`."""
+                     magnet: str | None = None, segment: str | None = None,
+                     uses: Container[str] | None = None) -> dict[str, Any]:
+    """Everything a template of `plan` sees when `email` goes to `subscriber`.
+
+    With `uses` (the names the template and subject reference), links nobody shows are
+    left empty instead of signed: each costs an HMAC per message.
+    """
+    def used(name: str) -> bool:
+        return uses is None or name in uses
+
     chosen = plan.magnet(magnet)
     seg = plan.segment(segment or email.segment)
     sender_name, sender_address = _sender(plan.sender)
     survey: dict[str, Any] = {"questions": []}
-    if plan.survey:
+    if plan.survey and used("survey"):
         survey["questions"] = [
             {"id": q.id, "text": q.text,
              "answers": [{"id": a, "label": label, "url": links.answer(q.id, a)}
@@ -102,6 +111,6 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
         "email": {"id": email.id, "role": email.role.value, "path": email.path.value,
                   "last_chance": email.last_chance},
         "unsubscribe_url": links.unsubscribe(email),
-        "confirm_url": links.confirm(),
+        "confirm_url": links.confirm() if used("confirm_url") else "",
         "postal_address": plan.postal_address,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.mail.textpart import TextParts, html_to_text
@@ -49,6 +49,36 @@ class Renderer:
         self._subjects: dict[str, Template] = {}
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self.text_parts = TextParts()
+        self._names: dict[tuple[str, str], frozenset[str] | None] = {}
+
+    def names(self, template: str, subject: str) -> frozenset[str] | None:
+        """The top-level names a template (with what it extends or includes) and a subject use.
+
+        None when a template includes another by a computed name: then anything may be used.
+        Lets the dispatcher skip signing links an email does not show.
+        """
+        key = (template, subject)
+        if key not in self._names:
+            self._names[key] = self._find_names(template, subject)
+        return self._names[key]
+
+    def _find_names(self, template: str, subject: str) -> frozenset[str] | None:
+        found = set(meta.find_undeclared_variables(self.env.parse(subject)))
+        pending, seen = [template], set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            assert self.env.loader is not None
+            source = self.env.loader.get_source(self.env, name)[0]
+            tree = self.env.parse(source)
+            found |= meta.find_undeclared_variables(tree)
+            for referenced in meta.find_referenced_templates(tree):
+                if referenced is None:
+                    return None
+                pending.append(referenced)
+        return frozenset(found)
 
     def subject(self, source: str, context: dict[str, Any]) -> str:
         """A rendered subject on one line: CR, LF and other line breaks become spaces."""

@@ -242,7 +242,8 @@ class Dispatcher:
         )
         try:
             context = template_context(
-                plan, email, subscriber, links, magnet=row["magnet"], segment=row["segment"]
+                plan, email, subscriber, links, magnet=row["magnet"], segment=row["segment"],
+                uses=funnels.renderer.names(email.template, email.subject),
             )
             rendered = funnels.renderer.render(
                 email, context, key=(plan.funnel, email.id, row["magnet"], row["segment"])

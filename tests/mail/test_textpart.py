@@ -54,3 +54,11 @@ def test_values_with_markup_characters_appear_as_written() -> None:
     rendered = RENDERER.render(email, context, key=(PLAN.funnel, email.id, None, email.segment))
     assert "&lt;b&gt;Zoë&lt;/b&gt;" in rendered.html and "<b>Zoë</b>" not in rendered.html
     assert "<b>Zoë</b>" in rendered.text  # the name as typed, not bold: the text part is not HTML
+
+
+def test_the_names_a_template_uses_include_its_layout_and_its_subject() -> None:
+    survey_email = PLAN.survey.email if PLAN.survey else EMAILS[0]
+    names = RENDERER.names(survey_email.template, survey_email.subject)
+    assert names is not None and "survey" in names and "unsubscribe_url" in names  # the footer's
+    nurture = RENDERER.names(EMAILS[0].template, "{{ subscriber.first_name }}, hi")
+    assert nurture is not None and "survey" not in nurture and "subscriber" in nurture
