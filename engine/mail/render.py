@@ -37,6 +37,9 @@ def make_environment(templates_dir: Path) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
         keep_trailing_newline=True,
+        # A daemon swaps in a new Renderer when files change (scheduler/funnels.py): no stat()
+        # of every template on every render.
+        auto_reload=False,
     )
 
 
@@ -104,10 +107,10 @@ class Renderer:
         segment); with it, the text part comes from a per-step skeleton (see textpart.py).
         """
         raw = self._raw(email.template, context)
-        html = self._inline(raw)
         if key:
-            text = self.text_parts.text((email.template, *key), context, raw, html,
-                                        lambda c: self._raw(email.template, c), self._inline)
+            html, text = self.text_parts.parts((email.template, *key), context, raw,
+                                               lambda c: self._raw(email.template, c), self._inline)
         else:
+            html = self._inline(raw)
             text = html_to_text(html)
         return Rendered(self.subject(email.subject, context), html, text)

@@ -1,4 +1,4 @@
-"""The plain-text part of an email, from its HTML, converted once per template instead of per subscriber.
+"""The inlined HTML and plain-text part of an email, worked out once per step instead of per subscriber.
 
 html2text costs about 3.4 ms for a 3 KB email here, against 0.4 ms for the Jinja
 render and CSS inlining together: converted per message it would cap sending near
@@ -9,12 +9,15 @@ subscriber's text is the skeleton with the markers replaced. The shortcut is tak
 only when it is exact: the subscriber's real HTML must equal the skeleton HTML with
 the markers replaced by the (escaped) values, which proves the template used each
 value as is (no filter, no condition on it). Otherwise the HTML is converted as usual.
+CSS inlining (0.2 ms) is shared the same way when no value sits where a CSS rule could
+see it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import html2text
@@ -63,21 +66,46 @@ def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
     return value
 
 
-class TextParts:
-    """Text parts per template skeleton.
+@dataclass(frozen=True)
+class _Skeleton:
+    raw: str  # the Jinja output with markers
+    html: str | None  # the same, CSS inlined; None when inlining may depend on a value
+    text: str
 
-    `text` gives what html_to_text(html) gives, except that a subscriber's values appear
-    exactly as written (html2text would backslash-escape Markdown characters in them).
+
+def _inline_safe(raw: str) -> bool:
+    """Whether inlining cannot depend on the marked values: markers only in text and href values.
+
+    A value in a class, id or other attribute could change which CSS rules match; a
+    value inside <style> could change the rules themselves.
+    """
+    if any(_MARKER.search(block) for block in _STYLE.findall(raw)):
+        return False
+    return not any(_MARKER.search(_HREF.sub("", tag)) for tag in _TAG.findall(raw))
+
+
+_STYLE = re.compile(r"<style\b.*?</style\s*>", re.S | re.I)
+_TAG = re.compile(r"<[^>]*>")
+_HREF = re.compile(r"""\shref\s*=\s*("[^"]*"|'[^']*')""", re.I)
+
+
+class TextParts:
+    """The inlined HTML and the text part of a step's emails, from a per-step skeleton.
+
+    What `parts` gives equals converting each subscriber's own HTML, except that values
+    appear exactly as written in the text (html2text would backslash-escape Markdown
+    characters in them) and escaped by MarkupSafe in the HTML (css-inline's serializer
+    may write the same characters another equivalent way).
     """
 
     def __init__(self) -> None:
-        self._skeletons: dict[tuple[object, ...], tuple[str, str]] = {}
+        self._skeletons: dict[tuple[object, ...], _Skeleton] = {}
         self.hits = 0
         self.misses = 0
 
-    def text(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str, html: str,
-             render: Callable[[dict[str, Any]], str], inline: Callable[[str], str]) -> str:
-        """The text part of `html`; `raw_html` is `render(context)`, `html` is `inline(raw_html)`."""
+    def parts(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str,
+              render: Callable[[dict[str, Any]], str], inline: Callable[[str], str]) -> tuple[str, str]:
+        """(inlined HTML, text part) of `raw_html`, which is `render(context)`."""
         values: list[str] = []
         shape: list[object] = []
         marked = {k: (_mark(v, values, shape) if k in _PERSONAL else v) for k, v in context.items()}
@@ -89,14 +117,19 @@ class TextParts:
         skeleton = self._skeletons.get(full_key)
         if skeleton is None:
             raw_skeleton = render(marked)
-            skeleton = (raw_skeleton, html_to_text(inline(raw_skeleton)))
+            inlined = inline(raw_skeleton)
+            skeleton = _Skeleton(raw_skeleton, inlined if _inline_safe(raw_skeleton) else None,
+                                 html_to_text(inlined))
             if len(self._skeletons) >= _CACHE_LIMIT:
                 self._skeletons.clear()
             self._skeletons[full_key] = skeleton
-        raw_skeleton, text_skeleton = skeleton
         escaped = [str(escape(v)) for v in values]
-        if _MARKER.sub(lambda m: escaped[int(m[1])], raw_skeleton) != raw_html:
+        if _MARKER.sub(lambda m: escaped[int(m[1])], skeleton.raw) != raw_html:
             self.misses += 1
-            return html_to_text(html)
+            html = inline(raw_html)
+            return html, html_to_text(html)
         self.hits += 1
-        return _MARKER.sub(lambda m: values[int(m[1])], text_skeleton)
+        text = _MARKER.sub(lambda m: values[int(m[1])], skeleton.text)
+        if skeleton.html is None:
+            return inline(raw_html), text
+        return _MARKER.sub(lambda m: escaped[int(m[1])], skeleton.html), text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from hypothesis import given
@@ -30,7 +31,9 @@ def test_the_cached_text_equals_converting_the_subscribers_own_html(
     links = PreviewLinks(base_url=f"https://funnel.example/{token}")
     context = template_context(PLAN, email, Subscriber("ann@example.com", name), links)
     rendered = RENDERER.render(email, context, key=(PLAN.funnel, email.id, None, email.segment))
-    assert rendered.text == html_to_text(rendered.html)
+    slow = RENDERER.render(email, context)  # no key: inline and convert this subscriber's own HTML
+    assert rendered.html == slow.html
+    assert rendered.text == slow.text == html_to_text(rendered.html)
 
 
 def test_a_value_the_template_transforms_falls_back_to_converting_the_html(tmp_path: Path) -> None:
@@ -54,6 +57,22 @@ def test_values_with_markup_characters_appear_as_written() -> None:
     rendered = RENDERER.render(email, context, key=(PLAN.funnel, email.id, None, email.segment))
     assert "&lt;b&gt;Zoë&lt;/b&gt;" in rendered.html and "<b>Zoë</b>" not in rendered.html
     assert "<b>Zoë</b>" in rendered.text  # the name as typed, not bold: the text part is not HTML
+    assert html.unescape(rendered.html) == html.unescape(RENDERER.render(email, context).html)
+
+
+def test_a_value_in_an_attribute_css_can_match_is_inlined_for_each_subscriber(tmp_path: Path) -> None:
+    (tmp_path / "t.html").write_text(
+        "<style>.gold { color: #b8860b; }</style>"
+        "<p class=\"{{ subscriber.fields.tier }}\">Hello {{ subscriber.name }}</p>"
+        "<a href=\"{{ unsubscribe_url }}\">unsubscribe</a>")
+    renderer = Renderer(tmp_path)
+    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
+    for tier in ("silver", "gold", "silver"):
+        subscriber = Subscriber("a@example.com", "Ann", fields={"tier": tier})
+        context = template_context(PLAN, email, subscriber, PreviewLinks())
+        rendered = renderer.render(email, context, key=("f", "s"))
+        assert rendered.html == renderer.render(email, context).html
+        assert ("color: #b8860b" in rendered.html) is (tier == "gold")
 
 
 def test_the_names_a_template_uses_include_its_layout_and_its_subject() -> None:
