@@ -74,19 +74,31 @@ class _Skeleton:
 
 
 def _inline_safe(raw: str) -> bool:
-    """Whether inlining cannot depend on the marked values: markers only in text and href values.
+    """Whether inlining cannot depend on the marked values.
 
-    A value in a class, id or other attribute could change which CSS rules match; a
-    value inside <style> could change the rules themselves.
+    CSS matches elements by name, class and id, and by any attribute only through
+    attribute selectors (`[lang=fr]`) or `:lang()`. So a value may sit in text, in an
+    href, and, when the styles use neither of those, in any attribute but class and id.
+    A value inside <style> could change the rules themselves.
     """
-    if any(_MARKER.search(block) for block in _STYLE.findall(raw)):
+    styles = _STYLE.findall(raw)
+    if any(_MARKER.search(block) for block in styles):
         return False
-    return not any(_MARKER.search(_HREF.sub("", tag)) for tag in _TAG.findall(raw))
+    any_attribute_matters = any("[" in block or ":lang(" in block for block in styles)
+    for tag in _TAG.findall(raw):
+        if not _MARKER.search(tag):
+            continue
+        if any_attribute_matters and _MARKER.search(_HREF.sub("", tag)):
+            return False
+        if any(_MARKER.search(value) for value in _CLASS_OR_ID.findall(tag)):
+            return False
+    return True
 
 
 _STYLE = re.compile(r"<style\b.*?</style\s*>", re.S | re.I)
 _TAG = re.compile(r"<[^>]*>")
 _HREF = re.compile(r"""\shref\s*=\s*("[^"]*"|'[^']*')""", re.I)
+_CLASS_OR_ID = re.compile(r"""\s(?:class|id)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.I)
 
 
 class TextParts:

@@ -63,11 +63,12 @@ def test_values_with_markup_characters_appear_as_written() -> None:
 def test_a_value_in_an_attribute_css_can_match_is_inlined_for_each_subscriber(tmp_path: Path) -> None:
     (tmp_path / "t.html").write_text(
         "<style>.gold { color: #b8860b; }</style>"
-        "<p class=\"{{ subscriber.fields.tier }}\">Hello {{ subscriber.name }}</p>"
-        "<a href=\"{{ unsubscribe_url }}\">unsubscribe</a>")
+        '<p class="{{ subscriber.fields.tier }}">Hello {{ subscriber.name }}</p>'
+        '<a href="{{ unsubscribe_url }}">unsubscribe</a>'
+    )
     renderer = Renderer(tmp_path)
     email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
-    for tier in ("silver", "gold", "silver"):
+    for tier in ("silver", "gold", "silver", "gold"):
         subscriber = Subscriber("a@example.com", "Ann", fields={"tier": tier})
         context = template_context(PLAN, email, subscriber, PreviewLinks())
         rendered = renderer.render(email, context, key=("f", "s"))
@@ -81,3 +82,21 @@ def test_the_names_a_template_uses_include_its_layout_and_its_subject() -> None:
     assert names is not None and "survey" in names and "unsubscribe_url" in names  # the footer's
     nurture = RENDERER.names(EMAILS[0].template, "{{ subscriber.first_name }}, hi")
     assert nurture is not None and "survey" not in nurture and "subscriber" in nurture
+
+
+def test_a_value_in_an_attribute_selector_css_can_match_is_inlined_for_each_subscriber(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "t.html").write_text(
+        "<style>p[lang=fr] { color: blue; }</style>"
+        '<p lang="{{ subscriber.locale }}">Bonjour {{ subscriber.name }}</p>'
+    )
+    renderer = Renderer(tmp_path)
+    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
+    for locale in ("en", "fr", "en", "fr"):
+        context = template_context(
+            PLAN, email, Subscriber("a@example.com", "Ann", locale=locale), PreviewLinks()
+        )
+        rendered = renderer.render(email, context, key=("f", "s"))
+        assert rendered.html == renderer.render(email, context).html
+        assert ("color: blue" in rendered.html) is (locale == "fr")
