@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from bench.machine import others_cores, sample
 from bench.messages import build_sample_messages
 from bench.raw_baseline import raw_send
 from bench.smtp_sink import running_sink
+from bench.workspace import workspace
 from engine.config import Settings
 from engine.daemon import build_daemon
 from engine.scheduler.clock import FrozenClock
@@ -36,7 +35,6 @@ from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday inside first-marathon's window (07:00-10:00)
 
 
@@ -139,12 +137,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--database-url", help="an empty database (default: a temporary SQLite file)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
-    try:
-        project = folder / "project"
-        shutil.copytree(ROOT / "sequences", project / "sequences")
-        shutil.copytree(ROOT / "templates", project / "templates")
-        url = args.database_url or f"sqlite:///{folder / 'funnel.db'}"
+    with workspace(args.database_url) as (project, url):
         fill(url, args.subscribers)
         with running_sink() as port:
             start = sample()
@@ -152,8 +145,6 @@ def main() -> None:
             middle = sample()
             raw = asyncio.run(raw_send(port, build_sample_messages(args.subscribers), args.connections))
             end = sample()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     busy = max(others_cores(start, middle), others_cores(middle, end))
     print(f"{args.subscribers:,} emails, {args.connections} connections, to smtp-sink on loopback")
     print(f"  engine (decide, render, build, send, record): {engine:8,.0f} emails/s")

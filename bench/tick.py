@@ -15,16 +15,15 @@ import argparse
 import asyncio
 import json
 import resource
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.workspace import workspace
 from engine.config import Settings
 from engine.daemon import build_daemon
 from engine.mail.memory import MemoryTransport
@@ -33,7 +32,6 @@ from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
 
-ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHUNK = 20_000
 
@@ -157,16 +155,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--database-url", help="an empty database to fill (default: a temporary SQLite file)")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="funnel-bench-"))
-    try:
-        project = folder / "project"
-        shutil.copytree(ROOT / "sequences", project / "sequences")
-        shutil.copytree(ROOT / "templates", project / "templates")
-        url = args.database_url or f"sqlite:///{folder / 'funnel.db'}"
+    with workspace(args.database_url) as (project, url):
         seconds = fill(url, args.enrollments)
         figures = measure(url, project, args.ticks)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     dialect = url.split(":", 1)[0]
     print(f"{args.enrollments:,} enrollments on {dialect} (filled in {seconds:.0f} s), nothing due:")
     print(f"  idle tick     median {figures['tick_ms_median']:.2f} ms, p99 {figures['tick_ms_p99']:.2f} ms")
