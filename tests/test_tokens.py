@@ -1,0 +1,66 @@
+"""Signed link tokens: what verifies, and everything that must not."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.mail.links import SignedLinks
+from engine.sequences.plan import EmailStep, PathKind, Role
+from engine.tokens import sign, verify
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DAYS_60 = timedelta(days=60)
+
+
+def test_a_token_verifies_for_its_purpose_within_its_age() -> None:
+    token = sign("secret", "unsubscribe", ["3f2a9c"], NOW)
+    assert verify("secret", "unsubscribe", token, NOW + timedelta(days=59), DAYS_60) == ["3f2a9c"]
+
+
+def test_expired_early_wrong_purpose_or_wrong_key_do_not_verify() -> None:
+    token = sign("secret", "unsubscribe", ["3f2a9c"], NOW)
+    assert verify("secret", "unsubscribe", token, NOW + timedelta(days=61), DAYS_60) is None
+    assert verify("secret", "unsubscribe", token, NOW - timedelta(hours=1), DAYS_60) is None
+    assert verify("secret", "answer", token, NOW, DAYS_60) is None
+    assert verify("other", "unsubscribe", token, NOW, DAYS_60) is None
+
+
+def test_a_payload_rewritten_by_hand_does_not_verify() -> None:
+    token = sign("secret", "answer", ["3f2a9c", "experience", "new"], NOW)
+    payload, signature = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body[-1] = "racer"
+    forged = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    assert verify("secret", "answer", f"{forged}.{signature}", NOW, DAYS_60) is None
+
+
+@given(st.text(max_size=300))
+def test_no_string_at_all_crashes_or_verifies(garbage: str) -> None:
+    assert verify("secret", "unsubscribe", garbage, NOW, DAYS_60) is None
+
+
+@given(st.integers(min_value=0, max_value=200), st.characters(codec="ascii"))
+def test_changing_any_one_character_breaks_the_token(position: int, replacement: str) -> None:
+    token = sign("secret", "unsubscribe", ["3f2a9c"], NOW)
+    index = position % len(token)
+    if token[index] == replacement:
+        return
+    mutated = token[:index] + replacement + token[index + 1:]
+    assert verify("secret", "unsubscribe", mutated, NOW, DAYS_60) is None
+
+
+def test_the_links_of_an_email_carry_tokens_bound_to_that_delivery() -> None:
+    links = SignedLinks("https://funnel.example/", "secret", "3f2a9c", NOW)
+    email = EmailStep("e1", PathKind.NURTURE, "one", Role.EDUCATION, "E1", "t/e1.html")
+    unsubscribe = links.unsubscribe(email)
+    assert unsubscribe.startswith("https://funnel.example/u/") and unsubscribe == links.unsubscribe(email)
+    assert verify("secret", "unsubscribe", unsubscribe.rsplit("/", 1)[1], NOW, DAYS_60) == ["3f2a9c"]
+    answer = links.answer("experience", "new").rsplit("/", 1)[1]
+    assert verify("secret", "answer", answer, NOW, DAYS_60) == ["3f2a9c", "experience", "new"]
+    assert verify("secret", "confirm", links.confirm().rsplit("/", 1)[1], NOW, DAYS_60) == ["3f2a9c"]
+    assert "e1" not in unsubscribe and "@" not in unsubscribe  # no guessable id, no address
