@@ -41,7 +41,8 @@ def sign(secret: str, purpose: str, values: list[str], issued: datetime) -> str:
 
 def verify(secret: str, purpose: str, token: str, now: datetime, max_age: timedelta) -> list[str] | None:
     """The values of a valid, unexpired token for `purpose`; None for anything else."""
-    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+    # Only we make tokens, and ours are ASCII; compare_digest refuses non-ASCII text anyway.
+    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
         return None
     payload, signature = token.split(".")
     try:
