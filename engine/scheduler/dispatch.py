@@ -28,6 +28,7 @@ from engine.mail.message import build_message
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
+from engine.scheduler.decide import MISSING_FUNNEL_RETRY
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import PathKind
 from engine.store import queries
@@ -209,8 +210,17 @@ class Dispatcher:
             )
         funnels = self.funnels()
         plan = funnels.plans.get(row["funnel"])
-        email = plan.email(row["step"]) if plan else None
-        if plan is None or email is None:
+        if plan is None:
+            # The whole file is gone (renamed, or mid-deploy): wait for it as its
+            # enrollments do, rather than lose the email.
+            return _later(
+                row,
+                now + MISSING_FUNNEL_RETRY,
+                now,
+                f"waiting: no sequence file defines funnel '{row['funnel']}'",
+            )
+        email = plan.email(row["step"])
+        if email is None:  # the marketer removed this step: it is not to be sent
             return _final(
                 row,
                 "failed",
@@ -242,7 +252,12 @@ class Dispatcher:
         )
         try:
             context = template_context(
-                plan, email, subscriber, links, magnet=row["magnet"], segment=row["segment"],
+                plan,
+                email,
+                subscriber,
+                links,
+                magnet=row["magnet"],
+                segment=row["segment"],
                 uses=funnels.renderer.names(email.template, email.subject),
             )
             rendered = funnels.renderer.render(

@@ -19,21 +19,25 @@ class Funnels:
 
     plans: Mapping[str, Plan]
     renderer: Renderer
-    stamp: tuple[float, int]
+    stamp: tuple[tuple[str, int, int], ...]
 
 
-def _stamp(project: Project) -> tuple[float, int]:
-    """The newest modification time and the number of files under sequences/ and templates/."""
-    newest, count = 0.0, 0
+def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
+    """Every file under sequences/ and templates/ with its modification time and size.
+
+    Names are part of it: renaming a file (which keeps its mtime) is a change too.
+    """
+    found = []
     for folder in (project.sequences_dir, project.templates_dir):
         for root, _dirs, files in os.walk(folder):
             for name in files:
+                path = os.path.join(root, name)
                 try:
-                    newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+                    info = os.stat(path)
                 except FileNotFoundError:  # removed while we looked
                     continue
-                count += 1
-    return newest, count
+                found.append((path, info.st_mtime_ns, info.st_size))
+    return tuple(sorted(found))
 
 
 def load_funnels(project: Project) -> Funnels:
@@ -56,7 +60,7 @@ class LiveFunnels:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.current = load_funnels(project)
-        self._failed_stamp: tuple[float, int] | None = None
+        self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
 
     def reload_if_changed(self) -> bool:
         """Reload when a file under sequences/ or templates/ changed; True when plans were swapped."""

@@ -292,3 +292,31 @@ def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(
             assert [d["status"] for d in h.deliveries()] == ["sent"] and len(h.transport.sent) == 1
         finally:
             h.close()
+
+
+def test_a_queued_email_waits_while_its_funnel_file_is_missing_and_goes_out_when_it_is_back(
+    db_url: str, project: Path
+) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("ana@example.com")
+        h.daemon.dispatcher.limiter.rate = 0.0  # decide now, send later
+        h.daemon.dispatcher.limiter._tokens = 0
+        h.tick()
+        path = project / "sequences" / "minimal.yaml"
+        moved = path.with_suffix(".bak")
+        path.rename(moved)  # mid-deploy: the file is briefly gone
+        h.daemon.dispatcher.limiter.rate = 10_000.0
+        time.sleep(0.01)
+        h.tick()
+        [delivery] = h.deliveries()
+        assert (delivery["status"], delivery["attempts"]) == ("deferred", 0)
+        assert delivery["next_attempt_at"] == MONDAY + timedelta(hours=1)
+        assert h.transport.attempts == []
+        moved.rename(path)
+        h.clock.advance(timedelta(hours=1))
+        h.tick()
+        assert h.deliveries()[0]["status"] == "sent"
+        assert h.sent_steps()[0] == "confirm"
+    finally:
+        h.close()
