@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
-from email.utils import parseaddr
-from functools import lru_cache
 from typing import Any, Protocol
 
 from engine.sequences.plan import EmailStep, Plan
@@ -70,12 +68,6 @@ TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "v
              "email", "unsubscribe_url", "confirm_url", "postal_address")
 
 
-@lru_cache(maxsize=256)
-def _sender(sender: str) -> tuple[str, str]:
-    """A funnel's sender parsed once, not for every message."""
-    return parseaddr(sender)
-
-
 def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
                      magnet: str | None = None, segment: str | None = None,
                      uses: Container[str] | None = None) -> dict[str, Any]:
@@ -89,7 +81,7 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
 
     chosen = plan.magnet(magnet)
     seg = plan.segment(segment or email.segment)
-    sender_name, sender_address = _sender(plan.sender)
+    sender_name, sender_address = plan.sender_parts
     survey: dict[str, Any] = {"questions": []}
     if plan.survey and used("survey"):
         survey["questions"] = [

@@ -280,8 +280,7 @@ class Dispatcher:
         except (TemplateError, ValueError) as error:
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=str(error))
             return _final(row, "failed", now, reply=f"not sent: {error}"[:500])
-        sender_address = plan.sender.rpartition("<")[2].rstrip(">").strip()
-        return Outgoing(row["message_id"], sender_address, subscriber.email, data)
+        return Outgoing(row["message_id"], plan.sender_parts[1], subscriber.email, data)
 
     def _after_attempt(self, row: dict[str, Any], result: Result) -> dict[str, Any]:
         now = self.clock.now()

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -64,7 +63,7 @@ class Ticker:
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:
             return self.message_id_domain
-        return parseaddr(plan.sender)[1].rpartition("@")[2] or "localhost"
+        return plan.sender_parts[1].rpartition("@")[2] or "localhost"
 
     async def tick(self) -> TickReport:
         """Reload edited funnels, decide due enrollments, send due deliveries."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.utils import parseaddr
 from enum import StrEnum
 from functools import cached_property
 
@@ -188,6 +189,11 @@ class Plan:
         for segment in self.segments:
             for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
                 yield from segment.path(kind).steps
+
+    @cached_property
+    def sender_parts(self) -> tuple[str, str]:
+        """(display name, address) of the sender, parsed once."""
+        return parseaddr(self.sender)
 
     @cached_property
     def _by_id(self) -> dict[str, EmailStep]:
