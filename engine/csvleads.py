@@ -20,13 +20,14 @@ from engine.errors import EngineError, closest, did_you_mean
 from engine.leads import UTM_KEYS, Lead, answer_problems
 from engine.mail.message import check_address
 from engine.sequences.plan import Plan
+from engine.store.queries import BLOCKED_STATUSES
 from engine.store.tables import SUBSCRIBER
 
 STANDARD = ("email", "name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
 # Written by `subscribers export`, read back as nothing (or, for status, as a reason to
 # skip the row): a round trip must not turn them into custom fields.
 EXPORT_ONLY = ("status", "created_at", "stage", "segment", "step")
-SKIPPED_STATUSES = ("unsubscribed", "bounced", "complained")
+SKIPPED_STATUSES = ("unsubscribed", *BLOCKED_STATUSES)
 _LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 # The widths of the columns the cells go to: PostgreSQL refuses a longer value (and with
 # it the whole batch), so a long cell is a problem of its row.

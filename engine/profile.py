@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, RowMapping
 
 from engine.flow.explain import Explanation, explain
 from engine.flow.state import Facts, Stage
-from engine.scheduler.decide import BLOCKED_STATUSES, CAP_HISTORY
+from engine.scheduler.decide import CAP_HISTORY
 from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.db import durable
@@ -73,7 +73,7 @@ def _next(row: RowMapping, subscriber: RowMapping, plans: Mapping[str, Plan], br
                if row["funnel"] in broken else
                f"no sequence file defines funnel '{row['funnel']}' any more; waits until the file is back")
         return Explanation(None, None, why)
-    if subscriber["status"] in BLOCKED_STATUSES and state.stage is not Stage.ENDED:
+    if subscriber["status"] in queries.BLOCKED_STATUSES and state.stage is not Stage.ENDED:
         return Explanation(None, None, f"the address {subscriber['status']}: ends at the daemon's next tick")
     return explain(plan, state, facts, now)
 

@@ -33,7 +33,6 @@ CAP_HISTORY = timedelta(days=8)
 # An enrollment of a funnel that is no longer in sequences/ is looked at again this
 # often: the file may come back, and nothing of it is lost meanwhile.
 MISSING_FUNNEL_RETRY = timedelta(hours=1)
-BLOCKED_STATUSES = ("bounced", "complained")
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def decide_due(
 
 def _advance(plan: Plan, row: RowMapping, subscriber: RowMapping, facts: Facts, now: datetime) -> Outcome:
     state: State = state_of(row)
-    if subscriber["status"] in BLOCKED_STATUSES and state.stage is not Stage.ENDED:
+    if subscriber["status"] in queries.BLOCKED_STATUSES and state.stage is not Stage.ENDED:
         reason = f"the address {subscriber['status']}"
         ended = replace(state, stage=Stage.ENDED, step=None, reason=reason)
         return Outcome(ended, (End(reason),), None)

@@ -165,10 +165,8 @@ class Dispatcher:
         with self.db_engine.begin() as conn:
             rows = queries.claim_due_deliveries(conn, now, limit, now + self.settings.lease)
             blocked = queries.suppressed_hashes(conn, (email_hash(r["email"]) for r in rows))
-        if blocked:
-            rows = [r for r in rows if email_hash(r["email"]) not in blocked] + [
-                {**r, "subscriber_status": "suppressed"} for r in rows if email_hash(r["email"]) in blocked
-            ]
+        for row in rows:
+            row["suppressed"] = bool(blocked) and email_hash(row["email"]) in blocked
         for row in rows:
             if row["status"] == "sending":  # its lease ran out: the daemon holding it died
                 log(
@@ -202,12 +200,11 @@ class Dispatcher:
     def _prepare(self, row: dict[str, Any]) -> Outgoing | dict[str, Any]:
         """The message to send, or the update that explains why it is not sent now."""
         now = self.clock.now()
-        if row["subscriber_status"] in ("bounced", "complained", "suppressed", "forgotten") or (
-            row["marketing"] and row["subscriber_status"] == "unsubscribed"
+        status = "suppressed" if row["suppressed"] else row["subscriber_status"]
+        if status in (*queries.BLOCKED_STATUSES, "suppressed") or (
+            row["marketing"] and status == "unsubscribed"
         ):
-            return _final(
-                row, "suppressed", now, reply=f"not sent: the address is {row['subscriber_status']}"
-            )
+            return _final(row, "suppressed", now, reply=f"not sent: the address is {status}")
         funnels = self.funnels()
         plan = funnels.plans.get(row["funnel"])
         if plan is None:

@@ -20,6 +20,8 @@ from engine.store.rows import email_hash, normalize_email, state_values
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, SUPPRESSION
 
 PENDING = ("queued", "deferred", "sending")
+# Subscriber statuses whose address is never mailed again, whatever the email.
+BLOCKED_STATUSES = ("bounced", "complained")
 # Mail that counts against the frequency cap: everything decided except what never left.
 NOT_SENT = ("failed", "bounced", "rejected", "suppressed")
 SUBSCRIBER_COLUMNS = (

@@ -320,3 +320,23 @@ def test_a_queued_email_waits_while_its_funnel_file_is_missing_and_goes_out_when
         assert h.sent_steps()[0] == "confirm"
     finally:
         h.close()
+
+
+def test_an_address_suppressed_after_its_email_was_queued_is_not_mailed(db_url: str, project: Path) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        for address in ("keep@example.com", "gone@example.com", "last@example.com"):
+            h.add(address)
+        h.daemon.dispatcher.limiter.rate = 0.0  # decide now, send later
+        h.daemon.dispatcher.limiter._tokens = 0
+        h.tick()
+        with h.db_engine.begin() as conn:  # a complaint elsewhere, a forget: the list says no
+            queries.suppress(conn, "GONE@example.com", "complained", MONDAY)
+        h.daemon.dispatcher.limiter.rate = 10_000.0
+        time.sleep(0.01)
+        h.tick()
+        statuses = {d["subscriber_id"]: d["status"] for d in h.deliveries()}
+        assert sorted(statuses.values()) == ["sent", "sent", "suppressed"]
+        assert [m.rcpt_to for m in h.transport.sent] == ["keep@example.com", "last@example.com"]  # in order
+    finally:
+        h.close()
