@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from jinja2 import TemplateError
 from sqlalchemy.engine import Engine
@@ -33,8 +33,6 @@ from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import PathKind
 from engine.store import queries
 from engine.store.rows import email_hash
-
-T = TypeVar("T")
 
 # Back-off after a 4xx, by attempt: as MTAs do, short at first, then every 4 hours
 # until the lifetime (3 days by default) runs out.
@@ -142,9 +140,6 @@ class Dispatcher:
         self.stopping = False
         self._committer = _Committer(self._write)
 
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await in_db_thread(self.db_executor, fn, *args)
-
     async def dispatch(self) -> int:
         """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""
         attempted = 0
@@ -153,7 +148,7 @@ class Dispatcher:
             if wanted == 0:
                 break
             now = self.clock.now()
-            claimed = await self._db(self._claim, now, wanted)
+            claimed = await in_db_thread(self.db_executor, self._claim, now, wanted)
             self.limiter.give_back(wanted - len(claimed))
             if not claimed:
                 break
@@ -313,7 +308,7 @@ class Dispatcher:
         return _final(row, status, now, result, attempts)
 
     async def _write(self, updates: list[dict[str, Any]]) -> None:
-        await self._db(self._write_sync, updates)
+        await in_db_thread(self.db_executor, self._write_sync, updates)
 
     def _write_sync(self, updates: list[dict[str, Any]]) -> None:
         with self.db_engine.begin() as conn:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -19,7 +17,6 @@ from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
 from engine.sequences.plan import Plan
 
-T = TypeVar("T")
 # Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
 MAX_DECIDE_ROUNDS = 20
 
@@ -57,9 +54,6 @@ class Ticker:
         self.message_id_domain = message_id_domain
         self.last: TickReport | None = None
 
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await in_db_thread(self.db_executor, fn, *args)
-
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:
             return self.message_id_domain
@@ -68,13 +62,19 @@ class Ticker:
     async def tick(self) -> TickReport:
         """Reload edited funnels, decide due enrollments, send due deliveries."""
         started, began = self.clock.now(), time.perf_counter()
-        await self._db(self.live.reload_if_changed)
+        await in_db_thread(self.db_executor, self.live.reload_if_changed)
         decided = queued = 0
         for _ in range(MAX_DECIDE_ROUNDS):
             if self.dispatcher.stopping:
                 break
-            round_ = await self._db(
-                decide_due, self.db_engine, self.live.current, self.clock.now(), self.batch_size, self._domain
+            round_ = await in_db_thread(
+                self.db_executor,
+                decide_due,
+                self.db_engine,
+                self.live.current,
+                self.clock.now(),
+                self.batch_size,
+                self._domain,
             )
             decided += round_.claimed
             queued += round_.queued
