@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, UndefinedError
 from sqlalchemy.engine import Engine
 
 from engine.logs import log
@@ -270,8 +270,9 @@ class Dispatcher:
                 list_unsubscribe=None if email.path is PathKind.CONFIRM else links.unsubscribe(email),
             )
         except (TemplateError, ValueError) as error:
-            log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=str(error))
-            return _final(row, "failed", now, reply=f"not sent: {error}"[:500])
+            reason = _render_problem(email.template, error)
+            log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)
+            return _final(row, "failed", now, reply=f"not sent: {reason}"[:500])
         return Outgoing(row["message_id"], plan.sender_parts[1], subscriber.email, data)
 
     def _after_attempt(self, row: dict[str, Any], result: Result) -> dict[str, Any]:
@@ -322,6 +323,20 @@ class Dispatcher:
                     queries.set_subscriber_status(conn, update["~subscriber_id"], "bounced", now)
                     queries.cancel_pending_deliveries(conn, update["~subscriber_id"], "suppressed", now)
                     queries.wake_enrollments(conn, update["~subscriber_id"], now)
+
+
+def _render_problem(template: str, error: Exception) -> str:
+    """What went wrong for this one subscriber, and what the marketer can write instead."""
+    if isinstance(error, UndefinedError):
+        # validate checks every name a template uses; only a custom field can be missing
+        # for one subscriber and not for the sample ones.
+        return (
+            f"{template}: {error.message}; this subscriber lacks a value the template uses: "
+            "write {{ subscriber.fields.NAME | default('') }} or give every subscriber the field"
+        )
+    if isinstance(error, TemplateError):
+        return f"{template}: {error}"
+    return str(error)  # the address or the sender cannot be written into a message
 
 
 def _update(

@@ -340,3 +340,25 @@ def test_an_address_suppressed_after_its_email_was_queued_is_not_mailed(db_url: 
         assert [m.rcpt_to for m in h.transport.sent] == ["keep@example.com", "last@example.com"]  # in order
     finally:
         h.close()
+
+
+def test_a_custom_field_one_subscriber_lacks_fails_only_their_email_and_says_what_to_write(
+    db_url: str, project: Path
+) -> None:
+    # validate insists on a default for fields it can see; a computed field name gets past it.
+    template = project / "templates" / "t" / "confirm.html"
+    field = "{% if subscriber.fields %}<p>In {{ subscriber.fields['ci' ~ 'ty'] }}</p>{% endif %}"
+    template.write_text(template.read_text().replace("{% endblock %}", field + "{% endblock %}"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("ana@example.com", fields={"city": "Szeged"})
+        h.add("bob@example.com", fields={"country": "HU"})
+        h.tick()
+        status = {d["subscriber_id"]: (d["status"], d["last_reply"]) for d in h.deliveries()}
+        assert [s for s, _ in status.values()] == ["sent", "failed"]
+        reply = status[2][1]
+        assert reply.startswith("not sent: t/confirm.html: ") and "'city'" in reply
+        assert "subscriber.fields.NAME | default('')" in reply
+        assert [m.rcpt_to for m in h.transport.sent] == ["ana@example.com"]
+    finally:
+        h.close()
