@@ -70,8 +70,29 @@ class Settings(BaseModel):
         None, description="domain of Message-IDs; default: the funnel sender's domain"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_key: str | None = Field(
+        None, description="key for /api/ (Authorization: Bearer KEY); the API answers 401 without one"
+    )
+    link_lifetime: str = Field(
+        "400d", description="how long the links in an email (unsubscribe, confirm, answers, clicks) work"
+    )
+    signup_limit_per_ip: int = Field(
+        20, ge=1, description="signup posts one IP address may make per hour before getting 429"
+    )
+    signup_limit_per_address: int = Field(
+        3, ge=1, description="signups for one email address per hour before 429"
+    )
+    trusted_proxies: str = Field(
+        "127.0.0.1,::1",
+        description="comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
+    )
+    check_email_domain: bool = Field(
+        False, description="look up the MX record of each signup address's domain (DNS)"
+    )
+    track_clicks: bool = Field(True, description="send links through /c/ to count clicks")
+    track_opens: bool = Field(True, description="add a 1x1 image to count opens (a weak signal)")
 
-    @field_validator("retry_lifetime")
+    @field_validator("retry_lifetime", "link_lifetime")
     @classmethod
     def _delay(cls, value: str) -> str:
         parse_delay(value)  # raises ValueError with the allowed forms
@@ -81,6 +102,11 @@ class Settings(BaseModel):
     def retry_lifetime_delta(self) -> timedelta:
         """`retry_lifetime` as a duration."""
         return parse_delay(self.retry_lifetime)
+
+    @property
+    def link_lifetime_delta(self) -> timedelta:
+        """`link_lifetime` as a duration."""
+        return parse_delay(self.link_lifetime)
 
     @property
     def smtp_port_or_default(self) -> int:

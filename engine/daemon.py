@@ -16,10 +16,16 @@ from engine.mail.transport import Transport
 from engine.scheduler.clock import Clock, SystemClock
 from engine.scheduler.dispatch import Dispatcher, DispatchSettings, RateLimiter
 from engine.scheduler.funnels import LiveFunnels
+from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.tick import Ticker
 from engine.sequences.project import Project
 from engine.store.db import check_connection, make_engine
 from engine.store.migrate import upgrade
+from engine.web.context import Web
+from engine.web.limits import RateLimit
+from engine.web.writer import GroupWriter
+
+SIGNUP_LIMIT_PERIOD = 3600.0  # the signup limits are per hour
 
 
 def make_transport(settings: Settings, project: Path) -> Transport:
@@ -62,6 +68,8 @@ class Daemon:
     ticker: Ticker
     dispatcher: Dispatcher
     db_executor: ThreadPoolExecutor
+    web: Web
+    web_executor: ThreadPoolExecutor
 
 
 def build_daemon(
@@ -79,20 +87,43 @@ def build_daemon(
     # One thread does all database work: SQLite has one writer anyway, and the event
     # loop never blocks on a query.
     db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-db")
+    secret = secret_key(settings, project)
+    stoplist = Stoplist(settings.lease_seconds * 2)
     dispatch_settings = DispatchSettings(
         base_url=settings.base_url,
-        secret=secret_key(settings, project),
+        secret=secret,
         lease=timedelta(seconds=settings.lease_seconds),
         retry_lifetime=settings.retry_lifetime_delta,
         resend_unknown=settings.resend_unknown,
         batch_size=settings.batch_size,
         concurrency=settings.smtp_connections if settings.transport == "smtp" else 4,
+        track_clicks=settings.track_clicks,
+        track_opens=settings.track_opens,
     )
     limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
     dispatcher = Dispatcher(
-        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor
+        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor, stoplist
     )
     ticker = Ticker(
         db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain
     )
-    return Daemon(settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor)
+    # Web writes (signups, clicks, unsubscribes) have their own thread: a signup does not
+    # wait behind a tick's batch.
+    web_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-web-db")
+    web = Web(
+        db_engine=db_engine,
+        plans=lambda: live.current.plans,
+        clock=clock,
+        secret=secret,
+        link_lifetime=settings.link_lifetime_delta,
+        writer=GroupWriter(db_engine, web_executor),
+        stoplist=stoplist,
+        ip_limit=RateLimit(settings.signup_limit_per_ip, SIGNUP_LIMIT_PERIOD),
+        address_limit=RateLimit(settings.signup_limit_per_address, SIGNUP_LIMIT_PERIOD),
+        api_key=settings.api_key,
+        check_email_domain=settings.check_email_domain,
+    )
+    return Daemon(
+        settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor,
+        web, web_executor,
+    )

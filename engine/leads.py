@@ -35,7 +35,7 @@ class Lead:
 class Proof:
     """The consent record of this signup: how it came in and the wording the person saw."""
 
-    kind: str  # signup|import|confirm
+    kind: str  # signup|import|confirm|api
     form: str | None = None
     ip: str | None = None
     user_agent: str | None = None
@@ -72,13 +72,35 @@ def answer_problems(plan: Plan, answers: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime) -> Added:
+def record_consent(conn: Connection, subscriber_id: int, funnel: str, proof: Proof, now: datetime) -> None:
+    """Keep the proof of a signup, confirmation or import."""
+    conn.execute(
+        CONSENT.insert().values(
+            subscriber_id=subscriber_id,
+            kind=proof.kind,
+            at=now,
+            funnel=funnel,
+            form=proof.form[:200] if proof.form else None,
+            ip=proof.ip[:45] if proof.ip else None,
+            user_agent=proof.user_agent[:500] if proof.user_agent else None,
+            wording=proof.wording[:2000] if proof.wording else None,
+        )
+    )
+
+
+def add_lead(
+    conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime, overwrite: bool = True
+) -> Added:
     """Add or update the subscriber and enroll them in `plan`'s funnel; a repeat changes nothing twice.
 
-    A suppressed address (bounced, complained, forgotten) is not written at all.
+    A suppressed address (bounced, complained, forgotten) is not written at all. With
+    `overwrite=False` (a public form: anyone can type anyone's address) a known
+    subscriber's name, fields and other details stay as they are.
     """
     if queries.is_suppressed(conn, lead.email):
         return Added(None, None, False, False)
+    if not overwrite and queries.find_subscriber(conn, lead.email) is not None:
+        lead = Lead(email=lead.email, magnet=lead.magnet, answers=lead.answers)
     values = {
         "email": lead.email,
         "name": lead.name,
@@ -89,18 +111,7 @@ def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: dateti
         **{k: v for k, v in lead.utm.items() if k in UTM_KEYS},
     }
     subscriber, new_subscriber = queries.upsert_subscriber(conn, values, now)
-    conn.execute(
-        CONSENT.insert().values(
-            subscriber_id=subscriber,
-            kind=proof.kind,
-            at=now,
-            funnel=plan.funnel,
-            form=proof.form,
-            ip=proof.ip,
-            user_agent=proof.user_agent,
-            wording=proof.wording,
-        )
-    )
+    record_consent(conn, subscriber, plan.funnel, proof, now)
     enrollment, new_enrollment = queries.enroll(
         conn, subscriber, plan.funnel, start(plan, now), now, magnet=lead.magnet
     )

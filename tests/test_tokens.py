@@ -56,12 +56,25 @@ def test_changing_any_one_character_breaks_the_token(position: int, replacement:
 
 
 def test_the_links_of_an_email_carry_tokens_bound_to_that_delivery() -> None:
-    links = SignedLinks("https://funnel.example/", "secret", "3f2a9c", NOW)
+    message_id = "3f2a9c@funnel.example"  # the whole Message-ID: the delivery's unique column
+    links = SignedLinks("https://funnel.example/", "secret", message_id, NOW)
     email = EmailStep("e1", PathKind.NURTURE, "one", Role.EDUCATION, "E1", "t/e1.html")
     unsubscribe = links.unsubscribe(email)
     assert unsubscribe.startswith("https://funnel.example/u/") and unsubscribe == links.unsubscribe(email)
-    assert verify("secret", "unsubscribe", unsubscribe.rsplit("/", 1)[1], NOW, DAYS_60) == ["3f2a9c"]
+    assert verify("secret", "unsubscribe", unsubscribe.rsplit("/", 1)[1], NOW, DAYS_60) == [message_id]
     answer = links.answer("experience", "new").rsplit("/", 1)[1]
-    assert verify("secret", "answer", answer, NOW, DAYS_60) == ["3f2a9c", "experience", "new"]
-    assert verify("secret", "confirm", links.confirm().rsplit("/", 1)[1], NOW, DAYS_60) == ["3f2a9c"]
+    assert verify("secret", "answer", answer, NOW, DAYS_60) == [message_id, "experience", "new"]
+    assert verify("secret", "confirm", links.confirm().rsplit("/", 1)[1], NOW, DAYS_60) == [message_id]
+    click = links.click("https://shop.example/?a=1&b=2")
+    assert click.startswith("https://funnel.example/c/")
+    assert verify("secret", "click", click.rsplit("/", 1)[1], NOW, DAYS_60) == [
+        message_id, "https://shop.example/?a=1&b=2"]
+    assert links.pixel().startswith("https://funnel.example/o/")
+    assert verify("secret", "open", links.pixel().rsplit("/", 1)[1], NOW, DAYS_60) == [message_id]
     assert "e1" not in unsubscribe and "@" not in unsubscribe  # no guessable id, no address
+
+
+def test_a_click_link_too_long_to_verify_is_not_made() -> None:
+    links = SignedLinks("https://funnel.example", "secret", "3f2a9c@funnel.example", NOW)
+    url = "https://shop.example/?q=" + "x" * 1500
+    assert links.click(url) == url  # verify() would refuse its token: the click could never be followed

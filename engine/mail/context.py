@@ -24,6 +24,14 @@ class Links(Protocol):
         """The link that records one survey answer."""
         ...  # pragma: no cover
 
+    def click(self, url: str) -> str:
+        """The link to put in place of `url` so that a click on it is counted."""
+        ...  # pragma: no cover
+
+    def pixel(self) -> str:
+        """The open pixel's image URL; empty when opens are not counted."""
+        ...  # pragma: no cover
+
 
 @dataclass(frozen=True)
 class PreviewLinks:
@@ -42,6 +50,14 @@ class PreviewLinks:
     def answer(self, question: str, answer: str) -> str:
         """A preview survey-answer link."""
         return f"{self.base_url}/a/preview-{question}-{answer}"
+
+    def click(self, url: str) -> str:
+        """`url` as it is: a preview counts no clicks."""
+        return url
+
+    def pixel(self) -> str:
+        """No pixel: a preview counts no opens."""
+        return ""
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import TemplateError, UndefinedError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from engine.logs import log
 from engine.mail.context import Subscriber, template_context
 from engine.mail.links import SignedLinks
 from engine.mail.message import build_message
+from engine.mail.tracking import track
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import MISSING_FUNNEL_RETRY
 from engine.scheduler.funnels import Funnels
+from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import PathKind
 from engine.store import queries
 from engine.store.rows import email_hash
@@ -44,6 +46,10 @@ BACKOFF = (
     timedelta(hours=2),
     timedelta(hours=4),
 )
+
+
+# Events recorded by concurrent transactions may commit out of id order.
+UNSUBSCRIBE_LOOKBACK = 200
 
 
 def backoff(attempts: int) -> timedelta:
@@ -62,20 +68,23 @@ class DispatchSettings:
     resend_unknown: bool
     batch_size: int
     concurrency: int
+    track_clicks: bool = True
+    track_opens: bool = True
 
 
 class RateLimiter:
     """A token bucket in real seconds: `rate` per second, bursts of at most `burst`."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(burst, 1.0)
+        self.clock = clock  # real seconds; tests hand in their own
         self._tokens = self.burst
-        self._at = time.monotonic()
+        self._at = clock()
 
     def take(self, wanted: int) -> int:
         """Take up to `wanted` whole tokens; returns how many were taken."""
-        now = time.monotonic()
+        now = self.clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         granted = min(wanted, int(self._tokens))
@@ -128,6 +137,7 @@ class Dispatcher:
         settings: DispatchSettings,
         limiter: RateLimiter,
         db_executor: Executor,
+        stoplist: Stoplist | None = None,
     ) -> None:
         self.db_engine = db_engine
         self.funnels = funnels
@@ -139,6 +149,10 @@ class Dispatcher:
         self.paused_domains: dict[str, datetime] = {}  # 421: this destination refuses for a while
         self.stopping = False
         self._committer = _Committer(self._write)
+        # Unsubscribes stop claimed mail too: this process's web side adds them at once,
+        # other processes' arrive with every commit (_see_unsubscribes).
+        self.stoplist = stoplist if stoplist is not None else Stoplist(settings.lease.total_seconds() * 2)
+        self._seen_event: int | None = None
 
     async def dispatch(self) -> int:
         """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""
@@ -160,6 +174,7 @@ class Dispatcher:
         with self.db_engine.begin() as conn:
             rows = queries.claim_due_deliveries(conn, now, limit, now + self.settings.lease)
             blocked = queries.suppressed_hashes(conn, (email_hash(r["email"]) for r in rows))
+            self._see_unsubscribes(conn, now)
         for row in rows:
             row["suppressed"] = bool(blocked) and email_hash(row["email"]) in blocked
         for row in rows:
@@ -183,6 +198,12 @@ class Dispatcher:
                 # Rendering here, one message at a time, spreads the CPU work between the
                 # network waits instead of stalling every connection for a whole batch.
                 prepared = self._prepare(row)
+                if (
+                    isinstance(prepared, Outgoing)
+                    and row["marketing"]
+                    and self.stoplist.stops(row["subscriber_id"], row["funnel"])
+                ):
+                    prepared = _final(row, "suppressed", self.clock.now(), reply="not sent: unsubscribed")
                 if isinstance(prepared, Outgoing):
                     result = await self.transport.send(prepared)
                     update = self._after_attempt(row, result)
@@ -232,16 +253,22 @@ class Dispatcher:
         links = SignedLinks(
             self.settings.base_url,
             self.settings.secret,
-            row["message_id"].partition("@")[0],
+            row["message_id"],
             row["created_at"],
         )
-        subscriber = Subscriber(
-            email=row["email"],
-            name=row["name"],
-            locale=row["locale"],
-            timezone=row["timezone"],
-            fields=dict(row["fields"] or {}),
-        )
+        if email.path is PathKind.CONFIRM:
+            # Until they confirm, the name and fields are what a stranger may have typed into
+            # a form: the confirmation carries none of it (a signup form is no way to mail
+            # text to someone), neither in the To header nor in the template.
+            subscriber = Subscriber(email=row["email"], locale=row["locale"], timezone=row["timezone"])
+        else:
+            subscriber = Subscriber(
+                email=row["email"],
+                name=row["name"],
+                locale=row["locale"],
+                timezone=row["timezone"],
+                fields=dict(row["fields"] or {}),
+            )
         try:
             context = template_context(
                 plan,
@@ -255,13 +282,23 @@ class Dispatcher:
             rendered = funnels.renderer.render(
                 email, context, key=(plan.funnel, email.id, row["magnet"], row["segment"])
             )
+            html, text = rendered.html, rendered.text
+            if email.path is not PathKind.CONFIRM:  # nothing is counted before consent
+                html, text = track(
+                    html,
+                    text,
+                    links,
+                    self.settings.base_url,
+                    clicks=self.settings.track_clicks,
+                    opens=self.settings.track_opens,
+                )
             data = build_message(
                 sender=plan.sender,
                 to_name=subscriber.name,
                 to_address=subscriber.email,
                 subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
+                html=html,
+                text=text,
                 message_id=row["message_id"],
                 date=now,
                 reply_to=plan.reply_to,
@@ -311,8 +348,24 @@ class Dispatcher:
     async def _write(self, updates: list[dict[str, Any]]) -> None:
         await in_db_thread(self.db_executor, self._write_sync, updates)
 
+    def _see_unsubscribes(self, conn: Connection, now: datetime) -> None:
+        """Add unsubscribes recorded since the last look (by any process) to the stop list."""
+        if self._seen_event is None:
+            # First look: those recent enough to matter for a claim still in flight.
+            newest = queries.last_event_id(conn)
+            since = now - self.settings.lease * 2
+            rows = [r for r in queries.unsubscribes_after(conn, 0) if r["at"] >= since]
+        else:
+            newest = self._seen_event
+            # Ids are handed out at insert but committed in any order: look a little back.
+            rows = queries.unsubscribes_after(conn, max(0, self._seen_event - UNSUBSCRIBE_LOOKBACK))
+        self._seen_event = max([newest, *(r["id"] for r in rows)])
+        if rows:
+            self.stoplist.add((r["subscriber_id"], r["funnel"]) for r in rows)
+
     def _write_sync(self, updates: list[dict[str, Any]]) -> None:
         with self.db_engine.begin() as conn:
+            self._see_unsubscribes(conn, updates[0]["updated_at"])
             queries.record_outcomes(
                 conn, [{k: v for k, v in u.items() if not k.startswith("~")} for u in updates]
             )

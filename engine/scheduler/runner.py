@@ -78,9 +78,11 @@ class Runner:
             settings.tick_seconds * STALE_TICKS + STALE_MARGIN_SECONDS,
         )
         config = uvicorn.Config(
-            create_app(health),
+            create_app(health, self.daemon.web),
             host=settings.host,
             port=settings.port,
+            proxy_headers=True,
+            forwarded_allow_ips=[ip.strip() for ip in settings.trusted_proxies.split(",") if ip.strip()],
             log_config=None,
             access_log=False,
             lifespan="on",
@@ -110,6 +112,7 @@ class Runner:
             await serving
         stopped.cancel()
         self.daemon.db_executor.shutdown(wait=True)
+        self.daemon.web_executor.shutdown(wait=True)
         self.daemon.db_engine.dispose()
         log("stopped", status=status)
         return status

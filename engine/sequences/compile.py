@@ -49,6 +49,8 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
         segments=tuple(_segment(s, spacing, ratio) for s in funnel.segments),
         vars=dict(funnel.vars),
         default_magnet=signup.default_magnet,
+        allowed_redirects=tuple(signup.allowed_redirects),
+        consent_text=signup.consent_text,
     )
 
 

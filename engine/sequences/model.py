@@ -109,6 +109,12 @@ class Signup(Node):
         None, description="the magnet a form without a 'magnet' field delivers; default: the first")
     allowed_origins: list[Url] = Field(
         default_factory=list, description="web sites allowed to post with fetch()")
+    allowed_redirects: list[Url] = Field(
+        default_factory=list, description="thank-you pages a form's 'redirect' field may choose; "
+        "an entry ending in '/' allows every page under it")
+    consent_text: str | None = Field(
+        None, description="the sentence shown next to the form's button and kept as proof of "
+        "consent; default: 'Send me <magnet> and emails from <name>. Unsubscribe at any time.'")
 
 
 class Defaults(Node):

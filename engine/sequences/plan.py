@@ -163,6 +163,15 @@ class Plan:
     segments: tuple[SegmentPlan, ...]
     vars: Mapping[str, str | int | float | bool] = field(default_factory=dict, hash=False)
     default_magnet: str | None = None
+    allowed_redirects: tuple[str, ...] = ()
+    consent_text: str | None = None
+
+    def consent_wording(self, magnet_id: str | None) -> str:
+        """The consent sentence a form for `magnet_id` shows, kept with every signup."""
+        if self.consent_text:
+            return self.consent_text
+        title = self.magnet(magnet_id).title
+        return f"Send me “{title}” and emails from {self.name}. Unsubscribe at any time."
 
     @property
     def default_segment(self) -> str:

@@ -83,6 +83,21 @@ def upsert_subscriber(conn: Connection, values: Mapping[str, Any], now: datetime
     return int(existing.id), False
 
 
+def subscribers_page(
+    conn: Connection, funnel: str | None, status: str | None, after: int, limit: int
+) -> list[RowMapping]:
+    """Up to `limit` subscribers with an id above `after`, by id; optionally of one funnel or status."""
+    statement = sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id > after)
+    if status is not None:
+        statement = statement.where(SUBSCRIBER.c.status == status)
+    if funnel is not None:
+        enrolled = sa.select(ENROLLMENT.c.id).where(
+            ENROLLMENT.c.subscriber_id == SUBSCRIBER.c.id, ENROLLMENT.c.funnel == funnel
+        )
+        statement = statement.where(enrolled.exists())
+    return list(conn.execute(statement.order_by(SUBSCRIBER.c.id).limit(limit)).mappings())
+
+
 def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapping]:
     """Subscriber rows by id."""
     rows = conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id.in_(list(ids)))).mappings()
@@ -205,9 +220,14 @@ def record_event(
     *,
     funnel: str | None = None,
     external_id: str | None = None,
+    wake: bool = True,
     **fields: Any,
 ) -> bool:
-    """Store an event and wake the subscriber's enrollments; False for a repeated `external_id`."""
+    """Store an event and wake the subscriber's enrollments; False for a repeated `external_id`.
+
+    `wake=False` for events the interpreter does not act on (opens, clicks): no enrollment
+    is looked at again because an image proxy fetched a pixel.
+    """
     row = {
         "subscriber_id": subscriber_id,
         "type": kind,
@@ -228,8 +248,24 @@ def record_event(
             return False
     else:
         conn.execute(sa.insert(EVENT), [row])
-    wake_enrollments(conn, subscriber_id, at)
+    if wake:
+        wake_enrollments(conn, subscriber_id, at)
     return True
+
+
+def unsubscribes_after(conn: Connection, event_id: int) -> list[RowMapping]:
+    """Unsubscribe events newer than `event_id` (any process may have recorded them), oldest first."""
+    statement = (
+        sa.select(EVENT.c.id, EVENT.c.subscriber_id, EVENT.c.funnel, EVENT.c.at)
+        .where(EVENT.c.id > event_id, EVENT.c.type == "unsubscribe")
+        .order_by(EVENT.c.id)
+    )
+    return list(conn.execute(statement).mappings())
+
+
+def last_event_id(conn: Connection) -> int:
+    """The newest event's id (0 with none)."""
+    return int(conn.execute(sa.select(sa.func.max(EVENT.c.id))).scalar() or 0)
 
 
 def events_by_subscriber(conn: Connection, ids: Iterable[int]) -> dict[int, list[RowMapping]]:
@@ -320,16 +356,59 @@ def _update_by_id(conn: Connection, table: sa.Table, updates: Sequence[Mapping[s
 
 
 def cancel_pending_deliveries(
-    conn: Connection, subscriber_id: int, status: str, now: datetime, marketing_only: bool = False
+    conn: Connection,
+    subscriber_id: int,
+    status: str,
+    now: datetime,
+    marketing_only: bool = False,
+    funnel: str | None = None,
 ) -> int:
-    """Stop the subscriber's queued and deferred emails (not one being sent right now)."""
+    """Stop the subscriber's queued and deferred emails (of one funnel, or all); not one being sent now."""
     where = [DELIVERY.c.subscriber_id == subscriber_id, DELIVERY.c.status.in_(("queued", "deferred"))]
     if marketing_only:
         where.append(DELIVERY.c.marketing.is_(True))
+    if funnel is not None:
+        where.append(DELIVERY.c.funnel == funnel)
     result = conn.execute(
         sa.update(DELIVERY).where(*where).values(status=status, next_attempt_at=None, updated_at=now)
     )
     return int(result.rowcount)
+
+
+def delivery_by_message_id(conn: Connection, message_id: str) -> RowMapping | None:
+    """The delivery a link token names, with its subscriber's address and status."""
+    statement = (
+        sa.select(
+            DELIVERY.c.id,
+            DELIVERY.c.subscriber_id,
+            DELIVERY.c.enrollment_id,
+            DELIVERY.c.funnel,
+            DELIVERY.c.step,
+            DELIVERY.c.message_id,
+            DELIVERY.c.marketing,
+            SUBSCRIBER.c.email,
+            SUBSCRIBER.c.status.label("subscriber_status"),
+            ENROLLMENT.c.magnet,
+        )
+        .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)
+        .join(ENROLLMENT, ENROLLMENT.c.id == DELIVERY.c.enrollment_id)
+        .where(DELIVERY.c.message_id == message_id)
+    )
+    return conn.execute(statement).mappings().first()
+
+
+def last_delivery_of_steps(
+    conn: Connection, subscriber_id: int, steps: Iterable[tuple[str, str]]
+) -> datetime | None:
+    """When the newest of the subscriber's emails among these (funnel, step) pairs was decided."""
+    pairs = [sa.and_(DELIVERY.c.funnel == f, DELIVERY.c.step == s) for f, s in steps]
+    if not pairs:
+        return None
+    statement = sa.select(sa.func.max(DELIVERY.c.created_at)).where(
+        DELIVERY.c.subscriber_id == subscriber_id, sa.or_(*pairs)
+    )
+    value: datetime | None = conn.execute(statement).scalar()
+    return value
 
 
 def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+
+from engine.web import api, email_links, signup
+from engine.web.context import Web
 
 
 @dataclass(frozen=True)
@@ -22,9 +26,26 @@ class Health:
     stale_after_seconds: float
 
 
-def create_app(health: Health) -> FastAPI:
-    """The daemon's web application."""
-    app = FastAPI(title="funnel-engine", docs_url=None, redoc_url=None)
+def create_app(health: Health, web: Web | None = None) -> FastAPI:
+    """The daemon's web application: health always, the public and admin routes given `web`."""
+    app = FastAPI(
+        title="funnel-engine",
+        summary="Signup forms, email links and the admin API of a funnel-engine daemon",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the whole input back; a message per field is enough.
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                   "type": str(e.get("type", ""))} for e in error.errors()[:50]]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    if web is not None:
+        app.include_router(signup.router(web))
+        app.include_router(email_links.router(web))
+        app.include_router(api.router(web))
 
     @app.get("/healthz", summary="Liveness and readiness of the daemon")
     def healthz() -> JSONResponse:

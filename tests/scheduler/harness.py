@@ -53,6 +53,7 @@ class Harness:
     def close(self) -> None:
         """Release threads and connections."""
         self.daemon.db_executor.shutdown(wait=True)
+        self.daemon.web_executor.shutdown(wait=True)
         self.db_engine.dispose()
 
     def tick(self) -> TickReport:

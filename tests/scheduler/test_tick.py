@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from engine.mail.transport import Outcome, Outgoing, Result
 from engine.store import queries
 from engine.store.db import make_engine
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
+from engine.tokens import verify
 from tests.scheduler.harness import Harness
+from tests.support.links import hrefs, images
 from tests.support.project import minimal_project
 
 MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # the minimal funnel's window: weekdays 08:00-11:00
@@ -193,6 +197,9 @@ def test_the_frequency_cap_counts_every_funnel_of_the_subscriber(db_url: str, tm
 
 def test_after_downtime_overdue_mail_goes_out_in_order_at_the_send_rate(db_url: str, project: Path) -> None:
     h = Harness(db_url, project, MONDAY, send_rate=5, tick_seconds=1)
+    seconds = [0.0]  # the limiter's real-time clock, moved by hand: a slow tick adds no tokens
+    limiter = h.daemon.dispatcher.limiter
+    limiter.clock, limiter._at = (lambda: seconds[0]), 0.0
     try:
         for i in range(12):
             h.clock.at = MONDAY + timedelta(seconds=i)  # signed up one after another
@@ -201,7 +208,7 @@ def test_after_downtime_overdue_mail_goes_out_in_order_at_the_send_rate(db_url: 
         first = h.tick()
         assert first.queued == 12 and first.attempted == 5  # no burst beyond one second's worth
         assert [m.rcpt_to for m in h.transport.sent] == [f"s{i:02}@example.com" for i in range(5)]
-        time.sleep(1.05)
+        seconds[0] += 1.0
         assert h.tick().attempted == 5
         assert [m.rcpt_to for m in h.transport.sent][5:] == [f"s{i:02}@example.com" for i in range(5, 10)]
     finally:
@@ -346,19 +353,118 @@ def test_a_custom_field_one_subscriber_lacks_fails_only_their_email_and_says_wha
     db_url: str, project: Path
 ) -> None:
     # validate insists on a default for fields it can see; a computed field name gets past it.
-    template = project / "templates" / "t" / "confirm.html"
+    # (Not in the confirmation: that one never shows what a form post typed.)
+    template = project / "templates" / "t" / "magnet.html"
     field = "{% if subscriber.fields %}<p>In {{ subscriber.fields['ci' ~ 'ty'] }}</p>{% endif %}"
     template.write_text(template.read_text().replace("{% endblock %}", field + "{% endblock %}"))
     h = Harness(db_url, project, MONDAY)
     try:
         h.add("ana@example.com", fields={"city": "Szeged"})
         h.add("bob@example.com", fields={"country": "HU"})
+        for address in ("ana@example.com", "bob@example.com"):
+            h.event(address, "confirmed", funnel="minimal")
         h.tick()
-        status = {d["subscriber_id"]: (d["status"], d["last_reply"]) for d in h.deliveries()}
+        status = {d["subscriber_id"]: (d["status"], d["last_reply"]) for d in h.deliveries()
+                  if d["step"] == "magnet"}
         assert [s for s, _ in status.values()] == ["sent", "failed"]
         reply = status[2][1]
-        assert reply.startswith("not sent: t/confirm.html: ") and "'city'" in reply
+        assert reply.startswith("not sent: t/magnet.html: ") and "'city'" in reply
         assert "subscriber.fields.NAME | default('')" in reply
-        assert [m.rcpt_to for m in h.transport.sent] == ["ana@example.com"]
+        assert "magnet" in h.sent_steps("ana@example.com")
+        assert "magnet" not in h.sent_steps("bob@example.com")
+    finally:
+        h.close()
+
+
+LINKED = (
+    '<p><a class="button" href="https://shop.example/guide?utm=mail&amp;ref=1">Get the guide</a> '
+    "<a href='http://blog.example/post'>http://blog.example/post</a> "
+    '<a href="mailto:team@example.com">Write to us</a></p>'
+)
+
+
+def _linked_project(project: Path) -> Path:
+    """The minimal project with web links in the magnet email and in the confirmation request."""
+    templates = project / "templates" / "t"
+    body = '{% extends "layout.html" %}{% block body %}<p>Hi {{ subscriber.first_name }}.</p>'
+    (templates / "magnet.html").write_text(body + LINKED + "{% endblock %}")
+    confirm = '<p><a href="{{ confirm_url }}">Yes, send me {{ magnet.title }}</a></p>'
+    (templates / "confirm.html").write_text(body + confirm + LINKED + "{% endblock %}")
+    return project
+
+
+def _parts(message: Outgoing) -> tuple[EmailMessage, str, str]:
+    parsed = message_from_bytes(message.data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    html, text = parsed.get_body(("html",)), parsed.get_body(("plain",))
+    assert html is not None and text is not None
+    return parsed, html.get_content(), text.get_content()
+
+
+def _verified(purpose: str, link: str) -> list[str] | None:
+    """The values of a link's token, as the daemon's web side reads them at MONDAY."""
+    return verify("test-secret", purpose, link.rsplit("/", 1)[1], MONDAY, timedelta(days=1))
+
+
+def test_web_links_in_a_sent_email_count_clicks_and_lead_where_they_did(db_url: str, project: Path) -> None:
+    h = Harness(db_url, _linked_project(project), MONDAY)
+    try:
+        h.add("ana@example.com", name="Ana")
+        h.tick()
+        h.event("ana@example.com", "confirmed")
+        h.tick()
+        sent = dict(zip(h.sent_steps(), h.transport.sent, strict=True))
+        message_id = sent["magnet"].message_id
+        parsed, html, text = _parts(sent["magnet"])
+        links = [href for href in hrefs(html) if href.startswith(("http://", "https://"))]
+        clicks = [href for href in links if href.startswith("https://funnel.example/c/")]
+        assert [_verified("click", c) for c in clicks] == [
+            [message_id, "https://shop.example/guide?utm=mail&ref=1"],
+            [message_id, "http://blog.example/post"],
+        ]
+        [unsubscribe] = [href for href in links if href not in clicks]  # the daemon's own link
+        assert unsubscribe == parsed["List-Unsubscribe"][1:-1]
+        assert _verified("unsubscribe", unsubscribe) == [message_id]  # the whole Message-ID
+        assert "mailto:team@example.com" in hrefs(html)
+        for click in clicks:  # the text part shows each link once, counted
+            assert text.count(f"<{click}>") == 1
+        assert "shop.example" not in text and "blog.example" not in text
+        [pixel] = images(html)
+        assert html.index(pixel) < html.index("</body>")
+        assert _verified("open", pixel) == [message_id]
+
+        _, survey, _ = _parts(sent["survey"])  # answer links are signed already: left alone
+        answers = [href for href in hrefs(survey) if "/a/" in href]
+        assert [_verified("answer", a) for a in answers] == [
+            [sent["survey"].message_id, "level", answer] for answer in ("new", "pro")]
+    finally:
+        h.close()
+
+
+def test_the_confirmation_request_is_not_tracked(db_url: str, project: Path) -> None:
+    h = Harness(db_url, _linked_project(project), MONDAY)
+    try:
+        h.add("ana@example.com")
+        h.tick()
+        [confirmation] = h.transport.sent
+        _, html, text = _parts(confirmation)
+        assert "https://shop.example/guide?utm=mail&ref=1" in hrefs(html) and images(html) == []
+        assert "/c/" not in html + text
+    finally:
+        h.close()
+
+
+def test_tracking_can_be_switched_off(db_url: str, project: Path) -> None:
+    h = Harness(db_url, _linked_project(project), MONDAY)
+    try:
+        dispatcher = h.daemon.dispatcher
+        dispatcher.settings = dataclasses.replace(dispatcher.settings, track_clicks=False, track_opens=False)
+        h.add("ana@example.com")
+        h.tick()
+        h.event("ana@example.com", "confirmed")
+        h.tick()
+        _, html, text = _parts(h.transport.sent[1])
+        assert "https://shop.example/guide?utm=mail&ref=1" in hrefs(html) and images(html) == []
+        assert "/c/" not in html + text
     finally:
         h.close()

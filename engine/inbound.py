@@ -1,0 +1,157 @@
+"""What people and shops tell the engine after a signup: confirmations, answers, unsubscribes,
+clicks, opens and API events. Each is one function over a Connection in the caller's
+transaction, so the web side decides what commits together (and how durably).
+
+Link actions take the delivery a signed token names (`queries.delivery_by_message_id`):
+the token proves which email the person holds, so nothing here trusts an id from a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.flow.state import EventType
+from engine.leads import Proof, record_consent
+from engine.store import queries
+from engine.store.tables import TAG
+
+Stop = tuple[int, str | None]  # (subscriber, funnel); None: every funnel
+
+
+def confirm(conn: Connection, delivery: Mapping[str, Any], proof: Proof, now: datetime) -> bool:
+    """Confirm the double opt-in the confirmation email `delivery` asked for; False when already done."""
+    new = queries.record_event(
+        conn,
+        delivery["subscriber_id"],
+        EventType.CONFIRMED.value,
+        now,
+        funnel=delivery["funnel"],
+        external_id=f"confirm:{delivery['message_id']}",
+    )
+    if new:
+        record_consent(conn, delivery["subscriber_id"], delivery["funnel"], proof, now)
+        if delivery["subscriber_status"] == "unsubscribed":
+            # They asked again and proved the address is theirs: they may be mailed again.
+            queries.set_subscriber_status(conn, delivery["subscriber_id"], "active", now)
+    return new
+
+
+def answer(conn: Connection, delivery: Mapping[str, Any], question: str, choice: str, now: datetime) -> None:
+    """Record a survey answer given through a link of `delivery`; a later answer overrides it."""
+    queries.record_event(
+        conn,
+        delivery["subscriber_id"],
+        EventType.ANSWER.value,
+        now,
+        funnel=delivery["funnel"],
+        question=question,
+        answer=choice,
+    )
+
+
+def unsubscribe(conn: Connection, subscriber: int, funnel: str | None, now: datetime, key: str) -> list[Stop]:
+    """Stop marketing email from `funnel`, or from every funnel (None); what to stop in flight.
+
+    `key` names where the request came from (a message, an API call): repeating it
+    records nothing twice. Queued and deferred marketing email is cancelled here; what a
+    tick has already claimed is stopped by the dispatcher's stop list (scheduler/stoplist.py).
+    """
+    if funnel is None:
+        funnels = [row["funnel"] for row in queries.enrollments_of(conn, subscriber)]
+        queries.set_subscriber_status(conn, subscriber, "unsubscribed", now)
+    else:
+        funnels = [funnel]
+    for each in funnels:
+        # Per funnel, not funnel=None: a global event would also end enrollments made later,
+        # when the person signs up again and confirms.
+        queries.record_event(
+            conn,
+            subscriber,
+            EventType.UNSUBSCRIBE.value,
+            now,
+            funnel=each,
+            external_id=f"unsubscribe:{key}:{funnel or '*'}:{each}"[:200],
+        )
+        queries.cancel_pending_deliveries(
+            conn, subscriber, "suppressed", now, marketing_only=True, funnel=each
+        )
+    return [(subscriber, funnel)]
+
+
+def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime) -> None:
+    """Count the first click on `url` in `delivery` (unique clicks; repeats change nothing)."""
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+    queries.record_event(
+        conn,
+        delivery["subscriber_id"],
+        EventType.CLICK.value,
+        now,
+        funnel=delivery["funnel"],
+        external_id=f"click:{delivery['message_id']}:{digest}"[:200],
+        wake=False,
+        name=delivery["step"][:100],
+        data={"url": url},
+    )
+
+
+def opened(conn: Connection, delivery: Mapping[str, Any], now: datetime) -> None:
+    """Count the first open of `delivery`: a weak signal, since image proxies fetch pixels too."""
+    queries.record_event(
+        conn,
+        delivery["subscriber_id"],
+        EventType.OPEN.value,
+        now,
+        funnel=delivery["funnel"],
+        external_id=f"open:{delivery['message_id']}"[:200],
+        wake=False,
+        name=delivery["step"][:100],
+    )
+
+
+@dataclass(frozen=True)
+class ShopEvent:
+    """An event from the events API: a purchase, a tag, an untag or a custom event."""
+
+    type: str
+    product: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    name: str | None = None  # the tag, for tag and untag
+    id: str | None = None  # the caller's id: a retried call records nothing twice
+    data: Mapping[str, Any] | None = None
+
+
+def record_shop_event(conn: Connection, subscriber_id: int, event: ShopEvent, now: datetime) -> bool:
+    """Record an API event for every funnel of the subscriber; False when its id was seen before.
+
+    A purchase wakes every enrollment, and step() ends the sales paths it qualifies for.
+    """
+    known = {e.value for e in EventType}
+    kind = event.type if event.type in known else EventType.CUSTOM.value
+    name = event.name if kind != EventType.CUSTOM.value else (event.name or event.type)
+    new = queries.record_event(
+        conn,
+        subscriber_id,
+        kind,
+        now,
+        external_id=f"api:{event.id}"[:200] if event.id else None,
+        product=event.product,
+        amount=event.amount,
+        currency=event.currency.upper() if event.currency else None,
+        name=name,
+        data=dict(event.data or {}),
+    )
+    if new and kind == EventType.TAG.value and name:
+        queries.insert_ignoring_conflicts(
+            conn, TAG, [{"subscriber_id": subscriber_id, "name": name, "at": now}], ["subscriber_id", "name"]
+        )
+    elif new and kind == EventType.UNTAG.value and name:
+        conn.execute(sa.delete(TAG).where(TAG.c.subscriber_id == subscriber_id, TAG.c.name == name))
+    return new

@@ -1,0 +1,46 @@
+"""Unsubscribes that must stop marketing email a tick has already claimed.
+
+An unsubscribe cancels queued email in the database, but a batch the dispatcher has
+already claimed is in memory, rendered one message at a time just before sending. The
+web side of this process adds each unsubscribe here at once; unsubscribes recorded by
+other processes sharing the database arrive with every outcome commit
+(`Dispatcher` reads new unsubscribe events then). The dispatcher asks right before
+each send. Entries are kept for as long as a claim can live, then dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+
+class Stoplist:
+    """(subscriber, funnel or None for all) pairs unsubscribed within the last `keep_seconds`."""
+
+    def __init__(self, keep_seconds: float) -> None:
+        self.keep_seconds = keep_seconds
+        self._added: OrderedDict[tuple[int, str | None], float] = OrderedDict()
+        self._lock = threading.Lock()  # web threads add while the event loop asks
+
+    def add(self, stops: Iterable[tuple[int, str | None]]) -> None:
+        """Stop marketing email to these subscribers (in one funnel, or in all)."""
+        now = time.monotonic()
+        with self._lock:
+            for stop in stops:
+                self._added.pop(stop, None)
+                self._added[stop] = now
+            while self._added:
+                oldest, at = next(iter(self._added.items()))
+                if now - at <= self.keep_seconds:
+                    break
+                del self._added[oldest]
+
+    def stops(self, subscriber: int, funnel: str) -> bool:
+        """Whether marketing email from `funnel` to `subscriber` must not leave."""
+        with self._lock:
+            return (subscriber, None) in self._added or (subscriber, funnel) in self._added
+
+    def __len__(self) -> int:
+        return len(self._added)

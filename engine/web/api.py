@@ -1,0 +1,319 @@
+"""The admin API under /api/: events from a shop and the subscriber list, behind a bearer key.
+
+`FUNNEL_API_KEY` (or `api_key` in funnel.toml) is the key; without one set, every call
+answers 401, so a fresh install exposes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Query, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
+
+from engine import inbound
+from engine.flow.state import EventType
+from engine.leads import Proof, add_lead
+from engine.logs import log
+from engine.store import queries
+from engine.store.tables import SUBSCRIBER, TAG
+from engine.web.context import Web
+from engine.web.signup_form import Refusal, check_signup, text_problem
+
+# Types the API may not record: they come from links in emails, with proof of who clicked.
+FROM_LINKS_ONLY = {EventType.CONFIRMED.value, EventType.ANSWER.value, EventType.CLICK.value,
+                   EventType.OPEN.value}
+BEARER = HTTPBearer(auto_error=False, description="the api_key setting (FUNNEL_API_KEY)")
+
+
+def _plain(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = text_problem(value, limit)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+Line = Annotated[str, _plain(200)]
+Key = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,50}$")]
+
+
+class EventIn(BaseModel):
+    """An event for one subscriber, named by `email` or `subscriber_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, _plain(254)] | None = Field(None, description="the subscriber's address")
+    subscriber_id: int | None = Field(None, ge=1, le=2**62, description="or the subscriber's id")
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_.-]{0,49}$",
+        description="purchase, tag, untag, unsubscribe, or a custom event name like webinar_attended",
+    )
+    product: Line | None = Field(None, description="purchase: the product id (exit_on may filter by it)")
+    amount: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False, description="purchase: revenue")
+    currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$", description="purchase: ISO 4217 code")
+    name: Key | None = Field(None, description="tag and untag: the tag")
+    funnel: Line | None = Field(None, description="unsubscribe: only from this funnel (default: all)")
+    id: Annotated[str, _plain(180)] | None = Field(
+        None, min_length=1, description="your id for this event: a retried call records it once"
+    )
+
+    @model_validator(mode="after")
+    def _one_subscriber(self) -> EventIn:
+        if (self.email is None) == (self.subscriber_id is None):
+            raise ValueError("give exactly one of 'email' and 'subscriber_id'")
+        if self.type in FROM_LINKS_ONLY:
+            raise ValueError(f"'{self.type}' events come from the links in emails, not from the API")
+        if self.type in (EventType.TAG.value, EventType.UNTAG.value) and not self.name:
+            raise ValueError(f"a {self.type} event needs 'name': the tag")
+        return self
+
+
+class EventOut(BaseModel):
+    """What the event did."""
+
+    status: Literal["recorded", "duplicate"]
+    subscriber_id: int
+    type: str
+
+
+class SubscriberIn(BaseModel):
+    """A subscriber to add to a funnel (an admin's import of one person)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, _plain(254)]
+    funnel: Line | None = None
+    name: Annotated[str, _plain(100)] | None = None
+    magnet: Line | None = None
+    locale: Line | None = None
+    timezone: Line | None = None
+    source: Line | None = None
+    utm_source: Line | None = None
+    utm_medium: Line | None = None
+    utm_campaign: Line | None = None
+    utm_term: Line | None = None
+    utm_content: Line | None = None
+    fields: dict[Key, Annotated[str, _plain(500)]] = Field(default_factory=dict, max_length=30)
+    answers: dict[Key, Key] = Field(default_factory=dict, max_length=20)
+    confirmed: bool = Field(
+        False, description="true: the person already confirmed elsewhere; skip double opt-in"
+    )
+
+
+class Enrollment(BaseModel):
+    """Where the subscriber stands in one funnel."""
+
+    funnel: str
+    stage: str
+    segment: str | None
+    step: str | None
+    next_run_at: datetime | None
+
+
+class SubscriberOut(BaseModel):
+    """A subscriber and their funnels."""
+
+    id: int
+    email: str
+    name: str
+    status: str
+    locale: str | None
+    timezone: str | None
+    source: str | None
+    fields: dict[str, Any]
+    created_at: datetime
+    tags: list[str]
+    enrollments: list[Enrollment]
+
+
+class SubscriberPage(BaseModel):
+    """One page of subscribers; pass `next` as `after` for the following one."""
+
+    subscribers: list[SubscriberOut]
+    next: int | None
+
+
+class EventRow(BaseModel):
+    """An event of the subscriber."""
+
+    type: str
+    at: datetime
+    funnel: str | None
+    question: str | None
+    answer: str | None
+    product: str | None
+    name: str | None
+    amount: float | None
+    currency: str | None
+
+
+class DeliveryRow(BaseModel):
+    """An email decided for the subscriber and what became of it."""
+
+    funnel: str
+    step: str
+    status: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    last_reply: str | None
+
+
+class SubscriberDetail(SubscriberOut):
+    """A subscriber with everything that happened to them."""
+
+    events: list[EventRow]
+    deliveries: list[DeliveryRow]
+
+
+def router(web: Web) -> APIRouter:
+    """The /api/ routes."""
+
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> None:
+        if web.api_key is None:
+            raise HTTPException(401, "the API is off: set FUNNEL_API_KEY (or api_key in funnel.toml)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        given = credentials.credentials.encode("utf-8", "replace") if credentials else b""
+        if not hmac.compare_digest(given, web.api_key.encode("utf-8")):
+            raise HTTPException(401, "send Authorization: Bearer <api key>",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    unauthorized: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong API key"}}
+    routes = APIRouter(prefix="/api", dependencies=[Depends(authorized)], responses=unauthorized)
+
+    async def write(job: Any) -> Any:
+        try:
+            return await web.writer.run(job)
+        except sa.exc.SQLAlchemyError as error:
+            log("api_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+            raise HTTPException(503, "the database is unavailable; try again",
+                                headers={"Retry-After": "30"}) from error
+
+    @routes.post("/events", status_code=201, response_model=EventOut,
+                 responses={200: {"model": EventOut, "description": "a repeated id: nothing recorded"},
+                            404: {"description": "no such subscriber"}},
+                 summary="Record a purchase, tag, untag, unsubscribe or custom event")
+    async def post_event(event: EventIn) -> JSONResponse:
+        now = web.clock.now()
+
+        def job(conn: Connection) -> tuple[int, bool] | None:
+            row = (queries.find_subscriber(conn, event.email) if event.email is not None
+                   else conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id == event.subscriber_id))
+                   .mappings().first())
+            if row is None:
+                return None
+            if event.type == EventType.UNSUBSCRIBE.value:
+                key = f"api:{event.id}" if event.id else f"api:{now.isoformat()}"
+                stops = inbound.unsubscribe(conn, row["id"], event.funnel, now, key)
+                web.stoplist.add(stops)
+                return row["id"], True
+            shop = inbound.ShopEvent(type=event.type, product=event.product, amount=event.amount,
+                                     currency=event.currency, name=event.name, id=event.id)
+            return row["id"], inbound.record_shop_event(conn, row["id"], shop, now)
+
+        found = await write(job)
+        if found is None:
+            raise HTTPException(404, "no subscriber with this address or id")
+        subscriber, new = found
+        log("event", type=event.type, subscriber=subscriber, new=new, product=event.product)
+        out = EventOut(status="recorded" if new else "duplicate", subscriber_id=subscriber, type=event.type)
+        return JSONResponse(out.model_dump(), status_code=201 if new else 200)
+
+    @routes.get("/subscribers", response_model=SubscriberPage, summary="List subscribers, oldest first")
+    async def list_subscribers(
+        funnel: Annotated[str | None, Query(max_length=100)] = None,
+        status: Annotated[str | None, Query(max_length=20)] = None,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> SubscriberPage:
+        return await run_in_threadpool(_page, web, funnel, status, after, limit)
+
+    @routes.post("/subscribers", status_code=201, response_model=SubscriberOut,
+                 responses={200: {"model": SubscriberOut, "description": "already known"},
+                            404: {"description": "no such funnel"}, 422: {"description": "a field is wrong"}},
+                 summary="Add a subscriber to a funnel")
+    async def add_subscriber(body: SubscriberIn) -> JSONResponse:
+        values: dict[str, Any] = {k: v for k, v in body.model_dump().items()
+                                  if isinstance(v, str) and v is not None}
+        values.update({f"fields[{k}]": v for k, v in body.fields.items()})
+        values.update({f"answers[{k}]": v for k, v in body.answers.items()})
+        try:
+            signup = check_signup(values, web.plans(), web.check_email_domain)
+        except Refusal as refusal:
+            problems = [{"loc": ["body", where], "msg": msg, "type": "value_error"}
+                        for where, msg in refusal.problems]
+            return JSONResponse({"detail": problems}, status_code=refusal.status)
+        plan = signup.plan
+        now = web.clock.now()
+        proof = Proof("api", wording="added through the admin API"
+                      + (", confirmed elsewhere" if body.confirmed else ""))
+
+        def job(conn: Connection) -> tuple[int | None, bool]:
+            added = add_lead(conn, plan, signup.lead, proof, now)
+            if added.subscriber_id and body.confirmed and plan.double_opt_in:
+                queries.record_event(conn, added.subscriber_id, EventType.CONFIRMED.value, now,
+                                     funnel=plan.funnel, external_id=f"api-confirm:{added.enrollment_id}")
+            return added.subscriber_id, added.new_subscriber
+
+        subscriber, new = await write(job)
+        if subscriber is None:
+            raise HTTPException(409, "this address is suppressed (bounced, complained or forgotten)")
+        log("api_subscriber", subscriber=subscriber, funnel=plan.funnel, new=new)
+        detail: SubscriberDetail | None = await run_in_threadpool(_detail, web, signup.lead.email)
+        assert detail is not None
+        out = SubscriberOut.model_validate(detail.model_dump(exclude={"events", "deliveries"}))
+        return JSONResponse(out.model_dump(mode="json"), status_code=201 if new else 200)
+
+    @routes.get("/subscribers/{email}", response_model=SubscriberDetail,
+                responses={404: {"description": "no such subscriber"}},
+                summary="One subscriber with their funnels, events and emails")
+    async def get_subscriber(email: Annotated[str, _plain(254)]) -> SubscriberDetail:
+        detail = await run_in_threadpool(_detail, web, email)
+        if detail is None:
+            raise HTTPException(404, "no subscriber with this address")
+        return detail
+
+    return routes
+
+
+def _summary(conn: Connection, row: Any) -> SubscriberOut:
+    tags = list(conn.execute(sa.select(TAG.c.name).where(TAG.c.subscriber_id == row["id"])).scalars())
+    enrollments = [Enrollment(funnel=e["funnel"], stage=e["stage"], segment=e["segment"], step=e["step"],
+                              next_run_at=e["next_run_at"]) for e in queries.enrollments_of(conn, row["id"])]
+    return SubscriberOut(id=row["id"], email=row["email"], name=row["name"] or "", status=row["status"],
+                         locale=row["locale"], timezone=row["timezone"], source=row["source"],
+                         fields=dict(row["fields"] or {}), created_at=row["created_at"], tags=sorted(tags),
+                         enrollments=enrollments)
+
+
+def _page(web: Web, funnel: str | None, status: str | None, after: int, limit: int) -> SubscriberPage:
+    with web.db_engine.connect() as conn:
+        rows = queries.subscribers_page(conn, funnel, status, after, limit)
+        items = [_summary(conn, row) for row in rows]
+    return SubscriberPage(subscribers=items, next=items[-1].id if len(items) == limit else None)
+
+
+def _detail(web: Web, email: str) -> SubscriberDetail | None:
+    with web.db_engine.connect() as conn:
+        row = queries.find_subscriber(conn, email)
+        if row is None:
+            return None
+        summary = _summary(conn, row)
+        events = queries.events_by_subscriber(conn, [row["id"]]).get(row["id"], [])
+        deliveries = queries.deliveries_of(conn, row["id"])
+    return SubscriberDetail(
+        **summary.model_dump(),
+        events=[EventRow.model_validate(dict(e)) for e in events],
+        deliveries=[DeliveryRow.model_validate(dict(d)) for d in deliveries],
+    )

@@ -1,0 +1,38 @@
+"""What every web route needs from the daemon, built once by `funnel run`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from starlette.requests import Request
+
+from engine.scheduler.clock import Clock
+from engine.scheduler.stoplist import Stoplist
+from engine.sequences.plan import Plan
+from engine.web.limits import RateLimit
+from engine.web.writer import GroupWriter
+
+
+@dataclass(frozen=True)
+class Web:
+    """The daemon's parts the HTTP side uses."""
+
+    db_engine: Engine
+    plans: Callable[[], Mapping[str, Plan]]  # the live funnels, reloaded as files change
+    clock: Clock  # the daemon's clock: events are recorded in the time the scheduler runs in
+    secret: str
+    link_lifetime: timedelta
+    writer: GroupWriter
+    stoplist: Stoplist
+    ip_limit: RateLimit
+    address_limit: RateLimit
+    api_key: str | None
+    check_email_domain: bool = False
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address (uvicorn already applied X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,187 @@
+"""The routes behind the links in emails: confirm, survey answers, unsubscribe, clicks, opens.
+
+Every path ends in a token signed for one purpose (engine/tokens.py) that names one
+delivery by its Message-ID; a forged, changed, expired or unknown token gets the same
+plain 404 and changes nothing. Mail scanners fetch every link of a message within
+seconds, so a GET never confirms, answers or unsubscribes: it shows a page whose button
+POSTs. The one exception RFC 8058 asks for is the one-click POST to /u/, which mailbox
+providers send without cookies or a page.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from engine import inbound
+from engine.leads import Proof
+from engine.logs import log
+from engine.store import queries
+from engine.tokens import verify
+from engine.web.context import Web, client_ip
+from engine.web.pages import SECURITY_HEADERS, not_found, page
+from engine.web.signup_form import FORM_TYPES, media_type, read_body
+
+T = TypeVar("T")
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")  # 1x1 transparent GIF
+CONFIRM_WORDING = "pressed the confirm button on the page the confirmation email linked to"
+
+
+class _Found:
+    """A verified token's values and the delivery it names."""
+
+    def __init__(self, values: list[str], delivery: dict[str, Any]) -> None:
+        self.values = values
+        self.delivery = delivery
+
+
+def router(web: Web) -> APIRouter:
+    """The routes behind email links."""
+    routes = APIRouter(include_in_schema=False)
+
+    async def found(purpose: str, token: str, arity: int) -> _Found | None:
+        values = verify(web.secret, purpose, token, web.clock.now(), web.link_lifetime)
+        if values is None or len(values) != arity:
+            return None
+        delivery = await run_in_threadpool(_lookup, web, values[0])
+        return None if delivery is None else _Found(values, delivery)
+
+    async def write(job: Callable[[Connection], T]) -> T | Response:
+        try:
+            return await web.writer.run(job)
+        except sa.exc.SQLAlchemyError as error:
+            log("link_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+            return Response("The service is busy; please try again in a minute.", status_code=503,
+                            media_type="text/plain", headers={**SECURITY_HEADERS, "Retry-After": "30"})
+
+    def names(delivery: Mapping[str, Any]) -> dict[str, Any]:
+        plan = web.plans().get(delivery["funnel"])
+        return {
+            "funnel_name": plan.name if plan else delivery["funnel"],
+            "magnet_title": plan.magnet(delivery["magnet"]).title if plan else "your download",
+            "email": delivery["email"],
+        }
+
+    @routes.get("/confirm/{token}")
+    async def confirm_page(token: str) -> Response:
+        hit = await found("confirm", token, 1)
+        return not_found() if hit is None else page("confirm", **names(hit.delivery), done=False)
+
+    @routes.post("/confirm/{token}")
+    async def confirm(token: str, request: Request) -> Response:
+        hit = await found("confirm", token, 1)
+        if hit is None:
+            return not_found()
+        proof = Proof("confirm", form=None, ip=client_ip(request),
+                      user_agent=request.headers.get("user-agent"), wording=CONFIRM_WORDING)
+        now = web.clock.now()
+        done = await write(lambda conn: inbound.confirm(conn, hit.delivery, proof, now))
+        if isinstance(done, Response):
+            return done
+        log("confirmed", subscriber=hit.delivery["subscriber_id"], funnel=hit.delivery["funnel"], new=done)
+        return page("confirm", **names(hit.delivery), done=True)
+
+    def answer_names(hit: _Found) -> dict[str, Any]:
+        _, question, choice = hit.values
+        plan = web.plans().get(hit.delivery["funnel"])
+        questions = plan.survey.questions if plan and plan.survey else ()
+        asked = next((q for q in questions if q.id == question), None)
+        label = dict(asked.answers).get(choice, choice) if asked else choice
+        return {**names(hit.delivery), "question": asked.text if asked else "", "label": label}
+
+    @routes.get("/a/{token}")
+    async def answer_page(token: str) -> Response:
+        hit = await found("answer", token, 3)
+        return not_found() if hit is None else page("answer", **answer_names(hit), done=False)
+
+    @routes.post("/a/{token}")
+    async def answer(token: str) -> Response:
+        hit = await found("answer", token, 3)
+        if hit is None:
+            return not_found()
+        _, question, choice = hit.values
+        now = web.clock.now()
+        done = await write(lambda conn: inbound.answer(conn, hit.delivery, question, choice, now))
+        if isinstance(done, Response):
+            return done
+        log("answered", subscriber=hit.delivery["subscriber_id"], funnel=hit.delivery["funnel"],
+            question=question, answer=choice)
+        return page("answer", **answer_names(hit), done=True)
+
+    @routes.get("/u/{token}")
+    async def unsubscribe_page(token: str) -> Response:
+        hit = await found("unsubscribe", token, 1)
+        return not_found() if hit is None else page("unsubscribe", **names(hit.delivery), done=False)
+
+    @routes.post("/u/{token}")
+    async def unsubscribe(token: str, request: Request) -> Response:
+        hit = await found("unsubscribe", token, 1)
+        if hit is None:
+            return not_found()
+        everything = (await _unsubscribe_scope(request)) == "all"
+        delivery = hit.delivery
+        now = web.clock.now()
+        funnel = None if everything else delivery["funnel"]
+        subscriber, key = delivery["subscriber_id"], delivery["message_id"]
+        stops = await write(lambda conn: inbound.unsubscribe(conn, subscriber, funnel, now, key))
+        if isinstance(stops, Response):
+            return stops
+        web.stoplist.add(stops)
+        log("unsubscribed", subscriber=delivery["subscriber_id"], funnel=funnel or "*",
+            one_click=request.headers.get("content-type") is not None and not everything)
+        return page("unsubscribe", **names(delivery), done=True, everything=everything)
+
+    @routes.get("/c/{token}")
+    async def click(token: str) -> Response:
+        values = verify(web.secret, "click", token, web.clock.now(), web.link_lifetime)
+        if values is None or len(values) != 2 or urlsplit(values[1]).scheme not in ("http", "https"):
+            return not_found()
+        message_id, url = values
+        delivery = await run_in_threadpool(_lookup, web, message_id)
+        if delivery is not None:  # a forgotten subscriber's old email still takes them where it said
+            now = web.clock.now()
+            await write(lambda conn: inbound.click(conn, delivery, url, now))
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store",
+                                                               "Referrer-Policy": "no-referrer"})
+
+    @routes.get("/o/{token}")
+    async def opened(token: str) -> Response:
+        hit = await found("open", token, 1)
+        if hit is None:
+            return not_found()
+        now = web.clock.now()
+        await write(lambda conn: inbound.opened(conn, hit.delivery, now))
+        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
+
+    return routes
+
+
+def _lookup(web: Web, message_id: str) -> dict[str, Any] | None:
+    with web.db_engine.connect() as conn:
+        row = queries.delivery_by_message_id(conn, message_id)
+    return None if row is None else dict(row)
+
+
+async def _unsubscribe_scope(request: Request) -> str:
+    """'all' or 'funnel' from the page's buttons; a one-click POST (RFC 8058) is 'funnel'."""
+    if media_type(request) not in FORM_TYPES:
+        return "funnel"  # a bare POST to the link: unsubscribe, do not argue
+    try:
+        body = await read_body(request)
+        if media_type(request) == FORM_TYPES[0]:
+            fields = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=20))
+        else:
+            form = await request.form(max_files=0, max_fields=20)
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    except Exception:  # a broken or huge body still unsubscribes, from this funnel
+        return "funnel"
+    return "all" if fields.get("scope") == "all" else "funnel"

@@ -1,0 +1,58 @@
+"""Per-key rate limits for the public endpoints, in memory and bounded.
+
+A token bucket per key (an IP address, an email address): `limit` requests per
+`period`, refilled continuously. The table keeps at most `max_keys` keys, dropping the
+least recently seen, so a flood of new addresses cannot grow memory without bound.
+Limits are per daemon process: with several daemons behind a load balancer, each
+allows the limit (docs/web.md).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+
+class RateLimit:
+    """`limit` requests per `period` seconds for each key."""
+
+    def __init__(
+        self,
+        limit: int,
+        period: float,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.rate = limit / period
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        """Take one request for `key`: 0 when allowed, else the seconds until one is."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (float(self.limit), now))
+            tokens = min(float(self.limit), tokens + (now - at) * self.rate)
+            if tokens >= 1:
+                self._buckets[key] = (tokens - 1, now)
+                wait = 0.0
+            else:
+                self._buckets[key] = (tokens, now)
+                wait = (1 - tokens) / self.rate
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def retry_after(seconds: float) -> str:
+    """The Retry-After header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))

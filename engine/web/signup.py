@@ -1,0 +1,260 @@
+"""POST /subscribe: a website's signup form (or its fetch()) puts a person into a funnel.
+
+Order of checks, cheapest first: the per-IP limit, the body (size, encoding, fields),
+the funnel, CORS, the per-address limit, the honeypot. Only then one durable write,
+shared with the other signups of the moment (web/writer.py). The answer never says
+whether the address was known: the same redirect, the same body.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Connection
+from starlette.responses import Response
+
+from engine.leads import UTM_KEYS, Added, Proof, add_lead
+from engine.logs import log
+from engine.sequences.plan import Plan
+from engine.store import queries
+from engine.store.rows import normalize_email
+from engine.web.context import Web, client_ip
+from engine.web.limits import retry_after
+from engine.web.pages import page
+from engine.web.signup_form import (
+    FORM_TYPES,
+    HONEYPOT,
+    JSON_TYPE,
+    Refusal,
+    Signup,
+    check_signup,
+    media_type,
+    origin_of,
+    parse_values,
+    read_body,
+)
+
+# At most one confirmation email per address in this time, whatever the funnels.
+CONFIRMATION_GAP = timedelta(hours=24)
+PREFLIGHT_MAX_AGE = "600"
+
+
+class SignupBody(BaseModel):
+    """A signup as JSON (forms send the same names; `fields[x]` and `answers[q]` flat)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: str = Field(description="the address to send to (required)", max_length=254)
+    name: str | None = Field(None, max_length=100)
+    funnel: str | None = Field(None, description="the funnel's id; optional when there is only one")
+    magnet: str | None = Field(None, description="a lead magnet's id; default: the funnel's default")
+    locale: str | None = Field(None, description="a language tag like en or pt-BR")
+    timezone: str | None = Field(None, description="an IANA time zone like Europe/Budapest")
+    source: str | None = Field(None, description="where the signup came from")
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    redirect: str | None = Field(None, description="a thank-you page on the funnel's allowed_redirects")
+    form: str | None = Field(None, description="a name for the form, kept with the consent record")
+    fields: dict[str, str] | None = Field(None, description="custom fields for templates")
+    answers: dict[str, str] | None = Field(None, description="survey answers: question id -> answer id")
+
+
+class SignupAnswer(BaseModel):
+    """The same for every signup of a funnel: it does not tell whether the address was known."""
+
+    status: str = Field(description="'pending_confirmation' (double opt-in) or 'subscribed'")
+    funnel: str
+
+
+class Problem(BaseModel):
+    """One thing wrong with a post."""
+
+    loc: list[str]
+    msg: str
+    type: str = "value_error"
+
+
+class Problems(BaseModel):
+    """Everything wrong with a post, one entry per field."""
+
+    detail: list[Problem]
+
+
+def router(web: Web) -> APIRouter:
+    """The signup routes."""
+    routes = APIRouter()
+
+    @routes.post(
+        "/subscribe",
+        summary="Sign a person up to a funnel (forms and JSON)",
+        status_code=201,
+        response_model=SignupAnswer,
+        responses={
+            200: {"model": SignupAnswer, "description": "a repeated signup (JSON)"},
+            303: {"description": "a browser form: on to the funnel's thank-you page"},
+            403: {"model": Problems, "description": "fetch() from an origin the funnel does not allow"},
+            404: {"model": Problems, "description": "no such funnel"},
+            413: {"model": Problems, "description": "the post is too large"},
+            415: {"model": Problems, "description": "not a form or JSON"},
+            422: {"model": Problems, "description": "a field is wrong; nothing was written"},
+            429: {"model": Problems, "description": "too many signups from this IP or for this address"},
+            503: {"model": Problems, "description": "the database is unavailable; try again"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON_TYPE: {"schema": SignupBody.model_json_schema()},
+                    FORM_TYPES[0]: {"schema": _flat_schema()},
+                    FORM_TYPES[1]: {"schema": _flat_schema()},
+                },
+            }
+        },
+    )
+    async def subscribe(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        wait = web.ip_limit.hit(client_ip(request))
+        if wait:
+            log("signup_limited", logging.WARNING, by="ip", ip=client_ip(request))
+            return _refused(request, Refusal(429, (("body", "too many signups from your address; "
+                                                            "try again later"),)), wait=wait)
+        try:
+            body = await read_body(request)
+            values = await parse_values(request, body)
+            signup = check_signup(values, web.plans(), web.check_email_domain)
+        except Refusal as refusal:
+            return _refused(request, refusal)
+        plan = signup.plan
+        allowed = {origin_of(o) for o in plan.allowed_origins}
+        cors = origin if origin and origin.lower() in allowed else None
+        if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
+            return _refused(request, Refusal(403, (("origin", f"'{origin}' may not post to funnel "
+                                                    f"'{plan.funnel}'; add it to signup.allowed_origins"),)))
+        key = normalize_email(signup.lead.email)[1]
+        wait = web.address_limit.hit(key)
+        if wait:
+            log("signup_limited", logging.WARNING, by="address", funnel=plan.funnel, ip=client_ip(request))
+            return _refused(request, Refusal(429, (("email", "too many signups for this address; "
+                                                             "try again later"),)), wait=wait, cors=cors)
+        if signup.trapped:
+            log("signup_trapped", logging.WARNING, funnel=plan.funnel, ip=client_ip(request))
+            return _accepted(request, signup, new=True, cors=cors)
+        proof = Proof(
+            kind="signup",
+            form=signup.form or request.headers.get("referer"),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            wording=plan.consent_wording(signup.lead.magnet),
+        )
+        now = web.clock.now()
+        steps = _confirmation_steps(web)
+        try:
+            added = await web.writer.run(lambda conn: _write(conn, signup, proof, now, steps))
+        except sa.exc.SQLAlchemyError as error:
+            reason = f"{type(error).__name__}: {error}"[:500]
+            log("signup_failed", logging.ERROR, funnel=plan.funnel, error=reason)
+            return _refused(request, Refusal(503, (("body", "the signup could not be saved just now; "
+                                                            "try again in a minute"),)), wait=30, cors=cors)
+        log(
+            "signup",
+            funnel=plan.funnel,
+            subscriber=added.subscriber_id,
+            new_subscriber=added.new_subscriber,
+            new_enrollment=added.new_enrollment,
+            suppressed=added.subscriber_id is None,
+        )
+        # A suppressed address is answered as a new one: the answer must not tell.
+        return _accepted(request, signup, new=added.new_subscriber or added.subscriber_id is None, cors=cors)
+
+    @routes.options("/subscribe", include_in_schema=False)
+    async def preflight(request: Request) -> Response:
+        origin = request.headers.get("origin", "")
+        allowed = {origin_of(o) for plan in web.plans().values() for o in plan.allowed_origins}
+        if origin.lower() not in allowed:
+            return Response(status_code=403)
+        return Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Headers": "Content-Type, Accept",
+                "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+                "Vary": "Origin",
+            },
+        )
+
+    return routes
+
+
+def _flat_schema() -> dict[str, Any]:
+    names = ["email", "name", "funnel", "magnet", "locale", "timezone", "source", *UTM_KEYS,
+             "redirect", "form", HONEYPOT]
+    return {
+        "type": "object",
+        "required": ["email"],
+        "properties": {name: {"type": "string"} for name in names},
+        "additionalProperties": {"type": "string"},
+    }
+
+
+def _confirmation_steps(web: Web) -> list[tuple[str, str]]:
+    return [(p.funnel, p.confirmation.id) for p in web.plans().values() if p.confirmation]
+
+
+def _write(
+    conn: Connection, signup: Signup, proof: Proof, now: datetime, steps: list[tuple[str, str]]
+) -> Added:
+    added = add_lead(conn, signup.plan, signup.lead, proof, now, overwrite=False)
+    if added.new_enrollment and added.subscriber_id and added.enrollment_id and signup.plan.double_opt_in:
+        # Subscription bombing through many funnels: one confirmation per address a day.
+        last = queries.last_delivery_of_steps(conn, added.subscriber_id, steps)
+        if last is not None and now - last < CONFIRMATION_GAP:
+            queries.postpone_enrollments(conn, [added.enrollment_id], last + CONFIRMATION_GAP, now)
+    return added
+
+
+def _wants_json(request: Request) -> bool:
+    if media_type(request) == JSON_TYPE:
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _cors_headers(cors: str | None) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": cors, "Vary": "Origin"} if cors else {}
+
+
+def _accepted(request: Request, signup: Signup, new: bool, cors: str | None) -> Response:
+    plan: Plan = signup.plan
+    if _wants_json(request):
+        answer = SignupAnswer(
+            status="pending_confirmation" if plan.double_opt_in else "subscribed", funnel=plan.funnel
+        )
+        return JSONResponse(answer.model_dump(), status_code=201 if new else 200, headers=_cors_headers(cors))
+    target = signup.redirect or plan.thank_you_url
+    return RedirectResponse(target, status_code=303, headers=_cors_headers(cors))
+
+
+def _refused(request: Request, refusal: Refusal, wait: float = 0, cors: str | None = None) -> Response:
+    headers = _cors_headers(cors)
+    if wait:
+        headers["Retry-After"] = retry_after(wait)
+    if _wants_json(request) or media_type(request) not in FORM_TYPES:
+        detail = [{"loc": ["body", where], "msg": message, "type": "value_error"}
+                  for where, message in refusal.problems]
+        return JSONResponse({"detail": detail}, status_code=refusal.status, headers=headers)
+    titles = {404: "This form points at a funnel that does not exist", 429: "Too many signups",
+              413: "The form is too large", 503: "Please try again in a minute"}
+    response = page("refused", refusal.status, funnel_name="Signup", problems=refusal.problems,
+                    title=titles.get(refusal.status, "Please correct the form"))
+    response.headers.update(headers)
+    return response

@@ -1,0 +1,72 @@
+"""Group commit for the web side: requests that write at the same moment share one durable commit.
+
+A signup must be on disk before its answer goes out (a crash after `201` must not lose
+it), and a durable commit costs an fsync. One writer thread takes every job waiting
+when it starts a transaction, runs each in its own savepoint (one bad job does not undo
+the others) and commits once; then every request gets its own result or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from engine.scheduler.dbthread import in_db_thread
+from engine.store.db import durable
+
+T = TypeVar("T")
+Job = Callable[[Connection], Any]
+
+# Jobs in one transaction at most: bounds how long one commit holds the write lock.
+MAX_BATCH = 200
+
+
+class GroupWriter:
+    """Runs write jobs on one thread, all jobs waiting at a moment in one durable transaction."""
+
+    def __init__(self, db_engine: Engine, executor: Executor) -> None:
+        self.db_engine = db_engine
+        self.executor = executor
+        self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def run(self, job: Callable[[Connection], T]) -> T:
+        """`job(conn)`'s result once it is committed; its exception if it or the commit failed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                outcomes = await in_db_thread(self.executor, self._write, [job for job, _ in batch])
+            except Exception as error:  # the commit failed: nothing of the batch was written
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # the request went away (client disconnected)
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _write(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        with durable(self.db_engine) as conn:
+            for job in jobs:
+                try:
+                    with conn.begin_nested():
+                        outcomes.append((True, job(conn)))
+                except Exception as error:  # this job's savepoint is rolled back, the rest commit
+                    outcomes.append((False, error))
+        return outcomes
