@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from engine.leads import UTM_KEYS, Added, Proof, add_lead
@@ -130,7 +131,10 @@ def router(web: Web) -> APIRouter:
         try:
             body = await read_body(request)
             values = await parse_values(request, body)
-            signup = check_signup(values, web.plans(), web.check_email_domain)
+            if web.check_email_domain:  # a DNS lookup: not on the event loop
+                signup = await run_in_threadpool(check_signup, values, web.plans(), True)
+            else:
+                signup = check_signup(values, web.plans())
         except Refusal as refusal:
             return _refused(request, refusal)
         plan = signup.plan
