@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.flow.step import start
 from engine.sequences.plan import Plan
 from engine.store import queries
-from engine.store.tables import CONSENT
+from engine.store.rows import email_hash, normalize_email, state_values
+from engine.store.tables import CONSENT, ENROLLMENT, SUBSCRIBER
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
@@ -74,18 +76,7 @@ def answer_problems(plan: Plan, answers: Mapping[str, str]) -> list[str]:
 
 def record_consent(conn: Connection, subscriber_id: int, funnel: str, proof: Proof, now: datetime) -> None:
     """Keep the proof of a signup, confirmation or import."""
-    conn.execute(
-        CONSENT.insert().values(
-            subscriber_id=subscriber_id,
-            kind=proof.kind,
-            at=now,
-            funnel=funnel,
-            form=proof.form[:200] if proof.form else None,
-            ip=proof.ip[:45] if proof.ip else None,
-            user_agent=proof.user_agent[:500] if proof.user_agent else None,
-            wording=proof.wording[:2000] if proof.wording else None,
-        )
-    )
+    conn.execute(sa.insert(CONSENT), [_consent_row(subscriber_id, funnel, proof, now)])
 
 
 def add_lead(
@@ -120,3 +111,91 @@ def add_lead(
             conn, subscriber, "answer", now, funnel=plan.funnel, question=question, answer=answer
         )
     return Added(subscriber, enrollment, new_subscriber, new_enrollment)
+
+
+def add_new_leads(
+    conn: Connection, signups: Sequence[tuple[Plan, Lead, Proof]], now: datetime
+) -> list[Added]:
+    """`add_lead(..., overwrite=False)` for many signups at once, in a handful of statements.
+
+    The web side collects the signups that arrive together (web/writer.py): each costs a
+    share of ~8 statements instead of ~10 of its own. Known subscribers keep their
+    details; the same address twice in one call is one subscriber. Answers given on a
+    form are recorded one by one (few signups have them).
+    """
+    keys = [normalize_email(lead.email)[1] for _, lead, _ in signups]
+    blocked = queries.suppressed_hashes(conn, (email_hash(lead.email) for _, lead, _ in signups))
+    known = queries.subscriber_ids(conn, keys)
+    fresh: dict[str, dict[str, object]] = {}
+    for (_, lead, _), key in zip(signups, keys, strict=True):
+        if key not in known and key not in fresh and email_hash(lead.email) not in blocked:
+            fresh[key] = _subscriber_row(lead, key, now)
+    queries.insert_ignoring_conflicts(conn, SUBSCRIBER, list(fresh.values()), ["email_key"])
+    ids = {**known, **queries.subscriber_ids(conn, fresh)} if fresh else known
+    enrolled = queries.enrollment_ids(conn, ids.values())
+    consents: list[dict[str, object]] = []
+    enrollments: dict[tuple[int, str], dict[str, object]] = {}
+    seen: set[object] = set()
+    for (plan, lead, proof), key in zip(signups, keys, strict=True):
+        if email_hash(lead.email) in blocked:
+            continue
+        subscriber = ids[key]
+        consents.append(_consent_row(subscriber, plan.funnel, proof, now))
+        pair = (subscriber, plan.funnel)
+        if pair not in enrolled and pair not in enrollments:
+            enrollments[pair] = {
+                "subscriber_id": subscriber, "funnel": plan.funnel, "magnet": lead.magnet,
+                **state_values(start(plan, now)), "next_run_at": now, "created_at": now, "updated_at": now,
+            }
+    if consents:
+        conn.execute(sa.insert(CONSENT), consents)
+    queries.insert_ignoring_conflicts(
+        conn, ENROLLMENT, list(enrollments.values()), ["subscriber_id", "funnel"]
+    )
+    if enrollments:
+        enrolled = queries.enrollment_ids(conn, ids.values())
+    added = []
+    for (plan, lead, _), key in zip(signups, keys, strict=True):
+        if email_hash(lead.email) in blocked:
+            added.append(Added(None, None, False, False))
+            continue
+        subscriber, pair = ids[key], (ids[key], plan.funnel)
+        new_subscriber = key in fresh and key not in seen
+        new_enrollment = pair in enrollments and pair not in seen
+        seen.update((key, pair))
+        if new_enrollment:
+            for question, answer in lead.answers.items():
+                queries.record_event(
+                    conn, subscriber, "answer", now, funnel=plan.funnel, question=question, answer=answer
+                )
+        added.append(Added(subscriber, enrolled[pair], new_subscriber, new_enrollment))
+    return added
+
+
+def _subscriber_row(lead: Lead, key: str, now: datetime) -> dict[str, object]:
+    """A new subscriber's row; every row has the same keys, as one multi-row INSERT needs."""
+    return {
+        "email": normalize_email(lead.email)[0],
+        "email_key": key,
+        "name": lead.name,
+        "locale": lead.locale or SUBSCRIBER.c.locale.default.arg,  # type: ignore[union-attr]
+        "timezone": lead.timezone or SUBSCRIBER.c.timezone.default.arg,  # type: ignore[union-attr]
+        "source": lead.source,
+        "fields": dict(lead.fields),
+        **{k: lead.utm.get(k) or None for k in UTM_KEYS},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _consent_row(subscriber: int, funnel: str, proof: Proof, now: datetime) -> dict[str, object]:
+    return {
+        "subscriber_id": subscriber,
+        "kind": proof.kind,
+        "at": now,
+        "funnel": funnel,
+        "form": proof.form[:200] if proof.form else None,
+        "ip": proof.ip[:45] if proof.ip else None,
+        "user_agent": proof.user_agent[:500] if proof.user_agent else None,
+        "wording": proof.wording[:2000] if proof.wording else None,
+    }

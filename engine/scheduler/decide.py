@@ -23,7 +23,7 @@ from engine.flow.step import Outcome, step
 from engine.logs import log
 from engine.mail.message import new_message_id
 from engine.scheduler.funnels import Funnels
-from engine.sequences.plan import Plan
+from engine.sequences.plan import PathKind, Plan
 from engine.store import queries
 from engine.store.rows import events_of, state_of, state_values
 
@@ -33,6 +33,9 @@ CAP_HISTORY = timedelta(days=8)
 # An enrollment of a funnel that is no longer in sequences/ is looked at again this
 # often: the file may come back, and nothing of it is lost meanwhile.
 MISSING_FUNNEL_RETRY = timedelta(hours=1)
+# Against subscription bombing: at most one double opt-in request per address in this
+# time, whatever the funnels; a further one waits until this long after the last.
+CONFIRMATION_GAP = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,12 @@ def decide_due(
         subscribers = queries.subscribers_by_id(conn, ids)
         events = queries.events_by_subscriber(conn, ids)
         sent = defaultdict(list, queries.marketing_sent_since(conn, ids, now - CAP_HISTORY))
+        confirmation_steps = [(p.funnel, p.confirmation.id) for p in funnels.plans.values() if p.confirmation]
+        confirmed_at = queries.last_confirmations(conn, ids, confirmation_steps, now - CONFIRMATION_GAP)
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
         missing: list[int] = []
+        later: list[tuple[int, datetime]] = []
         for row in rows:
             plan = funnels.plans.get(row["funnel"])
             if plan is None:
@@ -77,6 +83,14 @@ def decide_due(
                 marketing_sent=tuple(sent[subscriber["id"]]),
             )
             outcome = _advance(plan, row, subscriber, facts, now)
+            if any(isinstance(a, Send) and a.email.path is PathKind.CONFIRM for a in outcome.actions):
+                last = confirmed_at.get(subscriber["id"])
+                if last is not None and now - last < CONFIRMATION_GAP:
+                    later.append((row["id"], last + CONFIRMATION_GAP))
+                    log("confirmation_spaced", funnel=plan.funnel, enrollment=row["id"],
+                        until=(last + CONFIRMATION_GAP).isoformat())
+                    continue
+                confirmed_at[subscriber["id"]] = now
             for action in outcome.actions:
                 _log_action(action, row, plan)
                 if isinstance(action, Send):
@@ -94,6 +108,8 @@ def decide_due(
         queries.save_enrollments(conn, updates)
         queued = queries.queue_deliveries(conn, deliveries)
         queries.postpone_enrollments(conn, missing, now + MISSING_FUNNEL_RETRY, now)
+        for enrollment, until in later:
+            queries.postpone_enrollments(conn, [enrollment], until, now)
     return Decided(len(rows), queued)
 
 

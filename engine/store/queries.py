@@ -83,6 +83,26 @@ def upsert_subscriber(conn: Connection, values: Mapping[str, Any], now: datetime
     return int(existing.id), False
 
 
+def subscriber_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
+    """Identity key (lowercased address) -> subscriber id, for those of `keys` on the list."""
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    statement = sa.select(SUBSCRIBER.c.email_key, SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key.in_(wanted))
+    return {key: int(id_) for key, id_ in conn.execute(statement)}
+
+
+def enrollment_ids(conn: Connection, subscriber_ids: Iterable[int]) -> dict[tuple[int, str], int]:
+    """(subscriber id, funnel) -> enrollment id, for every enrollment of these subscribers."""
+    wanted = list(set(subscriber_ids))
+    if not wanted:
+        return {}
+    statement = sa.select(ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id).where(
+        ENROLLMENT.c.subscriber_id.in_(wanted)
+    )
+    return {(int(s), f): int(e) for s, f, e in conn.execute(statement)}
+
+
 def subscribers_page(
     conn: Connection, funnel: str | None, status: str | None, after: int, limit: int
 ) -> list[RowMapping]:
@@ -397,18 +417,20 @@ def delivery_by_message_id(conn: Connection, message_id: str) -> RowMapping | No
     return conn.execute(statement).mappings().first()
 
 
-def last_delivery_of_steps(
-    conn: Connection, subscriber_id: int, steps: Iterable[tuple[str, str]]
-) -> datetime | None:
-    """When the newest of the subscriber's emails among these (funnel, step) pairs was decided."""
+def last_confirmations(
+    conn: Connection, subscriber_ids: Iterable[int], steps: Iterable[tuple[str, str]], since: datetime
+) -> dict[int, datetime]:
+    """Subscriber -> when their latest confirmation email (one of `steps`) was decided, if since `since`."""
     pairs = [sa.and_(DELIVERY.c.funnel == f, DELIVERY.c.step == s) for f, s in steps]
-    if not pairs:
-        return None
-    statement = sa.select(sa.func.max(DELIVERY.c.created_at)).where(
-        DELIVERY.c.subscriber_id == subscriber_id, sa.or_(*pairs)
+    wanted = list(set(subscriber_ids))
+    if not pairs or not wanted:
+        return {}
+    statement = (
+        sa.select(DELIVERY.c.subscriber_id, sa.func.max(DELIVERY.c.created_at))
+        .where(DELIVERY.c.subscriber_id.in_(wanted), DELIVERY.c.created_at >= since, sa.or_(*pairs))
+        .group_by(DELIVERY.c.subscriber_id)
     )
-    value: datetime | None = conn.execute(statement).scalar()
-    return value
+    return {int(s): at for s, at in conn.execute(statement)}
 
 
 def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:

@@ -9,7 +9,8 @@ whether the address was known: the same redirect, the same body.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,10 +21,9 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from engine.leads import UTM_KEYS, Added, Proof, add_lead
+from engine.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.logs import log
 from engine.sequences.plan import Plan
-from engine.store import queries
 from engine.store.rows import normalize_email
 from engine.web.context import Web, client_ip
 from engine.web.limits import retry_after
@@ -41,8 +41,6 @@ from engine.web.signup_form import (
     read_body,
 )
 
-# At most one confirmation email per address in this time, whatever the funnels.
-CONFIRMATION_GAP = timedelta(hours=24)
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -160,9 +158,8 @@ def router(web: Web) -> APIRouter:
             wording=plan.consent_wording(signup.lead.magnet),
         )
         now = web.clock.now()
-        steps = _confirmation_steps(web)
         try:
-            added = await web.writer.run(lambda conn: _write(conn, signup, proof, now, steps))
+            added = await web.writer.run(_SignupJob(signup, proof, now))
         except sa.exc.SQLAlchemyError as error:
             reason = f"{type(error).__name__}: {error}"[:500]
             log("signup_failed", logging.ERROR, funnel=plan.funnel, error=reason)
@@ -210,20 +207,21 @@ def _flat_schema() -> dict[str, Any]:
     }
 
 
-def _confirmation_steps(web: Web) -> list[tuple[str, str]]:
-    return [(p.funnel, p.confirmation.id) for p in web.plans().values() if p.confirmation]
+@dataclass(frozen=True)
+class _SignupJob:
+    """One signup to write; signups arriving together are written together (web/writer.py)."""
 
+    signup: Signup
+    proof: Proof
+    now: datetime
 
-def _write(
-    conn: Connection, signup: Signup, proof: Proof, now: datetime, steps: list[tuple[str, str]]
-) -> Added:
-    added = add_lead(conn, signup.plan, signup.lead, proof, now, overwrite=False)
-    if added.new_enrollment and added.subscriber_id and added.enrollment_id and signup.plan.double_opt_in:
-        # Subscription bombing through many funnels: one confirmation per address a day.
-        last = queries.last_delivery_of_steps(conn, added.subscriber_id, steps)
-        if last is not None and now - last < CONFIRMATION_GAP:
-            queries.postpone_enrollments(conn, [added.enrollment_id], last + CONFIRMATION_GAP, now)
-    return added
+    def __call__(self, conn: Connection) -> Added:
+        return self.run_many(conn, [self])[0]
+
+    @classmethod
+    def run_many(cls, conn: Connection, jobs: list[_SignupJob]) -> list[Added]:
+        now = max(job.now for job in jobs)  # they arrived within one commit of each other
+        return add_new_leads(conn, [(j.signup.plan, j.signup.lead, j.proof) for j in jobs], now)
 
 
 def _wants_json(request: Request) -> bool:

@@ -4,6 +4,10 @@ A signup must be on disk before its answer goes out (a crash after `201` must no
 it), and a durable commit costs an fsync. One writer thread takes every job waiting
 when it starts a transaction, runs each in its own savepoint (one bad job does not undo
 the others) and commits once; then every request gets its own result or error.
+
+A job whose class has `run_many(conn, jobs)` (a `Bulk` job, like a signup) runs
+together with the jobs of its kind waiting next to it, in one set of statements; if
+that fails, each runs on its own, so one bad job still fails alone.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -23,6 +27,19 @@ Job = Callable[[Connection], Any]
 
 # Jobs in one transaction at most: bounds how long one commit holds the write lock.
 MAX_BATCH = 200
+
+
+class Bulk(Protocol):
+    """A job that can also run with others of its own kind in one go."""
+
+    def __call__(self, conn: Connection) -> Any:
+        """Run this job alone."""
+        ...  # pragma: no cover
+
+    @classmethod
+    def run_many(cls, conn: Connection, jobs: list[Any]) -> list[Any]:
+        """Run `jobs` (all of this class) together; one result per job, in order."""
+        ...  # pragma: no cover
 
 
 class GroupWriter:
@@ -63,10 +80,31 @@ class GroupWriter:
     def _write(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         with durable(self.db_engine) as conn:
-            for job in jobs:
-                try:
-                    with conn.begin_nested():
-                        outcomes.append((True, job(conn)))
-                except Exception as error:  # this job's savepoint is rolled back, the rest commit
-                    outcomes.append((False, error))
+            for group in _runs(jobs):
+                many = getattr(type(group[0]), "run_many", None)
+                if many is not None and len(group) > 1:
+                    try:
+                        with conn.begin_nested():
+                            results = many(conn, group)
+                        outcomes.extend((True, result) for result in results)
+                        continue
+                    except Exception:  # one of them is bad: find it by running each alone
+                        pass
+                for job in group:
+                    try:
+                        with conn.begin_nested():
+                            outcomes.append((True, job(conn)))
+                    except Exception as error:  # this job's savepoint is rolled back, the rest commit
+                        outcomes.append((False, error))
         return outcomes
+
+
+def _runs(jobs: list[Job]) -> list[list[Job]]:
+    """Consecutive jobs of the same class, grouped, in order."""
+    runs: list[list[Job]] = []
+    for job in jobs:
+        if runs and type(runs[-1][0]) is type(job):
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
