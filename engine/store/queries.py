@@ -301,9 +301,20 @@ def events_by_subscriber(conn: Connection, ids: Iterable[int]) -> dict[int, list
 
 
 def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) -> dict[int, list[datetime]]:
-    """When each subscriber's marketing emails were decided, in every funnel, since `since`."""
+    """When each subscriber's marketing emails (decided since `since`, in every funnel) go out.
+
+    Sent: when it was sent. Not yet sent: when it is due, if later than its decision. An
+    email decided at the end of a send window but sent after it closed waits for the
+    next window; counted at its decision, it would leave room under the frequency cap
+    for the next email on the very day it finally goes out.
+    """
     found: dict[int, list[datetime]] = defaultdict(list)
-    statement = sa.select(DELIVERY.c.subscriber_id, DELIVERY.c.created_at).where(
+    goes_out = sa.case(
+        (DELIVERY.c.sent_at.is_not(None), DELIVERY.c.sent_at),
+        (DELIVERY.c.next_attempt_at > DELIVERY.c.created_at, DELIVERY.c.next_attempt_at),
+        else_=DELIVERY.c.created_at,
+    )
+    statement = sa.select(DELIVERY.c.subscriber_id, goes_out).where(
         DELIVERY.c.subscriber_id.in_(list(ids)),
         DELIVERY.c.marketing.is_(True),
         DELIVERY.c.created_at >= since,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from engine.flow.actions import Send
 from engine.flow.simulate import Script, simulate
 from engine.mail.memory import MemoryTransport
+from engine.scheduler.decide import decide_due
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.store import queries
 from engine.store.db import make_engine
@@ -468,3 +470,27 @@ def test_tracking_can_be_switched_off(db_url: str, project: Path) -> None:
         assert "/c/" not in html + text
     finally:
         h.close()
+
+
+def test_an_email_sent_after_its_window_closed_still_counts_against_the_cap_on_the_day_it_goes_out(
+    db_url: str, project: Path
+) -> None:
+    sequence = project / "sequences" / "minimal.yaml"
+    sequence.write_text(sequence.read_text().replace("  spacing: 2d\n", "  spacing: 1d\n", 1))
+    thursday = MONDAY + timedelta(days=3)
+    h = Harness(db_url, project, thursday)
+    try:
+        h.add("ana@example.com", answers={"level": "new"})
+        h.event("ana@example.com", "confirmed")
+        h.tick()  # the magnet; e1 is due Friday 08:00
+        late = thursday + timedelta(days=1, hours=2, minutes=59, seconds=59)  # Friday 10:59:59
+        h.clock.at = late
+        decide_due(h.db_engine, h.daemon.live.current, late, 200, lambda plan: "example.com")
+        h.clock.at = late + timedelta(seconds=2)  # sent two seconds later: the window has closed
+        asyncio.run(h.daemon.dispatcher.dispatch())
+        h.run_until(thursday + timedelta(days=8))
+        sent = {d["step"]: d["sent_at"] for d in h.deliveries() if d["sent_at"] is not None}
+    finally:
+        h.close()
+    assert sent["e1"].date() == (MONDAY + timedelta(days=7)).date()  # waited for Monday's window
+    assert sent["e2"].date() > sent["e1"].date()  # e2, due Saturday, does not join it: 1/day
