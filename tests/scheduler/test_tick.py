@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from engine.flow.actions import Send
 from engine.flow.simulate import Script, simulate
 from engine.mail.memory import MemoryTransport
-from engine.scheduler.decide import decide_due
 from engine.mail.transport import Outcome, Outgoing, Result
+from engine.scheduler.decide import decide_due
 from engine.store import queries
 from engine.store.db import make_engine
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
