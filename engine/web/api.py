@@ -60,7 +60,9 @@ class EventIn(BaseModel):
         description="purchase, tag, untag, unsubscribe, or a custom event name like webinar_attended",
     )
     product: Line | None = Field(None, description="purchase: the product id (exit_on may filter by it)")
-    amount: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False, description="purchase: revenue")
+    amount: float | None = Field(
+        None, ge=0, le=1e12, allow_inf_nan=False, strict=True, description="purchase: revenue"
+    )
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$", description="purchase: ISO 4217 code")
     name: Key | None = Field(None, description="tag and untag: the tag")
     funnel: Line | None = Field(None, description="unsubscribe: only from this funnel (default: all)")

@@ -46,7 +46,7 @@ class _Found:
 
 def router(web: Web) -> APIRouter:
     """The routes behind email links."""
-    routes = APIRouter(include_in_schema=False)
+    routes = APIRouter(tags=["links in emails"])
 
     async def found(purpose: str, token: str, arity: int) -> _Found | None:
         values = verify(web.secret, purpose, token, web.clock.now(), web.link_lifetime)

@@ -2,8 +2,9 @@
 
 Order of checks, cheapest first: the per-IP limit, the body (size, encoding, fields),
 the funnel, CORS, the per-address limit, the honeypot. Only then one durable write,
-shared with the other signups of the moment (web/writer.py). The answer never says
-whether the address was known: the same redirect, the same body.
+shared with the other signups of the moment (web/writer.py). A browser's answer never
+says whether the address was known (the same redirect); a JSON caller gets the same
+body, with 201 or 200 as DESIGN.md fixes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from engine.web.signup_form import (
 )
 
 PREFLIGHT_MAX_AGE = "600"
+MAX_PROBLEMS = 50  # listed per answer, as in the app's own validation answer
 
 
 class SignupBody(BaseModel):
@@ -246,7 +248,15 @@ def _accepted(request: Request, signup: Signup, new: bool, cors: str | None) -> 
     return RedirectResponse(target, status_code=303, headers=_cors_headers(cors))
 
 
+def _sendable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate (a JSON escape like \\ud800 in a field
+    *name*) is shown as the escape the client sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _refused(request: Request, refusal: Refusal, wait: float = 0, cors: str | None = None) -> Response:
+    refusal = Refusal(refusal.status, tuple((_sendable(where), _sendable(message))
+                                            for where, message in refusal.problems[:MAX_PROBLEMS]))
     headers = _cors_headers(cors)
     if wait:
         headers["Retry-After"] = retry_after(wait)

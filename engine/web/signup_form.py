@@ -114,7 +114,9 @@ async def parse_values(request: Request, body: bytes) -> dict[str, Any]:
 
 def _json_values(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_unique)
+    except Refusal:
+        raise
     except (ValueError, RecursionError) as error:
         raise Refusal(422, (("body", f"the body is not valid JSON: {error}"[:200]),)) from error
     if not isinstance(data, dict):
@@ -130,6 +132,8 @@ def _json_values(body: bytes) -> dict[str, Any]:
                 values[f"{key}[{name}]"] = inner
         else:
             values[key] = value
+    if len(values) > MAX_FIELDS:  # a form's cap, counted as a form's: fields[x] is one field
+        raise Refusal(422, (("body", f"a signup form has at most {MAX_FIELDS} fields"),))
     for key, value in list(values.items()):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value is None:
             problems.append((key, "must be text"))
@@ -171,7 +175,7 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     twice = []
     for key, value in pairs:
         if key in values:
-            twice.append((key, f"'{key}' was sent more than once; send it once"))
+            twice.append((key[:100], f"'{key[:100]}' was sent more than once; send it once"))
         values[key] = value
     if twice:
         raise Refusal(422, tuple(twice))

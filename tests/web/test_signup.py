@@ -162,3 +162,11 @@ def test_the_confirmation_email_carries_nothing_the_visitor_typed(site: Site) ->
     assert typed not in html_of(confirmation)
     assert typed not in str(parsed["To"]) and typed not in str(parsed["Subject"])
     assert "spam.example" not in confirmation.data.decode("ascii", "replace")
+
+
+def test_a_field_sent_twice_is_refused_in_json_as_in_a_form(site: Site) -> None:
+    body = b'{"email": "ann@example.com", "funnel": "minimal", "email": "eve@example.com"}'
+    response = site.http.post("/subscribe", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"] == "'email' was sent more than once; send it once"
+    assert counts(site)["subscriber"] == 0
