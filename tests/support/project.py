@@ -24,3 +24,14 @@ def shipped_project(folder: Path) -> Path:
     shutil.copytree(ROOT / "sequences", folder / "sequences", dirs_exist_ok=True)
     shutil.copytree(ROOT / "templates", folder / "templates", dirs_exist_ok=True)
     return folder
+
+
+def funnels_project(folder: Path, names: list[str]) -> Path:
+    """The minimal project plus copies of its funnel under other ids (`names` may include 'minimal')."""
+    project = minimal_project(folder)
+    text = (project / "sequences" / "minimal.yaml").read_text()
+    for name in names:
+        if name != "minimal":
+            copy = text.replace("funnel: minimal", f"funnel: {name}", 1)
+            (project / "sequences" / f"{name}.yaml").write_text(copy)
+    return project

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from engine.store.tables import EVENT, TAG
 from tests.scheduler.harness import Harness
-from tests.support.project import minimal_project
-from tests.web.conftest import START, Site
+from tests.support.project import funnels_project, minimal_project
+from tests.web.conftest import API_KEY, START, Site
 from tests.web.served import serve
 
 
@@ -128,3 +128,43 @@ def test_the_openapi_document_describes_every_endpoint(site: Site) -> None:
     assert wanted <= set(document["paths"])
     assert "HTTPBearer" in document["components"]["securitySchemes"]
     assert "application/json" in document["paths"]["/subscribe"]["post"]["requestBody"]["content"]
+
+
+def test_a_purchase_ends_the_sales_paths_of_every_funnel(db_url: str, tmp_path: Path) -> None:
+    harness = Harness(db_url, funnels_project(tmp_path / "p", ["minimal", "second"]), START, api_key=API_KEY)
+    try:
+        with serve(harness) as http:
+            for funnel in ("minimal", "second"):
+                harness.add("ann@example.com", funnel=funnel, answers={"level": "new"})
+                harness.event("ann@example.com", "confirmed", funnel=funnel)
+            # The 1/day cap interleaves the two funnels: run until one has started its sales path.
+            while not any(d["step"] == "o1" for d in harness.deliveries()):
+                harness.run_until(harness.clock.now() + timedelta(days=1))
+                assert harness.clock.now() < START + timedelta(days=90)
+            before = len(harness.deliveries())
+            response = http.post("/api/events", headers={"Authorization": f"Bearer {API_KEY}"},
+                                 json={"email": "ann@example.com", "type": "purchase", "id": "o-1"})
+            assert response.status_code == 201
+            harness.run_until(harness.clock.now() + timedelta(days=20))
+            after = [(d["funnel"], d["step"]) for d in harness.deliveries()[before:]]
+    finally:
+        harness.close()
+    assert [step for _, step in after if step.startswith("o")] == []  # no offer in either funnel
+    assert {("minimal", "c1"), ("second", "c1")} <= set(after)
+
+
+def test_single_opt_in_sends_the_magnet_at_once(db_url: str, tmp_path: Path) -> None:
+    project = minimal_project(tmp_path / "p")
+    sequence = project / "sequences" / "minimal.yaml"
+    sequence.write_text(sequence.read_text().replace("  default_magnet: guide\n",
+                                                     "  default_magnet: guide\n  double_opt_in: false\n"))
+    harness = Harness(db_url, project, START)
+    try:
+        with serve(harness) as http:
+            answer = http.post("/subscribe", json={"email": "ann@example.com", "funnel": "minimal"})
+            assert answer.status_code == 201
+            assert answer.json() == {"status": "subscribed", "funnel": "minimal"}
+            harness.tick()
+            assert harness.sent_steps() == ["magnet", "survey"]
+    finally:
+        harness.close()

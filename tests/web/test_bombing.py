@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from engine.store import queries
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
 from tests.scheduler.harness import Harness
-from tests.support.project import minimal_project
+from tests.support.project import funnels_project, minimal_project
 from tests.web.served import serve
 
 MONDAY = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -37,17 +37,6 @@ def _rows(harness: Harness) -> dict[str, int]:
 
 def _ip(n: int) -> dict[str, str]:
     return {"x-forwarded-for": f"10.1.{n // 250}.{n % 250 + 1}"}
-
-
-def _funnels_project(folder: Path, names: list[str]) -> Path:
-    """The minimal project plus copies of its funnel under other ids."""
-    project = minimal_project(folder)
-    text = (project / "sequences" / "minimal.yaml").read_text()
-    for name in names:
-        if name != "minimal":
-            copy = text.replace("funnel: minimal", f"funnel: {name}", 1)
-            (project / "sequences" / f"{name}.yaml").write_text(copy)
-    return project
 
 
 @pytest.fixture
@@ -144,7 +133,7 @@ def test_one_confirmation_a_day_whatever_the_funnels(
     db_url: str, tmp_path: Path, funnels: list[str], tick_between: bool
 ) -> None:
     """The first confirmation goes out now, each further one 24 h after the one before."""
-    harness = Harness(db_url, _funnels_project(tmp_path / "project", funnels), MONDAY)
+    harness = Harness(db_url, funnels_project(tmp_path / "project", funnels), MONDAY)
     try:
         with serve(harness) as client:
             for n, funnel in enumerate(funnels):
