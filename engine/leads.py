@@ -124,44 +124,45 @@ def add_new_leads(
     form are recorded one by one (few signups have them).
     """
     keys = [normalize_email(lead.email)[1] for _, lead, _ in signups]
-    blocked = queries.suppressed_hashes(conn, (email_hash(lead.email) for _, lead, _ in signups))
-    known = queries.subscriber_ids(conn, keys)
-    fresh: dict[str, dict[str, object]] = {}
-    for (_, lead, _), key in zip(signups, keys, strict=True):
-        if key not in known and key not in fresh and email_hash(lead.email) not in blocked:
-            fresh[key] = _subscriber_row(lead, key, now)
-    queries.insert_ignoring_conflicts(conn, SUBSCRIBER, list(fresh.values()), ["email_key"])
-    ids = {**known, **queries.subscriber_ids(conn, fresh)} if fresh else known
-    enrolled = queries.enrollment_ids(conn, ids.values())
+    hashes = [email_hash(lead.email) for _, lead, _ in signups]
+    blocked = queries.suppressed_hashes(conn, hashes)
+    wanted: dict[str, dict[str, object]] = {}
+    for (_, lead, _), key, hashed in zip(signups, keys, hashes, strict=True):
+        if hashed not in blocked and key not in wanted:
+            wanted[key] = _subscriber_row(lead, key, now)
+    # Most signups are new addresses: insert all, and look up only those already there.
+    returned = queries.insert_new(conn, SUBSCRIBER, list(wanted.values()), ["email_key"],
+                                  [SUBSCRIBER.c.email_key, SUBSCRIBER.c.id])
+    fresh = {str(row[0]): int(row[1]) for row in returned}
+    ids = {**fresh, **queries.subscriber_ids(conn, [k for k in wanted if k not in fresh])}
     consents: list[dict[str, object]] = []
-    enrollments: dict[tuple[int, str], dict[str, object]] = {}
-    seen: set[object] = set()
-    for (plan, lead, proof), key in zip(signups, keys, strict=True):
-        if email_hash(lead.email) in blocked:
+    pairs: dict[tuple[int, str], dict[str, object]] = {}
+    for (plan, lead, proof), key, hashed in zip(signups, keys, hashes, strict=True):
+        if hashed in blocked:
             continue
-        subscriber = ids[key]
-        consents.append(_consent_row(subscriber, plan.funnel, proof, now))
-        pair = (subscriber, plan.funnel)
-        if pair not in enrolled and pair not in enrollments:
-            enrollments[pair] = {
-                "subscriber_id": subscriber, "funnel": plan.funnel, "magnet": lead.magnet,
-                **state_values(start(plan, now)), "next_run_at": now, "created_at": now, "updated_at": now,
-            }
+        consents.append(_consent_row(ids[key], plan.funnel, proof, now))
+        pairs.setdefault((ids[key], plan.funnel), {
+            "subscriber_id": ids[key], "funnel": plan.funnel, "magnet": lead.magnet,
+            **state_values(start(plan, now)), "next_run_at": now, "created_at": now, "updated_at": now,
+        })
     if consents:
         conn.execute(sa.insert(CONSENT), consents)
-    queries.insert_ignoring_conflicts(
-        conn, ENROLLMENT, list(enrollments.values()), ["subscriber_id", "funnel"]
-    )
-    if enrollments:
-        enrolled = queries.enrollment_ids(conn, ids.values())
+    returned = queries.insert_new(conn, ENROLLMENT, list(pairs.values()), ["subscriber_id", "funnel"],
+                                  [ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id])
+    new_pairs = {(int(row[0]), str(row[1])): int(row[2]) for row in returned}
+    enrolled = dict(new_pairs)
+    if len(new_pairs) < len(pairs):
+        known = queries.enrollment_ids(conn, {pair[0] for pair in pairs if pair not in new_pairs})
+        enrolled.update({pair: e for pair, e in known.items() if pair in pairs})
     added = []
-    for (plan, lead, _), key in zip(signups, keys, strict=True):
-        if email_hash(lead.email) in blocked:
+    seen: set[object] = set()
+    for (plan, lead, _), key, hashed in zip(signups, keys, hashes, strict=True):
+        if hashed in blocked:
             added.append(Added(None, None, False, False))
             continue
         subscriber, pair = ids[key], (ids[key], plan.funnel)
         new_subscriber = key in fresh and key not in seen
-        new_enrollment = pair in enrollments and pair not in seen
+        new_enrollment = pair in new_pairs and pair not in seen
         seen.update((key, pair))
         if new_enrollment:
             for question, answer in lead.answers.items():

@@ -54,6 +54,22 @@ def insert_ignoring_conflicts(
     return len(conn.execute(statement, list(rows)).all())
 
 
+def insert_new(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    unique: Sequence[str],
+    returning: Sequence[sa.Column[Any]],
+) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping those that would break the unique key `unique`; the inserted rows'
+    `returning` columns (in any order)."""
+    if not rows:
+        return []
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+    return [tuple(r) for r in conn.execute(statement.returning(*returning), [dict(r) for r in rows])]
+
+
 # --- subscribers -------------------------------------------------------------------------
 
 
