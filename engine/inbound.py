@@ -37,9 +37,11 @@ def confirm(conn: Connection, delivery: Mapping[str, Any], proof: Proof, now: da
     )
     if new:
         record_consent(conn, delivery["subscriber_id"], delivery["funnel"], proof, now)
-        if delivery["subscriber_status"] == "unsubscribed":
-            # They asked again and proved the address is theirs: they may be mailed again.
-            queries.set_subscriber_status(conn, delivery["subscriber_id"], "active", now)
+        # They asked again and proved the address is theirs: they may be mailed again
+        # (a bounced or complained address stays as it is).
+        queries.set_subscriber_status(
+            conn, delivery["subscriber_id"], "active", now, only_from=("unsubscribed",)
+        )
     return new
 
 
@@ -56,22 +58,27 @@ def answer(conn: Connection, delivery: Mapping[str, Any], question: str, choice:
     )
 
 
-def unsubscribe(conn: Connection, subscriber: int, funnel: str | None, now: datetime, key: str) -> list[Stop]:
-    """Stop marketing email from `funnel`, or from every funnel (None); what to stop in flight.
+def unsubscribe(
+    conn: Connection, subscriber: int, funnel: str | None, now: datetime, key: str
+) -> tuple[list[Stop], bool]:
+    """Stop marketing email from `funnel`, or from every funnel (None): (what to stop in flight, new).
 
     `key` names where the request came from (a message, an API call): repeating it
-    records nothing twice. Queued and deferred marketing email is cancelled here; what a
-    tick has already claimed is stopped by the dispatcher's stop list (scheduler/stoplist.py).
+    records nothing twice (`new` is then False). Queued, deferred and in-flight marketing
+    email is cancelled here; what a tick has already claimed and not yet sent is stopped
+    by the dispatcher's stop list (scheduler/stoplist.py).
     """
     if funnel is None:
         funnels = [row["funnel"] for row in queries.enrollments_of(conn, subscriber)]
-        queries.set_subscriber_status(conn, subscriber, "unsubscribed", now)
+        # A bounced or complained address keeps that status: it says more.
+        queries.set_subscriber_status(conn, subscriber, "unsubscribed", now, only_from=("active",))
     else:
         funnels = [funnel]
+    new = not funnels
     for each in funnels:
         # Per funnel, not funnel=None: a global event would also end enrollments made later,
         # when the person signs up again and confirms.
-        queries.record_event(
+        new |= queries.record_event(
             conn,
             subscriber,
             EventType.UNSUBSCRIBE.value,
@@ -80,9 +87,9 @@ def unsubscribe(conn: Connection, subscriber: int, funnel: str | None, now: date
             external_id=f"unsubscribe:{key}:{funnel or '*'}:{each}"[:200],
         )
         queries.cancel_pending_deliveries(
-            conn, subscriber, "suppressed", now, marketing_only=True, funnel=each
+            conn, subscriber, "suppressed", now, marketing_only=True, funnel=each, in_flight=True
         )
-    return [(subscriber, funnel)]
+    return [(subscriber, funnel)], new
 
 
 def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime) -> None:

@@ -79,19 +79,15 @@ def record_consent(conn: Connection, subscriber_id: int, funnel: str, proof: Pro
     conn.execute(sa.insert(CONSENT), [_consent_row(subscriber_id, funnel, proof, now)])
 
 
-def add_lead(
-    conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime, overwrite: bool = True
-) -> Added:
+def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime) -> Added:
     """Add or update the subscriber and enroll them in `plan`'s funnel; a repeat changes nothing twice.
 
-    A suppressed address (bounced, complained, forgotten) is not written at all. With
-    `overwrite=False` (a public form: anyone can type anyone's address) a known
-    subscriber's name, fields and other details stay as they are.
+    For operators (imports, the admin API): a known subscriber's details are updated. A
+    public form uses `add_new_leads`, which leaves them alone. A suppressed address
+    (bounced, complained, forgotten) is not written at all.
     """
     if queries.is_suppressed(conn, lead.email):
         return Added(None, None, False, False)
-    if not overwrite and queries.find_subscriber(conn, lead.email) is not None:
-        lead = Lead(email=lead.email, magnet=lead.magnet, answers=lead.answers)
     values = {
         "email": lead.email,
         "name": lead.name,

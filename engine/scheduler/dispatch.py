@@ -153,6 +153,7 @@ class Dispatcher:
         # other processes' arrive with every commit (_see_unsubscribes).
         self.stoplist = stoplist if stoplist is not None else Stoplist(settings.lease.total_seconds() * 2)
         self._seen_event: int | None = None
+        self._seen_unsubscribes: set[int] = set()  # event ids within the look-back, already added
 
     async def dispatch(self) -> int:
         """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""
@@ -353,15 +354,19 @@ class Dispatcher:
         if self._seen_event is None:
             # First look: those recent enough to matter for a claim still in flight.
             newest = queries.last_event_id(conn)
-            since = now - self.settings.lease * 2
-            rows = [r for r in queries.unsubscribes_after(conn, 0) if r["at"] >= since]
+            rows = queries.unsubscribes_after(conn, 0, since=now - self.settings.lease * 2)
         else:
             newest = self._seen_event
-            # Ids are handed out at insert but committed in any order: look a little back.
+            # Ids are handed out at insert but committed in any order: look a little back,
+            # and add only what was not seen before.
             rows = queries.unsubscribes_after(conn, max(0, self._seen_event - UNSUBSCRIBE_LOOKBACK))
+            rows = [r for r in rows if r["id"] not in self._seen_unsubscribes]
         self._seen_event = max([newest, *(r["id"] for r in rows)])
         if rows:
             self.stoplist.add((r["subscriber_id"], r["funnel"]) for r in rows)
+            self._seen_unsubscribes.update(r["id"] for r in rows)
+            floor = self._seen_event - UNSUBSCRIBE_LOOKBACK
+            self._seen_unsubscribes = {i for i in self._seen_unsubscribes if i > floor}
 
     def _write_sync(self, updates: list[dict[str, Any]]) -> None:
         with self.db_engine.begin() as conn:

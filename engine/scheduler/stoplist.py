@@ -10,6 +10,7 @@ each send. Entries are kept for as long as a claim can live, then dropped.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -39,8 +40,12 @@ class Stoplist:
 
     def stops(self, subscriber: int, funnel: str) -> bool:
         """Whether marketing email from `funnel` to `subscriber` must not leave."""
+        now = time.monotonic()
         with self._lock:
-            return (subscriber, None) in self._added or (subscriber, funnel) in self._added
+            return any(
+                now - self._added.get(stop, -math.inf) <= self.keep_seconds
+                for stop in ((subscriber, None), (subscriber, funnel))
+            )
 
     def __len__(self) -> int:
         return len(self._added)

@@ -140,11 +140,14 @@ def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapp
     return {row["id"]: row for row in rows}
 
 
-def set_subscriber_status(conn: Connection, subscriber_id: int, status: str, now: datetime) -> None:
-    """Mark a subscriber active, unsubscribed, bounced or complained."""
-    conn.execute(
-        sa.update(SUBSCRIBER).where(SUBSCRIBER.c.id == subscriber_id).values(status=status, updated_at=now)
-    )
+def set_subscriber_status(
+    conn: Connection, subscriber_id: int, status: str, now: datetime, only_from: Sequence[str] = ()
+) -> None:
+    """Mark a subscriber active, unsubscribed, bounced or complained (only from `only_from`, if given)."""
+    where = [SUBSCRIBER.c.id == subscriber_id]
+    if only_from:
+        where.append(SUBSCRIBER.c.status.in_(list(only_from)))
+    conn.execute(sa.update(SUBSCRIBER).where(*where).values(status=status, updated_at=now))
 
 
 # --- suppression -------------------------------------------------------------------------
@@ -289,13 +292,15 @@ def record_event(
     return True
 
 
-def unsubscribes_after(conn: Connection, event_id: int) -> list[RowMapping]:
-    """Unsubscribe events newer than `event_id` (any process may have recorded them), oldest first."""
+def unsubscribes_after(conn: Connection, event_id: int, since: datetime | None = None) -> list[RowMapping]:
+    """Unsubscribe events newer than `event_id` (and recorded at `since` or later), oldest first."""
     statement = (
         sa.select(EVENT.c.id, EVENT.c.subscriber_id, EVENT.c.funnel, EVENT.c.at)
         .where(EVENT.c.id > event_id, EVENT.c.type == "unsubscribe")
         .order_by(EVENT.c.id)
     )
+    if since is not None:
+        statement = statement.where(EVENT.c.at >= since)
     return list(conn.execute(statement).mappings())
 
 
@@ -390,16 +395,26 @@ def claim_due_deliveries(
 
 
 def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Write what became of deliveries; each update has `_id` and the same columns."""
-    _update_by_id(conn, DELIVERY, updates)
+    """Write what became of deliveries; each update has `_id` and the same columns.
+
+    A final outcome (sent, bounced...) is the truth and always written. A deferral is
+    written only over a row still being sent: an unsubscribe may have cancelled it while
+    it was in flight, and a 4xx must not bring it back to life.
+    """
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] != "deferred"])
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] == "deferred"],
+                  DELIVERY.c.status == "sending")
 
 
-def _update_by_id(conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]]) -> None:
+def _update_by_id(
+    conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]], *only: sa.ColumnElement[bool]
+) -> None:
     """One executemany UPDATE: every update names the row by `_id` and sets the same columns."""
     if not updates:
         return
     columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
-    conn.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(**columns), list(updates))
+    statement = sa.update(table).where(table.c.id == sa.bindparam("_id"), *only).values(**columns)
+    conn.execute(statement, list(updates))
 
 
 def cancel_pending_deliveries(
@@ -409,9 +424,15 @@ def cancel_pending_deliveries(
     now: datetime,
     marketing_only: bool = False,
     funnel: str | None = None,
+    in_flight: bool = False,
 ) -> int:
-    """Stop the subscriber's queued and deferred emails (of one funnel, or all); not one being sent now."""
-    where = [DELIVERY.c.subscriber_id == subscriber_id, DELIVERY.c.status.in_(("queued", "deferred"))]
+    """Stop the subscriber's queued and deferred emails (of one funnel, or all).
+
+    With `in_flight`, also those being sent right now: if the send fails with a 4xx, the
+    row stays stopped (record_outcomes); if it went out, its outcome says so.
+    """
+    statuses = ("queued", "deferred", "sending") if in_flight else ("queued", "deferred")
+    where = [DELIVERY.c.subscriber_id == subscriber_id, DELIVERY.c.status.in_(statuses)]
     if marketing_only:
         where.append(DELIVERY.c.marketing.is_(True))
     if funnel is not None:

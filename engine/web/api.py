@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from engine import inbound
+from engine.errors import did_you_mean
 from engine.flow.state import EventType
 from engine.leads import Proof, add_lead
 from engine.logs import log
@@ -65,7 +66,9 @@ class EventIn(BaseModel):
     )
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$", description="purchase: ISO 4217 code")
     name: Key | None = Field(None, description="tag and untag: the tag")
-    funnel: Line | None = Field(None, description="unsubscribe: only from this funnel (default: all)")
+    funnel: Annotated[str, _plain(100)] | None = Field(
+        None, description="unsubscribe: only from this funnel (default: all)"
+    )
     id: Annotated[str, _plain(180)] | None = Field(
         None, min_length=1, description="your id for this event: a retried call records it once"
     )
@@ -95,7 +98,7 @@ class SubscriberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Annotated[str, _plain(254)]
-    funnel: Line | None = None
+    funnel: Annotated[str, _plain(100)] | None = None
     name: Annotated[str, _plain(100)] | None = None
     magnet: Line | None = None
     locale: Line | None = None
@@ -217,13 +220,16 @@ def router(web: Web) -> APIRouter:
                 return None
             if event.type == EventType.UNSUBSCRIBE.value:
                 key = f"api:{event.id}" if event.id else f"api:{now.isoformat()}"
-                stops = inbound.unsubscribe(conn, row["id"], event.funnel, now, key)
+                stops, new = inbound.unsubscribe(conn, row["id"], event.funnel, now, key)
                 web.stoplist.add(stops)
-                return row["id"], True
+                return row["id"], new
             shop = inbound.ShopEvent(type=event.type, product=event.product, amount=event.amount,
                                      currency=event.currency, name=event.name, id=event.id)
             return row["id"], inbound.record_shop_event(conn, row["id"], shop, now)
 
+        if event.funnel is not None and event.funnel not in web.plans():
+            raise HTTPException(422, f"no funnel '{event.funnel}'; "
+                                + did_you_mean(event.funnel, sorted(web.plans()), "leave 'funnel' out"))
         found = await write(job)
         if found is None:
             raise HTTPException(404, "no subscriber with this address or id")
@@ -251,7 +257,10 @@ def router(web: Web) -> APIRouter:
         values.update({f"fields[{k}]": v for k, v in body.fields.items()})
         values.update({f"answers[{k}]": v for k, v in body.answers.items()})
         try:
-            signup = check_signup(values, web.plans(), web.check_email_domain)
+            if web.check_email_domain:  # a DNS lookup: not on the event loop
+                signup = await run_in_threadpool(check_signup, values, web.plans(), True)
+            else:
+                signup = check_signup(values, web.plans())
         except Refusal as refusal:
             problems = [{"loc": ["body", where], "msg": msg, "type": "value_error"}
                         for where, msg in refusal.problems]

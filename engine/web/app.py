@@ -9,11 +9,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
 from engine.web import api, email_links, signup
 from engine.web.context import Web
+from engine.web.pages import SECURITY_HEADERS
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
         detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
                    "type": str(e.get("type", ""))} for e in error.errors()[:50]]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(email_links.Unavailable)
+    async def unavailable(request: Request, error: email_links.Unavailable) -> Response:
+        return Response("The service is busy; please try again in a minute.", status_code=503,
+                        media_type="text/plain", headers={**SECURITY_HEADERS, "Retry-After": "30"})
 
     if web is not None:
         app.include_router(signup.router(web))

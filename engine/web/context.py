@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -31,6 +31,9 @@ class Web:
     address_limit: RateLimit
     api_key: str | None
     check_email_domain: bool = False
+    # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
+    # link again and again costs no database write.
+    seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))
 
 
 def client_ip(request: Request) -> str:

@@ -52,7 +52,7 @@ def router(web: Web) -> APIRouter:
         values = verify(web.secret, purpose, token, web.clock.now(), web.link_lifetime)
         if values is None or len(values) != arity:
             return None
-        delivery = await run_in_threadpool(_lookup, web, values[0])
+        delivery = await run_in_threadpool(_lookup, web, values[0])  # raises Unavailable
         return None if delivery is None else _Found(values, delivery)
 
     async def write(job: Callable[[Connection], T]) -> T | Response:
@@ -132,10 +132,15 @@ def router(web: Web) -> APIRouter:
         now = web.clock.now()
         funnel = None if everything else delivery["funnel"]
         subscriber, key = delivery["subscriber_id"], delivery["message_id"]
-        stops = await write(lambda conn: inbound.unsubscribe(conn, subscriber, funnel, now, key))
+
+        def job(conn: Connection) -> list[inbound.Stop]:
+            stops, _ = inbound.unsubscribe(conn, subscriber, funnel, now, key)
+            web.stoplist.add(stops)  # before the commit: a send checking meanwhile must see it
+            return stops
+
+        stops = await write(job)
         if isinstance(stops, Response):
             return stops
-        web.stoplist.add(stops)
         log("unsubscribed", subscriber=delivery["subscriber_id"], funnel=funnel or "*",
             one_click=request.headers.get("content-type") is not None and not everything)
         return page("unsubscribe", **names(delivery), done=True, everything=everything)
@@ -146,28 +151,45 @@ def router(web: Web) -> APIRouter:
         if values is None or len(values) != 2 or urlsplit(values[1]).scheme not in ("http", "https"):
             return not_found()
         message_id, url = values
-        delivery = await run_in_threadpool(_lookup, web, message_id)
-        if delivery is not None:  # a forgotten subscriber's old email still takes them where it said
-            now = web.clock.now()
-            await write(lambda conn: inbound.click(conn, delivery, url, now))
+        # The first click on a link counts (unique clicks); a repeat, a database that is down
+        # or a forgotten subscriber's old email still takes the person where it said.
+        if not web.seen_links.hit(f"{message_id} {url}"):
+            try:
+                delivery = await run_in_threadpool(_lookup, web, message_id)
+            except Unavailable:
+                delivery = None
+            if delivery is not None:
+                now = web.clock.now()
+                await write(lambda conn: inbound.click(conn, delivery, url, now))
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store",
                                                                "Referrer-Policy": "no-referrer"})
 
     @routes.get("/o/{token}")
     async def opened(token: str) -> Response:
-        hit = await found("open", token, 1)
-        if hit is None:
+        values = verify(web.secret, "open", token, web.clock.now(), web.link_lifetime)
+        if values is None or len(values) != 1:
             return not_found()
-        now = web.clock.now()
-        await write(lambda conn: inbound.opened(conn, hit.delivery, now))
+        if not web.seen_links.hit(values[0]):  # the first open counts; repeats cost nothing
+            hit = await found("open", token, 1)
+            if hit is not None:
+                now = web.clock.now()
+                await write(lambda conn: inbound.opened(conn, hit.delivery, now))
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
 
     return routes
 
 
+class Unavailable(Exception):
+    """The database could not be read."""
+
+
 def _lookup(web: Web, message_id: str) -> dict[str, Any] | None:
-    with web.db_engine.connect() as conn:
-        row = queries.delivery_by_message_id(conn, message_id)
+    try:
+        with web.db_engine.connect() as conn:
+            row = queries.delivery_by_message_id(conn, message_id)
+    except sa.exc.SQLAlchemyError as error:
+        log("link_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+        raise Unavailable from error
     return None if row is None else dict(row)
 
 

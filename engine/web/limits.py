@@ -9,6 +9,7 @@ allows the limit (docs/web.md).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -56,3 +57,24 @@ class RateLimit:
 def retry_after(seconds: float) -> str:
     """The Retry-After header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+def ip_key(ip: str) -> str:
+    """What one client is for the per-IP limit: an IPv4 address, or an IPv6 /64 (one site's LAN)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def address_key(address: str) -> str:
+    """What one mailbox is for the per-address limit: the lowercased address without a +tag.
+
+    `ann+1@x` and `ann+2@x` reach one inbox: a bomber must not get a fresh allowance
+    for each tag.
+    """
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"

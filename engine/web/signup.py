@@ -25,9 +25,8 @@ from starlette.responses import Response
 from engine.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.logs import log
 from engine.sequences.plan import Plan
-from engine.store.rows import normalize_email
 from engine.web.context import Web, client_ip
-from engine.web.limits import retry_after
+from engine.web.limits import address_key, ip_key, retry_after
 from engine.web.pages import page
 from engine.web.signup_form import (
     FORM_TYPES,
@@ -123,7 +122,7 @@ def router(web: Web) -> APIRouter:
     )
     async def subscribe(request: Request) -> Response:
         origin = request.headers.get("origin")
-        wait = web.ip_limit.hit(client_ip(request))
+        wait = web.ip_limit.hit(ip_key(client_ip(request)))
         if wait:
             log("signup_limited", logging.WARNING, by="ip", ip=client_ip(request))
             return _refused(request, Refusal(429, (("body", "too many signups from your address; "
@@ -143,8 +142,7 @@ def router(web: Web) -> APIRouter:
         if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
             return _refused(request, Refusal(403, (("origin", f"'{origin}' may not post to funnel "
                                                     f"'{plan.funnel}'; add it to signup.allowed_origins"),)))
-        key = normalize_email(signup.lead.email)[1]
-        wait = web.address_limit.hit(key)
+        wait = web.address_limit.hit(address_key(signup.lead.email))
         if wait:
             log("signup_limited", logging.WARNING, by="address", funnel=plan.funnel, ip=client_ip(request))
             return _refused(request, Refusal(429, (("email", "too many signups for this address; "

@@ -225,6 +225,8 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
             problems.append((key[:100], problem))
         else:
             texts[key] = value.strip()
+    if "funnel" in values and "funnel" not in texts:  # the funnel's own value was refused above
+        raise Refusal(422, tuple(problems))
     plan = _plan(texts.get("funnel", ""), plans)  # raises 404 or 422 by itself: nothing else matters then
     email = texts.get("email", "")
     address = None

@@ -55,7 +55,7 @@ def test_many_at_once_write_what_one_at_a_time_writes(db_url: str, plan: Plan, t
     one = sa.create_engine(db_url)
     with one.begin() as conn:
         queries.suppress(conn, "gone@example.com", "complained", NOW)
-        singly = [add_lead(conn, plan, lead, FORM, NOW, overwrite=False) for lead in LEADS]
+        singly = [add_new_leads(conn, [(plan, lead, FORM)], NOW)[0] for lead in LEADS]
     expected = _snapshot(one)
     with one.begin() as conn:  # start again, and add them in one call
         for table in (EVENT, CONSENT, ENROLLMENT, SUBSCRIBER):

@@ -168,3 +168,14 @@ def test_single_opt_in_sends_the_magnet_at_once(db_url: str, tmp_path: Path) -> 
             assert harness.sent_steps() == ["magnet", "survey"]
     finally:
         harness.close()
+
+
+def test_an_api_unsubscribe_is_idempotent_by_id_and_names_only_real_funnels(site: Site) -> None:
+    site.harness.add("ann@example.com")
+    body = {"email": "ann@example.com", "type": "unsubscribe", "funnel": "minimal", "id": "u-1"}
+    first = site.http.post("/api/events", json=body, headers=site.api)
+    again = site.http.post("/api/events", json=body, headers=site.api)
+    assert (first.status_code, again.status_code) == (201, 200)
+    wrong = site.http.post("/api/events", json={**body, "funnel": "minimall", "id": "u-2"}, headers=site.api)
+    assert wrong.status_code == 422
+    assert "did you mean 'minimal'?" in wrong.json()["detail"]

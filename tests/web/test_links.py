@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from engine.store import queries
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
 from engine.tokens import sign, verify
 from tests.web.conftest import Site
@@ -155,3 +157,29 @@ def test_the_open_pixel_is_an_image_and_counts_once(site: Site) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"] == "image/gif"
     assert [e["type"] for e in table(site, EVENT)].count("open") == 1
+
+
+def test_stop_all_keeps_a_bounced_status(site: Site) -> None:
+    confirmed(site)
+    path = link(site.harness.transport.sent[-1], "/u/")
+    with site.harness.db_engine.begin() as conn:
+        conn.execute(sa.update(SUBSCRIBER).values(status="bounced"))
+    assert site.http.post(path, data={"scope": "all"}).status_code == 200
+    assert table(site, SUBSCRIBER)[0]["status"] == "bounced"
+
+
+def test_links_answer_503_when_the_database_cannot_be_read_and_clicks_still_redirect(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirmed(site)
+    magnet = site.harness.transport.sent[1]
+    confirm_path = link(site.harness.transport.sent[0], "/confirm/")
+    [click] = [p for p in links(magnet) if p.startswith("/c/")]
+
+    def down(*args: object) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(queries, "delivery_by_message_id", down)
+    page = site.http.get(confirm_path)
+    assert page.status_code == 503 and page.headers["retry-after"] == "30"
+    assert site.http.get(click).headers["location"] == "https://example.com/guide.pdf?size=a4&lang=en"
