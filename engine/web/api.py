@@ -7,7 +7,6 @@ answers 401, so a fresh install exposes nothing.
 from __future__ import annotations
 
 import hmac
-import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -197,14 +196,6 @@ def router(web: Web) -> APIRouter:
     unauthorized: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong API key"}}
     routes = APIRouter(prefix="/api", dependencies=[Depends(authorized)], responses=unauthorized)
 
-    async def write(job: Any) -> Any:
-        try:
-            return await web.writer.run(job)
-        except sa.exc.SQLAlchemyError as error:
-            log("api_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
-            raise HTTPException(503, "the database is unavailable; try again",
-                                headers={"Retry-After": "30"}) from error
-
     @routes.post("/events", status_code=201, response_model=EventOut,
                  responses={200: {"model": EventOut, "description": "a repeated id: nothing recorded"},
                             404: {"description": "no such subscriber"}},
@@ -230,7 +221,7 @@ def router(web: Web) -> APIRouter:
         if event.funnel is not None and event.funnel not in web.plans():
             raise HTTPException(422, f"no funnel '{event.funnel}'; "
                                 + did_you_mean(event.funnel, sorted(web.plans()), "leave 'funnel' out"))
-        found = await write(job)
+        found = await web.writer.run(job)
         if found is None:
             raise HTTPException(404, "no subscriber with this address or id")
         subscriber, new = found
@@ -277,7 +268,7 @@ def router(web: Web) -> APIRouter:
                                      funnel=plan.funnel, external_id=f"api-confirm:{added.enrollment_id}")
             return added.subscriber_id, added.new_subscriber
 
-        subscriber, new = await write(job)
+        subscriber, new = await web.writer.run(job)
         if subscriber is None:
             raise HTTPException(409, "this address is suppressed (bounced, complained or forgotten)")
         log("api_subscriber", subscriber=subscriber, funnel=plan.funnel, new=new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,8 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
+from engine.logs import log
 from engine.web import api, email_links, signup
-from engine.web.context import Web
+from engine.web.context import Unavailable, Web
 from engine.web.pages import SECURITY_HEADERS
 
 
@@ -43,8 +45,18 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
                    "type": str(e.get("type", ""))} for e in error.errors()[:50]]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.exception_handler(email_links.Unavailable)
-    async def unavailable(request: Request, error: email_links.Unavailable) -> Response:
+    @app.exception_handler(sa.exc.OperationalError)
+    async def unreadable(request: Request, error: sa.exc.OperationalError) -> Response:
+        # A read in a route (the admin API's lists) met a database that is down or locked.
+        reason = f"{type(error).__name__}: {error}"[:500]
+        log("read_failed", logging.ERROR, path=request.url.path, error=reason)
+        return await unavailable(request, Unavailable())
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, error: Unavailable) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503,
+                                headers={"Retry-After": "30"})
         return Response("The service is busy; please try again in a minute.", status_code=503,
                         media_type="text/plain", headers={**SECURITY_HEADERS, "Retry-After": "30"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
@@ -13,7 +14,9 @@ from engine.scheduler.clock import Clock
 from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import Plan
 from engine.web.limits import RateLimit
-from engine.web.writer import GroupWriter
+
+if TYPE_CHECKING:  # writer.py raises Unavailable from here
+    from engine.web.writer import GroupWriter
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Web:
     # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
     # link again and again costs no database write.
     seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))
+
+
+class Unavailable(Exception):
+    """The database could not be read or written just now: the caller answers 503 and changes nothing."""
 
 
 def client_ip(request: Request) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,8 +27,8 @@ from engine.leads import Proof
 from engine.logs import log
 from engine.store import queries
 from engine.tokens import verify
-from engine.web.context import Web, client_ip
-from engine.web.pages import SECURITY_HEADERS, not_found, page
+from engine.web.context import Unavailable, Web, client_ip
+from engine.web.pages import not_found, page
 from engine.web.signup_form import FORM_TYPES, media_type, read_body
 
 T = TypeVar("T")
@@ -55,14 +55,6 @@ def router(web: Web) -> APIRouter:
         delivery = await run_in_threadpool(_lookup, web, values[0])  # raises Unavailable
         return None if delivery is None else _Found(values, delivery)
 
-    async def write(job: Callable[[Connection], T]) -> T | Response:
-        try:
-            return await web.writer.run(job)
-        except sa.exc.SQLAlchemyError as error:
-            log("link_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
-            return Response("The service is busy; please try again in a minute.", status_code=503,
-                            media_type="text/plain", headers={**SECURITY_HEADERS, "Retry-After": "30"})
-
     def names(delivery: Mapping[str, Any]) -> dict[str, Any]:
         plan = web.plans().get(delivery["funnel"])
         return {
@@ -84,9 +76,7 @@ def router(web: Web) -> APIRouter:
         proof = Proof("confirm", form=None, ip=client_ip(request),
                       user_agent=request.headers.get("user-agent"), wording=CONFIRM_WORDING)
         now = web.clock.now()
-        done = await write(lambda conn: inbound.confirm(conn, hit.delivery, proof, now))
-        if isinstance(done, Response):
-            return done
+        done = await web.writer.run(lambda conn: inbound.confirm(conn, hit.delivery, proof, now))
         log("confirmed", subscriber=hit.delivery["subscriber_id"], funnel=hit.delivery["funnel"], new=done)
         return page("confirm", **names(hit.delivery), done=True)
 
@@ -110,9 +100,7 @@ def router(web: Web) -> APIRouter:
             return not_found()
         _, question, choice = hit.values
         now = web.clock.now()
-        done = await write(lambda conn: inbound.answer(conn, hit.delivery, question, choice, now))
-        if isinstance(done, Response):
-            return done
+        await web.writer.run(lambda conn: inbound.answer(conn, hit.delivery, question, choice, now))
         log("answered", subscriber=hit.delivery["subscriber_id"], funnel=hit.delivery["funnel"],
             question=question, answer=choice)
         return page("answer", **answer_names(hit), done=True)
@@ -138,9 +126,7 @@ def router(web: Web) -> APIRouter:
             web.stoplist.add(stops)  # before the commit: a send checking meanwhile must see it
             return stops
 
-        stops = await write(job)
-        if isinstance(stops, Response):
-            return stops
+        await web.writer.run(job)
         log("unsubscribed", subscriber=delivery["subscriber_id"], funnel=funnel or "*",
             one_click=request.headers.get("content-type") is not None and not everything)
         return page("unsubscribe", **names(delivery), done=True, everything=everything)
@@ -160,7 +146,7 @@ def router(web: Web) -> APIRouter:
                 delivery = None
             if delivery is not None:
                 now = web.clock.now()
-                await write(lambda conn: inbound.click(conn, delivery, url, now))
+                await web.writer.run(lambda conn: inbound.click(conn, delivery, url, now))
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store",
                                                                "Referrer-Policy": "no-referrer"})
 
@@ -173,14 +159,10 @@ def router(web: Web) -> APIRouter:
             hit = await found("open", token, 1)
             if hit is not None:
                 now = web.clock.now()
-                await write(lambda conn: inbound.opened(conn, hit.delivery, now))
+                await web.writer.run(lambda conn: inbound.opened(conn, hit.delivery, now))
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
 
     return routes
-
-
-class Unavailable(Exception):
-    """The database could not be read."""
 
 
 def _lookup(web: Web, message_id: str) -> dict[str, Any] | None:
@@ -188,7 +170,7 @@ def _lookup(web: Web, message_id: str) -> dict[str, Any] | None:
         with web.db_engine.connect() as conn:
             row = queries.delivery_by_message_id(conn, message_id)
     except sa.exc.SQLAlchemyError as error:
-        log("link_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+        log("read_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
         raise Unavailable from error
     return None if row is None else dict(row)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +24,7 @@ from starlette.responses import Response
 from engine.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.logs import log
 from engine.sequences.plan import Plan
-from engine.web.context import Web, client_ip
+from engine.web.context import Unavailable, Web, client_ip
 from engine.web.limits import address_key, ip_key, retry_after
 from engine.web.pages import page
 from engine.web.signup_form import (
@@ -160,9 +159,7 @@ def router(web: Web) -> APIRouter:
         now = web.clock.now()
         try:
             added = await web.writer.run(_SignupJob(signup, proof, now))
-        except sa.exc.SQLAlchemyError as error:
-            reason = f"{type(error).__name__}: {error}"[:500]
-            log("signup_failed", logging.ERROR, funnel=plan.funnel, error=reason)
+        except Unavailable:
             return _refused(request, Refusal(503, (("body", "the signup could not be saved just now; "
                                                             "try again in a minute"),)), wait=30, cors=cors)
         log(

@@ -13,14 +13,18 @@ that fails, each runs on its own, so one bad job still fails alone.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from engine.logs import log
 from engine.scheduler.dbthread import in_db_thread
 from engine.store.db import durable
+from engine.web.context import Unavailable
 
 T = TypeVar("T")
 Job = Callable[[Connection], Any]
@@ -52,12 +56,20 @@ class GroupWriter:
         self._running: asyncio.Task[None] | None = None
 
     async def run(self, job: Callable[[Connection], T]) -> T:
-        """`job(conn)`'s result once it is committed; its exception if it or the commit failed."""
+        """`job(conn)`'s result once it is committed; its exception if it failed.
+
+        A database that is down or locked raises `Unavailable` (logged as `write_failed`).
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((job, future))
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._drain())
-        return await future
+        try:
+            return await future
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:  # down, locked, cut off
+            log("write_failed", logging.ERROR, job=type(job).__name__,
+                error=f"{type(error).__name__}: {error}"[:500])
+            raise Unavailable from error
 
     async def _drain(self) -> None:
         while self._pending:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from engine.store import queries
 from engine.store.tables import EVENT, TAG
 from tests.scheduler.harness import Harness
 from tests.support.project import funnels_project, minimal_project
@@ -179,3 +181,15 @@ def test_an_api_unsubscribe_is_idempotent_by_id_and_names_only_real_funnels(site
     wrong = site.http.post("/api/events", json={**body, "funnel": "minimall", "id": "u-2"}, headers=site.api)
     assert wrong.status_code == 422
     assert "did you mean 'minimal'?" in wrong.json()["detail"]
+
+
+def test_the_api_answers_503_in_json_when_the_database_cannot_be_read(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: object) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(queries, "subscribers_page", down)
+    response = site.http.get("/api/subscribers", headers=site.api)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the database is unavailable; try again"}
