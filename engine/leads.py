@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.flow.state import EventType, Stage
 from engine.flow.step import start
 from engine.sequences.plan import Plan
 from engine.store import queries
@@ -147,9 +148,14 @@ def add_new_leads(
                                   [ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id])
     new_pairs = {(int(row[0]), str(row[1])): int(row[2]) for row in returned}
     enrolled = dict(new_pairs)
+    waiting: set[tuple[int, str]] = set()  # known enrollments still waiting for the double opt-in
     if len(new_pairs) < len(pairs):
-        known = queries.enrollment_ids(conn, {pair[0] for pair in pairs if pair not in new_pairs})
-        enrolled.update({pair: e for pair, e in known.items() if pair in pairs})
+        known = queries.enrollment_stages(conn, {pair[0] for pair in pairs if pair not in new_pairs})
+        for pair, (enrollment, stage) in known.items():
+            if pair in pairs:
+                enrolled[pair] = enrollment
+                if pair not in new_pairs and stage == Stage.CONFIRMING.value:
+                    waiting.add(pair)
     added = []
     seen: set[object] = set()
     for (plan, lead, _), key, hashed in zip(signups, keys, hashes, strict=True):
@@ -165,6 +171,10 @@ def add_new_leads(
                 queries.record_event(
                     conn, subscriber, "answer", now, funnel=plan.funnel, question=question, answer=answer
                 )
+        elif pair in waiting or (pair in new_pairs and plan.double_opt_in):
+            # A repeat while the double opt-in waits: step() may send the confirmation once
+            # more (docs/interpreter.md).
+            queries.record_event(conn, subscriber, EventType.SIGNED_UP_AGAIN.value, now, funnel=plan.funnel)
         added.append(Added(subscriber, enrolled[pair], new_subscriber, new_enrollment))
     return added
 

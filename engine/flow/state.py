@@ -33,6 +33,7 @@ class EventType(StrEnum):
     """The closed vocabulary of things that happen to a subscriber."""
 
     CONFIRMED = "confirmed"
+    SIGNED_UP_AGAIN = "signup_again"  # a repeated signup while the double opt-in waits
     ANSWER = "answer"
     PURCHASE = "purchase"
     UNSUBSCRIBE = "unsubscribe"

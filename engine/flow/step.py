@@ -9,12 +9,16 @@ is harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.state import Done, EventType, Facts, Stage, State
 from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role
 from engine.sequences.values import format_delay
+
+# A double opt-in request is sent once more, no sooner than this after the first, when
+# the person signs up again without having confirmed.
+CONFIRM_AGAIN_AFTER = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,19 @@ def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait 
         return _Move(replace(state, stage=Stage.MAGNET, since=now))
     if confirmed is not None:
         return _Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
-    if plan.confirmation.id not in state.sent_ids():
+    sent = state.sent_ids()
+    if plan.confirmation.id not in sent:
         return _send(state, plan.confirmation)
-    return _Wait(None)
+    again = plan.confirmation_again
+    asked = any(e.type is EventType.SIGNED_UP_AGAIN and e.at > state.since for e in facts.events)
+    if again is None or again.id in sent or not asked:
+        return _Wait(None)
+    # They signed up again: the first request got lost. Once more, and only once, and not
+    # within a day of the first (a form is no way to flood someone's inbox).
+    due = state.since + CONFIRM_AGAIN_AFTER
+    if now < due:
+        return _Wait(due)
+    return _send(state, again)
 
 
 def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:

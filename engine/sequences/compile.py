@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from engine.sequences import model as m
 from engine.sequences.plan import (
+    AGAIN_SUFFIX,
     EmailStep,
     MagnetPlan,
     PathKind,
@@ -25,9 +27,11 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
     spacing = funnel.defaults.spacing
     ratio = funnel.defaults.ratio
     signup = funnel.signup
-    confirmation = None
+    confirmation = again = None
     if signup.double_opt_in and signup.confirmation:
         confirmation = _transactional(signup.confirmation, PathKind.CONFIRM)
+        # '~' is never in a marketer's id: the resent confirmation cannot collide with one.
+        again = replace(confirmation, id=confirmation.id + AGAIN_SUFFIX)
     return Plan(
         funnel=funnel.funnel,
         name=funnel.name,
@@ -50,6 +54,7 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
         vars=dict(funnel.vars),
         default_magnet=signup.default_magnet,
         allowed_redirects=tuple(signup.allowed_redirects),
+        confirmation_again=again,
         consent_text=signup.consent_text,
     )
 

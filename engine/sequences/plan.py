@@ -32,6 +32,10 @@ class PathKind(StrEnum):
     CUSTOMER = "customer"
 
 
+# The step id of the resent confirmation: the confirmation's id and this suffix.
+AGAIN_SUFFIX = "~again"
+
+
 @dataclass(frozen=True)
 class EmailStep:
     """One email a subscriber can be at, with its stable id."""
@@ -165,6 +169,8 @@ class Plan:
     default_magnet: str | None = None
     allowed_redirects: tuple[str, ...] = ()
     consent_text: str | None = None
+    # The confirmation sent once more when the person signs up again (docs/interpreter.md).
+    confirmation_again: EmailStep | None = None
 
     def consent_wording(self, magnet_id: str | None) -> str:
         """The consent sentence a form for `magnet_id` shows, kept with every signup."""
@@ -191,6 +197,8 @@ class Plan:
         """Every email of the funnel, in file order."""
         if self.confirmation:
             yield self.confirmation
+        if self.confirmation_again:
+            yield self.confirmation_again
         for magnet in self.magnets:
             yield magnet.email
         if self.survey:

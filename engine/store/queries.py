@@ -108,15 +108,17 @@ def subscriber_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     return {key: int(id_) for key, id_ in conn.execute(statement)}
 
 
-def enrollment_ids(conn: Connection, subscriber_ids: Iterable[int]) -> dict[tuple[int, str], int]:
-    """(subscriber id, funnel) -> enrollment id, for every enrollment of these subscribers."""
+def enrollment_stages(
+    conn: Connection, subscriber_ids: Iterable[int]
+) -> dict[tuple[int, str], tuple[int, str]]:
+    """(subscriber id, funnel) -> (enrollment id, stage), for every enrollment of these subscribers."""
     wanted = list(set(subscriber_ids))
     if not wanted:
         return {}
-    statement = sa.select(ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id).where(
-        ENROLLMENT.c.subscriber_id.in_(wanted)
-    )
-    return {(int(s), f): int(e) for s, f, e in conn.execute(statement)}
+    statement = sa.select(
+        ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id, ENROLLMENT.c.stage
+    ).where(ENROLLMENT.c.subscriber_id.in_(wanted))
+    return {(int(s), f): (int(e), str(stage)) for s, f, e, stage in conn.execute(statement)}
 
 
 def subscribers_page(

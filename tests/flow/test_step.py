@@ -32,6 +32,22 @@ def test_double_opt_in_sends_one_confirmation_and_waits_for_the_click() -> None:
     assert again.actions == () and again.state == first.state
 
 
+def test_signing_up_again_resends_the_confirmation_once_and_not_within_a_day() -> None:
+    plan = make_plan()
+    first = step(plan, start(plan, T0), Facts(), T0)
+    soon = Facts(events=(Event(EventType.SIGNED_UP_AGAIN, T0 + timedelta(hours=2)),))
+    waiting = step(plan, first.state, soon, T0 + timedelta(hours=2))
+    assert waiting.actions == () and waiting.wake_at == T0 + DAY  # a day after the first
+    resent = step(plan, waiting.state, soon, T0 + DAY)
+    assert [a.email.id for a in resent.actions if isinstance(a, Send)] == ["confirm~again"]
+    assert resent.wake_at is None
+    more = Facts(events=(*soon.events, Event(EventType.SIGNED_UP_AGAIN, T0 + 5 * DAY)))
+    assert step(plan, resent.state, more, T0 + 5 * DAY).actions == ()  # only once
+    confirmed = Facts(events=(*more.events, Event(EventType.CONFIRMED, T0 + 6 * DAY)))
+    after = step(plan, resent.state, confirmed, T0 + 6 * DAY)
+    assert [a.email.id for a in after.actions if isinstance(a, Send)] == ["magnet", "survey"]
+
+
 def test_confirmation_delivers_the_chosen_magnet_then_the_survey() -> None:
     plan = make_plan()
     confirmed = Facts(events=(Event(EventType.CONFIRMED, T0 + timedelta(minutes=5)),))

@@ -183,3 +183,24 @@ def test_links_answer_503_when_the_database_cannot_be_read_and_clicks_still_redi
     page = site.http.get(confirm_path)
     assert page.status_code == 503 and page.headers["retry-after"] == "30"
     assert site.http.get(click).headers["location"] == "https://example.com/guide.pdf?size=a4&lang=en"
+
+
+def test_signing_up_again_brings_a_second_confirmation_after_a_day_and_no_more(site: Site) -> None:
+    signed_up(site)
+    harness = site.harness
+    harness.clock.advance(timedelta(hours=2))
+    again = site.http.post("/subscribe", json={"email": "ann@example.com", "funnel": "minimal"})
+    assert again.status_code == 200
+    harness.tick()
+    assert harness.sent_steps() == ["confirm"]  # not within a day of the first
+    harness.clock.advance(timedelta(hours=23))
+    harness.tick()
+    assert harness.sent_steps() == ["confirm", "confirm~again"]
+    site.http.post("/subscribe", json={"email": "ann@example.com", "funnel": "minimal"})
+    harness.run_until(harness.clock.now() + timedelta(days=3))
+    assert harness.sent_steps() == ["confirm", "confirm~again"]  # only once
+    resent = harness.transport.sent[1]
+    assert site.http.post(link(resent, "/confirm/")).status_code == 200
+    harness.tick()
+    harness.tick()
+    assert harness.sent_steps()[2:] == ["magnet", "survey"]
