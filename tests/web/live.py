@@ -157,6 +157,8 @@ def subject_steps(project: Path, plan: Plan, address: str, name: str) -> dict[st
     subscriber = Subscriber(email=address, name=name)
     steps: dict[str, str] = {}
     for step in plan.emails():
+        if step is plan.confirmation_again:  # the confirmation resent: the same subject, not walked here
+            continue
         context = template_context(plan, step, subscriber, PreviewLinks(), segment=step.segment)
         subject = " ".join(renderer.subject(step.subject, context).split())
         assert subject not in steps, f"steps {steps[subject]} and {step.id} share the subject {subject!r}"
