@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,12 +48,29 @@ def router(web: Web) -> APIRouter:
     """The routes behind email links."""
     routes = APIRouter(tags=["links in emails"])
 
-    async def found(purpose: str, token: str, arity: int) -> _Found | None:
+    def verified(purpose: str, token: str, arity: int) -> list[str] | None:
         values = verify(web.secret, purpose, token, web.clock.now(), web.link_lifetime)
-        if values is None or len(values) != arity:
+        return values if values is not None and len(values) == arity else None
+
+    async def found(purpose: str, token: str, arity: int) -> _Found | None:
+        values = verified(purpose, token, arity)
+        if values is None:
             return None
         delivery = await run_in_threadpool(_lookup, web, values[0])  # raises Unavailable
         return None if delivery is None else _Found(values, delivery)
+
+    async def count(values: list[str], seen: str, record: Callable[..., None]) -> None:
+        """Record an open or click once; a repeat, a gone subscriber or a database that is
+        down changes nothing and does not keep the person from their page or picture."""
+        if web.seen_links.hit(seen):
+            return
+        try:
+            delivery = await run_in_threadpool(_lookup, web, values[0])
+            if delivery is not None:
+                now = web.clock.now()
+                await web.writer.run(lambda conn: record(conn, delivery, *values[1:], now))
+        except Unavailable:
+            pass
 
     def names(delivery: Mapping[str, Any]) -> dict[str, Any]:
         plan = web.plans().get(delivery["funnel"])
@@ -127,39 +144,25 @@ def router(web: Web) -> APIRouter:
             return stops
 
         await web.writer.run(job)
-        log("unsubscribed", subscriber=delivery["subscriber_id"], funnel=funnel or "*",
-            one_click=request.headers.get("content-type") is not None and not everything)
+        log("unsubscribed", subscriber=delivery["subscriber_id"], funnel=funnel or "*")
         return page("unsubscribe", **names(delivery), done=True, everything=everything)
 
     @routes.get("/c/{token}")
     async def click(token: str) -> Response:
-        values = verify(web.secret, "click", token, web.clock.now(), web.link_lifetime)
-        if values is None or len(values) != 2 or urlsplit(values[1]).scheme not in ("http", "https"):
+        values = verified("click", token, 2)
+        if values is None or urlsplit(values[1]).scheme not in ("http", "https"):
             return not_found()
         message_id, url = values
-        # The first click on a link counts (unique clicks); a repeat, a database that is down
-        # or a forgotten subscriber's old email still takes the person where it said.
-        if not web.seen_links.hit(f"{message_id} {url}"):
-            try:
-                delivery = await run_in_threadpool(_lookup, web, message_id)
-            except Unavailable:
-                delivery = None
-            if delivery is not None:
-                now = web.clock.now()
-                await web.writer.run(lambda conn: inbound.click(conn, delivery, url, now))
+        await count(values, f"{message_id} {url}", inbound.click)  # unique clicks
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store",
                                                                "Referrer-Policy": "no-referrer"})
 
     @routes.get("/o/{token}")
     async def opened(token: str) -> Response:
-        values = verify(web.secret, "open", token, web.clock.now(), web.link_lifetime)
-        if values is None or len(values) != 1:
+        values = verified("open", token, 1)
+        if values is None:
             return not_found()
-        if not web.seen_links.hit(values[0]):  # the first open counts; repeats cost nothing
-            hit = await found("open", token, 1)
-            if hit is not None:
-                now = web.clock.now()
-                await web.writer.run(lambda conn: inbound.opened(conn, hit.delivery, now))
+        await count(values, values[0], inbound.opened)
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"})
 
     return routes

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from engine import inbound
 from engine.store import queries
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
 from engine.tokens import sign, verify
@@ -204,3 +205,20 @@ def test_signing_up_again_brings_a_second_confirmation_after_a_day_and_no_more(s
     harness.tick()
     harness.tick()
     assert harness.sent_steps()[2:] == ["magnet", "survey"]
+
+
+def test_a_click_and_an_open_still_work_when_the_database_cannot_be_written(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    confirmed(site)
+    magnet = site.harness.transport.sent[1]
+    [click] = [p for p in links(magnet) if p.startswith("/c/")]
+    [pixel] = [p for p in links(magnet) if p.startswith("/o/")]
+
+    def locked(*args: object) -> None:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(inbound, "click", locked)
+    monkeypatch.setattr(inbound, "opened", locked)
+    assert site.http.get(click).headers["location"] == "https://example.com/guide.pdf?size=a4&lang=en"
+    assert site.http.get(pixel).headers["content-type"] == "image/gif"
