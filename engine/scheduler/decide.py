@@ -58,8 +58,7 @@ def decide_due(
         subscribers = queries.subscribers_by_id(conn, ids)
         events = queries.events_by_subscriber(conn, ids)
         sent = defaultdict(list, queries.marketing_sent_since(conn, ids, now - CAP_HISTORY))
-        confirmation_steps = [(p.funnel, p.confirmation.id) for p in funnels.plans.values() if p.confirmation]
-        confirmed_at = queries.last_confirmations(conn, ids, confirmation_steps, now - CONFIRMATION_GAP)
+        confirmed_at: dict[int, datetime] | None = None  # read only if this batch sends a confirmation
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
         missing: list[int] = []
@@ -84,6 +83,10 @@ def decide_due(
             )
             outcome = _advance(plan, row, subscriber, facts, now)
             if any(isinstance(a, Send) and a.email.path is PathKind.CONFIRM for a in outcome.actions):
+                if confirmed_at is None:
+                    steps = [(p.funnel, e.id) for p in funnels.plans.values() for e in p.emails()
+                             if e.path is PathKind.CONFIRM]
+                    confirmed_at = queries.last_confirmations(conn, ids, steps, now - CONFIRMATION_GAP)
                 last = confirmed_at.get(subscriber["id"])
                 if last is not None and now - last < CONFIRMATION_GAP:
                     later.append((row["id"], last + CONFIRMATION_GAP))
