@@ -141,14 +141,14 @@ def router(web: Web) -> APIRouter:
         if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
             return _refused(request, Refusal(403, (("origin", f"'{origin}' may not post to funnel "
                                                     f"'{plan.funnel}'; add it to signup.allowed_origins"),)))
+        if signup.trapped:  # before the address's allowance: a bot's post must not use it up
+            log("signup_trapped", logging.WARNING, funnel=plan.funnel, ip=client_ip(request))
+            return _accepted(request, signup, new=True, cors=cors)
         wait = web.address_limit.hit(address_key(signup.lead.email))
         if wait:
             log("signup_limited", logging.WARNING, by="address", funnel=plan.funnel, ip=client_ip(request))
             return _refused(request, Refusal(429, (("email", "too many signups for this address; "
                                                              "try again later"),)), wait=wait, cors=cors)
-        if signup.trapped:
-            log("signup_trapped", logging.WARNING, funnel=plan.funnel, ip=client_ip(request))
-            return _accepted(request, signup, new=True, cors=cors)
         proof = Proof(
             kind="signup",
             form=signup.form or request.headers.get("referer"),

@@ -170,3 +170,13 @@ def test_a_field_sent_twice_is_refused_in_json_as_in_a_form(site: Site) -> None:
     assert response.status_code == 422
     assert response.json()["detail"][0]["msg"] == "'email' was sent more than once; send it once"
     assert counts(site)["subscriber"] == 0
+
+
+def test_honeypot_posts_do_not_use_up_the_address_allowance(site: Site) -> None:
+    for _ in range(5):  # a bot, trapped every time
+        trapped = site.http.post("/subscribe", json={"email": "ann@example.com", "funnel": "minimal",
+                                                     "website": "x"})
+        assert trapped.status_code == 201
+    real = site.http.post("/subscribe", json={"email": "ann@example.com", "funnel": "minimal"})
+    assert real.status_code == 201
+    assert counts(site)["subscriber"] == 1
