@@ -59,14 +59,21 @@ def answer(conn: Connection, delivery: Mapping[str, Any], question: str, choice:
 
 
 def unsubscribe(
-    conn: Connection, subscriber: int, funnel: str | None, now: datetime, key: str
+    conn: Connection,
+    subscriber: int,
+    funnel: str | None,
+    now: datetime,
+    key: str,
+    came_from: tuple[str, str] | None = None,
 ) -> tuple[list[Stop], bool]:
     """Stop marketing email from `funnel`, or from every funnel (None): (what to stop in flight, new).
 
     `key` names where the request came from (a message, an API call): repeating it
-    records nothing twice (`new` is then False). Queued, deferred and in-flight marketing
-    email is cancelled here; what a tick has already claimed and not yet sent is stopped
-    by the dispatcher's stop list (scheduler/stoplist.py).
+    records nothing twice (`new` is then False). `came_from` is the (funnel, step) of the
+    email whose link was used: that step's unsubscribe count (and guardrail) includes it.
+    Queued, deferred and in-flight marketing email is cancelled here; what a tick has
+    already claimed and not yet sent is stopped by the dispatcher's stop list
+    (scheduler/stoplist.py).
     """
     if funnel is None:
         funnels = [row["funnel"] for row in queries.enrollments_of(conn, subscriber)]
@@ -85,6 +92,7 @@ def unsubscribe(
             now,
             funnel=each,
             external_id=f"unsubscribe:{key}:{funnel or '*'}:{each}"[:200],
+            step=came_from[1] if came_from and came_from[0] == each else None,
         )
         queries.cancel_pending_deliveries(
             conn, subscriber, "suppressed", now, marketing_only=True, funnel=each, in_flight=True
@@ -103,7 +111,7 @@ def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime
         funnel=delivery["funnel"],
         external_id=f"click:{delivery['message_id']}:{digest}"[:200],
         wake=False,
-        name=delivery["step"][:100],
+        step=delivery["step"],
         data={"url": url},
     )
 
@@ -118,8 +126,72 @@ def opened(conn: Connection, delivery: Mapping[str, Any], now: datetime) -> None
         funnel=delivery["funnel"],
         external_id=f"open:{delivery['message_id']}"[:200],
         wake=False,
-        name=delivery["step"][:100],
+        step=delivery["step"],
     )
+
+
+def complain(
+    conn: Connection, subscriber: int, now: datetime, key: str, delivery: Mapping[Any, Any] | None = None
+) -> tuple[list[Stop], bool]:
+    """A spam complaint: suppress the address, stop all its mail, count it against the email.
+
+    `delivery` is the email complained about when the report names it; otherwise the
+    latest marketing email sent to the person takes the blame (providers' feedback loops
+    often strip the Message-ID). `key` makes a repeated report record nothing twice.
+    """
+    if delivery is None:
+        delivery = queries.last_marketing_delivery(conn, subscriber, now)
+    new = queries.record_event(
+        conn,
+        subscriber,
+        EventType.COMPLAINT.value,
+        now,
+        funnel=delivery["funnel"] if delivery else None,
+        step=delivery["step"] if delivery else None,
+        external_id=f"complaint:{key}"[:200],
+    )
+    if new:
+        _block(conn, subscriber, "complained", now, ("active", "unsubscribed", "bounced"))
+    return [(subscriber, None)], new
+
+
+def bounce(
+    conn: Connection,
+    subscriber: int,
+    now: datetime,
+    key: str,
+    delivery: Mapping[Any, Any] | None = None,
+    detail: str = "",
+) -> tuple[list[Stop], bool]:
+    """A hard bounce reported after the server accepted the message (a provider's webhook).
+
+    The delivery it names (or the latest one sent) becomes `bounced`, so the step's bounce
+    count includes it; the address is suppressed as a bounce at the SMTP conversation is.
+    """
+    if delivery is None:
+        delivery = queries.last_marketing_delivery(conn, subscriber, now)
+    new = queries.record_event(
+        conn,
+        subscriber,
+        EventType.BOUNCE.value,
+        now,
+        funnel=delivery["funnel"] if delivery else None,
+        step=delivery["step"] if delivery else None,
+        external_id=f"bounce:{key}"[:200],
+        data={"detail": detail[:500]} if detail else {},
+    )
+    if new:
+        if delivery is not None:
+            queries.mark_bounced_later(conn, delivery["id"], detail, now)
+        _block(conn, subscriber, "bounced", now, ("active", "unsubscribed"))
+    return [(subscriber, None)], new
+
+
+def _block(conn: Connection, subscriber: int, status: str, now: datetime, only_from: tuple[str, ...]) -> None:
+    queries.set_subscriber_status(conn, subscriber, status, now, only_from=only_from)
+    address = queries.subscribers_by_id(conn, [subscriber])[subscriber]["email"]
+    queries.suppress(conn, address, status, now)
+    queries.cancel_pending_deliveries(conn, subscriber, "suppressed", now, in_flight=True)
 
 
 @dataclass(frozen=True)

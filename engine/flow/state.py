@@ -20,13 +20,15 @@ class Stage(StrEnum):
     SALES = "sales"
     SALES_DONE = "sales_done"  # sales path over without a purchase; a purchase still counts
     CUSTOMER = "customer"
+    WINBACK = "winback"  # idle too long: the win-back emails; a click returns them to where they were
+    SUNSET = "sunset"  # the win-back brought no click: no more marketing email; a click returns them
     ENDED = "ended"
 
     @property
     def path(self) -> PathKind | None:
-        """The path this stage walks, for the three path stages."""
+        """The path this stage walks, for the path stages."""
         return {Stage.NURTURE: PathKind.NURTURE, Stage.SALES: PathKind.SALES,
-                Stage.CUSTOMER: PathKind.CUSTOMER}.get(self)
+                Stage.CUSTOMER: PathKind.CUSTOMER, Stage.WINBACK: PathKind.WINBACK}.get(self)
 
 
 class EventType(StrEnum):
@@ -42,6 +44,8 @@ class EventType(StrEnum):
     TAG = "tag"
     UNTAG = "untag"
     CUSTOM = "custom"
+    COMPLAINT = "complaint"  # marked as spam: the address is suppressed
+    BOUNCE = "bounce"  # a hard bounce reported after the SMTP server accepted the message
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Event:
     answer: str | None = None
     product: str | None = None
     name: str | None = None  # a tag's or a custom event's name
+    step: str | None = None  # the email it came from (a click, an unsubscribe, a complaint)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,9 @@ class State:
     deadline: datetime | None = None  # when an unanswered survey falls back to the default
     done: tuple[Done, ...] = ()
     reason: str | None = None  # why the enrollment ended
+    # Where a subscriber in win-back or sunset goes back to when they click again.
+    resume_stage: Stage | None = None
+    resume_step: str | None = None
 
     def sent_ids(self) -> frozenset[str]:
         """Step ids of every email actually sent to this subscriber in this funnel."""
@@ -96,6 +104,8 @@ class Facts:
     magnet: str | None = None
     events: tuple[Event, ...] = ()
     marketing_sent: tuple[datetime, ...] = ()  # every marketing email, across all funnels
+    joined_at: datetime | None = None  # when the enrollment began: idle time counts from here at most
+    paused: frozenset[str] = frozenset()  # step ids a guardrail (or a person) paused in this funnel
 
     def until(self, now: datetime) -> Facts:
         """These facts as they stood at `now`."""

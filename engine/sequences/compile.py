@@ -9,6 +9,7 @@ from engine.sequences import model as m
 from engine.sequences.plan import (
     AGAIN_SUFFIX,
     EmailStep,
+    GuardrailPlan,
     MagnetPlan,
     PathKind,
     PathPlan,
@@ -18,6 +19,7 @@ from engine.sequences.plan import (
     Rule,
     SegmentPlan,
     SurveyPlan,
+    WinbackPlan,
 )
 from engine.sequences.values import Ratio
 
@@ -56,7 +58,22 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
         allowed_redirects=tuple(signup.allowed_redirects),
         confirmation_again=again,
         consent_text=signup.consent_text,
+        guardrails=GuardrailPlan(
+            min_sends=funnel.guardrails.min_sends,
+            unsubscribes=funnel.guardrails.unsubscribe_rate,
+            bounces=funnel.guardrails.bounce_rate,
+            complaints=funnel.guardrails.complaint_rate,
+        ),
+        winback=_winback(funnel.winback, spacing) if funnel.winback else None,
     )
+
+
+def _winback(winback: m.Winback, spacing: timedelta) -> WinbackPlan:
+    gap = winback.spacing or spacing
+    steps = tuple(EmailStep(e.id, PathKind.WINBACK, None, Role(e.role or "education"), e.subject,
+                            e.template, e.after if e.after is not None else gap)
+                  for e in winback.emails)
+    return WinbackPlan(winback.after, winback.sunset_after, PathPlan(PathKind.WINBACK, steps))
 
 
 def interleave(education: list[m.Email], offers: list[m.Email], ratio: Ratio) -> list[m.Email]:

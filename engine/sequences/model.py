@@ -60,6 +60,9 @@ Cap = Annotated[FrequencyCap, BeforeValidator(values.parse_cap),
 RatioValue = Annotated[values.Ratio, BeforeValidator(values.parse_ratio),
                        WithJsonSchema({"type": "string", "pattern": values.RATIO_PATTERN,
                                        "examples": ["4:1"]})]
+Percent = Annotated[float | None, BeforeValidator(values.parse_percent),
+                    WithJsonSchema({"type": "string", "pattern": values.PERCENT_PATTERN,
+                                    "examples": ["2%", "0.1%", "off"]})]
 VarValue = str | int | float | bool
 # Checked in validate.py, not here, so that a missing exit gets its own message.
 ExitOn = Annotated[Any, WithJsonSchema({"oneOf": [
@@ -232,6 +235,32 @@ class Segment(Node):
     customer: Path = Field(description="the path after a purchase")
 
 
+class Guardrails(Node):
+    """When a step is paused automatically: rates over its sends, judged after enough sends."""
+
+    noun: ClassVar[str] = "guardrails"
+    min_sends: int = Field(200, ge=1, description="judge a step only after this many sends "
+                                                  "(counted again from zero after a resume)")
+    unsubscribe_rate: Percent = Field(0.02, description="pause a step whose unsubscribes pass "
+                                                        "this share of its sends, like 2%, or off")
+    bounce_rate: Percent = Field(0.05, description="pause a step whose hard bounces pass this "
+                                                   "share of its sends, like 5%, or off")
+    complaint_rate: Percent = Field(0.001, description="pause a step whose spam complaints pass "
+                                                       "this share of its sends, like 0.1%, or off")
+
+
+class Winback(Node):
+    """Emails for people who stopped opening and clicking; no click after them ends marketing mail."""
+
+    noun: ClassVar[str] = "win-back"
+    after: Delay = Field(timedelta(days=90), description="how long without an open or a click "
+                                                         "before the win-back emails start, like 90d")
+    spacing: Delay | None = Field(None, description="time between win-back emails, like 3d")
+    emails: list[Email] = Field(min_length=1, description="the win-back emails in order")
+    sunset_after: Delay = Field(timedelta(days=7), description="how long after the last win-back "
+                                "email someone who did not click stops getting marketing email")
+
+
 class Funnel(Node):
     """One funnel: magnets, a survey, segments with their nurture, sales and customer paths."""
 
@@ -248,6 +277,11 @@ class Funnel(Node):
     magnets: list[Magnet] = Field(min_length=1, description="one or more lead magnets")
     survey: Survey | None = Field(None, description="the segmenting survey")
     segments: list[Segment] = Field(min_length=1, description="one or more segments")
+    guardrails: Guardrails = Field(default_factory=Guardrails,
+                                   description="when a step pauses itself: unsubscribe, bounce "
+                                               "and complaint rates")
+    winback: Winback | None = Field(None, description="what idle subscribers get before they "
+                                                      "stop getting marketing email (sunset)")
 
 
 def json_schema() -> dict[str, Any]:

@@ -30,6 +30,7 @@ class PathKind(StrEnum):
     NURTURE = "nurture"
     SALES = "sales"
     CUSTOMER = "customer"
+    WINBACK = "winback"
 
 
 # The step id of the resent confirmation: the confirmation's id and this suffix.
@@ -146,6 +147,25 @@ class MagnetPlan:
 
 
 @dataclass(frozen=True)
+class GuardrailPlan:
+    """Thresholds that pause a step: rates over its sends (None: never), after `min_sends`."""
+
+    min_sends: int = 200
+    unsubscribes: float | None = 0.02
+    bounces: float | None = 0.05
+    complaints: float | None = 0.001
+
+
+@dataclass(frozen=True)
+class WinbackPlan:
+    """The win-back emails, when they start and when a subscriber who did not click is sunset."""
+
+    after: timedelta
+    sunset_after: timedelta
+    path: PathPlan
+
+
+@dataclass(frozen=True)
 class Plan:
     """A compiled funnel."""
 
@@ -171,6 +191,8 @@ class Plan:
     consent_text: str | None = None
     # The confirmation sent once more when the person signs up again (docs/interpreter.md).
     confirmation_again: EmailStep | None = None
+    guardrails: GuardrailPlan = GuardrailPlan()
+    winback: WinbackPlan | None = None
 
     def consent_wording(self, magnet_id: str | None) -> str:
         """The consent sentence a form for `magnet_id` shows, kept with every signup."""
@@ -206,6 +228,8 @@ class Plan:
         for segment in self.segments:
             for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
                 yield from segment.path(kind).steps
+        if self.winback:
+            yield from self.winback.path.steps
 
     @cached_property
     def sender_parts(self) -> tuple[str, str]:

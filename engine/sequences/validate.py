@@ -32,6 +32,8 @@ def all_emails(funnel: m.Funnel) -> Iterator[m.TransactionalEmail | m.Email]:
             yield from path.education or []
             yield from path.offers or []
         yield from segment.sales.emails
+    if funnel.winback:
+        yield from funnel.winback.emails
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

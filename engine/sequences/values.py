@@ -20,6 +20,7 @@ DELAY_PATTERN = r"^\s*([0-9]+\s*[wdhm]\s*)+$"
 WINDOW_PATTERN = r"^\s*\S.*\s[0-2]?[0-9]:[0-5][0-9]\s*-\s*[0-2]?[0-9]:[0-5][0-9]\s*$"
 CAP_PATTERN = r"^\s*[0-9]+\s*/\s*(day|week)\s*$"
 RATIO_PATTERN = r"^\s*[0-9]+\s*:\s*[0-9]+\s*$"
+PERCENT_PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*%|off)\s*$"
 
 
 def parse_delay(value: Any) -> timedelta:
@@ -140,3 +141,16 @@ def parse_ratio(value: Any) -> Ratio:
         raise ValueError(f"ratio '{value}' does not parse; write education:sale as two whole "
                          "numbers of at least 1, like \"4:1\"")
     return Ratio(int(match.group(1)), int(match.group(2)))
+
+
+def parse_percent(value: Any) -> float | None:
+    """'2%', '0.1%' -> 0.02, 0.001; 'off' -> None (that threshold never pauses anything)."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "off":
+        return None
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*%$", text) if text is not None else None
+    if not match or float(match.group(1)) > 100:
+        shown = f"{value}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "2%"
+        raise ValueError(f"rate '{value}' does not parse; write a percentage like {shown}, "
+                         "or off to never pause on it")
+    return float(match.group(1)) / 100

@@ -492,3 +492,29 @@ def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
             .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
         ).mappings()
     )
+
+
+def last_marketing_delivery(conn: Connection, subscriber_id: int, before: datetime) -> RowMapping | None:
+    """The latest marketing email that went out to a subscriber by `before`: what a report without
+    a Message-ID is about."""
+    statement = (
+        sa.select(DELIVERY.c.id, DELIVERY.c.funnel, DELIVERY.c.step, DELIVERY.c.message_id)
+        .where(
+            DELIVERY.c.subscriber_id == subscriber_id,
+            DELIVERY.c.marketing.is_(True),
+            DELIVERY.c.sent_at.is_not(None),
+            DELIVERY.c.sent_at <= before,
+        )
+        .order_by(DELIVERY.c.sent_at.desc(), DELIVERY.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(statement).mappings().first()
+
+
+def mark_bounced_later(conn: Connection, delivery_id: int, detail: str, now: datetime) -> None:
+    """A message the server accepted bounced afterwards: it counts as bounced, not delivered."""
+    conn.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.id == delivery_id, DELIVERY.c.status == "sent")
+        .values(status="bounced", last_reply=(detail or "bounced after delivery")[:500], updated_at=now)
+    )

@@ -23,6 +23,8 @@ def state_of(row: Mapping[Any, Any]) -> State:
             Done(step, PathKind(path), Role(role), bool(skipped)) for step, path, role, skipped in row["done"]
         ),
         reason=row["reason"],
+        resume_stage=Stage(row["resume_stage"]) if row["resume_stage"] else None,
+        resume_step=row["resume_step"],
     )
 
 
@@ -37,6 +39,8 @@ def state_values(state: State) -> dict[str, Any]:
         "deadline": state.deadline,
         "done": [[d.step, d.path.value, d.role.value, d.skipped] for d in state.done],
         "reason": state.reason,
+        "resume_stage": state.resume_stage.value if state.resume_stage else None,
+        "resume_step": state.resume_step,
     }
 
 
@@ -58,6 +62,7 @@ def events_of(rows: Iterable[Mapping[Any, Any]], funnel: str) -> tuple[Event, ..
                 answer=row["answer"],
                 product=row["product"],
                 name=row["name"],
+                step=row["step"],
             )
         )
     return tuple(found)

@@ -101,6 +101,8 @@ class Enrollment(SQLModel, table=True):
     deadline: datetime | None = Field(default=None, sa_type=_utc())
     done: list[list[Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     reason: str | None = Field(default=None, max_length=300)
+    resume_stage: str | None = Field(default=None, max_length=20)  # win-back: where a click returns them
+    resume_step: str | None = Field(default=None, max_length=100)
     # When the tick should look at this row next; NULL: only an event wakes it.
     next_run_at: datetime | None = Field(default=None, index=True, sa_type=_utc())
     created_at: datetime = Field(sa_type=_utc())
@@ -109,6 +111,8 @@ class Enrollment(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     """Something that happened to a subscriber: an answer, a purchase, a click, an unsubscribe."""
+
+    __table_args__ = (sa.Index("ix_event_funnel_step_type", "funnel", "step", "type"),)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
@@ -122,6 +126,8 @@ class Event(SQLModel, table=True):
     amount: float | None = None
     currency: str | None = Field(default=None, max_length=3)
     external_id: str | None = Field(default=None, max_length=200, unique=True)  # makes retries idempotent
+    # The email the event came from (a click, open, unsubscribe, complaint or bounce): per-step stats.
+    step: str | None = Field(default=None, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -163,6 +169,55 @@ class Suppression(SQLModel, table=True):
     at: datetime = Field(sa_type=_utc())
 
 
+class Milestone(SQLModel, table=True):
+    """The first time an enrollment entered a stage: what funnel stage counts are made of."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "stage", name="uq_milestone_enrollment_stage"),
+        sa.Index("ix_milestone_funnel_stage", "funnel", "stage"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    funnel: str = Field(max_length=100)
+    stage: str = Field(max_length=20)
+    at: datetime = Field(sa_type=_utc())
+
+
+class StepPause(SQLModel, table=True):
+    """A step held by a guardrail or a person: subscribers who reach it wait there."""
+
+    __tablename__ = "step_pause"
+
+    funnel: str = Field(primary_key=True, max_length=100)
+    step: str = Field(primary_key=True, max_length=100)
+    paused_at: datetime = Field(sa_type=_utc())
+    metric: str = Field(max_length=20)  # unsubscribes|bounces|complaints|manual
+    detail: str = Field(default="", max_length=500)
+    # NULL while paused. Guardrails judge only what was sent after the last resume.
+    resumed_at: datetime | None = Field(default=None, sa_type=_utc())
+    resumed_by: str | None = Field(default=None, max_length=100)
+
+
+class GuardrailEvent(SQLModel, table=True):
+    """The history of pauses and resumes, for the dashboard and the alert trail."""
+
+    __tablename__ = "guardrail_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    funnel: str = Field(max_length=100, index=True)
+    step: str = Field(max_length=100)
+    action: str = Field(max_length=20)  # paused|resumed
+    metric: str | None = Field(default=None, max_length=20)
+    detail: str = Field(default="", max_length=500)
+    sends: int | None = None
+    count: int | None = None
+    threshold: float | None = None
+    by: str | None = Field(default=None, max_length=100)  # who resumed: "cli", "dashboard"
+    at: datetime = Field(sa_type=_utc())
+
+
 METADATA = SQLModel.metadata
 SUBSCRIBER = METADATA.tables["subscriber"]
 CONSENT = METADATA.tables["consent"]
@@ -171,3 +226,6 @@ ENROLLMENT = METADATA.tables["enrollment"]
 EVENT = METADATA.tables["event"]
 DELIVERY = METADATA.tables["delivery"]
 SUPPRESSION = METADATA.tables["suppression"]
+MILESTONE = METADATA.tables["milestone"]
+STEP_PAUSE = METADATA.tables["step_pause"]
+GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]

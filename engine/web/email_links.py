@@ -139,7 +139,8 @@ def router(web: Web) -> APIRouter:
         subscriber, key = delivery["subscriber_id"], delivery["message_id"]
 
         def job(conn: Connection) -> list[inbound.Stop]:
-            stops, _ = inbound.unsubscribe(conn, subscriber, funnel, now, key)
+            stops, _ = inbound.unsubscribe(conn, subscriber, funnel, now, key,
+                                           came_from=(delivery["funnel"], delivery["step"]))
             web.stoplist.add(stops)  # before the commit: a send checking meanwhile must see it
             return stops
 
