@@ -12,13 +12,15 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from engine.errors import EngineError, did_you_mean
+from engine.scheduler.throttle import parse_domain_rates
+from engine.scheduler.warmup import parse_schedule, parse_start
 from engine.sequences.values import parse_delay
 
 CONFIG_FILE = "funnel.toml"
@@ -57,6 +59,18 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="address the HTTP server listens on")
     port: int = Field(8000, ge=0, le=65535, description="port the HTTP server listens on")
     send_rate: float = Field(20.0, gt=0, description="emails per second at most, catch-up included")
+    domain_send_rate: float = Field(
+        0.0, ge=0, description="emails per second at most to any one recipient domain; 0: no per-domain limit"
+    )
+    domain_rates: str = Field(
+        "", description="per-domain rates overriding domain_send_rate, e.g. 'gmail.com=10,outlook.com=3'"
+    )
+    warmup_schedule: str = Field(
+        "", description="marketing emails a day on warm-up day 1, 2, 3..., e.g. '50,100,200,400'; empty: none"
+    )
+    warmup_start: str | None = Field(
+        None, validate_default=True, description="the UTC date of warm-up day 1, YYYY-MM-DD"
+    )
     batch_size: int = Field(200, ge=1, le=10_000, description="enrollments or deliveries claimed at once")
     tick_seconds: float = Field(1.0, gt=0, description="seconds between scheduler ticks")
     lease_seconds: float = Field(
@@ -72,6 +86,12 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     api_key: str | None = Field(
         None, description="key for /api/ (Authorization: Bearer KEY); the API answers 401 without one"
+    )
+    webhook_key: str | None = Field(
+        None, description="Basic-auth password of /webhooks/ses and /webhooks/postmark (default: api_key)"
+    )
+    admin_password: str | None = Field(
+        None, description="password of the /dashboard login (default: api_key); with neither it is off"
     )
     link_lifetime: str = Field(
         "400d", description="how long the links in an email (unsubscribe, confirm, answers, clicks) work"
@@ -91,6 +111,54 @@ class Settings(BaseModel):
     )
     track_clicks: bool = Field(True, description="send links through /c/ to count clicks")
     track_opens: bool = Field(True, description="add a 1x1 image to count opens (a weak signal)")
+    alert_webhook: str | None = Field(
+        None, description="URL that gets a JSON POST when a guardrail pauses a step (Slack-compatible)"
+    )
+    guardrail_seconds: float = Field(
+        60.0, gt=0, description="seconds between guardrail checks (each reads every step's numbers)"
+    )
+
+    @field_validator("api_key", "webhook_key", "admin_password", "secret_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # FUNNEL_API_KEY="" must leave the API closed, not accept an empty key.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"'{value}' is not a web address; write a URL starting with https://")
+        return value
+
+    @field_validator("domain_rates")
+    @classmethod
+    def _domain_rates(cls, value: str) -> str:
+        parse_domain_rates(value)  # raises ValueError naming the part and what to write
+        return value
+
+    @field_validator("warmup_schedule")
+    @classmethod
+    def _warmup_schedule(cls, value: str) -> str:
+        if value.strip():
+            parse_schedule(value)
+        return value
+
+    @field_validator("warmup_start", mode="before")
+    @classmethod
+    def _warmup_start(cls, value: object, info: ValidationInfo) -> str | None:
+        if isinstance(value, date):  # TOML's own date: warmup_start = 2026-03-02
+            value = value.isoformat()
+        if isinstance(value, str) and value.strip():
+            return parse_start(value).isoformat()
+        if value not in (None, "") and not isinstance(value, str):
+            raise ValueError("write the UTC date of warm-up day 1 as YYYY-MM-DD, e.g. 2026-03-02")
+        if str(info.data.get("warmup_schedule") or "").strip():
+            raise ValueError(
+                "warmup_schedule is set, so warm-up day 1 must be too; "
+                'write warmup_start = "2026-03-02" (the UTC date of day 1, YYYY-MM-DD)'
+            )
+        return None
 
     @field_validator("retry_lifetime", "link_lifetime")
     @classmethod
@@ -137,7 +205,7 @@ def load_settings(project: Path, environ: Mapping[str, str] | None = None) -> Se
 
 
 # Variables with the prefix that configure tests or tools, not the daemon.
-_IGNORED_ENV = frozenset({"FUNNEL_REQUIRE_POSTGRES", "FUNNEL_TEST_DATABASE_URL"})
+_IGNORED_ENV = frozenset({"FUNNEL_REQUIRE_POSTGRES", "FUNNEL_TEST_DATABASE_URL", "FUNNEL_REQUIRE_BROWSER"})
 
 
 def _check_keys(values: Mapping[str, object], where: str, env: bool = False) -> None:

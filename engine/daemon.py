@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,15 +11,20 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from engine.alerts import post_alert
 from engine.config import Settings, database_url, secret_key
 from engine.mail.outbox import OutboxTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
+from engine.metrics import Metrics
 from engine.scheduler.clock import Clock, SystemClock
 from engine.scheduler.dispatch import Dispatcher, DispatchSettings, RateLimiter
 from engine.scheduler.funnels import LiveFunnels
+from engine.scheduler.guard import Guard, Paused
 from engine.scheduler.stoplist import Stoplist
+from engine.scheduler.throttle import DomainThrottle, parse_domain_rates
 from engine.scheduler.tick import Ticker
+from engine.scheduler.warmup import Warmup
 from engine.sequences.project import Project
 from engine.store.db import check_connection, make_engine
 from engine.store.migrate import upgrade
@@ -46,6 +53,17 @@ def make_transport(settings: Settings, project: Path) -> Transport:
     )
 
 
+def _alerter(url: str | None, base_url: str) -> Callable[[Paused], None] | None:
+    """Post each pause to the alert webhook from a thread of its own: a slow receiver holds up nothing."""
+    if url is None:
+        return None
+
+    def alert(paused: Paused) -> None:
+        threading.Thread(target=post_alert, args=(url, paused.alert(base_url)), daemon=True).start()
+
+    return alert
+
+
 def open_database(settings: Settings, project: Path, migrate: bool = True) -> Engine:
     """The database engine, reachable and (by default) migrated to the newest schema."""
     db_engine = make_engine(database_url(settings, project))
@@ -70,6 +88,7 @@ class Daemon:
     db_executor: ThreadPoolExecutor
     web: Web
     web_executor: ThreadPoolExecutor
+    metrics: Metrics | None = None
 
 
 def build_daemon(
@@ -101,12 +120,26 @@ def build_daemon(
         track_opens=settings.track_opens,
     )
     limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
+    metrics = Metrics(db_engine, clock.now)
+    # Per-domain buckets are per process: N daemons on one database send N times as fast
+    # to a domain (docs/delivery.md). A domain rate at or above send_rate never binds.
+    throttle = DomainThrottle(
+        settings.domain_send_rate,
+        parse_domain_rates(settings.domain_rates),
+        burst_seconds=settings.tick_seconds,
+        ceiling=settings.send_rate,
+    )
     dispatcher = Dispatcher(
-        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor, stoplist
+        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor, stoplist,
+        throttle=throttle, warmup=Warmup.parse(settings.warmup_schedule, settings.warmup_start),
+        metrics=metrics,
     )
     ticker = Ticker(
         db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain
     )
+    ticker.metrics = metrics
+    ticker.guard = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
+                         alert=_alerter(settings.alert_webhook, settings.base_url))
     # Web writes (signups, clicks, unsubscribes) have their own thread: a signup does not
     # wait behind a tick's batch.
     web_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-web-db")
@@ -122,8 +155,13 @@ def build_daemon(
         address_limit=RateLimit(settings.signup_limit_per_address, SIGNUP_LIMIT_PERIOD),
         api_key=settings.api_key,
         check_email_domain=settings.check_email_domain,
+        metrics=metrics,
+        admin_password=settings.admin_password,
+        outbox_dir=project / settings.outbox_dir if settings.transport == "outbox" else None,
+        base_url=settings.base_url,
+        webhook_key=settings.webhook_key or settings.api_key or None,
     )
     return Daemon(
         settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor,
-        web, web_executor,
+        web, web_executor, metrics,
     )

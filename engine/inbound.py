@@ -17,12 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.flow.state import EventType
+from engine.flow.state import EventType, Stage
 from engine.leads import Proof, record_consent
 from engine.store import queries
 from engine.store.tables import TAG
 
 Stop = tuple[int, str | None]  # (subscriber, funnel); None: every funnel
+# A click moves nobody on, except someone in win-back or sunset: it brings them back.
+_CLICK_WAKES = (Stage.WINBACK.value, Stage.SUNSET.value)
 
 
 def confirm(conn: Connection, delivery: Mapping[str, Any], proof: Proof, now: datetime) -> bool:
@@ -110,7 +112,7 @@ def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime
         now,
         funnel=delivery["funnel"],
         external_id=f"click:{delivery['message_id']}:{digest}"[:200],
-        wake=False,
+        wake=_CLICK_WAKES,
         step=delivery["step"],
         data={"url": url},
     )

@@ -21,6 +21,7 @@ from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.db import durable
 from engine.store.erasure import erase_subscriber, rows_about
+from engine.store.pauses import paused_steps
 from engine.store.rows import events_of, state_of
 
 
@@ -55,10 +56,12 @@ def load_profile(db_engine: Engine, address: str, plans: Mapping[str, Plan], bro
         events = queries.events_by_subscriber(conn, [sid]).get(sid, [])
         sent = tuple(queries.marketing_sent_since(conn, [sid], now - CAP_HISTORY).get(sid, []))
         deliveries = queries.deliveries_of(conn, sid)
+        paused = paused_steps(conn)
         views = []
         for row in queries.enrollments_of(conn, sid):
             facts = Facts(timezone=subscriber["timezone"], magnet=row["magnet"],
-                          events=events_of(events, row["funnel"]), marketing_sent=sent)
+                          events=events_of(events, row["funnel"]), marketing_sent=sent,
+                          joined_at=row["created_at"], paused=paused.get(row["funnel"], frozenset()))
             mine = [d for d in deliveries if d["enrollment_id"] == row["id"]]
             views.append(EnrollmentView(row, mine, _next(row, subscriber, plans, broken, facts, now)))
         return Profile(subscriber, reports.consents_of(conn, sid), reports.tags_of(conn, sid), events, views)

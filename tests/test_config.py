@@ -64,3 +64,9 @@ def test_every_setting_is_documented_in_the_operators_guide() -> None:
     guide = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = [name for name in Settings.model_fields if f"`{name}`" not in guide]
     assert missing == []
+
+
+def test_an_empty_key_leaves_the_api_webhooks_and_dashboard_closed(tmp_path: Path) -> None:
+    env = {"FUNNEL_API_KEY": "", "FUNNEL_WEBHOOK_KEY": "  ", "FUNNEL_ADMIN_PASSWORD": ""}
+    settings = load_settings(tmp_path, env)
+    assert (settings.api_key, settings.webhook_key, settings.admin_password) == (None, None, None)

@@ -72,11 +72,14 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
 @click.option("--magnet", help="The lead magnet signed up for (default: the first).")
 @click.option("--days", default=120, show_default=True, type=click.IntRange(1, 3650),
               help="How many days to simulate.")
+@click.option("--idle", is_flag=True,
+              help="A subscriber who opens and clicks nothing (shows win-back and sunset); "
+                   "by default they open every email an hour after it arrives.")
 @click.option("--json", "as_json", is_flag=True, help="Print the emails as a JSON array.")
 @pass_project
 def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
                      start: str | None, timezone: str, magnet: str | None, days: int,
-                     as_json: bool) -> None:
+                     idle: bool, as_json: bool) -> None:
     """Print the dated timeline one subscriber would receive."""
     plan = _plan(obj, funnel)
     if zone(timezone).key != timezone and timezone != "UTC":
@@ -85,7 +88,8 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
     begin = _parse_start(start)
     script = Script(start=begin, timezone=timezone, magnet=magnet,
                     answers=tuple(_parse_answer(plan, a) for a in answers),
-                    events=tuple(_parse_event(e, begin) for e in events), days=days)
+                    events=tuple(_parse_event(e, begin) for e in events), days=days,
+                    reader=not idle)
     timeline = simulate(plan, script)
     renderer = Renderer(obj.project.templates_dir)
     subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone)

@@ -6,8 +6,10 @@ from functools import cached_property
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import Engine
 
 from engine.config import Settings, load_settings
+from engine.errors import EngineError
 from engine.sequences.project import Project
 
 
@@ -22,6 +24,17 @@ class Context:
     def settings(self) -> Settings:
         """funnel.toml and FUNNEL_ variables, read once."""
         return load_settings(self.root)
+
+    def database(self) -> Engine:
+        """The migrated database, disposed when the command ends, however it ends."""
+        from engine.daemon import open_database  # the daemon's wiring is heavy; only commands that need it
+
+        try:
+            db_engine = open_database(self.settings, self.root)
+        except EngineError as error:
+            raise click.ClickException(str(error)) from error
+        click.get_current_context().call_on_close(db_engine.dispose)
+        return db_engine
 
 
 pass_project = click.make_pass_decorator(Context)

@@ -18,8 +18,7 @@ from engine.cli.main import Context, main, pass_project
 from engine.cli.profile_text import profile_json, profile_lines
 from engine.cli.sample import load_plan
 from engine.csvleads import CsvLeads, ImportFileError
-from engine.daemon import open_database
-from engine.errors import EngineError, UnknownFunnelError, display_path
+from engine.errors import UnknownFunnelError, display_path
 from engine.exporting import cells, field_names, header, rows
 from engine.importing import Importer
 from engine.profile import forget, load_profile, rows_to_forget, suppression
@@ -36,13 +35,7 @@ def subscribers() -> None:
 
 
 def _database(obj: Context) -> Engine:
-    """The migrated database, disposed when the command ends, however it ends."""
-    try:
-        db_engine = open_database(obj.settings, obj.root)
-    except EngineError as error:
-        raise click.ClickException(str(error)) from error
-    click.get_current_context().call_on_close(db_engine.dispose)
-    return db_engine
+    return obj.database()
 
 
 @subscribers.command("import")

@@ -16,13 +16,14 @@ from engine.flow.actions import Action, Send, Skip
 from engine.flow.state import Facts, Stage, State
 from engine.flow.step import step
 from engine.flow.window import zone
-from engine.sequences.plan import EmailStep, PathKind, Plan
+from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan
 from engine.sequences.values import format_delay
 
 _STARTS = {
     PathKind.NURTURE: "the nurture path began",
     PathKind.SALES: "the sales path began",
     PathKind.CUSTOMER: "the customer path began",
+    PathKind.WINBACK: "the subscriber was found idle",
 }
 
 
@@ -77,6 +78,8 @@ def why(plan: Plan, state: State, facts: Facts, now: datetime) -> str:
         return "sales path over without a purchase; waiting for a purchase, which starts the customer path"
     if state.stage is Stage.CONFIRMING:
         return "waiting for the confirmation click"
+    if state.stage is Stage.SUNSET:
+        return f"{state.reason or 'sunset'}; no more marketing email unless they click again"
     survey = plan.survey
     if state.stage is Stage.SURVEY and survey is not None:
         return f"survey email '{survey.email.id}' due at {when(state.since + survey.after, tz)}"
@@ -88,12 +91,26 @@ def why(plan: Plan, state: State, facts: Facts, now: datetime) -> str:
                 else f"segment '{chosen}' from the answers given so far")
         return f"waiting for the survey answer until {when(deadline, tz)}, then {then}"
     kind = state.stage.path
-    segment = plan.segment(state.segment)
-    index = segment.path(kind).index(state.step) if segment and kind and state.step else None
-    if segment is None or kind is None or index is None:
+    path = _path(plan, state)
+    index = path.index(state.step) if path and state.step else None
+    if path is None or kind is None or index is None:
+        if state.stage is Stage.WINBACK and plan.winback:
+            after = format_delay(plan.winback.sunset_after)
+            return f"win-back emails sent; sunset if there is no click within {after} of the last"
         return f"waiting at stage '{state.stage.value}'"
-    email = segment.path(kind).steps[index]
+    email = path.steps[index]
+    if email.id in facts.paused:
+        return (f"'{email.id}' is paused (a guardrail or a person stopped it); waits here until "
+                f"someone resumes it: funnel resume {plan.funnel} {email.id}")
     return _walk_wait(plan, state, facts, now, email, kind)
+
+
+def _path(plan: Plan, state: State) -> PathPlan | None:
+    kind = state.stage.path
+    if kind is PathKind.WINBACK:
+        return plan.winback.path if plan.winback else None
+    segment = plan.segment(state.segment)
+    return segment.path(kind) if segment and kind else None
 
 
 def _walk_wait(plan: Plan, state: State, facts: Facts, now: datetime, email: EmailStep,
@@ -121,9 +138,14 @@ def _walk_wait(plan: Plan, state: State, facts: Facts, now: datetime, email: Ema
 
 
 def _after_event(plan: Plan, state: State, facts: Facts) -> EmailStep | None:
-    """The email an awaited event would bring: the magnet after the click, onboarding after a purchase."""
+    """The email an awaited event would bring: the magnet after the click, onboarding after a purchase,
+    the held email after a resume."""
     if state.stage is Stage.CONFIRMING:
         return plan.magnet(facts.magnet).email
+    path = _path(plan, state)
+    if path is not None and state.step in facts.paused:  # a resume sends it
+        index = path.index(state.step)
+        return path.steps[index] if index is not None else None
     segment = plan.segment(state.segment)
     if state.stage is Stage.SALES_DONE and segment and segment.customer.steps:
         return segment.customer.steps[0]

@@ -17,6 +17,7 @@ from engine.sequences.plan import PathKind, Plan
 # answer link when the script gives no time for it.
 CONFIRM_DELAY = timedelta(minutes=2)
 ANSWER_DELAY = timedelta(hours=1)
+OPEN_DELAY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Script:
     answers: tuple[ScriptedAnswer, ...] = ()
     events: tuple[Event, ...] = ()  # at absolute times
     days: int = 120
+    # A reader opens every marketing email an hour after it arrives; an idle subscriber opens
+    # nothing, which shows the win-back emails and the sunset.
+    reader: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ def simulate(plan: Plan, script: Script) -> Timeline:
         events.append(Event(EventType.CONFIRMED, script.start + CONFIRM_DELAY))
     events.extend(Event(EventType.ANSWER, script.start + a.offset, a.question, a.answer)
                   for a in script.answers if a.offset is not None)
-    facts = Facts(timezone=script.timezone, magnet=script.magnet, events=tuple(events))
+    facts = Facts(timezone=script.timezone, magnet=script.magnet, events=tuple(events),
+                  joined_at=script.start)
     state = start(plan, script.start)
     timeline = Timeline()
     now = script.start
@@ -124,7 +129,9 @@ def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datet
     if not isinstance(action, Send):
         return facts
     if action.email.marketing:
-        return replace(facts, marketing_sent=(*facts.marketing_sent, now))
+        opened = (Event(EventType.OPEN, now + OPEN_DELAY),) if script.reader else ()
+        return replace(facts, marketing_sent=(*facts.marketing_sent, now),
+                       events=(*facts.events, *opened))
     if plan.survey and action.email.id == plan.survey.email.id:
         later = tuple(Event(EventType.ANSWER, now + ANSWER_DELAY, a.question, a.answer)
                       for a in script.answers if a.offset is None)

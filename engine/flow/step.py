@@ -19,6 +19,11 @@ from engine.sequences.values import format_delay
 # A double opt-in request is sent once more, no sooner than this after the first, when
 # the person signs up again without having confirmed.
 CONFIRM_AGAIN_AFTER = timedelta(hours=24)
+# Signs that a person still reads: idle time (for win-back) counts from the latest of these.
+ENGAGED = frozenset({EventType.OPEN, EventType.CLICK, EventType.ANSWER, EventType.PURCHASE,
+                     EventType.CONFIRMED, EventType.SIGNED_UP_AGAIN})
+# What brings someone back from win-back or sunset: not an open, which an image proxy fakes.
+RETURNS = ENGAGED - {EventType.OPEN}
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Outcome:
     state: State
     actions: tuple[Action, ...]
     wake_at: datetime | None  # None: nothing to do until an event arrives
+    entered: tuple[Stage, ...] = ()  # stages entered on the way, in order: the funnel's milestones
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,14 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     """Advance one enrollment to `now`: send what is due, move on, say when to wake next."""
     facts = facts.until(now)
     actions: list[Action] = []
+    entered: list[Stage] = []
     # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
     for _ in range(8 * plan.email_count + 32):
         result = _next(plan, state, facts, now)
         if isinstance(result, _Wait):
-            return Outcome(state, tuple(actions), result.wake_at)
+            return Outcome(state, tuple(actions), result.wake_at, tuple(entered))
+        if result.state.stage is not state.stage:
+            entered.append(result.state.stage)
         state = result.state
         actions.extend(result.actions)
         for action in result.actions:
@@ -69,6 +78,10 @@ def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Mov
         return _Wait(None)
     if facts.first(EventType.UNSUBSCRIBE):
         return _end(state, "unsubscribed")
+    if state.stage in (Stage.WINBACK, Stage.SUNSET):
+        back = _returned(plan, state, facts)
+        if back is not None:
+            return back
     bought = _purchase_moves(plan, state, facts)
     if bought is not None:
         return bought
@@ -184,20 +197,29 @@ def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait |
 
 
 def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
-    """Nurture, sales and customer: send each email of the path when due, in order."""
-    segment = plan.segment(state.segment)
-    if segment is None:
-        moved = replace(state, segment=plan.default_segment, step=None)
-        return _Move(moved, (EnterSegment(plan.default_segment,
-                                          f"segment '{state.segment}' was removed"),))
+    """Nurture, sales, customer and win-back: send each email of the path when due, in order."""
     kind = state.stage.path
     assert kind is not None
-    path = segment.path(kind)
+    if kind is PathKind.WINBACK:
+        if plan.winback is None:  # the section was removed: back to where they were
+            return _back(state, now, "the win-back emails were removed")
+        path = plan.winback.path
+    else:
+        segment = plan.segment(state.segment)
+        if segment is None:
+            moved = replace(state, segment=plan.default_segment, step=None)
+            return _Move(moved, (EnterSegment(plan.default_segment,
+                                              f"segment '{state.segment}' was removed"),))
+        path = segment.path(kind)
     email = _current(path, state)
     if email is None:
-        return _path_finished(state, kind)
+        return _path_finished(plan, state, kind, now)
     if email.id != state.step:
         return _Move(replace(state, step=email.id))
+    if email.id in facts.paused:
+        # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
+        # the step wakes everyone waiting at it.
+        return _Wait(None)
     due = (state.last_sent_at or state.since) + email.after
     window = plan.window
     if now < due:
@@ -207,12 +229,24 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Mov
     allowed = plan.cap.next_allowed(facts.marketing_sent, now, facts.timezone)
     if allowed > now:
         return _Wait(window.next_open(allowed, facts.timezone) if window else allowed)
-    if email.role is Role.SALE and kind is not PathKind.SALES and _breaks_ratio(plan, state, kind):
+    idle = _idle_since(facts)
+    if kind is not PathKind.WINBACK and plan.winback and idle and now - idle >= plan.winback.after \
+            and _mailed_since(state, facts, idle):
+        # Not one more regular email to someone who stopped reading: win them back first.
+        moved = replace(state, stage=Stage.WINBACK, since=now, step=None, last_sent_at=None,
+                        resume_stage=state.stage, resume_step=email.id)
+        reason = f"no open or click for {format_delay(now - idle)}"
+        return _Move(moved, (EnterPath(PathKind.WINBACK, reason),))
+    if email.role is Role.SALE and kind in _RATIO_PATHS and _breaks_ratio(plan, state, kind):
         after = _after(path, email)
         skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                      skipped=True)))
         return _Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
     return _send(state, email, step=_after(path, email), last_sent_at=now)
+
+
+# The ratio rule governs the paths that mix teaching and selling; sales and win-back do not.
+_RATIO_PATHS = (PathKind.NURTURE, PathKind.CUSTOMER)
 
 
 def _current(path: PathPlan, state: State) -> EmailStep | None:
@@ -246,7 +280,46 @@ def _breaks_ratio(plan: Plan, state: State, kind: PathKind) -> bool:
     return not sent or sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale
 
 
-def _path_finished(state: State, kind: PathKind) -> _Move:
+def _idle_since(facts: Facts) -> datetime | None:
+    """Since when the subscriber has shown no sign of reading (None: unknown, never idle)."""
+    seen = [e.at for e in facts.events if e.type in ENGAGED]
+    if facts.joined_at is not None:
+        seen.append(facts.joined_at)
+    return max(seen, default=None)
+
+
+def _mailed_since(state: State, facts: Facts, idle: datetime) -> bool:
+    """Whether they were sent marketing email since `idle`: weeks of silence from us are not theirs."""
+    return (state.last_sent_at is not None and state.last_sent_at > idle) or any(
+        at > idle for at in facts.marketing_sent)
+
+
+def _returned(plan: Plan, state: State, facts: Facts) -> _Move | None:
+    """A click (answer, purchase, new signup) during win-back or after sunset: back on their path."""
+    sign = min((e for e in facts.events if e.type in RETURNS and e.at > state.since),
+               key=lambda e: e.at, default=None)
+    if sign is None:
+        return None
+    return _back(state, sign.at, f"{sign.type.value} after {state.stage.value}")
+
+
+def _back(state: State, at: datetime, reason: str) -> _Move:
+    stage = state.resume_stage or Stage.NURTURE
+    moved = replace(state, stage=stage, since=at, step=state.resume_step, last_sent_at=None,
+                    resume_stage=None, resume_step=None, reason=None)
+    assert stage.path is not None
+    return _Move(moved, (EnterPath(stage.path, reason),))
+
+
+def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> _Wait | _Move:
+    if kind is PathKind.WINBACK:
+        sunset_after = plan.winback.sunset_after if plan.winback else timedelta(0)
+        due = (state.last_sent_at or state.since) + sunset_after
+        if now < due:
+            return _Wait(due)
+        reason = f"sunset: no click within {format_delay(sunset_after)} of the win-back emails"
+        return _Move(replace(state, stage=Stage.SUNSET, since=due, step=None, reason=reason),
+                     (End(reason),))
     if kind is PathKind.NURTURE:
         moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since,
                         step=None, last_sent_at=None)
@@ -270,6 +343,8 @@ _HANDLERS = {
     Stage.NURTURE: _walk,
     Stage.SALES: _walk,
     Stage.CUSTOMER: _walk,
+    Stage.WINBACK: _walk,
+    Stage.SUNSET: _idle,
     Stage.SALES_DONE: _idle,
     Stage.ENDED: _idle,
 }

@@ -25,6 +25,8 @@ from engine.mail.message import new_message_id
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import PathKind, Plan
 from engine.store import queries
+from engine.store.milestones import record_milestones
+from engine.store.pauses import paused_steps
 from engine.store.rows import events_of, state_of, state_values
 
 # The frequency cap counts per local day or ISO week; 8 days of history cover both
@@ -58,6 +60,8 @@ def decide_due(
         subscribers = queries.subscribers_by_id(conn, ids)
         events = queries.events_by_subscriber(conn, ids)
         sent = defaultdict(list, queries.marketing_sent_since(conn, ids, now - CAP_HISTORY))
+        paused = paused_steps(conn)
+        milestones: list[dict[str, Any]] = []
         confirmed_at: dict[int, datetime] | None = None  # read only if this batch sends a confirmation
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
@@ -80,6 +84,8 @@ def decide_due(
                 magnet=row["magnet"],
                 events=events_of(events.get(subscriber["id"], ()), row["funnel"]),
                 marketing_sent=tuple(sent[subscriber["id"]]),
+                joined_at=row["created_at"],
+                paused=paused.get(row["funnel"], frozenset()),
             )
             outcome = _advance(plan, row, subscriber, facts, now)
             if any(isinstance(a, Send) and a.email.path is PathKind.CONFIRM for a in outcome.actions):
@@ -100,6 +106,12 @@ def decide_due(
                     deliveries.append(_delivery(row, action, plan, now, message_domain(plan)))
                     if action.email.marketing:
                         sent[subscriber["id"]].append(now)
+            if outcome.entered:
+                # The stage it leaves counts too: an enrollment starts in its first stage
+                # without a tick having moved it there.
+                for stage in (row["stage"], *(s.value for s in outcome.entered)):
+                    milestones.append({"enrollment_id": row["id"], "subscriber_id": row["subscriber_id"],
+                                       "funnel": row["funnel"], "stage": stage, "at": now})
             updates.append(
                 {
                     "_id": row["id"],
@@ -110,6 +122,7 @@ def decide_due(
             )
         queries.save_enrollments(conn, updates)
         queued = queries.queue_deliveries(conn, deliveries)
+        record_milestones(conn, milestones)
         queries.postpone_enrollments(conn, missing, now + MISSING_FUNNEL_RETRY, now)
         for enrollment, until in later:
             queries.postpone_enrollments(conn, [enrollment], until, now)

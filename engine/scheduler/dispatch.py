@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -27,11 +27,14 @@ from engine.mail.links import SignedLinks
 from engine.mail.message import build_message
 from engine.mail.tracking import track
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
+from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import MISSING_FUNNEL_RETRY
 from engine.scheduler.funnels import Funnels
 from engine.scheduler.stoplist import Stoplist
+from engine.scheduler.throttle import DomainThrottle, recipient_domain
+from engine.scheduler.warmup import Warmup
 from engine.sequences.plan import PathKind
 from engine.store import queries
 from engine.store.rows import email_hash
@@ -138,6 +141,9 @@ class Dispatcher:
         limiter: RateLimiter,
         db_executor: Executor,
         stoplist: Stoplist | None = None,
+        throttle: DomainThrottle | None = None,
+        warmup: Warmup | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db_engine = db_engine
         self.funnels = funnels
@@ -147,6 +153,11 @@ class Dispatcher:
         self.limiter = limiter
         self.db_executor = db_executor
         self.paused_domains: dict[str, datetime] = {}  # 421: this destination refuses for a while
+        self.throttle = throttle  # per recipient domain; None: no per-domain limit
+        self.warmup = warmup
+        self.metrics = metrics
+        self._warmup_left: int | None = None  # marketing emails today's warm-up still allows
+        self._warmup_logged_until: datetime | None = None  # the day `warmup_limit` was logged for
         self.stopping = False
         self._committer = _Committer(self._write)
         # Unsubscribes stop claimed mail too: this process's web side adds them at once,
@@ -167,12 +178,17 @@ class Dispatcher:
             self.limiter.give_back(wanted - len(claimed))
             if not claimed:
                 break
-            await self._send_all(claimed)
-            attempted += len(claimed)
+            held = await self._send_all(claimed)
+            # Held mail was not sent: its share of the global rate goes to the next claim,
+            # so mail to other domains still goes out in this tick.
+            self.limiter.give_back(held)
+            attempted += len(claimed) - held
         return attempted
 
     def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         with self.db_engine.begin() as conn:
+            # Counted before the claim, in its transaction: the day's volume without this batch.
+            self._warmup_left = self.warmup.remaining(conn, now) if self.warmup else None
             rows = queries.claim_due_deliveries(conn, now, limit, now + self.settings.lease)
             blocked = queries.suppressed_hashes(conn, (email_hash(r["email"]) for r in rows))
             self._see_unsubscribes(conn, now)
@@ -190,10 +206,14 @@ class Dispatcher:
                 )
         return rows
 
-    async def _send_all(self, claimed: list[dict[str, Any]]) -> None:
+    async def _send_all(self, claimed: list[dict[str, Any]]) -> int:
+        """Send a claimed batch; how many of it a domain's rate or the warm-up held back."""
         queue = deque(claimed)
+        throttled: Counter[str] = Counter()  # domain -> messages its rate held back
+        held = 0
 
         async def worker() -> None:
+            nonlocal held
             while queue:
                 row = queue.popleft()
                 # Rendering here, one message at a time, spreads the CPU work between the
@@ -208,11 +228,22 @@ class Dispatcher:
                 if isinstance(prepared, Outgoing):
                     result = await self.transport.send(prepared)
                     update = self._after_attempt(row, result)
+                    outcome = update["status"]
                 else:
                     update = prepared
+                    outcome = _unsent_outcome(update)
                 await self._committer.record(update)
+                if update.get("~held"):
+                    held += 1
+                    if update["~held"] == "throttle":
+                        throttled[update["~domain"]] += 1
+                if self.metrics is not None:
+                    self.metrics.sends.inc(outcome)
 
         await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(claimed)))))
+        if throttled:  # once per batch, not per message
+            log("throttled", held=sum(throttled.values()), domains=dict(throttled.most_common(20)))
+        return held
 
     def _prepare(self, row: dict[str, Any]) -> Outgoing | dict[str, Any]:
         """The message to send, or the update that explains why it is not sent now."""
@@ -251,6 +282,9 @@ class Dispatcher:
         paused = self.paused_domains.get(domain)
         if paused and paused > now:
             return _later(row, paused, now, f"{domain} answered 421; waiting")
+        held = self._hold(row, now)
+        if held is not None:
+            return held
         links = SignedLinks(
             self.settings.base_url,
             self.settings.secret,
@@ -312,6 +346,27 @@ class Dispatcher:
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)
             return _final(row, "failed", now, reply=f"not sent: {reason}"[:500])
         return Outgoing(row["message_id"], plan.sender_parts[1], subscriber.email, data)
+
+    def _hold(self, row: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        """The update that holds `row` back (no attempt) if today's warm-up or its domain's rate is spent."""
+        left = self._warmup_left if row["marketing"] else None  # None: the warm-up does not apply
+        if left is not None and left <= 0 and self.warmup is not None:
+            day, volume, until = self.warmup.day(now), self.warmup.limit(now), self.warmup.next_day(now)
+            if self._warmup_logged_until != until:  # once a day
+                self._warmup_logged_until = until
+                log("warmup_limit", day=day, volume=volume, resumes_at=until.isoformat())
+            reply = f"waiting: warm-up day {day} allows {volume} marketing emails; used up"
+            return {**_later(row, until, now, reply), "~held": "warmup"}
+        if self.throttle is not None:
+            domain = recipient_domain(row["email"])
+            wait = self.throttle.take(domain)
+            if wait > 0:
+                reply = f"throttled: {domain} takes {self.throttle.rate_for(domain):g} emails a second"
+                later = _later(row, now + timedelta(seconds=wait), now, reply)
+                return {**later, "~held": "throttle", "~domain": domain}
+        if left is not None:  # it goes: it spends one of today's allowance
+            self._warmup_left = left - 1
+        return None
 
     def _after_attempt(self, row: dict[str, Any], result: Result) -> dict[str, Any]:
         now = self.clock.now()
@@ -381,6 +436,13 @@ class Dispatcher:
                     queries.set_subscriber_status(conn, update["~subscriber_id"], "bounced", now)
                     queries.cancel_pending_deliveries(conn, update["~subscriber_id"], "suppressed", now)
                     queries.wake_enrollments(conn, update["~subscriber_id"], now)
+
+
+def _unsent_outcome(update: dict[str, Any]) -> str:
+    """The metrics' outcome of a delivery that was not attempted (docs/operations.md, "Metrics")."""
+    if update.get("~held"):
+        return "throttled"
+    return "waiting" if update["status"] == "deferred" else str(update["status"])
 
 
 def _render_problem(template: str, error: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -10,11 +11,13 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from engine.logs import log
+from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import decide_due
 from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
+from engine.scheduler.guard import Guard
 from engine.sequences.plan import Plan
 
 # Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
@@ -53,6 +56,8 @@ class Ticker:
         self.batch_size = batch_size
         self.message_id_domain = message_id_domain
         self.last: TickReport | None = None
+        self.metrics: Metrics | None = None  # tick durations for /metrics
+        self.guard: Guard | None = None  # the guardrail check, every guardrail_seconds
 
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:
@@ -80,9 +85,16 @@ class Ticker:
             queued += round_.queued
             if round_.claimed < self.batch_size:
                 break
+        if self.guard is not None and self.guard.due():
+            try:
+                await in_db_thread(self.db_executor, self.guard.check, self.clock.now())
+            except Exception as error:  # a locked database: judged again next time; sending goes on
+                log("guardrail_check_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
         attempted = await self.dispatcher.dispatch()
         report = TickReport(started, time.perf_counter() - began, decided, queued, attempted)
         self.last = report
+        if self.metrics is not None:
+            self.metrics.tick_finished(report.seconds)
         if decided or attempted:
             log("tick", decided=decided, queued=queued, attempted=attempted, seconds=round(report.seconds, 4))
         return report

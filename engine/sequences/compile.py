@@ -70,9 +70,10 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
 
 def _winback(winback: m.Winback, spacing: timedelta) -> WinbackPlan:
     gap = winback.spacing or spacing
+    # The first win-back email goes as soon as someone is found idle, unless it says otherwise.
     steps = tuple(EmailStep(e.id, PathKind.WINBACK, None, Role(e.role or "education"), e.subject,
-                            e.template, e.after if e.after is not None else gap)
-                  for e in winback.emails)
+                            e.template, e.after if e.after is not None else gap if i else timedelta(0))
+                  for i, e in enumerate(winback.emails))
     return WinbackPlan(winback.after, winback.sunset_after, PathPlan(PathKind.WINBACK, steps))
 
 

@@ -232,13 +232,14 @@ def postpone_enrollments(conn: Connection, ids: Sequence[int], until: datetime, 
         )
 
 
-def wake_enrollments(conn: Connection, subscriber_id: int, now: datetime) -> None:
-    """Make every live enrollment of the subscriber due now: something happened to them."""
-    conn.execute(
-        sa.update(ENROLLMENT)
-        .where(ENROLLMENT.c.subscriber_id == subscriber_id, ENROLLMENT.c.stage != Stage.ENDED.value)
-        .values(next_run_at=now, updated_at=now)
-    )
+def wake_enrollments(
+    conn: Connection, subscriber_id: int, now: datetime, stages: Sequence[str] | None = None
+) -> None:
+    """Make the subscriber's live enrollments (those in `stages`, if given) due now: something happened."""
+    where = [ENROLLMENT.c.subscriber_id == subscriber_id, ENROLLMENT.c.stage != Stage.ENDED.value]
+    if stages is not None:
+        where.append(ENROLLMENT.c.stage.in_(list(stages)))
+    conn.execute(sa.update(ENROLLMENT).where(*where).values(next_run_at=now, updated_at=now))
 
 
 def enrollments_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
@@ -261,13 +262,14 @@ def record_event(
     *,
     funnel: str | None = None,
     external_id: str | None = None,
-    wake: bool = True,
+    wake: bool | Sequence[str] = True,
     **fields: Any,
 ) -> bool:
     """Store an event and wake the subscriber's enrollments; False for a repeated `external_id`.
 
-    `wake=False` for events the interpreter does not act on (opens, clicks): no enrollment
-    is looked at again because an image proxy fetched a pixel.
+    `wake=False` for events the interpreter does not act on (opens): no enrollment is
+    looked at again because an image proxy fetched a pixel. A sequence of stages wakes
+    only enrollments in those (a click wakes someone in win-back or sunset).
     """
     row = {
         "subscriber_id": subscriber_id,
@@ -289,8 +291,10 @@ def record_event(
             return False
     else:
         conn.execute(sa.insert(EVENT), [row])
-    if wake:
+    if wake is True:
         wake_enrollments(conn, subscriber_id, at)
+    elif wake:
+        wake_enrollments(conn, subscriber_id, at, wake)
     return True
 
 

@@ -7,6 +7,7 @@ answers 401, so a fresh install exposes nothing.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine import inbound
 from engine.errors import did_you_mean
+from engine.feedback import bare_message_id
 from engine.flow.state import EventType
 from engine.leads import Proof, add_lead
 from engine.logs import log
@@ -31,6 +33,8 @@ from engine.web.signup_form import Refusal, check_signup, text_problem
 # Types the API may not record: they come from links in emails, with proof of who clicked.
 FROM_LINKS_ONLY = {EventType.CONFIRMED.value, EventType.ANSWER.value, EventType.CLICK.value,
                    EventType.OPEN.value}
+# Reports about an email sent: they suppress the address (engine/inbound.py complain, bounce).
+FEEDBACK = {EventType.COMPLAINT.value: "complained", EventType.BOUNCE.value: "bounced_later"}
 BEARER = HTTPBearer(auto_error=False, description="the api_key setting (FUNNEL_API_KEY)")
 
 
@@ -57,7 +61,8 @@ class EventIn(BaseModel):
     subscriber_id: int | None = Field(None, ge=1, le=2**62, description="or the subscriber's id")
     type: str = Field(
         pattern=r"^[a-z][a-z0-9_.-]{0,49}$",
-        description="purchase, tag, untag, unsubscribe, or a custom event name like webinar_attended",
+        description="purchase, tag, untag, unsubscribe, complaint, bounce (a hard bounce reported "
+        "later), or a custom event name like webinar_attended",
     )
     product: Line | None = Field(None, description="purchase: the product id (exit_on may filter by it)")
     amount: float | None = Field(
@@ -71,6 +76,10 @@ class EventIn(BaseModel):
     id: Annotated[str, _plain(180)] | None = Field(
         None, min_length=1, description="your id for this event: a retried call records it once"
     )
+    message_id: Annotated[str, _plain(250)] | None = Field(
+        None, min_length=1, description="complaint and bounce: the Message-ID of the email it is about "
+        "(with or without <>); without it, the latest marketing email sent takes the blame"
+    )
 
     @model_validator(mode="after")
     def _one_subscriber(self) -> EventIn:
@@ -80,6 +89,8 @@ class EventIn(BaseModel):
             raise ValueError(f"'{self.type}' events come from the links in emails, not from the API")
         if self.type in (EventType.TAG.value, EventType.UNTAG.value) and not self.name:
             raise ValueError(f"a {self.type} event needs 'name': the tag")
+        if self.message_id is not None and self.type not in FEEDBACK:
+            raise ValueError("'message_id' is for complaint and bounce events")
         return self
 
 
@@ -181,8 +192,8 @@ class SubscriberDetail(SubscriberOut):
     deliveries: list[DeliveryRow]
 
 
-def router(web: Web) -> APIRouter:
-    """The /api/ routes."""
+def api_key_required(web: Web) -> Callable[[HTTPAuthorizationCredentials | None], None]:
+    """The dependency of every /api/ route (api_stats.py too): the bearer key, or 401."""
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> None:
         if web.api_key is None:
@@ -193,13 +204,21 @@ def router(web: Web) -> APIRouter:
             raise HTTPException(401, "send Authorization: Bearer <api key>",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    unauthorized: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong API key"}}
-    routes = APIRouter(prefix="/api", dependencies=[Depends(authorized)], responses=unauthorized)
+    return authorized
+
+
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "no or wrong API key"}}
+
+
+def router(web: Web) -> APIRouter:
+    """The /api/ routes."""
+    routes = APIRouter(prefix="/api", dependencies=[Depends(api_key_required(web))], responses=UNAUTHORIZED)
 
     @routes.post("/events", status_code=201, response_model=EventOut,
                  responses={200: {"model": EventOut, "description": "a repeated id: nothing recorded"},
-                            404: {"description": "no such subscriber"}},
-                 summary="Record a purchase, tag, untag, unsubscribe or custom event")
+                            404: {"description": "no such subscriber"},
+                            422: {"description": "a field is wrong, or message_id names another's email"}},
+                 summary="Record a purchase, tag, untag, unsubscribe, complaint, bounce or custom event")
     async def post_event(event: EventIn) -> JSONResponse:
         now = web.clock.now()
 
@@ -214,6 +233,8 @@ def router(web: Web) -> APIRouter:
                 stops, new = inbound.unsubscribe(conn, row["id"], event.funnel, now, key)
                 web.stoplist.add(stops)
                 return row["id"], new
+            if event.type in FEEDBACK:
+                return row["id"], _feedback(conn, web, row["id"], event, now)
             shop = inbound.ShopEvent(type=event.type, product=event.product, amount=event.amount,
                                      currency=event.currency, name=event.name, id=event.id)
             return row["id"], inbound.record_shop_event(conn, row["id"], shop, now)
@@ -221,11 +242,15 @@ def router(web: Web) -> APIRouter:
         if event.funnel is not None and event.funnel not in web.plans():
             raise HTTPException(422, f"no funnel '{event.funnel}'; "
                                 + did_you_mean(event.funnel, sorted(web.plans()), "leave 'funnel' out"))
-        found = await web.writer.run(job)
+        try:
+            found = await web.writer.run(job)
+        except NotTheirs as error:
+            raise HTTPException(422, str(error)) from error
         if found is None:
             raise HTTPException(404, "no subscriber with this address or id")
         subscriber, new = found
-        log("event", type=event.type, subscriber=subscriber, new=new, product=event.product)
+        log(FEEDBACK.get(event.type, "event"), type=event.type, subscriber=subscriber, new=new,
+            product=event.product)
         out = EventOut(status="recorded" if new else "duplicate", subscriber_id=subscriber, type=event.type)
         return JSONResponse(out.model_dump(), status_code=201 if new else 200)
 
@@ -287,6 +312,26 @@ def router(web: Web) -> APIRouter:
         return detail
 
     return routes
+
+
+class NotTheirs(Exception):
+    """The message_id of a complaint or bounce names an email sent to someone else."""
+
+
+def _feedback(conn: Connection, web: Web, subscriber: int, event: EventIn, now: datetime) -> bool:
+    """Record a complaint or a hard bounce reported through the API; True when new."""
+    message_id = bare_message_id(event.message_id)
+    delivery = queries.delivery_by_message_id(conn, message_id) if message_id else None
+    if delivery is not None and delivery["subscriber_id"] != subscriber:
+        raise NotTheirs(f"message_id {message_id} was sent to another subscriber, not to this one")
+    # Without an id, the email named (or the moment) tells a repeated report from a new one.
+    key = f"api:{event.id}" if event.id else f"api:{subscriber}:{message_id or now.isoformat()}"
+    if event.type == EventType.COMPLAINT.value:
+        stops, new = inbound.complain(conn, subscriber, now, key, delivery)
+    else:
+        stops, new = inbound.bounce(conn, subscriber, now, key, delivery, detail="reported through the API")
+    web.stoplist.add(stops)  # before the commit: a send checking meanwhile must see it
+    return new
 
 
 def _summary(conn: Connection, row: Any) -> SubscriberOut:

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
 from engine.logs import log
-from engine.web import api, email_links, signup
+from engine.metrics import CONTENT_TYPE, Metrics
+from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
 from engine.web.context import Unavailable, Web
 from engine.web.pages import SECURITY_HEADERS
 
@@ -64,6 +65,21 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
         app.include_router(signup.router(web))
         app.include_router(email_links.router(web))
         app.include_router(api.router(web))
+        app.include_router(dashboard.router(web))
+        app.include_router(webhooks.router(web))
+        app.include_router(api_stats.router(web))
+
+    # Without the daemon's parts (web is None) the page still shows the database gauges.
+    scraped = web.metrics if web is not None and web.metrics else Metrics(health.db_engine, health.now)
+
+    @app.get(
+        "/metrics",
+        summary="Counters and queue gauges in Prometheus text format (docs/operations.md, Metrics)",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4"}},
+    )
+    def metrics() -> Response:
+        return Response(scraped.render(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", summary="Liveness and readiness of the daemon")
     def healthz() -> JSONResponse:

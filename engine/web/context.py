@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
+from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import Plan
@@ -34,6 +36,11 @@ class Web:
     address_limit: RateLimit
     api_key: str | None
     check_email_domain: bool = False
+    metrics: Metrics | None = None  # signup counts for /metrics
+    admin_password: str | None = None  # the dashboard's login; None: api_key, else the dashboard is off
+    outbox_dir: Path | None = None  # the outbox transport's folder, shown in the dashboard; None: SMTP
+    base_url: str = ""  # https: the dashboard's session cookie is Secure
+    webhook_key: str | None = None  # Basic-auth password of /webhooks/ (webhook_key, else api_key)
     # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
     # link again and again costs no database write.
     seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))

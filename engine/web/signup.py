@@ -124,6 +124,7 @@ def router(web: Web) -> APIRouter:
         wait = web.ip_limit.hit(ip_key(client_ip(request)))
         if wait:
             log("signup_limited", logging.WARNING, by="ip", ip=client_ip(request))
+            _count(web, "limited")
             return _refused(request, Refusal(429, (("body", "too many signups from your address; "
                                                             "try again later"),)), wait=wait)
         try:
@@ -134,19 +135,23 @@ def router(web: Web) -> APIRouter:
             else:
                 signup = check_signup(values, web.plans())
         except Refusal as refusal:
+            _count(web, "invalid")
             return _refused(request, refusal)
         plan = signup.plan
         allowed = {origin_of(o) for o in plan.allowed_origins}
         cors = origin if origin and origin.lower() in allowed else None
         if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
+            _count(web, "invalid")
             return _refused(request, Refusal(403, (("origin", f"'{origin}' may not post to funnel "
                                                     f"'{plan.funnel}'; add it to signup.allowed_origins"),)))
         if signup.trapped:  # before the address's allowance: a bot's post must not use it up
             log("signup_trapped", logging.WARNING, funnel=plan.funnel, ip=client_ip(request))
+            _count(web, "trapped")
             return _accepted(request, signup, new=True, cors=cors)
         wait = web.address_limit.hit(address_key(signup.lead.email))
         if wait:
             log("signup_limited", logging.WARNING, by="address", funnel=plan.funnel, ip=client_ip(request))
+            _count(web, "limited")
             return _refused(request, Refusal(429, (("email", "too many signups for this address; "
                                                              "try again later"),)), wait=wait, cors=cors)
         proof = Proof(
@@ -160,6 +165,7 @@ def router(web: Web) -> APIRouter:
         try:
             added = await web.writer.run(_SignupJob(signup, proof, now))
         except Unavailable:
+            _count(web, "unavailable")
             return _refused(request, Refusal(503, (("body", "the signup could not be saved just now; "
                                                             "try again in a minute"),)), wait=30, cors=cors)
         log(
@@ -170,6 +176,8 @@ def router(web: Web) -> APIRouter:
             new_enrollment=added.new_enrollment,
             suppressed=added.subscriber_id is None,
         )
+        known = "known" if added.subscriber_id is not None else "suppressed"
+        _count(web, "new" if added.new_subscriber else known)
         # A suppressed address is answered as a new one: the answer must not tell.
         return _accepted(request, signup, new=added.new_subscriber or added.subscriber_id is None, cors=cors)
 
@@ -191,6 +199,12 @@ def router(web: Web) -> APIRouter:
         )
 
     return routes
+
+
+def _count(web: Web, result: str) -> None:
+    """Count one answer for /metrics (funnel_signups_total)."""
+    if web.metrics is not None:
+        web.metrics.signups.inc(result)
 
 
 def _flat_schema() -> dict[str, Any]:

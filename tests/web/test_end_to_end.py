@@ -5,6 +5,9 @@ aiosmtpd server on loopback (tests/web/live.py). Everything checked is read from
 messages that server received, and everything done goes through HTTP, as the
 subscriber's browser, a mail scanner and the shop would do it. `funnel simulate` is the
 oracle for which emails arrive, in which order; a message's step is found by its subject.
+The subscriber reads each marketing email as it arrives, images on (an open), as
+simulate's subscriber does: someone who opened nothing for three weeks would get the
+funnel's win-back emails instead (docs/guardrails.md).
 
 The clock: first-marathon spans about 155 simulated days (signup, 30 days of nurture,
 the first sales email, then a customer path timed to a 16-week course), camping-gear
@@ -38,6 +41,7 @@ import pytest
 
 from engine.sequences.plan import EmailStep, Plan, Role, SegmentPlan
 from engine.sequences.project import Project
+from tests.support.links import images
 from tests.support.project import shipped_project
 from tests.support.smtp_server import running_smtp
 from tests.web.live import (
@@ -145,6 +149,7 @@ def test_one_subscriber_walks_the_whole_funnel_as_mail_and_browser_see_it(walk: 
             # purchase), then the customer path.
             for count in range(4, len(expected) + 1):
                 steps = arrived(count)
+                _read(daemon, mailbox.messages(address)[count - 1])
                 assert steps == expected[:count], (
                     f"expected {expected[:count]}, got {steps}; the daemon's records:\n"
                     + _history(daemon, address))
@@ -258,6 +263,13 @@ def _simulate(project: Path, funnel: str, *args: str) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr
     return list(json.loads(result.stdout))
+
+
+def _read(daemon: LiveDaemon, message: EmailMessage) -> None:
+    """Open the message as a mail client showing images does: its pixel is fetched."""
+    pixels = [src for src in images(html_of(message)) if src.startswith(f"{daemon.base_url}/o/")]
+    assert len(pixels) == 1, "a marketing email without its open pixel"
+    assert daemon.http.get(pixels[0]).status_code == 200
 
 
 def _buy(daemon: LiveDaemon, address: str, walk: Walk) -> None:

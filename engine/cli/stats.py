@@ -1,0 +1,63 @@
+"""`funnel stats [FUNNEL] [--since DATE] [--json] [--csv]`: the funnels' numbers (docs/stats.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+
+import click
+
+from engine.cli.main import Context, main, pass_project
+from engine.cli.stats_text import csv_rows, report_lines
+from engine.errors import UnknownFunnelError, display_path
+from engine.report import parse_since, read_report
+from engine.scheduler.clock import Clock, SystemClock
+
+# What time the command takes it to be; tests put a FrozenClock here.
+clock: Clock = SystemClock()
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@main.command()
+@click.argument("funnel", required=False)
+@click.option("--since", callback=_since, metavar="DATE",
+              help="Only signups from then on (stages) and mail and events from then on (emails): "
+                   "2026-03-01 (midnight UTC) or an ISO time like 2026-03-01T09:00+01:00.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON (what GET /api/stats returns).")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print the emails' numbers as CSV, one row per funnel and step.")
+@pass_project
+def stats(obj: Context, funnel: str | None, since: datetime | None, as_json: bool, as_csv: bool) -> None:
+    """Stages with conversions, survey answers, segments, sources, revenue and every email's numbers."""
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    result = obj.project.check()
+    plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
+    for path, errors in sorted(result.by_file.items()):
+        if errors:
+            click.echo(f"{display_path(path)} has errors (run funnel validate); its funnel shows only what "
+                       "the database holds", err=True)
+    try:
+        report = read_report(obj.database(), plans, funnel, since, now=clock.now())
+    except UnknownFunnelError as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerows(csv_rows(report))
+    else:
+        for line in report_lines(report):
+            click.echo(line)

@@ -1,0 +1,115 @@
+"""The guardrail check the daemon runs every `guardrail_seconds`: judge every step, pause the bad ones.
+
+Counting is one pair of GROUP BY queries over deliveries and events (engine/store/
+stepstats.py), the same numbers `funnel stats` shows. A step resumed by a person is
+judged only on what was sent after the resume, or it would pause again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from engine.guardrails import judge
+from engine.logs import log
+from engine.sequences.plan import Plan
+from engine.store import pauses
+from engine.store.stepstats import StepCounts, step_counts
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A step this check paused, with why: what the log line and the alert say."""
+
+    funnel: str
+    step: str
+    breach: pauses.Breach
+    waiting: int
+    at: datetime
+
+    def alert(self, base_url: str) -> dict[str, Any]:
+        """The alert webhook's JSON body."""
+        return {
+            "event": "step_paused",
+            "text": f"funnel-engine paused '{self.step}' in funnel '{self.funnel}': {self.breach.detail}. "
+            f"Resume it with: funnel resume {self.funnel} {self.step}",
+            "funnel": self.funnel,
+            "step": self.step,
+            "metric": self.breach.metric,
+            "detail": self.breach.detail,
+            "sends": self.breach.sends,
+            "count": self.breach.count,
+            "threshold": self.breach.threshold,
+            "waiting": self.waiting,
+            "at": self.at.isoformat(),
+            "dashboard": f"{base_url.rstrip('/')}/dashboard/funnels/{self.funnel}",
+        }
+
+
+def check_guardrails(db_engine: Engine, plans: Mapping[str, Plan], now: datetime) -> list[Paused]:
+    """Pause every marketing step that crossed a threshold of its funnel; what was paused now."""
+    paused: list[Paused] = []
+    with db_engine.begin() as conn:
+        held = {(row["funnel"], row["step"]): row for row in pauses.pauses(conn)}
+        for counts in step_counts(conn):
+            plan = plans.get(counts.funnel)
+            email = plan.email(counts.step) if plan else None
+            if plan is None or email is None or not email.marketing:
+                continue  # confirmations and deliveries of the magnet are never held back
+            row = held.get((counts.funnel, counts.step))
+            if row is not None and row["resumed_at"] is None:
+                continue
+            if row is not None:
+                counts = _since(conn, counts, row["resumed_at"])
+            breach = judge(counts, plan.guardrails)
+            if breach is not None and pauses.pause(conn, counts.funnel, counts.step, breach, now):
+                waiting = pauses.waiting_at(conn, counts.funnel, counts.step)
+                paused.append(Paused(counts.funnel, counts.step, breach, waiting, now))
+    for each in paused:
+        log("step_paused", logging.WARNING, funnel=each.funnel, step=each.step, metric=each.breach.metric,
+            detail=each.breach.detail, waiting=each.waiting,
+            hint=f"funnel resume {each.funnel} {each.step}")
+    return paused
+
+
+def _since(conn: Any, counts: StepCounts, resumed_at: datetime) -> StepCounts:
+    fresh = step_counts(conn, counts.funnel, since=resumed_at, steps=[counts.step])
+    return fresh[0] if fresh else StepCounts(counts.funnel, counts.step)
+
+
+class Guard:
+    """Runs `check_guardrails` at most every `interval` seconds of real time and sends the alerts."""
+
+    def __init__(
+        self,
+        db_engine: Engine,
+        plans: Callable[[], Mapping[str, Plan]],
+        interval: float,
+        alert: Callable[[Paused], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db_engine = db_engine
+        self.plans = plans
+        self.interval = interval
+        self.alert = alert
+        self.monotonic = monotonic
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        """Whether a check is due now."""
+        return self.last is None or self.monotonic() - self.last >= self.interval
+
+    def check(self, now: datetime) -> list[Paused]:
+        """Judge every step now (in the database thread); alerts go out after the commit."""
+        self.last = self.monotonic()
+        paused = check_guardrails(self.db_engine, self.plans(), now)
+        if self.alert is not None:
+            for each in paused:
+                self.alert(each)
+        return paused

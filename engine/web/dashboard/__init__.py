@@ -1,0 +1,31 @@
+"""The operator's dashboard at /dashboard: funnels, steps, subscribers, the outbox, guardrails.
+
+Server-rendered HTML without JavaScript, behind one password (auth.py) with a CSRF
+token in every form (csrf.py). docs/dashboard.md describes the pages and their security.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from engine.web.context import Web
+from engine.web.dashboard import auth, funnels, outbox, people
+from engine.web.dashboard.render import style
+
+_STYLE_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+
+def router(web: Web) -> APIRouter:
+    """Every route of the dashboard."""
+    gate = auth.Gate(web)
+    routes = APIRouter(include_in_schema=False)
+
+    @routes.get(auth.HOME + "/style.css")
+    def style_sheet() -> Response:
+        # Public: the login page needs it, and it holds nothing but colours and spacing.
+        return Response(style(), media_type="text/css", headers=_STYLE_HEADERS)
+
+    for part in (auth, funnels, people, outbox):
+        routes.include_router(part.router(web, gate))
+    return routes
