@@ -141,17 +141,7 @@ def complain(
     latest marketing email sent to the person takes the blame (providers' feedback loops
     often strip the Message-ID). `key` makes a repeated report record nothing twice.
     """
-    if delivery is None:
-        delivery = queries.last_marketing_delivery(conn, subscriber, now)
-    new = queries.record_event(
-        conn,
-        subscriber,
-        EventType.COMPLAINT.value,
-        now,
-        funnel=delivery["funnel"] if delivery else None,
-        step=delivery["step"] if delivery else None,
-        external_id=f"complaint:{key}"[:200],
-    )
+    new, _ = _report(conn, subscriber, EventType.COMPLAINT, now, key, delivery)
     if new:
         _block(conn, subscriber, "complained", now, ("active", "unsubscribed", "bounced"))
     return [(subscriber, None)], new
@@ -170,23 +160,38 @@ def bounce(
     The delivery it names (or the latest one sent) becomes `bounced`, so the step's bounce
     count includes it; the address is suppressed as a bounce at the SMTP conversation is.
     """
-    if delivery is None:
-        delivery = queries.last_marketing_delivery(conn, subscriber, now)
-    new = queries.record_event(
-        conn,
-        subscriber,
-        EventType.BOUNCE.value,
-        now,
-        funnel=delivery["funnel"] if delivery else None,
-        step=delivery["step"] if delivery else None,
-        external_id=f"bounce:{key}"[:200],
-        data={"detail": detail[:500]} if detail else {},
-    )
+    new, delivery = _report(conn, subscriber, EventType.BOUNCE, now, key, delivery,
+                            data={"detail": detail[:500]} if detail else {})
     if new:
         if delivery is not None:
             queries.mark_bounced_later(conn, delivery["id"], detail, now)
         _block(conn, subscriber, "bounced", now, ("active", "unsubscribed"))
     return [(subscriber, None)], new
+
+
+def _report(
+    conn: Connection,
+    subscriber: int,
+    kind: EventType,
+    now: datetime,
+    key: str,
+    delivery: Mapping[Any, Any] | None,
+    **fields: Any,
+) -> tuple[bool, Mapping[Any, Any] | None]:
+    """Record a complaint or a bounce against `delivery`, or the latest marketing email: (new, email)."""
+    if delivery is None:
+        delivery = queries.last_marketing_delivery(conn, subscriber, now)
+    new = queries.record_event(
+        conn,
+        subscriber,
+        kind.value,
+        now,
+        funnel=delivery["funnel"] if delivery else None,
+        step=delivery["step"] if delivery else None,
+        external_id=f"{kind.value}:{key}"[:200],
+        **fields,
+    )
+    return new, delivery
 
 
 def _block(conn: Connection, subscriber: int, status: str, now: datetime, only_from: tuple[str, ...]) -> None:

@@ -19,12 +19,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from starlette.datastructures import UploadFile
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from engine.errors import did_you_mean
 from engine.leads import UTM_KEYS, Lead, answer_problems
 from engine.mail.message import check_address
 from engine.sequences.plan import Plan
+from engine.web.body import BodyCut, BodyTooLarge, read_capped
 
 MAX_BODY = 64 * 1024  # a signup form is a few hundred bytes
 MAX_FIELDS = 60  # keys in one post
@@ -73,22 +74,12 @@ class Signup:
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 beyond MAX_BODY bytes (without reading the rest)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        raise Refusal(413, (("body", f"a signup post must be under {MAX_BODY // 1024} KiB"),))
-    chunks: list[bytes] = []
-    size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise Refusal(413, (("body", f"a signup post must be under {MAX_BODY // 1024} KiB"),))
-            chunks.append(chunk)
-    except ClientDisconnect as error:
+        return await read_capped(request, MAX_BODY)
+    except BodyTooLarge as error:
+        raise Refusal(413, (("body", f"a signup post must be under {MAX_BODY // 1024} KiB"),)) from error
+    except BodyCut as error:
         raise Refusal(400, (("body", "the client went away before sending the whole post"),)) from error
-    body = b"".join(chunks)
-    request._body = body  # starlette's form parser reads the cached body
-    return body
 
 
 def media_type(request: Request) -> str:

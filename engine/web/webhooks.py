@@ -24,12 +24,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.engine import Connection
-from starlette.requests import ClientDisconnect
 
 from engine import inbound
 from engine.feedback import Feedback, FeedbackKind, postmark, ses
 from engine.logs import log
 from engine.store import queries
+from engine.web.body import BodyCut, BodyTooLarge, read_capped
 from engine.web.context import Web
 
 # SNS messages are at most 256 KiB; a Postmark bounce may carry the bounced message in
@@ -141,20 +141,12 @@ def _record(conn: Connection, web: Web, report: Feedback, now: datetime) -> Outc
 
 async def _read_body(request: Request) -> bytes:
     """The body, refused with 413 beyond MAX_BODY bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        raise HTTPException(413, f"a webhook body must be under {MAX_BODY // 1024} KiB")
-    chunks: list[bytes] = []
-    size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise HTTPException(413, f"a webhook body must be under {MAX_BODY // 1024} KiB")
-            chunks.append(chunk)
-    except ClientDisconnect as error:
+        return await read_capped(request, MAX_BODY)
+    except BodyTooLarge as error:
+        raise HTTPException(413, f"a webhook body must be under {MAX_BODY // 1024} KiB") from error
+    except BodyCut as error:
         raise HTTPException(400, "the client went away before sending the whole body") from error
-    return b"".join(chunks)
 
 
 def _json(body: bytes) -> Any:
