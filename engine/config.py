@@ -88,7 +88,7 @@ class Settings(BaseModel):
         None, description="key for /api/ (Authorization: Bearer KEY); the API answers 401 without one"
     )
     webhook_key: str | None = Field(
-        None, description="Basic-auth password of /webhooks/ses and /webhooks/postmark (default: api_key)"
+        None, description="Basic-auth password of /webhooks/ses and /webhooks/postmark; unset: they are off"
     )
     admin_password: str | None = Field(
         None, description="password of the /dashboard login (default: api_key); with neither it is off"

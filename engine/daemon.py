@@ -159,7 +159,7 @@ def build_daemon(
         admin_password=settings.admin_password,
         outbox_dir=project / settings.outbox_dir if settings.transport == "outbox" else None,
         base_url=settings.base_url,
-        webhook_key=settings.webhook_key or settings.api_key or None,
+        webhook_key=settings.webhook_key,
     )
     return Daemon(
         settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor,

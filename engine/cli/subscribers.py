@@ -158,13 +158,14 @@ def forget_command(obj: Context, email: str, yes: bool) -> None:
                "so that it is never mailed or imported again")
 
 
-_ROWS = {"delivery": ("delivery", "deliveries"), "consent": ("consent record", "consent records")}
+_ROWS = {"delivery": ("delivery", "deliveries"), "consent": ("consent record", "consent records"),
+         "milestone": ("funnel stage record", "funnel stage records")}
 
 
 def _rows_text(counts: dict[str, int]) -> str:
     """'1 subscriber, 2 consent records, 3 events' (tables with no rows left out)."""
     parts = []
-    for table in ("subscriber", "consent", "tag", "enrollment", "event", "delivery"):
+    for table in ("subscriber", "consent", "tag", "enrollment", "milestone", "event", "delivery"):
         one, many = _ROWS.get(table, (table, table + "s"))
         if counts.get(table):
             parts.append(f"{counts[table]:,} {one if counts[table] == 1 else many}")

@@ -142,14 +142,16 @@ def _complaints(complaint: Mapping[str, Any], provider_id: str, message_id: str 
             for recipient in _recipients(complaint, "complainedRecipients")]
 
 
-def _recipients(report: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def _recipients(report: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     recipients = report.get(key)
     if not isinstance(recipients, list) or not recipients:
         raise ValueError(f"the SES notification's '{key}' must be a non-empty list")
-    for recipient in recipients:
-        if not isinstance(recipient, dict) or not bare_address(recipient.get("emailAddress")):
-            raise ValueError(f"every entry of '{key}' needs an 'emailAddress'")
-    return recipients
+    # A broken entry is left out, not the whole notification: SNS drops what gets a 4xx,
+    # and the other recipients' reports would go with it.
+    usable = [r for r in recipients if isinstance(r, dict) and bare_address(r.get("emailAddress"))]
+    if not usable:
+        raise ValueError(f"no entry of '{key}' has an 'emailAddress'")
+    return usable
 
 
 def _our_message_id(mail: Mapping[str, Any]) -> str | None:

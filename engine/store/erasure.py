@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store import queries
-from engine.store.tables import CONSENT, DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, TAG
+from engine.store.tables import CONSENT, DELIVERY, ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TAG
 
-# Children before parents: deliveries point at enrollments, everything at the subscriber.
-ERASED_TABLES = (DELIVERY, EVENT, TAG, CONSENT, ENROLLMENT, SUBSCRIBER)
+# Children before parents: deliveries and milestones point at enrollments, everything at the subscriber.
+ERASED_TABLES = (DELIVERY, MILESTONE, EVENT, TAG, CONSENT, ENROLLMENT, SUBSCRIBER)
 
 
 def _where(table: sa.Table, subscriber_id: int) -> sa.ColumnElement[bool]:

@@ -196,7 +196,7 @@ def api_key_required(web: Web) -> Callable[[HTTPAuthorizationCredentials | None]
     """The dependency of every /api/ route (api_stats.py too): the bearer key, or 401."""
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> None:
-        if web.api_key is None:
+        if not web.api_key:
             raise HTTPException(401, "the API is off: set FUNNEL_API_KEY (or api_key in funnel.toml)",
                                 headers={"WWW-Authenticate": "Bearer"})
         given = credentials.credentials.encode("utf-8", "replace") if credentials else b""
@@ -229,7 +229,8 @@ def router(web: Web) -> APIRouter:
             if row is None:
                 return None
             if event.type == EventType.UNSUBSCRIBE.value:
-                key = f"api:{event.id}" if event.id else f"api:{now.isoformat()}"
+                # Per subscriber: the same caller id for another person is another request.
+                key = f"api:{row['id']}:{event.id}" if event.id else f"api:{row['id']}:{now.isoformat()}"
                 stops, new = inbound.unsubscribe(conn, row["id"], event.funnel, now, key)
                 web.stoplist.add(stops)
                 return row["id"], new
@@ -325,7 +326,7 @@ def _feedback(conn: Connection, web: Web, subscriber: int, event: EventIn, now: 
     if delivery is not None and delivery["subscriber_id"] != subscriber:
         raise NotTheirs(f"message_id {message_id} was sent to another subscriber, not to this one")
     # Without an id, the email named (or the moment) tells a repeated report from a new one.
-    key = f"api:{event.id}" if event.id else f"api:{subscriber}:{message_id or now.isoformat()}"
+    key = f"api:{subscriber}:{event.id or message_id or now.isoformat()}"
     if event.type == EventType.COMPLAINT.value:
         stops, new = inbound.complain(conn, subscriber, now, key, delivery)
     else:

@@ -40,7 +40,7 @@ class Web:
     admin_password: str | None = None  # the dashboard's login; None: api_key, else the dashboard is off
     outbox_dir: Path | None = None  # the outbox transport's folder, shown in the dashboard; None: SMTP
     base_url: str = ""  # https: the dashboard's session cookie is Secure
-    webhook_key: str | None = None  # Basic-auth password of /webhooks/ (webhook_key, else api_key)
+    webhook_key: str | None = None  # Basic-auth password of /webhooks/ (never the API key)
     # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
     # link again and again costs no database write.
     seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))

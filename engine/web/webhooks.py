@@ -2,9 +2,10 @@
 
 Both providers put HTTP Basic credentials in the webhook URL
 (`https://hooks:KEY@funnel.example.com/webhooks/ses`); the password must be the
-`webhook_key` setting (or `api_key` when that is unset). Without either, every call
-answers 401 and nothing is recorded. Each body is normalised by its provider's module
-(engine/feedback/) before anything is written.
+`webhook_key` setting: a key of its own, never the API key, since it sits in URLs the
+providers' consoles show. Without it every call answers 401 and nothing is recorded.
+Each body is normalised by its provider's module (engine/feedback/) before anything is
+written.
 
 Answers are chosen for providers that retry: 2xx for everything understood, including
 addresses the engine does not know and reports it ignores; 400 only for a body no
@@ -52,7 +53,7 @@ def router(web: Web) -> APIRouter:
     def authorized(credentials: Annotated[HTTPBasicCredentials | None, Security(BASIC)]) -> None:
         # SNS sends the credentials only after a 401 that carries the Basic challenge.
         if not web.webhook_key:
-            raise HTTPException(401, "webhooks are off: set FUNNEL_WEBHOOK_KEY (or FUNNEL_API_KEY)",
+            raise HTTPException(401, "webhooks are off: set FUNNEL_WEBHOOK_KEY",
                                 headers=CHALLENGE)
         given = credentials.password.encode("utf-8") if credentials else b""
         if not hmac.compare_digest(given, web.webhook_key.encode("utf-8")):

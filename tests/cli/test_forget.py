@@ -49,20 +49,20 @@ def test_forget_erases_every_row_and_keeps_the_address_out(
     ann = table_rows(db_engine, "subscriber", email_key=ADDRESS.lower())[0]
     with db_engine.begin() as conn:
         conn.execute(TAG.insert().values(subscriber_id=ann["id"], name="vip", at=MONDAY))
-    assert set(_holders(db_engine, ann["id"])) == {"subscriber", "consent", "tag", "enrollment", "event",
-                                                   "delivery"}
+    assert set(_holders(db_engine, ann["id"])) == {"subscriber", "consent", "tag", "enrollment", "milestone",
+                                                   "event", "delivery"}
 
     declined = cli("subscribers", "forget", ADDRESS.lower(), input="n\n")
     assert declined.exit_code == 1
-    assert ("Erase ann.lee@example.com (1 subscriber, 1 consent record, 1 tag, 1 enrollment, 3 events, "
-            "1 delivery)? This cannot be undone") in declined.stdout
+    assert ("Erase ann.lee@example.com (1 subscriber, 1 consent record, 1 tag, 1 enrollment, "
+            "4 funnel stage records, 3 events, 1 delivery)? This cannot be undone") in declined.stdout
     assert _holders(db_engine, ann["id"])
 
     result = cli("subscribers", "forget", ADDRESS.lower(), "--yes")
     assert result.exit_code == 0, result.output
     assert result.stdout == ("forgot Ann.Lee@example.com: erased 1 subscriber, 1 consent record, 1 tag, "
-                             "1 enrollment, 3 events, 1 delivery; kept only a hash of the address, "
-                             "so that it is never mailed or imported again\n")
+                             "1 enrollment, 4 funnel stage records, 3 events, 1 delivery; kept only a hash "
+                             "of the address, so that it is never mailed or imported again\n")
     assert _holders(db_engine, ann["id"]) == []
     everything = _everything(db_engine).lower()
     assert "ann.lee" not in everything and "szeged" not in everything and "order-1" not in everything
@@ -104,7 +104,7 @@ def test_the_foreign_keys_cascade_on_their_own(cli: Cli, db_url: str, db_engine:
     finally:
         harness.close()
     ann = table_rows(db_engine, "subscriber")[0]
-    assert len(_holders(db_engine, ann["id"])) == 5  # all but tag
+    assert len(_holders(db_engine, ann["id"])) == 6  # all but tag
     with db_engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM subscriber WHERE id = :id"), {"id": ann["id"]})
     assert _holders(db_engine, ann["id"]) == []

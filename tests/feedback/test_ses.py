@@ -121,11 +121,22 @@ def _bounce_of_someone_without_address() -> dict[str, Any]:
     (_without(sample("ses_bounce_permanent"), "bounce"), "has no 'bounce' object"),
     (_without(sample("ses_complaint"), "complaint", "complainedRecipients"),
      "'complainedRecipients' must be a non-empty list"),
-    (_bounce_of_someone_without_address(), "every entry of 'bouncedRecipients' needs an 'emailAddress'"),
 ])
 def test_malformed_notifications_raise_a_clear_value_error(payload: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ses.parse(payload)
+
+
+def test_a_recipient_without_an_address_is_left_out_and_the_others_kept() -> None:
+    complete = [f.email for f in ses.parse(sample("ses_bounce_permanent"))]
+    assert len(complete) >= 2
+    kept = [f.email for f in ses.parse(_bounce_of_someone_without_address())]
+    assert kept == [complete[0], *complete[2:]]
+    nobody = sample("ses_bounce_permanent")
+    inner = ses_inner(nobody)
+    inner["bounce"]["bouncedRecipients"] = [{"status": "5.1.1"}]
+    with pytest.raises(ValueError, match="no entry of 'bouncedRecipients' has an 'emailAddress'"):
+        ses.parse(ses_repacked(nobody, inner))
 
 
 def test_the_message_id_comes_without_brackets_and_ses_own_id_is_never_taken_for_ours() -> None:

@@ -34,7 +34,8 @@ class Site:
 @pytest.fixture
 def site(db_url: str, tmp_path: Path) -> Iterator[Site]:
     """The minimal funnel (double opt-in), served for real."""
-    harness = Harness(db_url, minimal_project(tmp_path / "project"), START, api_key=API_KEY)
+    harness = Harness(db_url, minimal_project(tmp_path / "project"), START, api_key=API_KEY,
+                      webhook_key=API_KEY)
     try:
         with serve(harness) as http:
             yield Site(harness, http)

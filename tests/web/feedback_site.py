@@ -31,7 +31,7 @@ def _deferring_e2(message: Outgoing) -> Result:
 def open_shop(db_url: str, tmp_path: Path) -> Iterator[Site]:
     """Ann (subscriber 1) and Bo (2) got the magnet and E1 (sent); their E2 is deferred."""
     harness = Harness(db_url, minimal_project(tmp_path / "p"), START, api_key=API_KEY,
-                      transport=MemoryTransport(_deferring_e2))
+                      webhook_key=API_KEY, transport=MemoryTransport(_deferring_e2))
     try:
         for address in ("ann@example.com", "bo@example.com"):
             harness.add(address, answers={"level": "new"})
