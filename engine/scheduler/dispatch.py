@@ -390,7 +390,9 @@ class Dispatcher:
             if result.domain_wide:
                 domain = row["email"].rpartition("@")[2].lower()
                 self.paused_domains[domain] = now + backoff(attempts)
-            if now - row["created_at"] >= self.settings.retry_lifetime:
+            # From the first attempt, not the decision: mail held for the warm-up or a
+            # throttled domain may wait days before it is first tried.
+            if now - (row["first_attempt_at"] or now) >= self.settings.retry_lifetime:
                 log("failed", why="retried for the whole retry lifetime", **where)
                 return _final(row, "failed", now, result, attempts)
             log("deferred", retry_at=(now + backoff(attempts)).isoformat(), **where)
@@ -469,6 +471,7 @@ def _update(
     reply: str | None,
     sent_at: datetime | None,
 ) -> dict[str, Any]:
+    tried = attempts is not None and attempts > row["attempts"]
     return {
         "_id": row["id"],
         "status": status,
@@ -477,6 +480,7 @@ def _update(
         "last_code": result.code if result else row["last_code"],
         "last_reply": (result.reply if result else reply or row["last_reply"] or "")[:500],
         "sent_at": sent_at,
+        "first_attempt_at": row["first_attempt_at"] or (now if tried else None),
         "updated_at": now,
         # Not columns: what the write needs to suppress a bounced address.
         "~email": row["email"],

@@ -79,7 +79,7 @@ def check_guardrails(db_engine: Engine, plans: Mapping[str, Plan], now: datetime
 
 
 def _since(conn: Any, counts: StepCounts, resumed_at: datetime) -> StepCounts:
-    fresh = step_counts(conn, counts.funnel, since=resumed_at, steps=[counts.step])
+    fresh = step_counts(conn, counts.funnel, steps=[counts.step], mail_since=resumed_at)
     return fresh[0] if fresh else StepCounts(counts.funnel, counts.step)
 
 

@@ -44,11 +44,16 @@ def state_values(state: State) -> dict[str, Any]:
     }
 
 
+# Opens and clicks on any funnel's email count in every funnel: a reader of one funnel is
+# not idle in another (win-back and sunset, docs/guardrails.md).
+_ENGAGEMENT_ANYWHERE = frozenset({EventType.OPEN.value, EventType.CLICK.value})
+
+
 def events_of(rows: Iterable[Mapping[Any, Any]], funnel: str) -> tuple[Event, ...]:
-    """The events that `funnel`'s interpreter sees: its own and those for every funnel."""
+    """The events `funnel`'s interpreter sees: its own, those for every funnel, every open and click."""
     found = []
     for row in rows:
-        if row["funnel"] not in (None, funnel):
+        if row["funnel"] not in (None, funnel) and row["type"] not in _ENGAGEMENT_ANYWHERE:
             continue
         try:
             kind = EventType(row["type"])

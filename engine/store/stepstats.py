@@ -63,8 +63,14 @@ def step_counts(
     funnel: str | None = None,
     since: datetime | None = None,
     steps: Iterable[str] | None = None,
+    mail_since: datetime | None = None,
 ) -> list[StepCounts]:
-    """Every step that has mail, of one funnel or all, counting mail and events from `since` on."""
+    """Every step that has mail, of one funnel or all, counting mail and events from `since` on.
+
+    `mail_since` counts only mail decided from then on, and only the events of that mail:
+    after a resume, unsubscribes still coming in from the emails sent before it must not
+    count against the new sends.
+    """
     found: dict[tuple[str, str], dict[str, int]] = {}
     status = DELIVERY.c.status
 
@@ -80,7 +86,7 @@ def step_counts(
         count_if(status.in_(("failed", "rejected"))),
         count_if(status.in_(PENDING_STATUSES)),
     ).group_by(DELIVERY.c.funnel, DELIVERY.c.step)
-    mail = _narrow(mail, DELIVERY, DELIVERY.c.created_at, funnel, since, steps)
+    mail = _narrow(mail, DELIVERY, DELIVERY.c.created_at, funnel, since or mail_since, steps)
     for row in conn.execute(mail):
         found[(row[0], row[1])] = dict(
             zip(
@@ -92,6 +98,14 @@ def step_counts(
     people = sa.select(
         EVENT.c.funnel, EVENT.c.step, EVENT.c.type, sa.func.count(sa.distinct(EVENT.c.subscriber_id))
     ).where(EVENT.c.step.is_not(None), EVENT.c.funnel.is_not(None), EVENT.c.type.in_(list(_PEOPLE)))
+    if mail_since is not None:
+        of_new_mail = sa.and_(
+            DELIVERY.c.subscriber_id == EVENT.c.subscriber_id,
+            DELIVERY.c.funnel == EVENT.c.funnel,
+            DELIVERY.c.step == EVENT.c.step,
+            DELIVERY.c.created_at >= mail_since,
+        )
+        people = people.join(DELIVERY, of_new_mail)
     people = _narrow(
         people.group_by(EVENT.c.funnel, EVENT.c.step, EVENT.c.type), EVENT, EVENT.c.at, funnel, since, steps
     )

@@ -137,6 +137,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("enrollment_id", "step", name="uq_delivery_enrollment_step"),
         sa.Index("ix_delivery_subscriber_created", "subscriber_id", "created_at"),
+        # Per-step numbers (funnel stats, the guardrail check) group by these.
+        sa.Index("ix_delivery_funnel_step_status", "funnel", "step", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -156,6 +158,8 @@ class Delivery(SQLModel, table=True):
     # Pending rows only; NULL once final. A claim pushes it out by the lease.
     next_attempt_at: datetime | None = Field(default=None, index=True, sa_type=_utc())
     sent_at: datetime | None = Field(default=None, sa_type=_utc())
+    # The retry lifetime runs from here: mail held back (warm-up, throttle) has not been tried.
+    first_attempt_at: datetime | None = Field(default=None, sa_type=_utc())
     updated_at: datetime = Field(sa_type=_utc())
 
 

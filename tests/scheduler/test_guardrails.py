@@ -177,6 +177,20 @@ def test_an_unsubscribe_storm_pauses_the_step_and_resume_lets_the_waiting_go_on(
                                .order_by(GUARDRAIL_EVENT.c.id)).all()
     assert history == [("paused", None), ("resumed", "test"), ("paused", None), ("resumed", "cli")]
 
+    # After the resume only its new mail is judged: late unsubscribes from the old e1 do not
+    # count against it, a storm in the new one does.
+    fresh = [f"n{i}" for i in range(8)]
+    _signup(h, fresh)
+    h.run_until(h.clock.now() + 3 * DAY)
+    assert {f"{n}@example.com" for n in fresh} <= _sent_to(h, "e1")  # 4 + 8 = 12 new sends
+    for name in first[3:6]:
+        _unsubscribe_from(h, f"{name}@example.com", "e1")
+    assert check_guardrails(h.db_engine, h.daemon.live.current.plans, h.clock.now()) == []
+    for name in fresh[:3]:
+        _unsubscribe_from(h, f"{name}@example.com", "e1")
+    again = check_guardrails(h.db_engine, h.daemon.live.current.plans, h.clock.now())
+    assert [(p.step, p.breach.count, p.breach.sends) for p in again] == [("e1", 3, 12)]
+
 
 def test_complaints_pause_a_step_and_transactional_steps_are_never_paused(harness: Harness) -> None:
     h = harness

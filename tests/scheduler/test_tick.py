@@ -22,7 +22,7 @@ from engine.mail.transport import Outcome, Outgoing, Result
 from engine.scheduler.decide import decide_due
 from engine.store import queries
 from engine.store.db import make_engine
-from engine.store.tables import ENROLLMENT, SUBSCRIBER
+from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
 from engine.tokens import verify
 from tests.scheduler.harness import Harness
 from tests.support.links import hrefs, images
@@ -170,6 +170,29 @@ def test_4xx_replies_give_up_after_the_retry_lifetime(db_url: str, project: Path
         # 5m, 15m, 30m, 1h, 2h, then every 4h: about 9 attempts in a day, none after it.
         attempts = [m for m, _ in transport.attempts]
         assert delivery["attempts"] == len(attempts) and 8 <= len(attempts) <= 11
+    finally:
+        h.close()
+
+
+def test_the_retry_lifetime_runs_from_the_first_attempt_not_the_decision(db_url: str, project: Path) -> None:
+    """Mail the warm-up or a throttled domain held for days is not failed by its first 4xx."""
+    transport = _scripted({"late@example.com": Result(Outcome.RETRY, 421, "4.7.0 try later")})
+    h = Harness(db_url, project, MONDAY, transport=transport, retry_lifetime="1d")
+    try:
+        h.add("late@example.com")
+        # Decided now, then held (as the warm-up does) for five days.
+        decide_due(h.db_engine, h.daemon.live.current, h.clock.now(), 10, lambda plan: "example.com")
+        with h.db_engine.begin() as conn:
+            conn.execute(sa.update(DELIVERY).values(next_attempt_at=MONDAY + timedelta(days=5)))
+        h.clock.advance(timedelta(days=5))
+        h.tick()
+        [delivery] = h.deliveries()
+        assert (delivery["status"], delivery["attempts"]) == ("deferred", 1)
+        assert delivery["first_attempt_at"] == h.clock.now()
+        h.run_until(h.clock.now() + timedelta(days=2), every=timedelta(minutes=30))
+        [delivery] = h.deliveries()
+        assert delivery["status"] == "failed"  # a day after the first attempt
+        assert delivery["updated_at"] - delivery["first_attempt_at"] >= timedelta(days=1)
     finally:
         h.close()
 

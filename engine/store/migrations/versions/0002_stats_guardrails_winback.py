@@ -70,6 +70,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("resume_stage", sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column("resume_step", sa.String(length=100), nullable=True))
 
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("first_attempt_at", UtcDateTime(), nullable=True))
+        batch_op.create_index("ix_delivery_funnel_step_status", ["funnel", "step", "status"], unique=False)
+
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.add_column(sa.Column("step", sa.String(length=100), nullable=True))
         batch_op.create_index("ix_event_funnel_step_type", ["funnel", "step", "type"], unique=False)
@@ -125,6 +129,10 @@ def downgrade() -> None:
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.drop_index("ix_event_funnel_step_type")
         batch_op.drop_column("step")
+
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_delivery_funnel_step_status")
+        batch_op.drop_column("first_attempt_at")
 
     with op.batch_alter_table("enrollment", schema=None) as batch_op:
         batch_op.drop_column("resume_step")
