@@ -418,6 +418,17 @@ def test_an_outbox_message_is_shown_in_a_sandboxed_frame(dash: Dash) -> None:
     assert dash.http.get(f"/dashboard/outbox/{HOSTILE_MESSAGE}.eml/html").status_code == 303
 
 
+def test_the_preview_disarms_tracked_links_so_an_operator_click_is_not_counted(dash: Dash) -> None:
+    logged_in(dash)
+    base = dash.harness.daemon.web.base_url.rstrip("/")
+    link = f"{base}/c/".encode()
+    tracked = [p for p in dash.outbox.glob("*.eml") if link in p.read_bytes().replace(b"=\n", b"")]
+    assert tracked, "the story sends at least one email with a tracked link"
+    html = dash.http.get(f"/dashboard/outbox/{quote(tracked[0].name)}/html")
+    assert html.status_code == 200
+    assert f"{base}/c/" not in html.text and 'href="#" title="a tracked link' in html.text
+
+
 def test_outbox_names_cannot_reach_outside_the_folder(dash: Dash, tmp_path: Path) -> None:
     logged_in(dash)
     secret = tmp_path / "secret.eml"

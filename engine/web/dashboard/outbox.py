@@ -34,6 +34,14 @@ PAGE_SIZE = 50
 MAX_MESSAGE = 10 * 1024 * 1024  # bytes read of one .eml; ours are tens of KiB
 HEADER_BYTES = 64 * 1024  # what the list reads of each shown file for its subject and recipient
 _NAME = re.compile(r"^[A-Za-z0-9@_+-][A-Za-z0-9@._+-]{0,250}\.eml$")
+def _untracked(html: str, base_url: str) -> str:
+    """The HTML with its tracked links disarmed: an operator's click in the preview is not the
+    subscriber's click (and would count as one)."""
+    base = re.escape(base_url.rstrip("/"))
+    tracked = re.compile(r'href\s*=\s*(["\'])' + base + r"/c/[^\"']*\1", re.IGNORECASE)
+    return tracked.sub('href="#" title="a tracked link: not followed in the preview"', html)
+
+
 FRAME_HEADERS = {
     **SECURITY_HEADERS,
     # sandbox: an opaque origin, no scripts, no forms, no popups, whether framed or opened alone.
@@ -169,6 +177,6 @@ def router(web: Web, gate: Gate) -> APIRouter:
         html = found[1].html
         if html is None:
             return not_found(found[0], "This message has no HTML part.")
-        return HTMLResponse(html, headers=FRAME_HEADERS)
+        return HTMLResponse(_untracked(html, web.base_url), headers=FRAME_HEADERS)
 
     return routes
