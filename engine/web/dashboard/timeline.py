@@ -84,7 +84,9 @@ def _position(view: EnrollmentView, plan: Plan | None, timezone: str) -> Positio
 def _email(delivery: RowMapping, plan: Plan | None) -> Entry:
     step = delivery["step"]
     email = plan.email(step) if plan else None
-    subject = f" “{email.subject}”" if email else ""
+    # A subject with template code ({{ subscriber.first_name }}) would show the code, not what
+    # the person read; the step id says which email it was.
+    subject = f" “{email.subject}”" if email and "{" not in email.subject else ""
     status = delivery["status"]
     if status in _SENT and delivery["sent_at"] is not None:
         return Entry(delivery["sent_at"], "sent", delivery["funnel"], f"sent '{step}'{subject}")
