@@ -82,7 +82,8 @@ def upgrade() -> None:
 
 
 # Stages an enrollment has certainly passed through to stand where it stands now; databases
-# from before this revision kept no milestones, so this is the best account of them.
+# from before this revision kept no milestones, so this and the paths of the emails it was
+# sent (`done`) are the best account of them.
 _REACHED = {
     "magnet": ("magnet", "survey", "answering", "nurture", "sales", "sales_done", "customer"),
     "survey": ("survey", "answering", "nurture", "sales", "sales_done", "customer"),
@@ -90,6 +91,21 @@ _REACHED = {
     "sales": ("sales", "sales_done"),
     "customer": ("customer",),
 }
+# The stage an email's path proves was reached: an ended enrollment keeps its history here.
+_PATH_STAGE = {"magnet": "magnet", "survey": "survey", "nurture": "nurture", "sales": "sales",
+               "customer": "customer"}
+_CHUNK = 5000
+
+
+def _reached(stage: str, done: list[list[object]] | None) -> set[str]:
+    found = {name for name, current in _REACHED.items() if stage in current}
+    for entry in done or []:
+        path = entry[1] if len(entry) > 1 else None
+        if isinstance(path, str) and path in _PATH_STAGE:
+            found.add(_PATH_STAGE[path])
+    if found & {"survey", "nurture", "sales", "customer"}:
+        found.add("magnet")  # nothing comes after the magnet without it
+    return found
 
 
 def _backfill_milestones() -> None:
@@ -99,7 +115,8 @@ def _backfill_milestones() -> None:
         sa.column("subscriber_id"),
         sa.column("funnel"),
         sa.column("stage"),
-        sa.column("since"),
+        sa.column("since", UtcDateTime()),
+        sa.column("done", sa.JSON()),
     )
     milestone = sa.table(
         "milestone",
@@ -107,21 +124,20 @@ def _backfill_milestones() -> None:
         sa.column("subscriber_id"),
         sa.column("funnel"),
         sa.column("stage"),
-        sa.column("at"),
+        sa.column("at", UtcDateTime()),
     )
-    for stage, current in _REACHED.items():
-        chosen = sa.select(
-            enrollment.c.id,
-            enrollment.c.subscriber_id,
-            enrollment.c.funnel,
-            sa.literal(stage),
-            enrollment.c.since,
-        ).where(enrollment.c.stage.in_(current))
-        op.execute(
-            milestone.insert().from_select(
-                ["enrollment_id", "subscriber_id", "funnel", "stage", "at"], chosen
-            )
-        )
+    conn = op.get_bind()
+    rows: list[dict[str, object]] = []
+    query = sa.select(enrollment).order_by(enrollment.c.id)
+    for row in conn.execute(query).mappings().all():
+        for stage in sorted(_reached(row["stage"], row["done"])):
+            rows.append({"enrollment_id": row["id"], "subscriber_id": row["subscriber_id"],
+                         "funnel": row["funnel"], "stage": stage, "at": row["since"]})
+        if len(rows) >= _CHUNK:
+            conn.execute(milestone.insert(), rows)
+            rows = []
+    if rows:
+        conn.execute(milestone.insert(), rows)
 
 
 def downgrade() -> None:

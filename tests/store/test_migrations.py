@@ -1,0 +1,57 @@
+"""Migration 0002 on a database that 0001 filled: down and up again, milestones backfilled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.engine import Engine
+
+from engine.store import migrate
+from engine.store.tables import MILESTONE, UtcDateTime
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+_ENROLLMENT = sa.table(
+    "enrollment", sa.column("id"), sa.column("subscriber_id"), sa.column("funnel"), sa.column("stage"),
+    sa.column("since", UtcDateTime()), sa.column("done", sa.JSON()), sa.column("created_at", UtcDateTime()),
+    sa.column("updated_at", UtcDateTime()),
+)
+_SUBSCRIBER = sa.table(
+    "subscriber", sa.column("id"), sa.column("email"), sa.column("email_key"), sa.column("name"),
+    sa.column("locale"), sa.column("timezone"), sa.column("status"), sa.column("fields", sa.JSON()),
+    sa.column("created_at", UtcDateTime()), sa.column("updated_at", UtcDateTime()),
+)
+
+
+def test_0002_backfills_milestones_from_the_stage_and_the_emails_sent(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0001")
+    stages = {  # enrollment id -> (stage now, paths of the emails it was sent)
+        1: ("confirming", []),
+        2: ("nurture", ["confirm", "magnet", "nurture"]),
+        3: ("ended", ["confirm", "magnet", "survey", "nurture", "nurture", "sales"]),  # unsubscribed in sales
+        4: ("customer", ["magnet", "nurture", "sales", "customer"]),
+        5: ("ended", []),  # bounced at the confirmation
+    }
+    with db_engine.begin() as conn:
+        for sid, (stage, paths) in stages.items():
+            conn.execute(_SUBSCRIBER.insert().values(
+                id=sid, email=f"p{sid}@example.com", email_key=f"p{sid}@example.com", name="", locale="en",
+                timezone="UTC", status="active", fields={}, created_at=AT, updated_at=AT))
+            conn.execute(_ENROLLMENT.insert().values(
+                id=sid, subscriber_id=sid, funnel="f", stage=stage, since=AT, created_at=AT, updated_at=AT,
+                done=[[f"s{i}", path, "education", False] for i, path in enumerate(paths)]))
+    migrate.upgrade(db_engine)
+    with db_engine.connect() as conn:
+        found: dict[int, set[str]] = {}
+        for enrollment, stage, at in conn.execute(sa.select(MILESTONE.c.enrollment_id, MILESTONE.c.stage,
+                                                            MILESTONE.c.at)):
+            found.setdefault(enrollment, set()).add(stage)
+            assert at == AT
+    # Nurture comes after the survey stage (even when the form answered it): it was reached.
+    assert found == {
+        2: {"magnet", "survey", "nurture"},
+        3: {"magnet", "survey", "nurture", "sales"},
+        4: {"magnet", "survey", "nurture", "sales", "customer"},
+    }
