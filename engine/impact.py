@@ -123,7 +123,8 @@ def _continuations(conn: Connection, plan: Plan,
         if key not in removed:
             continue
         row = {"stage": g["stage"], "since": _SOME_TIME, "segment": g["segment"], "step": g["step"],
-               "last_sent_at": None, "deadline": None, "done": json.loads(g["done"]), "reason": None}
+               "last_sent_at": None, "deadline": None, "done": json.loads(g["done"]), "reason": None,
+               "resume_stage": None, "resume_step": None}
         found = explain(plan, state_of(row), Facts(), _SOME_TIME)
         kind = PathKind(g["stage"])
         next_step = found.step if found.step is not None and found.step.path is kind else None
