@@ -40,15 +40,22 @@ def router(web: Web, gate: Gate) -> APIRouter:
     def report(funnel: str | None, since: datetime | None) -> dict[str, Any]:
         return read_report(web.db_engine, web.plans(), funnel, since, now=web.clock.now())
 
-    @routes.get(HOME)
-    def overview(request: Request, since: str | None = None) -> Response:
+    def opened(request: Request, since: str | None) -> tuple[Session, datetime | None] | Response:
+        """The session and the `?since=` time, or the login redirect or a 400 page."""
         session = gate.require(request)
         if not isinstance(session, Session):
             return session
         try:
-            start = since_of(since)
+            return session, since_of(since)
         except ValueError as error:
             return page("message", status=400, session=session, title="Wrong date", text=str(error))
+
+    @routes.get(HOME)
+    def overview(request: Request, since: str | None = None) -> Response:
+        checked = opened(request, since)
+        if not isinstance(checked, tuple):
+            return checked
+        session, start = checked
         data = report(None, start)
         charts = {f["funnel"]: funnel_chart(f["funnel"], f"Funnel {f['name']}", f["stages"])
                   for f in data["funnels"]}
@@ -57,13 +64,10 @@ def router(web: Web, gate: Gate) -> APIRouter:
     @routes.get(HOME + "/funnels/{funnel}")
     def funnel_page(request: Request, funnel: str, since: str | None = None,
                     resumed: str | None = None) -> Response:
-        session = gate.require(request)
-        if not isinstance(session, Session):
-            return session
-        try:
-            start = since_of(since)
-        except ValueError as error:
-            return page("message", status=400, session=session, title="Wrong date", text=str(error))
+        checked = opened(request, since)
+        if not isinstance(checked, tuple):
+            return checked
+        session, start = checked
         if len(funnel) > _ID_LIMIT:
             return not_found(session, "No funnel has this id.")
         try:
