@@ -183,6 +183,10 @@ class Dispatcher:
             # so mail to other domains still goes out in this tick.
             self.limiter.give_back(held)
             attempted += len(claimed) - held
+            if held == len(claimed):
+                # All of it held (a throttled domain's backlog, a spent warm-up): claiming on
+                # would only rewrite the rest of that backlog, row by row, within this tick.
+                break
         return attempted
 
     def _claim(self, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -225,6 +229,10 @@ class Dispatcher:
                     and self.stoplist.stops(row["subscriber_id"], row["funnel"])
                 ):
                     prepared = _final(row, "suppressed", self.clock.now(), reply="not sent: unsubscribed")
+                if isinstance(prepared, Outgoing) and row["marketing"] and self._warmup_left is not None:
+                    # Spent only by mail that goes: not by a failed render or a stopped send.
+                    # No await since _prepare's check, so the workers cannot both take the last one.
+                    self._warmup_left -= 1
                 if isinstance(prepared, Outgoing):
                     result = await self.transport.send(prepared)
                     update = self._after_attempt(row, result)
@@ -278,7 +286,7 @@ class Dispatcher:
             return _later(
                 row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window"
             )
-        domain = row["email"].rpartition("@")[2].lower()
+        domain = recipient_domain(row["email"])
         paused = self.paused_domains.get(domain)
         if paused and paused > now:
             return _later(row, paused, now, f"{domain} answered 421; waiting")
@@ -364,8 +372,6 @@ class Dispatcher:
                 reply = f"throttled: {domain} takes {self.throttle.rate_for(domain):g} emails a second"
                 later = _later(row, now + timedelta(seconds=wait), now, reply)
                 return {**later, "~held": "throttle", "~domain": domain}
-        if left is not None:  # it goes: it spends one of today's allowance
-            self._warmup_left = left - 1
         return None
 
     def _after_attempt(self, row: dict[str, Any], result: Result) -> dict[str, Any]:
@@ -388,7 +394,7 @@ class Dispatcher:
             outcome = Outcome.RETRY
         if outcome is Outcome.RETRY:
             if result.domain_wide:
-                domain = row["email"].rpartition("@")[2].lower()
+                domain = recipient_domain(row["email"])
                 self.paused_domains[domain] = now + backoff(attempts)
             # From the first attempt, not the decision: mail held for the warm-up or a
             # throttled domain may wait days before it is first tried.

@@ -242,3 +242,23 @@ def test_domain_rates_and_the_warm_up_schedule_are_read_as_written() -> None:
     warmup = Warmup((3, 5), parse_start("2026-03-04"))
     assert [warmup.limit(WEDNESDAY + timedelta(days=d)) for d in (-2, 0, 1, 2)] == [3, 3, 5, None]
     assert Warmup.next_day(WEDNESDAY) == datetime(2026, 3, 5, tzinfo=UTC)
+
+
+def test_a_batch_held_in_full_ends_the_ticks_claiming(db_url: str, project: Path, smtp: SmtpServer) -> None:
+    """A throttled domain's backlog is not claimed and rewritten row by row in one tick."""
+    harness = Harness(db_url, project, MONDAY, domain_rates="slow.test=1", batch_size=4)
+    throttle = harness.daemon.dispatcher.throttle
+    assert throttle is not None
+    throttle.clock = lambda: 0.0
+    sending = _Sending(harness, smtp)
+    try:
+        for i in range(12):
+            harness.add(f"s{i:02}@slow.test")
+        assert sending.tick().attempted == 1
+        statuses = Counter(d["status"] for d in _by_address(harness, "confirm").values())
+        # The first batch sends one and holds three, the second holds all four and ends the
+        # claiming: the last four were never touched.
+        assert statuses == Counter({"sent": 1, "deferred": 7, "queued": 4})
+        assert sum(sending.received().values()) == 1
+    finally:
+        sending.close()
