@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from engine.guardrails import judge
 from engine.logs import log
@@ -78,7 +78,7 @@ def check_guardrails(db_engine: Engine, plans: Mapping[str, Plan], now: datetime
     return paused
 
 
-def _since(conn: Any, counts: StepCounts, resumed_at: datetime) -> StepCounts:
+def _since(conn: Connection, counts: StepCounts, resumed_at: datetime) -> StepCounts:
     fresh = step_counts(conn, counts.funnel, steps=[counts.step], mail_since=resumed_at)
     return fresh[0] if fresh else StepCounts(counts.funnel, counts.step)
 
