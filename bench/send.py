@@ -29,7 +29,7 @@ from bench.raw_baseline import raw_send
 from bench.smtp_sink import running_sink
 from bench.workspace import workspace
 from engine.config import Settings
-from engine.daemon import build_daemon
+from engine.daemon.wiring import build_daemon
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade

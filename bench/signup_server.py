@@ -21,9 +21,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-import engine.scheduler.runner as runner
+import engine.daemon.runner as runner
 from engine.config import Settings
-from engine.daemon import build_daemon
+from engine.daemon.wiring import build_daemon
 from engine.logs import setup_logging
 from engine.scheduler.tick import TickReport
 from engine.web.app import Health

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from bench.workspace import workspace
 from engine.config import Settings
-from engine.daemon import build_daemon
+from engine.daemon.wiring import build_daemon
 from engine.mail.memory import MemoryTransport
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import make_engine

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from engine import inbound
-from engine.leads import Proof
 from engine.mail.memory import MemoryTransport
 from engine.store import queries
 from engine.store.tables import DELIVERY
+from engine.subscribers import inbound
+from engine.subscribers.leads import Proof
 from tests.scheduler.harness import Harness
 
 HOUR = timedelta(hours=1)

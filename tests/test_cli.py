@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
+from engine.project.folder import Project
 from engine.sequences.loader import load_text
 from engine.sequences.plan import Plan
-from engine.sequences.project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

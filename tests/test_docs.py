@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from engine.flow.simulate import Script, simulate
-from engine.sequences.project import Project
+from engine.project.folder import Project
 from tests.flow.test_step import T0
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,10 +21,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from engine.leads import Lead, Proof, add_lead
-from engine.sequences.project import Project
+from engine.project.folder import Project
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
+from engine.subscribers.leads import Lead, Proof, add_lead
 from tests.support.project import minimal_project
 
 

@@ -3,7 +3,7 @@
 A real daemon (Harness: real database, renderer and tick, a memory transport that
 bounces one address at RCPT, a frozen clock) runs the minimal funnel while the test signs
 people up, confirms, answers, opens, clicks, unsubscribes, complains and buys through the
-same functions the web routes call (engine.leads, engine.inbound). Every number of the
+same functions the web routes call (engine.subscribers.leads, engine.subscribers.inbound). Every number of the
 report is then checked against what the test made happen, against the transport's own
 record of what it took, and against plain COUNT queries.
 """
@@ -20,13 +20,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from engine import inbound
-from engine.leads import Proof
 from engine.mail.memory import MemoryTransport
 from engine.mail.transport import Outcome, Outgoing, Result
-from engine.report import read_report
+from engine.stats.report import read_report
 from engine.store import queries
 from engine.store.tables import DELIVERY
+from engine.subscribers import inbound
+from engine.subscribers.leads import Proof
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 

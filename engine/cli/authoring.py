@@ -18,14 +18,14 @@ from engine.errors import EngineError
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
-from engine.flow.window import zone
-from engine.impact import against_database
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer
+from engine.project.summary import summarize
 from engine.sequences.model import json_schema
 from engine.sequences.plan import Plan
-from engine.sequences.summary import summarize
 from engine.sequences.values import parse_delay
+from engine.sequences.window import zone
+from engine.subscribers.impact import against_database
 
 
 @main.command()

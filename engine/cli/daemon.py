@@ -9,11 +9,11 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.config import database_url
-from engine.daemon import build_daemon, open_database
+from engine.daemon.runner import Runner
+from engine.daemon.wiring import build_daemon, open_database
 from engine.errors import EngineError, SequenceFileError
 from engine.logs import setup_logging
 from engine.scheduler.clock import Clock, ScaledClock, SystemClock
-from engine.scheduler.runner import Runner
 from engine.store.migrate import current_revision, head_revision
 from engine.store.migrate import upgrade as migrate
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from engine.config import Settings, load_settings
 from engine.errors import EngineError
-from engine.sequences.project import Project
+from engine.project.folder import Project
 
 
 class Context:
@@ -27,7 +27,9 @@ class Context:
 
     def database(self) -> Engine:
         """The migrated database, disposed when the command ends, however it ends."""
-        from engine.daemon import open_database  # the daemon's wiring is heavy; only commands that need it
+        from engine.daemon.wiring import (
+            open_database,  # the daemon's wiring is heavy; only commands that need it
+        )
 
         try:
             db_engine = open_database(self.settings, self.root)

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.engine import RowMapping
 
 from engine.flow.explain import Explanation, when
-from engine.flow.window import zone
-from engine.leads import UTM_KEYS
-from engine.profile import EnrollmentView, Profile
+from engine.sequences.window import zone
+from engine.subscribers.leads import UTM_KEYS
+from engine.subscribers.profile import EnrollmentView, Profile
 
 _HIDDEN = ("email_key", "updated_at")  # internal columns, nothing a person needs to read
 

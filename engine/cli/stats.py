@@ -12,8 +12,8 @@ import click
 from engine.cli.main import Context, main, pass_project
 from engine.cli.stats_text import csv_rows, report_lines
 from engine.errors import UnknownFunnelError, display_path
-from engine.report import parse_since, read_report
 from engine.scheduler.clock import Clock, SystemClock
+from engine.stats.report import parse_since, read_report
 
 # What time the command takes it to be; tests put a FrozenClock here.
 clock: Clock = SystemClock()

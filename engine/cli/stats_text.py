@@ -1,6 +1,6 @@
 """How `funnel stats` prints a report: aligned tables per funnel, and the steps as CSV rows.
 
-Both read `engine.report.funnel_report`'s dict and nothing else, so the text shows
+Both read `engine.stats.report.funnel_report`'s dict and nothing else, so the text shows
 exactly the numbers `--json` and `/api/stats` give.
 """
 

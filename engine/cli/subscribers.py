@@ -17,13 +17,13 @@ from sqlalchemy.engine import Engine
 from engine.cli.main import Context, main, pass_project
 from engine.cli.profile_text import profile_json, profile_lines
 from engine.cli.sample import load_plan
-from engine.csvleads import CsvLeads, ImportFileError
 from engine.errors import UnknownFunnelError, display_path
-from engine.exporting import cells, field_names, header, rows
-from engine.importing import Importer
-from engine.profile import forget, load_profile, rows_to_forget, suppression
 from engine.scheduler.clock import Clock, SystemClock
 from engine.store import reports
+from engine.subscribers.csvleads import CsvLeads, ImportFileError
+from engine.subscribers.exporting import cells, field_names, header, rows
+from engine.subscribers.importing import Importer
+from engine.subscribers.profile import forget, load_profile, rows_to_forget, suppression
 
 # What time these commands take it to be; tests put a FrozenClock here.
 clock: Clock = SystemClock()

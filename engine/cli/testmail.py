@@ -15,7 +15,7 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.sample import load_plan, parse_data, render_sample
-from engine.daemon import make_transport
+from engine.daemon.wiring import make_transport
 from engine.errors import EngineError
 from engine.mail.context import PreviewLinks
 from engine.mail.message import build_message, check_address, new_message_id

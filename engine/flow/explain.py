@@ -15,9 +15,9 @@ from datetime import datetime
 from engine.flow.actions import Action, Send, Skip
 from engine.flow.state import Facts, Stage, State
 from engine.flow.step import step
-from engine.flow.window import zone
 from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan
 from engine.sequences.values import format_delay
+from engine.sequences.window import zone
 
 _STARTS = {
     PathKind.NURTURE: "the nurture path began",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from engine.mail.tokens import MAX_TOKEN_CHARS, sign
 from engine.sequences.plan import EmailStep
-from engine.tokens import MAX_TOKEN_CHARS, sign
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from engine.mail.links import SignedLinks
 from engine.mail.message import build_message
 from engine.mail.tracking import track
 from engine.mail.transport import Outcome, Outgoing, Result, Transport
-from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import MISSING_FUNNEL_RETRY
@@ -36,6 +35,7 @@ from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import DomainThrottle, recipient_domain
 from engine.scheduler.warmup import Warmup
 from engine.sequences.plan import PathKind
+from engine.stats.metrics import Metrics
 from engine.store import queries
 from engine.store.rows import email_hash
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from engine.errors import SequenceFileError
 from engine.logs import log
 from engine.mail.render import Renderer
+from engine.project.folder import Project
 from engine.sequences.plan import Plan
-from engine.sequences.project import Project
 
 
 @dataclass(frozen=True)

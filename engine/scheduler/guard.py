@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
-from engine.guardrails import judge
 from engine.logs import log
 from engine.sequences.plan import Plan
+from engine.stats.guardrails import judge
 from engine.store import pauses
 from engine.store.stepstats import StepCounts, step_counts
 

@@ -11,7 +11,6 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from engine.logs import log
-from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import decide_due
@@ -19,6 +18,7 @@ from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard
 from engine.sequences.plan import Plan
+from engine.stats.metrics import Metrics
 
 # Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
 MAX_DECIDE_ROUNDS = 20

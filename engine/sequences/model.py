@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
-from engine.flow.window import FrequencyCap, SendWindow
 from engine.sequences import values
+from engine.sequences.window import FrequencyCap, SendWindow
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 

@@ -9,8 +9,8 @@ from email.utils import parseaddr
 from enum import StrEnum
 from functools import cached_property
 
-from engine.flow.window import FrequencyCap, SendWindow
 from engine.sequences.values import Ratio
+from engine.sequences.window import FrequencyCap, SendWindow
 
 
 class Role(StrEnum):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Any
 
-from engine.flow.window import DAY_NAMES, FrequencyCap, SendWindow
+from engine.sequences.window import DAY_NAMES, FrequencyCap, SendWindow
 
 _DELAY_PART = re.compile(r"(\d+)\s*([wdhm])")
 _DELAY = re.compile(r"^(\d+\s*[wdhm]\s*)+$")

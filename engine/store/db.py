@@ -7,9 +7,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from engine.errors import EngineError
+
+# The names the layers above the store use for what it hands them: they pass a
+# database and its connections around and read result rows, but never import
+# SQLAlchemy themselves (the import-linter contract "only the store runs SQL").
+DbEngine = Engine
+DbConnection = Connection
+Row = RowMapping
 
 # A writer waits this long for another one (a CLI command beside the daemon) before
 # SQLite answers "database is locked"; our own write transactions last milliseconds.

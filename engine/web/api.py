@@ -19,14 +19,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
-from engine import inbound
 from engine.errors import did_you_mean
 from engine.feedback import bare_message_id
 from engine.flow.state import EventType
-from engine.leads import Proof, add_lead
 from engine.logs import log
 from engine.store import queries
 from engine.store.tables import SUBSCRIBER, TAG
+from engine.subscribers import inbound
+from engine.subscribers.leads import Proof, add_lead
 from engine.web.context import Web
 from engine.web.signup_form import Refusal, check_signup, text_problem
 

@@ -1,6 +1,6 @@
 """`GET /api/stats`: the funnels' numbers as JSON, behind the admin API's bearer key.
 
-The body is `engine.report.funnel_report`'s dict, the one `funnel stats --json` prints
+The body is `engine.stats.report.funnel_report`'s dict, the one `funnel stats --json` prints
 (docs/stats.md describes every number).
 """
 
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine.errors import UnknownFunnelError
-from engine.report import SINCE_HELP, parse_since, read_report
+from engine.stats.report import SINCE_HELP, parse_since, read_report
 from engine.web.api import UNAUTHORIZED, api_key_required
 from engine.web.context import Web
 

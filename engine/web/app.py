@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 
 from engine.logs import log
-from engine.metrics import CONTENT_TYPE, Metrics
+from engine.stats.metrics import CONTENT_TYPE, Metrics
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
 from engine.web.context import Unavailable, Web
 from engine.web.pages import SECURITY_HEADERS

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
-from engine.metrics import Metrics
 from engine.scheduler.clock import Clock
 from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import Plan
+from engine.stats.metrics import Metrics
 from engine.web.limits import RateLimit
 
 if TYPE_CHECKING:  # writer.py raises Unavailable from here

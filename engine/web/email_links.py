@@ -22,11 +22,11 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from engine import inbound
-from engine.leads import Proof
 from engine.logs import log
+from engine.mail.tokens import verify
 from engine.store import queries
-from engine.tokens import verify
+from engine.subscribers import inbound
+from engine.subscribers.leads import Proof
 from engine.web.context import Unavailable, Web, client_ip
 from engine.web.pages import not_found, page
 from engine.web.signup_form import FORM_TYPES, media_type, read_body

@@ -21,9 +21,9 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from engine.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.logs import log
 from engine.sequences.plan import Plan
+from engine.subscribers.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.web.context import Unavailable, Web, client_ip
 from engine.web.limits import address_key, ip_key, retry_after
 from engine.web.pages import page

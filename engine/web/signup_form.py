@@ -1,7 +1,7 @@
 """Reading a signup post: the body in any of three encodings, checked field by field.
 
 Everything here is pure except `read_body` (which reads at most MAX_BODY bytes): the
-result is a `Signup` ready for `engine.leads.add_lead`, or a `Refusal` with one message
+result is a `Signup` ready for `engine.subscribers.leads.add_lead`, or a `Refusal` with one message
 per field and the HTTP status to answer. Nothing is written before a post passes.
 """
 
@@ -22,9 +22,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from engine.errors import did_you_mean
-from engine.leads import UTM_KEYS, Lead, answer_problems
 from engine.mail.message import check_address
 from engine.sequences.plan import Plan
+from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 from engine.web.body import BodyCut, BodyTooLarge, read_capped
 
 MAX_BODY = 64 * 1024  # a signup form is a few hundred bytes

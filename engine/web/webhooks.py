@@ -26,10 +26,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.engine import Connection
 
-from engine import inbound
 from engine.feedback import Feedback, FeedbackKind, postmark, ses
 from engine.logs import log
 from engine.store import queries
+from engine.subscribers import inbound
 from engine.web.body import BodyCut, BodyTooLarge, read_capped
 from engine.web.context import Web
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from engine import exporting
 from engine.scheduler.clock import FrozenClock
 from engine.store import queries
+from engine.subscribers import exporting
 from tests.cli.conftest import MONDAY, Cli, table_rows, write
 
 PEOPLE = """\

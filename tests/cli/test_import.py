@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from engine import importing
 from engine.scheduler.clock import FrozenClock
 from engine.store import queries
+from engine.subscribers import importing
 from tests.cli.conftest import MONDAY, Cli, table_rows, write
 from tests.scheduler.harness import Harness
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine.flow.window import FrequencyCap, SendWindow
 from engine.sequences.plan import (
     EmailStep,
     MagnetPlan,
@@ -18,6 +17,7 @@ from engine.sequences.plan import (
     SurveyPlan,
 )
 from engine.sequences.values import Ratio, parse_cap
+from engine.sequences.window import FrequencyCap, SendWindow
 
 ROLES = {"E": Role.EDUCATION, "S": Role.SALE}
 FOUR_TO_ONE = Ratio(4, 1)

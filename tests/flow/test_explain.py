@@ -12,9 +12,9 @@ from engine.flow.actions import Send
 from engine.flow.explain import explain, when
 from engine.flow.state import Event, EventType, Facts, Stage, State
 from engine.flow.step import start, step
-from engine.flow.window import SendWindow
 from engine.sequences.plan import Plan
 from engine.sequences.values import parse_cap, parse_window
+from engine.sequences.window import SendWindow
 from tests.flow.plans import make_plan, segment, survey
 from tests.flow.test_properties import ZONES, plans
 

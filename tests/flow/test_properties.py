@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from engine.flow.simulate import Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
-from engine.flow.window import FrequencyCap, SendWindow, zone
 from engine.sequences.plan import PathKind, Plan, Role
 from engine.sequences.values import Ratio
+from engine.sequences.window import FrequencyCap, SendWindow, zone
 from tests.flow.plans import make_plan, segment, survey
 
 ZONES = ["UTC", "Europe/Budapest", "America/New_York", "Asia/Tokyo", "Asia/Kathmandu",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from engine.mail.context import PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer, html_to_text
-from engine.sequences.project import Project
+from engine.project.folder import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = Project(ROOT)

@@ -12,8 +12,8 @@ from markupsafe import escape
 from engine.mail.context import PreviewLinks
 from engine.mail.links import SignedLinks
 from engine.mail.render import html_to_text
+from engine.mail.tokens import verify
 from engine.mail.tracking import MAX_URL_CHARS, track
-from engine.tokens import verify
 from tests.support.links import hrefs
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.leads import Lead, Proof, add_lead
-from engine.sequences.project import Project
+from engine.project.folder import Project
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
+from engine.subscribers.leads import Lead, Proof, add_lead
 from tests.support.project import minimal_project
 
 STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test by tests/scheduler/conftest.py

@@ -11,14 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.config import Settings
-from engine.daemon import Daemon, build_daemon
-from engine.leads import Added, Lead, Proof, add_lead
+from engine.daemon.wiring import Daemon, build_daemon
 from engine.mail.memory import MemoryTransport
 from engine.scheduler.clock import FrozenClock
 from engine.scheduler.tick import TickReport
 from engine.store import queries
 from engine.store.db import make_engine
 from engine.store.tables import DELIVERY
+from engine.subscribers.leads import Added, Lead, Proof, add_lead
 
 
 class Harness:

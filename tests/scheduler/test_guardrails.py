@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import engine.cli.guardrails as guardrails_cli
-from engine import inbound
-from engine.alerts import post_alert
 from engine.cli import main
 from engine.scheduler.guard import Guard, check_guardrails
+from engine.stats.alerts import post_alert
 from engine.store import pauses, queries
 from engine.store.stepstats import step_counts
 from engine.store.tables import DELIVERY, ENROLLMENT, GUARDRAIL_EVENT, STEP_PAUSE
+from engine.subscribers import inbound
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 

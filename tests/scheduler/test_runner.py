@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.daemon.runner import Runner
 from engine.logs import LOGGER, setup_logging
-from engine.scheduler.runner import Runner
 
 
 class _FailingTicker:

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from engine.flow.actions import Send
 from engine.flow.simulate import Script, simulate
 from engine.mail.memory import MemoryTransport
+from engine.mail.tokens import verify
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.scheduler.decide import decide_due
 from engine.store import queries
 from engine.store.db import make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
-from engine.tokens import verify
 from tests.scheduler.harness import Harness
 from tests.support.links import hrefs, images
 from tests.support.project import minimal_project

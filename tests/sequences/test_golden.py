@@ -76,7 +76,7 @@ def test_a_template_shared_by_two_funnels_is_checked_against_each_funnels_vars(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from engine.sequences.project import Project
+    from engine.project.folder import Project
 
     shutil.copytree(DATA / "templates", tmp_path / "templates")
     (tmp_path / "templates" / "t" / "e1.html").write_text(

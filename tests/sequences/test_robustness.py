@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.mail.render import Renderer
+from engine.project.templates import TemplateChecker
 from engine.sequences.compile import compile_funnel
 from engine.sequences.loader import load_text
 from engine.sequences.structure import parse_funnel
-from engine.sequences.templates import TemplateChecker
 from engine.sequences.validate import check_funnel
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -39,8 +39,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
+from engine.project.folder import Project
 from engine.sequences.plan import EmailStep, Plan, Role, SegmentPlan
-from engine.sequences.project import Project
 from tests.support.links import images
 from tests.support.project import shipped_project
 from tests.support.smtp_server import running_smtp

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine import inbound
+from engine.mail.tokens import sign, verify
 from engine.store import queries
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
-from engine.tokens import sign, verify
+from engine.subscribers import inbound
 from tests.web.conftest import Site
 from tests.web.mailbox import link, links
 

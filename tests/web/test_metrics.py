@@ -14,7 +14,7 @@ import httpx
 import sqlalchemy as sa
 
 from engine.mail.transport import Outcome, Outgoing, Result
-from engine.metrics import CONTENT_TYPE, Counter, Metrics, escape_label
+from engine.stats.metrics import CONTENT_TYPE, Counter, Metrics, escape_label
 from engine.store.db import make_engine
 from engine.store.pauses import Breach, pause
 from engine.web.app import Health, create_app

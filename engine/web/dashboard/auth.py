@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
-from engine.tokens import sign, verify
+from engine.mail.tokens import sign, verify
 from engine.web import limits
 from engine.web.context import Web, client_ip
 from engine.web.dashboard import csrf

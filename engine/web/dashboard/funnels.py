@@ -1,7 +1,7 @@
 """The dashboard's funnel pages: every funnel's chart, one funnel's steps, resuming a paused step,
 and the guardrails' history.
 
-The numbers are `engine.report.funnel_report`, the same JSON as `funnel stats --json` and
+The numbers are `engine.stats.report.funnel_report`, the same JSON as `funnel stats --json` and
 `GET /api/stats`, so the dashboard never disagrees with them.
 """
 
@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.errors import UnknownFunnelError
 from engine.logs import log
-from engine.report import parse_since, read_report
+from engine.stats.report import parse_since, read_report
 from engine.store import pauses
 from engine.web.context import Web
 from engine.web.dashboard.auth import HOME, Gate, Session

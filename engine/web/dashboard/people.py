@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from engine.profile import load_profile
 from engine.store import queries
 from engine.store.search import MAX_QUERY, search_subscribers
+from engine.subscribers.profile import load_profile
 from engine.web.context import Web
 from engine.web.dashboard import timeline
 from engine.web.dashboard.auth import HOME, Gate, Session

@@ -1,4 +1,4 @@
-"""A subscriber's story for the dashboard, from `engine.profile.Profile`: one list, oldest first.
+"""A subscriber's story for the dashboard, from `engine.subscribers.profile.Profile`: one list, oldest first.
 
 Pure. The profile is what `funnel subscribers show` prints (including, per enrollment,
 what comes next and why it waits, from engine/flow/explain.py); this only puts its
@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy.engine import RowMapping
 
 from engine.flow.explain import when
-from engine.profile import EnrollmentView, Profile
 from engine.sequences.plan import Plan
+from engine.subscribers.profile import EnrollmentView, Profile
 
 MAX_ENTRIES = 500  # the newest; a subscriber of many years could have thousands of opens
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from engine.alerts import post_alert
 from engine.config import Settings, database_url, secret_key
 from engine.mail.outbox import OutboxTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
-from engine.metrics import Metrics
+from engine.project.folder import Project
 from engine.scheduler.clock import Clock, SystemClock
 from engine.scheduler.dispatch import Dispatcher, DispatchSettings, RateLimiter
 from engine.scheduler.funnels import LiveFunnels
@@ -25,7 +24,8 @@ from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import DomainThrottle, parse_domain_rates
 from engine.scheduler.tick import Ticker
 from engine.scheduler.warmup import Warmup
-from engine.sequences.project import Project
+from engine.stats.alerts import post_alert
+from engine.stats.metrics import Metrics
 from engine.store.db import check_connection, make_engine
 from engine.store.migrate import upgrade
 from engine.web.context import Web

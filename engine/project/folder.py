@@ -7,12 +7,12 @@ from pathlib import Path
 
 from engine.errors import SequenceError, SequenceFileError, UnknownFunnelError, display_path
 from engine.mail.render import Renderer
+from engine.project.templates import TemplateChecker
 from engine.sequences.compile import compile_funnel
 from engine.sequences.loader import load_text
 from engine.sequences.model import Funnel
 from engine.sequences.plan import Plan
 from engine.sequences.structure import parse_funnel
-from engine.sequences.templates import TemplateChecker
 from engine.sequences.validate import check_funnel
 
 SUFFIXES = (".yaml", ".yml")

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.leads import Proof, record_consent
 from engine.store import queries
 from engine.store.tables import TAG
+from engine.subscribers.leads import Proof, record_consent
 
 Stop = tuple[int, str | None]  # (subscriber, funnel); None: every funnel
 # A click moves nobody on, except someone in win-back or sunset: it brings them back.

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine, RowMapping
 
-from engine.leads import UTM_KEYS
 from engine.store import reports
+from engine.subscribers.leads import UTM_KEYS
 
 PAGE = 1000
 BASE_COLUMNS = ("email", "name", "locale", "timezone", "status", "source", *UTM_KEYS, "created_at")

@@ -10,8 +10,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from engine.mail.links import SignedLinks
+from engine.mail.tokens import sign, verify
 from engine.sequences.plan import EmailStep, PathKind, Role
-from engine.tokens import sign, verify
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAYS_60 = timedelta(days=60)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from engine.errors import display_path
+from engine.project.folder import LoadedFunnel
 from engine.sequences.plan import PathPlan, Role
-from engine.sequences.project import LoadedFunnel
 
 
 def summarize(loaded: LoadedFunnel) -> str:

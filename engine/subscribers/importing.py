@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection, Engine
 
-from engine.csvleads import CsvLeads, Row
-from engine.leads import Lead, Proof, add_lead
 from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.rows import email_hash, normalize_email
+from engine.subscribers.csvleads import CsvLeads, Row
+from engine.subscribers.leads import Lead, Proof, add_lead
 
 BATCH = 500
 

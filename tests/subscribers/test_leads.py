@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.leads import Lead, Proof, add_lead, add_new_leads
+from engine.project.folder import Project
 from engine.sequences.plan import Plan
-from engine.sequences.project import Project
 from engine.store import queries
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
+from engine.subscribers.leads import Lead, Proof, add_lead, add_new_leads
 from tests.support.project import minimal_project
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -17,11 +17,11 @@ from pathlib import Path
 from zoneinfo import available_timezones
 
 from engine.errors import EngineError, closest, did_you_mean
-from engine.leads import UTM_KEYS, Lead, answer_problems
 from engine.mail.message import check_address
 from engine.sequences.plan import Plan
 from engine.store.queries import BLOCKED_STATUSES
 from engine.store.tables import SUBSCRIBER
+from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 
 STANDARD = ("email", "name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
 # Written by `subscribers export`, read back as nothing (or, for status, as a reason to

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from engine.daemon import Daemon
+from engine.daemon.wiring import Daemon
 from engine.logs import log
 from engine.web.app import Health, create_app
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.config import Settings, database_url
-from engine.daemon import open_database
+from engine.daemon.wiring import open_database
 from engine.flow.explain import explain
 from engine.flow.state import Facts, Stage
 from engine.sequences.plan import PathKind, Plan

@@ -1,0 +1,1 @@
+"""The daemon: its parts wired from Settings, and the runner that serves HTTP and ticks."""

@@ -1,0 +1,1 @@
+"""The numbers: reports, guardrail rules, alerts and Prometheus metrics."""

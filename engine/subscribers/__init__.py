@@ -1,0 +1,1 @@
+"""What acts on people: signups, inbound events, import and export, profiles, live-edit impact."""
