@@ -20,7 +20,13 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
+    _people()
+    _journeys()
+    _deliveries()
 
+
+def _people() -> None:
+    """Subscribers, the suppression list and consent records."""
     op.create_table(
         "subscriber",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -69,6 +75,9 @@ def upgrade() -> None:
     with op.batch_alter_table("consent", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_consent_subscriber_id"), ["subscriber_id"], unique=False)
 
+
+def _journeys() -> None:
+    """Enrollments (a subscriber's place in a funnel), their events and tags."""
     op.create_table(
         "enrollment",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -124,6 +133,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("subscriber_id", "name"),
     )
+
+
+def _deliveries() -> None:
+    """One row per email to send, with its attempts and outcome."""
     op.create_table(
         "delivery",
         sa.Column("id", sa.Integer(), nullable=False),
