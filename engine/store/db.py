@@ -27,6 +27,15 @@ class DatabaseError(EngineError):
     """The database cannot be reached or used; check FUNNEL_DATABASE_URL and that the server runs."""
 
 
+class Unavailable(Exception):
+    """The database could not be read or written just now: the caller answers 503 and changes nothing."""
+
+
+# What a database that is down, locked or cut off raises: callers that answer a person
+# turn these into `Unavailable`.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
 def normalize_url(url: str) -> str:
     """The URL with PostgreSQL pointed at psycopg 3 (SQLAlchemy's default driver is psycopg2)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -90,6 +99,11 @@ def durable(db_engine: Engine) -> Iterator[Connection]:
         finally:
             if raw is not None:
                 raw.execute("PRAGMA synchronous=NORMAL")
+
+
+def shown_url(db_engine: Engine) -> str:
+    """The database URL as a log line may show it: the password hidden."""
+    return db_engine.url.render_as_string(hide_password=True)
 
 
 def check_connection(db_engine: Engine) -> None:

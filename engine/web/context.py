@@ -6,26 +6,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
 from starlette.requests import Request
 
 from engine.scheduler.clock import Clock
 from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import Plan
 from engine.stats.metrics import Metrics
+from engine.store.db import DbEngine
 from engine.web.limits import RateLimit
-
-if TYPE_CHECKING:  # writer.py raises Unavailable from here
-    from engine.web.writer import GroupWriter
+from engine.web.writer import GroupWriter
 
 
 @dataclass(frozen=True)
 class Web:
     """The daemon's parts the HTTP side uses."""
 
-    db_engine: Engine
+    db_engine: DbEngine
     plans: Callable[[], Mapping[str, Plan]]  # the live funnels, reloaded as files change
     clock: Clock  # the daemon's clock: events are recorded in the time the scheduler runs in
     secret: str
@@ -44,10 +41,6 @@ class Web:
     # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
     # link again and again costs no database write.
     seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))
-
-
-class Unavailable(Exception):
-    """The database could not be read or written just now: the caller answers 503 and changes nothing."""
 
 
 def client_ip(request: Request) -> str:

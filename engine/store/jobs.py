@@ -1,0 +1,67 @@
+"""Write jobs run together: one durable transaction, each job in its own savepoint.
+
+The web writer (engine/web/writer.py) hands its waiting jobs here in one batch: one
+bad job is rolled back to its savepoint and fails alone, the others commit together.
+A job whose class has `run_many(conn, jobs)` (a `Bulk` job, like a signup) runs with
+the jobs of its kind waiting next to it, in one set of statements; if that fails,
+each runs on its own, so one bad job still fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from engine.store.db import DbConnection, DbEngine, durable
+
+Job = Callable[[DbConnection], Any]
+
+
+class Bulk(Protocol):
+    """A job that can also run with others of its own kind in one go."""
+
+    def __call__(self, conn: DbConnection) -> Any:
+        """Run this job alone."""
+        ...  # pragma: no cover
+
+    @classmethod
+    def run_many(cls, conn: DbConnection, jobs: list[Any]) -> list[Any]:
+        """Run `jobs` (all of this class) together; one result per job, in order."""
+        ...  # pragma: no cover
+
+
+def run_durably(db_engine: DbEngine, jobs: list[Job]) -> list[tuple[bool, Any]]:
+    """Run `jobs` in one durable transaction; per job (True, its result) or (False, its exception).
+
+    An exception out of here (the commit failed) means nothing of the batch was written.
+    """
+    outcomes: list[tuple[bool, Any]] = []
+    with durable(db_engine) as conn:
+        for group in _runs(jobs):
+            many = getattr(type(group[0]), "run_many", None)
+            if many is not None and len(group) > 1:
+                try:
+                    with conn.begin_nested():
+                        results = many(conn, group)
+                    outcomes.extend((True, result) for result in results)
+                    continue
+                except Exception:  # one of them is bad: find it by running each alone
+                    pass
+            for job in group:
+                try:
+                    with conn.begin_nested():
+                        outcomes.append((True, job(conn)))
+                except Exception as error:  # this job's savepoint is rolled back, the rest commit
+                    outcomes.append((False, error))
+    return outcomes
+
+
+def _runs(jobs: list[Job]) -> list[list[Job]]:
+    """Consecutive jobs of the same class, grouped, in order."""
+    runs: list[list[Job]] = []
+    for job in jobs:
+        if runs and type(runs[-1][0]) is type(job):
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
