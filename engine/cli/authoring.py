@@ -14,6 +14,7 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.sample import parse_data, render_sample
+from engine.config import database_url
 from engine.errors import EngineError
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
@@ -25,6 +26,7 @@ from engine.sequences.model import json_schema
 from engine.sequences.plan import Plan
 from engine.sequences.values import parse_delay
 from engine.sequences.window import zone
+from engine.store import reports
 from engine.subscribers.impact import against_database
 
 
@@ -52,7 +54,7 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
     if against_db:
         plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
         try:
-            lines = against_database(obj.settings, obj.root, plans, complete=not paths)
+            lines = _against_database(obj, plans, complete=not paths)
         except EngineError as error:
             click.echo(str(error), err=True)
             sys.exit(1)
@@ -136,6 +138,21 @@ def schema(out: Path | None) -> None:
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
+
+
+def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> list[str]:
+    """Compare `plans` with the project's database, opened as it is (validate migrates nothing)."""
+    url = database_url(obj.settings, obj.root)
+    shown = reports.shown_url(url)
+    if reports.not_created_yet(url):
+        return against_database(None, shown, plans, complete)
+    from engine.daemon.wiring import open_database  # the daemon's wiring is heavy; only --against-db needs it
+
+    db_engine = open_database(obj.settings, obj.root, migrate=False)
+    try:
+        return against_database(db_engine, shown, plans, complete)
+    finally:
+        db_engine.dispose()
 
 
 def _plan(obj: Context, funnel: str) -> Plan:

@@ -6,10 +6,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from engine.flow.explain import Explanation, when
 from engine.sequences.window import zone
+from engine.store.db import Row
 from engine.subscribers.leads import UTM_KEYS
 from engine.subscribers.profile import EnrollmentView, Profile
 
@@ -46,7 +45,7 @@ def profile_lines(profile: Profile, now: datetime) -> Iterator[str]:
         yield from _enrollment(view, tz)
 
 
-def _event(event: RowMapping) -> str:
+def _event(event: Row) -> str:
     details = []
     if event["question"]:
         details.append(f"{event['question']}={event['answer']}")

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from engine.flow.actions import Action, EnterPath, Send
+from engine.flow.facts import facts_for
 from engine.flow.state import Event, EventType, Facts, Stage, State
+from engine.flow.status import SubscriberStatus
 from engine.flow.step import start, step
 from engine.sequences.plan import PathKind, Plan
 
@@ -82,8 +84,9 @@ def simulate(plan: Plan, script: Script) -> Timeline:
         events.append(Event(EventType.CONFIRMED, script.start + CONFIRM_DELAY))
     events.extend(Event(EventType.ANSWER, script.start + a.offset, a.question, a.answer)
                   for a in script.answers if a.offset is not None)
-    facts = Facts(timezone=script.timezone, magnet=script.magnet, events=tuple(events),
-                  joined_at=script.start)
+    facts = facts_for(plan.funnel, timezone=script.timezone, status=SubscriberStatus.ACTIVE,
+                      magnet=script.magnet, joined_at=script.start, events=events, marketing_sent=(),
+                      paused={})
     state = start(plan, script.start)
     timeline = Timeline()
     now = script.start
@@ -125,9 +128,12 @@ def _why_ignored(plan: Plan, state: State, event: Event) -> str | None:
 
 
 def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datetime) -> Facts:
-    """What the daemon would store after an action: sends count for the cap, answers follow."""
+    """What the daemon would store after an action: sends count for the cap and the confirmation
+    gap, answers follow."""
     if not isinstance(action, Send):
         return facts
+    if action.email.path is PathKind.CONFIRM:
+        return replace(facts, confirmations=(*facts.confirmations, now))
     if action.email.marketing:
         opened = (Event(EventType.OPEN, now + OPEN_DELAY),) if script.reader else ()
         return replace(facts, marketing_sent=(*facts.marketing_sent, now),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from engine.flow.status import SubscriberStatus
 from engine.sequences.plan import PathKind, Role
 
 
@@ -59,6 +60,7 @@ class Event:
     product: str | None = None
     name: str | None = None  # a tag's or a custom event's name
     step: str | None = None  # the email it came from (a click, an unsubscribe, a complaint)
+    funnel: str | None = None  # the funnel it happened in; None: every funnel (engine/flow/facts.py)
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,16 @@ class Facts:
     marketing_sent: tuple[datetime, ...] = ()  # every marketing email, across all funnels
     joined_at: datetime | None = None  # when the enrollment began: idle time counts from here at most
     paused: frozenset[str] = frozenset()  # step ids a guardrail (or a person) paused in this funnel
+    status: str = SubscriberStatus.ACTIVE  # the address's: a bounced or complained one ends the enrollment
+    # When confirmation requests were last decided for this address, in any funnel: one a day.
+    confirmations: tuple[datetime, ...] = ()
 
     def until(self, now: datetime) -> Facts:
-        """These facts as they stood at `now`."""
+        """These facts as they stood at `now`.
+
+        Confirmations stay: one decided by a daemon whose clock runs a little ahead still
+        spaces the next one.
+        """
         return replace(self, events=tuple(e for e in self.events if e.at <= now),
                        marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
 

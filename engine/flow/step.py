@@ -11,14 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from engine.flow import waits
 from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.state import Done, EventType, Facts, Stage, State
+from engine.flow.status import BLOCKED_STATUSES
 from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role
 from engine.sequences.values import format_delay
 
 # A double opt-in request is sent once more, no sooner than this after the first, when
 # the person signs up again without having confirmed.
 CONFIRM_AGAIN_AFTER = timedelta(hours=24)
+# Against subscription bombing: at most one double opt-in request per address in this
+# time, whatever the funnels; a further one waits until this long after the last.
+CONFIRMATION_GAP = timedelta(hours=24)
 # Signs that a person still reads: idle time (for win-back) counts from the latest of these.
 ENGAGED = frozenset({EventType.OPEN, EventType.CLICK, EventType.ANSWER, EventType.PURCHASE,
                      EventType.CONFIRMED, EventType.SIGNED_UP_AGAIN})
@@ -33,12 +38,8 @@ class Outcome:
     state: State
     actions: tuple[Action, ...]
     wake_at: datetime | None  # None: nothing to do until an event arrives
+    wait: waits.Wait  # why it waits until wake_at (engine/flow/waits.py); its `at` is wake_at
     entered: tuple[Stage, ...] = ()  # stages entered on the way, in order: the funnel's milestones
-
-
-@dataclass(frozen=True)
-class _Wait:
-    wake_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -56,26 +57,46 @@ def start(plan: Plan, signed_up_at: datetime) -> State:
 def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     """Advance one enrollment to `now`: send what is due, move on, say when to wake next."""
     facts = facts.until(now)
+    if facts.status in BLOCKED_STATUSES and state.stage is not Stage.ENDED:
+        return _blocked(state, facts.status)
     actions: list[Action] = []
     entered: list[Stage] = []
     # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
     for _ in range(8 * plan.email_count + 32):
         result = _next(plan, state, facts, now)
-        if isinstance(result, _Wait):
-            return Outcome(state, tuple(actions), result.wake_at, tuple(entered))
+        if not isinstance(result, _Move):
+            return Outcome(state, tuple(actions), result.at, result, tuple(entered))
         if result.state.stage is not state.stage:
             entered.append(result.state.stage)
         state = result.state
         actions.extend(result.actions)
         for action in result.actions:
-            if isinstance(action, Send) and action.email.marketing:
-                facts = replace(facts, marketing_sent=(*facts.marketing_sent, now))
+            if isinstance(action, Send):
+                facts = _sent(facts, action.email, now)
     raise RuntimeError(f"funnel '{plan.funnel}': step() made no progress at {now}")  # pragma: no cover
 
 
-def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _blocked(state: State, status: str) -> Outcome:
+    """A bounced or complained address ends the enrollment, whatever it waited for."""
+    reason = f"the address {status}"
+    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason)
+    # Not in `entered`: ended from outside the funnel's walk, this ending never wrote a
+    # milestone, and the stage counts (engine/store/funnelstats.py) stay as they were.
+    return Outcome(ended, (End(reason),), None, waits.AddressBlocked(status))
+
+
+def _sent(facts: Facts, email: EmailStep, now: datetime) -> Facts:
+    """The facts after `email` was decided at `now`: the cap and the confirmation gap count it."""
+    if email.marketing:
+        return replace(facts, marketing_sent=(*facts.marketing_sent, now))
+    if email.path is PathKind.CONFIRM:
+        return replace(facts, confirmations=(*facts.confirmations, now))
+    return facts
+
+
+def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     if state.stage is Stage.ENDED:
-        return _Wait(None)
+        return waits.Ended(state.reason)
     if facts.first(EventType.UNSUBSCRIBE):
         return _end(state, "unsubscribed")
     if state.stage in (Stage.WINBACK, Stage.SUNSET):
@@ -127,7 +148,7 @@ def _send(state: State, email: EmailStep, **changes: object) -> _Move:
     return _Move(moved, (Send(email, state.segment),))
 
 
-def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     confirmed = facts.first(EventType.CONFIRMED)
     if not plan.double_opt_in or plan.confirmation is None:
         return _Move(replace(state, stage=Stage.MAGNET, since=now))
@@ -135,20 +156,32 @@ def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait 
         return _Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
     sent = state.sent_ids()
     if plan.confirmation.id not in sent:
-        return _send(state, plan.confirmation)
+        return _request(state, plan.confirmation, facts, now)
     again = plan.confirmation_again
     asked = any(e.type is EventType.SIGNED_UP_AGAIN and e.at > state.since for e in facts.events)
     if again is None or again.id in sent or not asked:
-        return _Wait(None)
+        return waits.ConfirmationClick()
     # They signed up again: the first request got lost. Once more, and only once, and not
     # within a day of the first (a form is no way to flood someone's inbox).
     due = state.since + CONFIRM_AGAIN_AFTER
     if now < due:
-        return _Wait(due)
-    return _send(state, again)
+        return waits.ConfirmationAgain(due)
+    return _request(state, again, facts, now)
 
 
-def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _request(state: State, email: EmailStep, facts: Facts, now: datetime) -> waits.Wait | _Move:
+    """A confirmation request, unless the address got one (in any funnel) within CONFIRMATION_GAP.
+
+    Someone signing a stranger up for every funnel must not fill their inbox: each further
+    request waits until a day after the one before.
+    """
+    last = max(facts.confirmations, default=None)
+    if last is not None and now - last < CONFIRMATION_GAP:
+        return waits.ConfirmationGap(last, last + CONFIRMATION_GAP)
+    return _send(state, email)
+
+
+def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     email = plan.magnet(facts.magnet).email
     if email.id in state.sent_ids():
         return _Move(replace(state, stage=Stage.SURVEY, since=now))
@@ -163,7 +196,7 @@ def _segment_chosen(state: State, segment: str, reason: str,
                          EnterPath(PathKind.NURTURE, f"segment '{segment}' chosen")))
 
 
-def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     survey = plan.survey
     if survey is None:
         return _segment_chosen(state, plan.default_segment, "no survey", now)
@@ -174,12 +207,12 @@ def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _M
                                (skip,))
     due = state.since + survey.after
     if now < due:
-        return _Wait(due)
+        return waits.SurveyDue(survey.email, due)
     return _send(state, survey.email, stage=Stage.ANSWERING, since=now,
                  deadline=now + survey.wait)
 
 
-def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     survey = plan.survey
     if survey is None:
         return _segment_chosen(state, plan.default_segment, "the survey was removed", now)
@@ -189,14 +222,15 @@ def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait |
                                facts.last_answer_at() or now)
     deadline = state.deadline or state.since + survey.wait
     if now < deadline:
-        return _Wait(deadline)
+        chosen = survey.decide(answers)
+        return waits.SurveyAnswer(chosen, chosen == survey.default_segment and not answers, deadline)
     reason = f"no answer within {format_delay(survey.wait)}"
     if answers:
         reason = f"only some questions answered within {format_delay(survey.wait)}"
     return _segment_chosen(state, survey.decide(answers), reason, deadline)
 
 
-def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Move:
+def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
     """Nurture, sales, customer and win-back: send each email of the path when due, in order."""
     kind = state.stage.path
     assert kind is not None
@@ -219,16 +253,17 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait | _Mov
     if email.id in facts.paused:
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
         # the step wakes everyone waiting at it.
-        return _Wait(None)
+        return waits.Paused(email)
     due = (state.last_sent_at or state.since) + email.after
     window = plan.window
     if now < due:
-        return _Wait(window.next_open(due, facts.timezone) if window else due)
+        return waits.Spacing(email, kind, state.last_sent_at is not None, due,
+                       window.next_open(due, facts.timezone) if window else due)
     if window and not window.contains(now, facts.timezone):
-        return _Wait(window.next_open(now, facts.timezone))
+        return waits.OutsideWindow(window.next_open(now, facts.timezone))
     allowed = plan.cap.next_allowed(facts.marketing_sent, now, facts.timezone)
     if allowed > now:
-        return _Wait(window.next_open(allowed, facts.timezone) if window else allowed)
+        return waits.CapReached(allowed, window.next_open(allowed, facts.timezone) if window else allowed)
     idle = _idle_since(facts)
     if kind is not PathKind.WINBACK and plan.winback and idle and now - idle >= plan.winback.after \
             and _mailed_since(state, facts, idle):
@@ -311,12 +346,12 @@ def _back(state: State, at: datetime, reason: str) -> _Move:
     return _Move(moved, (EnterPath(stage.path, reason),))
 
 
-def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> _Wait | _Move:
+def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> waits.Wait | _Move:
     if kind is PathKind.WINBACK:
         sunset_after = plan.winback.sunset_after if plan.winback else timedelta(0)
         due = (state.last_sent_at or state.since) + sunset_after
         if now < due:
-            return _Wait(due)
+            return waits.SunsetDue(sunset_after, due)
         reason = f"sunset: no click within {format_delay(sunset_after)} of the win-back emails"
         return _Move(replace(state, stage=Stage.SUNSET, since=due, step=None, reason=reason),
                      (End(reason),))
@@ -331,8 +366,12 @@ def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> _
     return _end(state, "customer path finished")
 
 
-def _idle(plan: Plan, state: State, facts: Facts, now: datetime) -> _Wait:
-    return _Wait(None)
+def _idle(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait:
+    if state.stage is Stage.SUNSET:
+        return waits.SunsetStage(state.reason)
+    if state.stage is Stage.SALES_DONE:
+        return waits.SalesOver()
+    return waits.Ended(state.reason)
 
 
 _HANDLERS = {

@@ -8,10 +8,11 @@ million enrollments cost one scan, not a million Python rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from engine.store.rows import email_hash
 from engine.store.tables import CONSENT, ENROLLMENT, SUBSCRIBER, SUPPRESSION, TAG
@@ -108,6 +109,23 @@ def suppression_of(conn: Connection, address: str) -> RowMapping | None:
 
 
 # --- live edits (funnel validate --against-db) -------------------------------------------
+
+
+def shown_url(url: str) -> str:
+    """A database URL as the operator wrote it, with the password hidden."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def not_created_yet(url: str) -> bool:
+    """Whether `url` is a SQLite file that does not exist yet: connecting would create it, empty."""
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) \
+        and parsed.database != ":memory:" and not Path(str(parsed.database)).exists()
+
+
+def has_enrollments(db_engine: Engine) -> bool:
+    """Whether the database has the enrollment table (a database never migrated has nothing to compare)."""
+    return sa.inspect(db_engine).has_table("enrollment")
 
 
 def positions(conn: Connection, funnels: Sequence[str] | None = None) -> list[RowMapping]:

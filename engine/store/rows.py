@@ -44,17 +44,10 @@ def state_values(state: State) -> dict[str, Any]:
     }
 
 
-# Opens and clicks on any funnel's email count in every funnel: a reader of one funnel is
-# not idle in another (win-back and sunset, docs/guardrails.md).
-_ENGAGEMENT_ANYWHERE = frozenset({EventType.OPEN.value, EventType.CLICK.value})
-
-
-def events_of(rows: Iterable[Mapping[Any, Any]], funnel: str) -> tuple[Event, ...]:
-    """The events `funnel`'s interpreter sees: its own, those for every funnel, every open and click."""
+def events_of(rows: Iterable[Mapping[Any, Any]]) -> tuple[Event, ...]:
+    """Event rows as Events, each with its funnel (engine.flow.facts picks those a funnel sees)."""
     found = []
     for row in rows:
-        if row["funnel"] not in (None, funnel) and row["type"] not in _ENGAGEMENT_ANYWHERE:
-            continue
         try:
             kind = EventType(row["type"])
         except ValueError:  # a type a newer version wrote; this one ignores it
@@ -68,6 +61,7 @@ def events_of(rows: Iterable[Mapping[Any, Any]], funnel: str) -> tuple[Event, ..
                 product=row["product"],
                 name=row["name"],
                 step=row["step"],
+                funnel=row["funnel"],
             )
         )
     return tuple(found)

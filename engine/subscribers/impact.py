@@ -13,17 +13,12 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
-
-from engine.config import Settings, database_url
-from engine.daemon.wiring import open_database
 from engine.flow.explain import explain
 from engine.flow.state import Facts, Stage
 from engine.sequences.plan import PathKind, Plan
 from engine.store import reports
+from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.rows import state_of
 
 _WALKING = (Stage.NURTURE.value, Stage.SALES.value, Stage.CUSTOMER.value)
@@ -33,32 +28,22 @@ _FINISHED = {PathKind.NURTURE: "go on to the sales path", PathKind.SALES: "have 
              PathKind.CUSTOMER: "have finished the customer path"}
 
 
-def against_database(settings: Settings, project: Path, plans: Mapping[str, Plan],
+def against_database(db_engine: DbEngine | None, shown: str, plans: Mapping[str, Plan],
                      complete: bool) -> list[str]:
-    """Lines for `validate --against-db`; `complete`: every file was checked, so a missing funnel is news."""
-    url = database_url(settings, project)
-    parsed = sa.engine.make_url(url)
-    shown = parsed.render_as_string(hide_password=True)
-    nothing = [f"no database yet at {shown}; nothing to compare"]
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
-            and not Path(parsed.database).exists():
-        return nothing  # connecting would create an empty file
-    db_engine = open_database(settings, project, migrate=False)
-    try:
-        if not sa.inspect(db_engine).has_table("enrollment"):
-            return nothing
-        with db_engine.connect() as conn:
-            groups = reports.positions(conn, None if complete else list(plans))
-            lines = [f"subscribers in the database at {shown}:"]
-            lines += [_funnel_line(conn, plan, [g for g in groups if g["funnel"] == funnel])
-                      for funnel, plan in sorted(plans.items())]
-            lines += _missing(groups, plans)
-    finally:
-        db_engine.dispose()
+    """Lines for `validate --against-db`; `db_engine`: None when there is no database yet; `shown`: its
+    URL as printed; `complete`: every file was checked, so a missing funnel is news."""
+    if db_engine is None or not reports.has_enrollments(db_engine):
+        return [f"no database yet at {shown}; nothing to compare"]
+    with db_engine.connect() as conn:
+        groups = reports.positions(conn, None if complete else list(plans))
+        lines = [f"subscribers in the database at {shown}:"]
+        lines += [_funnel_line(conn, plan, [g for g in groups if g["funnel"] == funnel])
+                  for funnel, plan in sorted(plans.items())]
+        lines += _missing(groups, plans)
     return lines
 
 
-def _live(groups: list[RowMapping]) -> int:
+def _live(groups: list[Row]) -> int:
     return sum(g["count"] for g in groups if g["stage"] != Stage.ENDED.value)
 
 
@@ -66,8 +51,8 @@ def _subscribers(count: int) -> str:
     return f"{count:,} subscriber{'s' if count != 1 else ''}"
 
 
-def _missing(groups: list[RowMapping], plans: Mapping[str, Plan]) -> list[str]:
-    by_funnel: dict[str, list[RowMapping]] = defaultdict(list)
+def _missing(groups: list[Row], plans: Mapping[str, Plan]) -> list[str]:
+    by_funnel: dict[str, list[Row]] = defaultdict(list)
     for group in groups:
         if group["funnel"] not in plans:
             by_funnel[group["funnel"]].append(group)
@@ -76,7 +61,7 @@ def _missing(groups: list[RowMapping], plans: Mapping[str, Plan]) -> list[str]:
             for funnel, found in sorted(by_funnel.items()) if _live(found)]
 
 
-def _funnel_line(conn: Connection, plan: Plan, groups: list[RowMapping]) -> str:
+def _funnel_line(conn: DbConnection, plan: Plan, groups: list[Row]) -> str:
     parts = [f"{plan.funnel}: {_subscribers(_live(groups))}"]
     removed: Counter[tuple[str, str, str]] = Counter()
     gone: Counter[str] = Counter()
@@ -114,7 +99,7 @@ def _funnel_line(conn: Connection, plan: Plan, groups: list[RowMapping]) -> str:
     return "; ".join(parts)
 
 
-def _continuations(conn: Connection, plan: Plan,
+def _continuations(conn: DbConnection, plan: Plan,
                    removed: Counter[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
     """What each removed-step group continues with, asked of the interpreter for each history."""
     nexts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)

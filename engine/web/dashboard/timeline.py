@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import RowMapping
-
 from engine.flow.explain import when
 from engine.sequences.plan import Plan
+from engine.store.db import Row
 from engine.subscribers.profile import EnrollmentView, Profile
 
 MAX_ENTRIES = 500  # the newest; a subscriber of many years could have thousands of opens
@@ -81,7 +80,7 @@ def _position(view: EnrollmentView, plan: Plan | None, timezone: str) -> Positio
     )
 
 
-def _email(delivery: RowMapping, plan: Plan | None) -> Entry:
+def _email(delivery: Row, plan: Plan | None) -> Entry:
     step = delivery["step"]
     email = plan.email(step) if plan else None
     # A subject with template code ({{ subscriber.first_name }}) would show the code, not what
@@ -94,7 +93,7 @@ def _email(delivery: RowMapping, plan: Plan | None) -> Entry:
     return Entry(delivery["created_at"], status, delivery["funnel"], f"'{step}'{subject} {status}{reply}")
 
 
-def _event(event: RowMapping, plans: Mapping[str, Plan]) -> str:
+def _event(event: Row, plans: Mapping[str, Plan]) -> str:
     kind, step = event["type"], event["step"]
     about = f" '{step}'" if step else ""
     if kind == "open":
@@ -121,7 +120,7 @@ def _event(event: RowMapping, plans: Mapping[str, Plan]) -> str:
     return str(kind)
 
 
-def _answer(event: RowMapping, plan: Plan | None) -> str:
+def _answer(event: Row, plan: Plan | None) -> str:
     question, answer = str(event["question"]), str(event["answer"])
     questions = plan.survey.questions if plan and plan.survey else ()
     asked = next((q for q in questions if q.id == question), None)
