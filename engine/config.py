@@ -9,6 +9,7 @@ folder in the project, with a secret generated on first use.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -19,13 +20,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from engine.errors import EngineError, did_you_mean
-from engine.scheduler.throttle import parse_domain_rates
-from engine.scheduler.warmup import parse_schedule, parse_start
 from engine.sequences.values import parse_delay
 
 CONFIG_FILE = "funnel.toml"
 ENV_PREFIX = "FUNNEL_"
 SECRET_FILE = ".funnel-secret"
+
+_RATES_EXAMPLE = "gmail.com=10,outlook.com=3"
+_WARMUP_EXAMPLE = "50,100,200,400,800,1500,3000,5000"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ConfigError(EngineError):
@@ -180,6 +183,75 @@ class Settings(BaseModel):
     def smtp_port_or_default(self) -> int:
         """The SMTP port, defaulting by TLS mode as mail clients do."""
         return self.smtp_port or {"none": 25, "starttls": 587, "tls": 465}[self.smtp_tls]
+
+    @property
+    def domain_rate_overrides(self) -> dict[str, float]:
+        """`domain_rates` as {domain: emails per second}."""
+        return parse_domain_rates(self.domain_rates)
+
+    @property
+    def warmup_days(self) -> tuple[int, ...]:
+        """`warmup_schedule` as the marketing volumes of day 1, 2, 3...; empty when there is no warm-up."""
+        return parse_schedule(self.warmup_schedule) if self.warmup_schedule.strip() else ()
+
+    @property
+    def warmup_day_one(self) -> date | None:
+        """`warmup_start` as a date; None when it is not set."""
+        return parse_start(self.warmup_start) if self.warmup_start else None
+
+
+def parse_domain_rates(text: str) -> dict[str, float]:
+    """`gmail.com=10,outlook.com=3` as {domain: emails per second}; ValueError says what to write."""
+    rates: dict[str, float] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        domain, equals, value = part.partition("=")
+        domain = domain.strip().lower().rstrip(".")
+        if not equals or not domain or "@" in domain or " " in domain:
+            raise ValueError(f"'{part}' is not DOMAIN=RATE; write for example {_RATES_EXAMPLE}")
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ValueError(
+                f"'{part}': the rate must be a number of emails per second; "
+                f"write for example {_RATES_EXAMPLE}"
+            ) from None
+        if not rate >= 0 or rate == float("inf"):  # also refuses NaN
+            raise ValueError(
+                f"'{part}': the rate must be 0 (no limit) or more; write for example {_RATES_EXAMPLE}"
+            )
+        if domain in rates:
+            raise ValueError(f"'{domain}' is given twice; write each domain once, e.g. {_RATES_EXAMPLE}")
+        rates[domain] = rate
+    return rates
+
+
+def parse_schedule(text: str) -> tuple[int, ...]:
+    """`50,100,200` as (50, 100, 200); ValueError says what to write."""
+    days: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():  # also refuses "", "-5", "1.5"
+            raise ValueError(
+                f"'{part}' is not a whole number of emails; write the daily volumes of day 1, 2, 3... "
+                f"separated by commas, e.g. {_WARMUP_EXAMPLE}"
+            )
+        days.append(int(part))
+    return tuple(days)
+
+
+def parse_start(text: str) -> date:
+    """`2026-03-02` as a date; ValueError says what to write."""
+    try:
+        if not _DATE.fullmatch(text.strip()):
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"'{text}' is not a date; write the UTC day of warm-up day 1 as YYYY-MM-DD, e.g. 2026-03-02"
+        ) from None
 
 
 def load_settings(project: Path, environ: Mapping[str, str] | None = None) -> Settings:

@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.daemon.wiring import Daemon
 from engine.logs import log
+from engine.store.db import shown_url
 from engine.web.app import Health, create_app
 
 # A tick that has not finished for this many intervals (plus a margin for a slow
@@ -96,7 +97,7 @@ class Runner:
             host=settings.host,
             port=settings.port,
             transport=settings.transport,
-            database=self.daemon.db_engine.url.render_as_string(hide_password=True),
+            database=shown_url(self.daemon.db_engine),
         )
         stopped = asyncio.create_task(self.stop.wait())
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)

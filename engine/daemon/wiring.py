@@ -9,24 +9,25 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
-
 from engine.config import Settings, database_url, secret_key
 from engine.mail.outbox import OutboxTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
 from engine.project.folder import Project
 from engine.scheduler.clock import Clock, SystemClock
-from engine.scheduler.dispatch import Dispatcher, DispatchSettings, RateLimiter
+from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard, Paused
+from engine.scheduler.policy import RateLimiter, SendPolicy
+from engine.scheduler.recording import Recorder, RetryRules
+from engine.scheduler.sending import Sender, SendSettings
 from engine.scheduler.stoplist import Stoplist
-from engine.scheduler.throttle import DomainThrottle, parse_domain_rates
+from engine.scheduler.throttle import DomainThrottle
 from engine.scheduler.tick import Ticker
 from engine.scheduler.warmup import Warmup
 from engine.stats.alerts import post_alert
 from engine.stats.metrics import Metrics
-from engine.store.db import check_connection, make_engine
+from engine.store.db import DbEngine, check_connection, make_engine
 from engine.store.migrate import upgrade
 from engine.web.context import Web
 from engine.web.limits import RateLimit
@@ -64,7 +65,23 @@ def _alerter(url: str | None, base_url: str) -> Callable[[Paused], None] | None:
     return alert
 
 
-def open_database(settings: Settings, project: Path, migrate: bool = True) -> Engine:
+def _send_policy(settings: Settings) -> SendPolicy:
+    """The global rate, per-domain rates and warm-up the settings ask for."""
+    limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
+    # Per-domain buckets are per process: N daemons on one database send N times as fast
+    # to a domain (docs/delivery.md). A domain rate at or above send_rate never binds.
+    throttle = DomainThrottle(
+        settings.domain_send_rate,
+        settings.domain_rate_overrides,
+        burst_seconds=settings.tick_seconds,
+        ceiling=settings.send_rate,
+    )
+    days, day_one = settings.warmup_days, settings.warmup_day_one
+    warmup = Warmup(days, day_one) if days and day_one is not None else None
+    return SendPolicy(limiter, throttle, warmup)
+
+
+def open_database(settings: Settings, project: Path, migrate: bool = True) -> DbEngine:
     """The database engine, reachable and (by default) migrated to the newest schema."""
     db_engine = make_engine(database_url(settings, project))
     check_connection(db_engine)
@@ -79,7 +96,7 @@ class Daemon:
 
     settings: Settings
     project: Path
-    db_engine: Engine
+    db_engine: DbEngine
     live: LiveFunnels
     transport: Transport
     clock: Clock
@@ -96,7 +113,7 @@ def build_daemon(
     project: Path,
     clock: Clock | None = None,
     transport: Transport | None = None,
-    db_engine: Engine | None = None,
+    db_engine: DbEngine | None = None,
 ) -> Daemon:
     """Wire a daemon for `project`; tests hand in their own clock, transport or database."""
     clock = clock or SystemClock()
@@ -108,31 +125,21 @@ def build_daemon(
     db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-db")
     secret = secret_key(settings, project)
     stoplist = Stoplist(settings.lease_seconds * 2)
-    dispatch_settings = DispatchSettings(
+    lease = timedelta(seconds=settings.lease_seconds)
+    metrics = Metrics(db_engine, clock.now)
+    policy = _send_policy(settings)
+    recorder = Recorder(db_engine, db_executor, stoplist, lease)
+    send_settings = SendSettings(
         base_url=settings.base_url,
         secret=secret,
-        lease=timedelta(seconds=settings.lease_seconds),
-        retry_lifetime=settings.retry_lifetime_delta,
-        resend_unknown=settings.resend_unknown,
-        batch_size=settings.batch_size,
         concurrency=settings.smtp_connections if settings.transport == "smtp" else 4,
+        retry=RetryRules(settings.retry_lifetime_delta, settings.resend_unknown),
         track_clicks=settings.track_clicks,
         track_opens=settings.track_opens,
     )
-    limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
-    metrics = Metrics(db_engine, clock.now)
-    # Per-domain buckets are per process: N daemons on one database send N times as fast
-    # to a domain (docs/delivery.md). A domain rate at or above send_rate never binds.
-    throttle = DomainThrottle(
-        settings.domain_send_rate,
-        parse_domain_rates(settings.domain_rates),
-        burst_seconds=settings.tick_seconds,
-        ceiling=settings.send_rate,
-    )
+    sender = Sender(lambda: live.current, transport, clock, send_settings, policy, recorder, metrics)
     dispatcher = Dispatcher(
-        db_engine, lambda: live.current, transport, clock, dispatch_settings, limiter, db_executor, stoplist,
-        throttle=throttle, warmup=Warmup.parse(settings.warmup_schedule, settings.warmup_start),
-        metrics=metrics,
+        db_engine, db_executor, clock, policy, sender, recorder, lease, settings.batch_size
     )
     ticker = Ticker(
         db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-
 from engine.logs import log
 from engine.sequences.plan import Plan
 from engine.stats.guardrails import judge
 from engine.store import pauses
+from engine.store.db import DbConnection, DbEngine
 from engine.store.stepstats import StepCounts, step_counts
 
 
@@ -52,7 +51,7 @@ class Paused:
         }
 
 
-def check_guardrails(db_engine: Engine, plans: Mapping[str, Plan], now: datetime) -> list[Paused]:
+def check_guardrails(db_engine: DbEngine, plans: Mapping[str, Plan], now: datetime) -> list[Paused]:
     """Pause every marketing step that crossed a threshold of its funnel; what was paused now."""
     paused: list[Paused] = []
     with db_engine.begin() as conn:
@@ -78,7 +77,7 @@ def check_guardrails(db_engine: Engine, plans: Mapping[str, Plan], now: datetime
     return paused
 
 
-def _since(conn: Connection, counts: StepCounts, resumed_at: datetime) -> StepCounts:
+def _since(conn: DbConnection, counts: StepCounts, resumed_at: datetime) -> StepCounts:
     fresh = step_counts(conn, counts.funnel, steps=[counts.step], mail_since=resumed_at)
     return fresh[0] if fresh else StepCounts(counts.funnel, counts.step)
 
@@ -88,7 +87,7 @@ class Guard:
 
     def __init__(
         self,
-        db_engine: Engine,
+        db_engine: DbEngine,
         plans: Callable[[], Mapping[str, Plan]],
         interval: float,
         alert: Callable[[Paused], None] | None = None,

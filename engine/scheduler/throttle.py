@@ -1,6 +1,6 @@
 """Per-destination-domain send rates: one token bucket per recipient domain, in this process.
 
-The global `send_rate` bucket (dispatch.RateLimiter) gates how many deliveries a tick
+The global `send_rate` bucket (policy.RateLimiter) gates how many deliveries a tick
 claims; this one decides, message by message, whether its recipient's domain may take
 another one now. A message that may not is not sent and not counted as an attempt: the
 dispatcher puts it back to wait until the time `take` names (docs/delivery.md).
@@ -16,34 +16,6 @@ from dataclasses import dataclass
 # Buckets kept at most. A bucket idle for a second is full again, so forgetting the least
 # recently used one loses nothing but a partly spent burst; 10,000 buckets are about 2 MB.
 MAX_DOMAINS = 10_000
-
-_EXAMPLE = "gmail.com=10,outlook.com=3"
-
-
-def parse_domain_rates(text: str) -> dict[str, float]:
-    """`gmail.com=10,outlook.com=3` as {domain: emails per second}; ValueError says what to write."""
-    rates: dict[str, float] = {}
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        domain, equals, value = part.partition("=")
-        domain = domain.strip().lower().rstrip(".")
-        if not equals or not domain or "@" in domain or " " in domain:
-            raise ValueError(f"'{part}' is not DOMAIN=RATE; write for example {_EXAMPLE}")
-        try:
-            rate = float(value)
-        except ValueError:
-            raise ValueError(
-                f"'{part}': the rate must be a number of emails per second; write for example {_EXAMPLE}"
-            ) from None
-        if not rate >= 0 or rate == float("inf"):  # also refuses NaN
-            raise ValueError(f"'{part}': the rate must be 0 (no limit) or more; write for example {_EXAMPLE}")
-        if domain in rates:
-            raise ValueError(f"'{domain}' is given twice; write each domain once, e.g. {_EXAMPLE}")
-        rates[domain] = rate
-    return rates
-
 
 def recipient_domain(address: str) -> str:
     """The domain an address's mail goes to, as buckets are keyed."""

@@ -8,8 +8,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
-
 from engine.logs import log
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
@@ -19,6 +17,7 @@ from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard
 from engine.sequences.plan import Plan
 from engine.stats.metrics import Metrics
+from engine.store.db import DbEngine
 
 # Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
 MAX_DECIDE_ROUNDS = 20
@@ -40,7 +39,7 @@ class Ticker:
 
     def __init__(
         self,
-        db_engine: Engine,
+        db_engine: DbEngine,
         live: LiveFunnels,
         dispatcher: Dispatcher,
         clock: Clock,

@@ -9,42 +9,11 @@ database, so every daemon sharing it spends the same allowance.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy.engine import Connection
-
 from engine.store.counts import marketing_volume_since, serialize_warmup_claims
-
-_EXAMPLE = "50,100,200,400,800,1500,3000,5000"
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def parse_schedule(text: str) -> tuple[int, ...]:
-    """`50,100,200` as (50, 100, 200); ValueError says what to write."""
-    days: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit():  # also refuses "", "-5", "1.5"
-            raise ValueError(
-                f"'{part}' is not a whole number of emails; write the daily volumes of day 1, 2, 3... "
-                f"separated by commas, e.g. {_EXAMPLE}"
-            )
-        days.append(int(part))
-    return tuple(days)
-
-
-def parse_start(text: str) -> date:
-    """`2026-03-02` as a date; ValueError says what to write."""
-    try:
-        if not _DATE.fullmatch(text.strip()):
-            raise ValueError(text)
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"'{text}' is not a date; write the UTC day of warm-up day 1 as YYYY-MM-DD, e.g. 2026-03-02"
-        ) from None
+from engine.store.db import DbConnection
 
 
 def midnight(now: datetime) -> datetime:
@@ -59,15 +28,6 @@ class Warmup:
     schedule: tuple[int, ...]
     start: date
 
-    @classmethod
-    def parse(cls, schedule: str, start: str | None) -> Warmup | None:
-        """The settings' warm-up (`warmup_schedule`, `warmup_start`), or None when there is none."""
-        if not schedule.strip():
-            return None
-        if not start:
-            raise ValueError("warmup_schedule is set but warmup_start is not; write the UTC date of day 1")
-        return cls(parse_schedule(schedule), parse_start(start))
-
     def day(self, now: datetime) -> int:
         """Which warm-up day `now` is in (1 before the start too: an early start is a cautious one)."""
         return max(1, (now.astimezone(UTC).date() - self.start).days + 1)
@@ -77,7 +37,7 @@ class Warmup:
         day = self.day(now)
         return self.schedule[day - 1] if day <= len(self.schedule) else None
 
-    def remaining(self, conn: Connection, now: datetime) -> int | None:
+    def remaining(self, conn: DbConnection, now: datetime) -> int | None:
         """Marketing emails still allowed today (0 or more), or None when there is no limit.
 
         Call it in the transaction that claims the work it will spend the allowance on.

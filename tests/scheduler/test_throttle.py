@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
+from engine.config import parse_domain_rates, parse_schedule, parse_start
 from engine.logs import LOGGER, setup_logging
 from engine.mail.smtp import SmtpSettings, SmtpTransport
-from engine.scheduler.throttle import DomainThrottle, parse_domain_rates
+from engine.scheduler.throttle import DomainThrottle
 from engine.scheduler.tick import TickReport
-from engine.scheduler.warmup import Warmup, parse_schedule, parse_start
+from engine.scheduler.warmup import Warmup
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 from tests.support.smtp_server import RecordingHandler, SmtpServer, running_smtp
@@ -53,7 +54,7 @@ class _Sending:
         self.transport = SmtpTransport(
             SmtpSettings(server.host, server.port, tls="none", local_hostname="client.test", timeout=10.0)
         )
-        harness.daemon.dispatcher.transport = self.transport
+        harness.daemon.dispatcher.sender.transport = self.transport
 
     def tick(self) -> TickReport:
         return self.loop.run_until_complete(self.harness.daemon.ticker.tick())
@@ -100,7 +101,7 @@ def test_a_throttled_domain_waits_its_turn_while_other_domains_go_in_the_same_ti
     # its domain must hand its share back, or the fast domain's would wait a tick.
     harness = Harness(db_url, project, MONDAY, send_rate=13, domain_rates="slow.test=1", batch_size=4)
     seconds = [0.0]  # the buckets' clock, moved by hand with the frozen one
-    throttle, limiter = harness.daemon.dispatcher.throttle, harness.daemon.dispatcher.limiter
+    throttle, limiter = harness.daemon.dispatcher.policy.throttle, harness.daemon.dispatcher.policy.limiter
     assert throttle is not None
     throttle.clock = limiter.clock = lambda: seconds[0]
     limiter._at = 0.0
@@ -247,7 +248,7 @@ def test_domain_rates_and_the_warm_up_schedule_are_read_as_written() -> None:
 def test_a_batch_held_in_full_ends_the_ticks_claiming(db_url: str, project: Path, smtp: SmtpServer) -> None:
     """A throttled domain's backlog is not claimed and rewritten row by row in one tick."""
     harness = Harness(db_url, project, MONDAY, domain_rates="slow.test=1", batch_size=4)
-    throttle = harness.daemon.dispatcher.throttle
+    throttle = harness.daemon.dispatcher.policy.throttle
     assert throttle is not None
     throttle.clock = lambda: 0.0
     sending = _Sending(harness, smtp)

@@ -223,7 +223,7 @@ def test_the_frequency_cap_counts_every_funnel_of_the_subscriber(db_url: str, tm
 def test_after_downtime_overdue_mail_goes_out_in_order_at_the_send_rate(db_url: str, project: Path) -> None:
     h = Harness(db_url, project, MONDAY, send_rate=5, tick_seconds=1)
     seconds = [0.0]  # the limiter's real-time clock, moved by hand: a slow tick adds no tokens
-    limiter = h.daemon.dispatcher.limiter
+    limiter = h.daemon.dispatcher.policy.limiter
     limiter.clock, limiter._at = (lambda: seconds[0]), 0.0
     try:
         for i in range(12):
@@ -250,12 +250,12 @@ def test_a_late_marketing_email_waits_for_the_next_window_instead_of_arriving_at
         h.event("ana@example.com", "confirmed")
         h.tick()  # magnet; the survey is skipped (answered on the form); nurture begins
         h.clock.at = MONDAY + timedelta(days=2, hours=2, minutes=59)  # e1 due Wed 08:00; decided 10:59
-        h.daemon.dispatcher.limiter.rate = 0.0  # sending stalls (a backlog) right after the decision
-        h.daemon.dispatcher.limiter._tokens = 0
+        h.daemon.dispatcher.policy.limiter.rate = 0.0  # sending stalls (a backlog) right after the decision
+        h.daemon.dispatcher.policy.limiter._tokens = 0
         h.tick()
         queued = [d for d in h.deliveries() if d["status"] == "queued"]
         assert [d["step"] for d in queued] == ["e1"]
-        h.daemon.dispatcher.limiter.rate = 10_000.0
+        h.daemon.dispatcher.policy.limiter.rate = 10_000.0
         h.clock.at = MONDAY + timedelta(days=2, hours=3, minutes=30)  # 11:30: the window has closed
         time.sleep(0.01)
         h.tick()
@@ -332,13 +332,13 @@ def test_a_queued_email_waits_while_its_funnel_file_is_missing_and_goes_out_when
     h = Harness(db_url, project, MONDAY)
     try:
         h.add("ana@example.com")
-        h.daemon.dispatcher.limiter.rate = 0.0  # decide now, send later
-        h.daemon.dispatcher.limiter._tokens = 0
+        h.daemon.dispatcher.policy.limiter.rate = 0.0  # decide now, send later
+        h.daemon.dispatcher.policy.limiter._tokens = 0
         h.tick()
         path = project / "sequences" / "minimal.yaml"
         moved = path.with_suffix(".bak")
         path.rename(moved)  # mid-deploy: the file is briefly gone
-        h.daemon.dispatcher.limiter.rate = 10_000.0
+        h.daemon.dispatcher.policy.limiter.rate = 10_000.0
         time.sleep(0.01)
         h.tick()
         [delivery] = h.deliveries()
@@ -359,12 +359,12 @@ def test_an_address_suppressed_after_its_email_was_queued_is_not_mailed(db_url: 
     try:
         for address in ("keep@example.com", "gone@example.com", "last@example.com"):
             h.add(address)
-        h.daemon.dispatcher.limiter.rate = 0.0  # decide now, send later
-        h.daemon.dispatcher.limiter._tokens = 0
+        h.daemon.dispatcher.policy.limiter.rate = 0.0  # decide now, send later
+        h.daemon.dispatcher.policy.limiter._tokens = 0
         h.tick()
         with h.db_engine.begin() as conn:  # a complaint elsewhere, a forget: the list says no
             queries.suppress(conn, "GONE@example.com", "complained", MONDAY)
-        h.daemon.dispatcher.limiter.rate = 10_000.0
+        h.daemon.dispatcher.policy.limiter.rate = 10_000.0
         time.sleep(0.01)
         h.tick()
         statuses = {d["subscriber_id"]: d["status"] for d in h.deliveries()}
@@ -482,8 +482,8 @@ def test_the_confirmation_request_is_not_tracked(db_url: str, project: Path) -> 
 def test_tracking_can_be_switched_off(db_url: str, project: Path) -> None:
     h = Harness(db_url, _linked_project(project), MONDAY)
     try:
-        dispatcher = h.daemon.dispatcher
-        dispatcher.settings = dataclasses.replace(dispatcher.settings, track_clicks=False, track_opens=False)
+        sender = h.daemon.dispatcher.sender
+        sender.settings = dataclasses.replace(sender.settings, track_clicks=False, track_opens=False)
         h.add("ana@example.com")
         h.tick()
         h.event("ana@example.com", "confirmed")

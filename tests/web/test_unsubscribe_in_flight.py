@@ -85,7 +85,7 @@ def test_an_unsubscribe_during_a_send_that_fails_with_4xx_is_not_undone_by_the_r
             [magnet] = harness.transport.sent
             bo_link.append(link(magnet, "/u/"))
             http.append(client)
-            stoplists.append(harness.daemon.dispatcher.stoplist)
+            stoplists.append(harness.daemon.dispatcher.sender.stoplist)
             harness.run_until(START + timedelta(days=20))
             deliveries = {d["message_id"]: d for d in harness.deliveries()}
     finally:

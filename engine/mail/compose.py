@@ -1,0 +1,105 @@
+"""Compose one live email: render its template for the subscriber, track its links, build the message.
+
+The dispatcher calls `compose` right before sending, one message at a time; what it
+gets back is ready for a transport. A message that cannot be written (a template that
+fails for this subscriber, an address that cannot go in a header) raises
+`ComposeError`, whose text says what the marketer can write instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jinja2 import TemplateError, UndefinedError
+
+from engine.errors import EngineError
+from engine.mail.context import Links, Subscriber, template_context
+from engine.mail.message import build_message
+from engine.mail.render import Renderer
+from engine.mail.tracking import track
+from engine.mail.transport import Outgoing
+from engine.sequences.plan import EmailStep, PathKind, Plan
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What a live email counts: clicks through the daemon at `base_url`, opens with a pixel."""
+
+    base_url: str
+    clicks: bool = True
+    opens: bool = True
+
+
+class ComposeError(EngineError):
+    """This one message cannot be written; the text says why and what the marketer can write instead."""
+
+
+def compose(
+    plan: Plan,
+    email: EmailStep,
+    subscriber: Subscriber,
+    links: Links,
+    renderer: Renderer,
+    *,
+    message_id: str,
+    date: datetime,
+    tracking: Tracking,
+    magnet: str | None = None,
+    segment: str | None = None,
+) -> Outgoing:
+    """The message `email` of `plan` as it goes to `subscriber`; ComposeError when it cannot be written."""
+    if email.path is PathKind.CONFIRM:
+        # Until they confirm, the name and fields are what a stranger may have typed into
+        # a form: the confirmation carries none of it (a signup form is no way to mail
+        # text to someone), neither in the To header nor in the template.
+        subscriber = Subscriber(
+            email=subscriber.email, locale=subscriber.locale, timezone=subscriber.timezone
+        )
+    try:
+        context = template_context(
+            plan,
+            email,
+            subscriber,
+            links,
+            magnet=magnet,
+            segment=segment,
+            uses=renderer.names(email.template, email.subject),
+        )
+        rendered = renderer.render(email, context, key=(plan.funnel, email.id, magnet, segment))
+        html, text = rendered.html, rendered.text
+        if email.path is not PathKind.CONFIRM:  # nothing is counted before consent
+            html, text = track(
+                html, text, links, tracking.base_url, clicks=tracking.clicks, opens=tracking.opens
+            )
+        data = build_message(
+            sender=plan.sender,
+            to_name=subscriber.name,
+            to_address=subscriber.email,
+            subject=rendered.subject,
+            html=html,
+            text=text,
+            message_id=message_id,
+            date=date,
+            reply_to=plan.reply_to,
+            # Every email to a subscriber carries it; only the double opt-in request does not
+            # (the person is not on the list until they confirm).
+            list_unsubscribe=None if email.path is PathKind.CONFIRM else links.unsubscribe(email),
+        )
+    except (TemplateError, ValueError) as error:
+        raise ComposeError(render_problem(email.template, error)) from error
+    return Outgoing(message_id, plan.sender_parts[1], subscriber.email, data)
+
+
+def render_problem(template: str, error: Exception) -> str:
+    """What went wrong for this one subscriber, and what the marketer can write instead."""
+    if isinstance(error, UndefinedError):
+        # validate checks every name a template uses; only a custom field can be missing
+        # for one subscriber and not for the sample ones.
+        return (
+            f"{template}: {error.message}; this subscriber lacks a value the template uses: "
+            "write {{ subscriber.fields.NAME | default('') }} or give every subscriber the field"
+        )
+    if isinstance(error, TemplateError):
+        return f"{template}: {error}"
+    return str(error)  # the address or the sender cannot be written into a message

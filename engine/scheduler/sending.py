@@ -1,0 +1,169 @@
+"""Sending a claimed batch: a few workers, each composing, checking and sending one message at a time.
+
+For each claimed delivery a worker decides whether it may go (the address, the funnel
+and step still there, the sending policy, the stop list), composes it, sends it through
+the transport and waits for its outcome to be committed before taking the next one: a
+process killed at any moment leaves at most one message per connection sent but
+unrecorded (docs/delivery.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.logs import log
+from engine.mail.compose import ComposeError, Tracking, compose
+from engine.mail.context import Subscriber
+from engine.mail.links import SignedLinks
+from engine.mail.transport import Outgoing, Transport
+from engine.scheduler.clock import Clock
+from engine.scheduler.decide import MISSING_FUNNEL_RETRY
+from engine.scheduler.funnels import Funnels
+from engine.scheduler.outcomes import Claimed, DeliveryUpdate, final, later
+from engine.scheduler.policy import SendPolicy
+from engine.scheduler.recording import Recorder, RetryRules, after_attempt
+from engine.scheduler.stoplist import Stoplist
+from engine.stats.metrics import Metrics
+from engine.store import queries
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """What sending needs from Settings: links, tracking, retries and how many messages go at once."""
+
+    base_url: str
+    secret: str
+    concurrency: int
+    retry: RetryRules
+    track_clicks: bool = True
+    track_opens: bool = True
+
+
+class Sender:
+    """Sends one claimed batch through a transport; every outcome is committed before the next send."""
+
+    def __init__(
+        self,
+        funnels: Callable[[], Funnels],
+        transport: Transport,
+        clock: Clock,
+        settings: SendSettings,
+        policy: SendPolicy,
+        recorder: Recorder,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.funnels = funnels
+        self.transport = transport
+        self.clock = clock
+        self.settings = settings
+        self.policy = policy
+        self.recorder = recorder
+        self.metrics = metrics
+
+    @property
+    def stoplist(self) -> Stoplist:
+        """The unsubscribes that stop claimed marketing mail (shared with the recorder and the web side)."""
+        return self.recorder.stoplist
+
+    async def send_all(self, claimed: list[Claimed]) -> int:
+        """Send a claimed batch; how many of it a domain's rate or the warm-up held back."""
+        queue = deque(claimed)
+        throttled: Counter[str] = Counter()  # domain -> messages its rate held back
+        held = 0
+
+        async def worker() -> None:
+            nonlocal held
+            while queue:
+                update, outcome = await self._send_one(queue.popleft())
+                await self.recorder.record(update)
+                if update.held:
+                    held += 1
+                    if update.held == "throttle" and update.domain is not None:
+                        throttled[update.domain] += 1
+                if self.metrics is not None:
+                    self.metrics.sends.inc(outcome)
+
+        await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(claimed)))))
+        if throttled:  # once per batch, not per message
+            log("throttled", held=sum(throttled.values()), domains=dict(throttled.most_common(20)))
+        return held
+
+    async def _send_one(self, row: Claimed) -> tuple[DeliveryUpdate, str]:
+        """Send `row` if it may go; its update and its outcome for the metrics."""
+        # Composing here, one message at a time, spreads the CPU work between the
+        # network waits instead of stalling every connection for a whole batch.
+        prepared = self._prepare(row)
+        if (
+            isinstance(prepared, Outgoing)
+            and row["marketing"]
+            and self.stoplist.stops(row["subscriber_id"], row["funnel"])
+        ):
+            prepared = final(row, "suppressed", self.clock.now(), reply="not sent: unsubscribed")
+        if not isinstance(prepared, Outgoing):
+            return prepared, _unsent_outcome(prepared)
+        # Spent only by mail that goes: not by a failed render or a stopped send.
+        # No await since _prepare's check, so the workers cannot both take the last one.
+        self.policy.spend(row)
+        result = await self.transport.send(prepared)
+        update = after_attempt(row, result, self.clock.now(), self.settings.retry)
+        if update.domain is not None and update.domain_paused_until is not None:
+            self.policy.pause(update.domain, update.domain_paused_until)
+        return update, update.status
+
+    def _prepare(self, row: Claimed) -> Outgoing | DeliveryUpdate:
+        """The message to send, or the update that explains why it is not sent now."""
+        now = self.clock.now()
+        status = "suppressed" if row["suppressed"] else row["subscriber_status"]
+        if status in (*queries.BLOCKED_STATUSES, "suppressed") or (
+            row["marketing"] and status == "unsubscribed"
+        ):
+            return final(row, "suppressed", now, reply=f"not sent: the address is {status}")
+        funnels = self.funnels()
+        plan = funnels.plans.get(row["funnel"])
+        if plan is None:
+            # The whole file is gone (renamed, or mid-deploy): wait for it as its
+            # enrollments do, rather than lose the email.
+            reply = f"waiting: no sequence file defines funnel '{row['funnel']}'"
+            return later(row, now + MISSING_FUNNEL_RETRY, now, reply)
+        email = plan.email(row["step"])
+        if email is None:  # the marketer removed this step: it is not to be sent
+            return final(
+                row,
+                "failed",
+                now,
+                reply=f"not sent: step '{row['step']}' of funnel "
+                f"'{row['funnel']}' is no longer in the sequence files",
+            )
+        held = self.policy.hold(row, plan, now)
+        if held is not None:
+            return held
+        settings = self.settings
+        links = SignedLinks(settings.base_url, settings.secret, row["message_id"], row["created_at"])
+        subscriber = Subscriber(
+            email=row["email"],
+            name=row["name"],
+            locale=row["locale"],
+            timezone=row["timezone"],
+            fields=dict(row["fields"] or {}),
+        )
+        tracking = Tracking(settings.base_url, settings.track_clicks, settings.track_opens)
+        try:
+            return compose(
+                plan, email, subscriber, links, funnels.renderer,
+                message_id=row["message_id"], date=now, tracking=tracking,
+                magnet=row["magnet"], segment=row["segment"],
+            )
+        except ComposeError as error:
+            reason = str(error)
+            log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)
+            return final(row, "failed", now, reply=f"not sent: {reason}"[:500])
+
+
+def _unsent_outcome(update: DeliveryUpdate) -> str:
+    """The metrics' outcome of a delivery that was not attempted (docs/operations.md, "Metrics")."""
+    if update.held:
+        return "throttled"
+    return "waiting" if update.status == "deferred" else update.status
