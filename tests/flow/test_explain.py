@@ -1,4 +1,4 @@
-"""explain(): what comes next and why it waits, pinned word for word, and never at odds with step()."""
+"""explain(): what comes next and why it waits, pinned word for word; step()'s wait reasons it words."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.flow import waits
 from engine.flow.actions import Send
-from engine.flow.explain import explain, when
+from engine.flow.explain import explain, when, words
 from engine.flow.state import Event, EventType, Facts, Stage, State
 from engine.flow.step import start, step
 from engine.sequences.plan import Plan
@@ -17,6 +18,7 @@ from engine.sequences.values import parse_cap, parse_window
 from engine.sequences.window import SendWindow
 from tests.flow.plans import make_plan, segment, survey
 from tests.flow.test_properties import ZONES, plans
+from tests.flow.test_winback_pause import nurturing, run, with_winback
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 DAY = timedelta(days=1)
@@ -177,8 +179,70 @@ def test_explain_agrees_with_the_interpreter(plan: Plan, zone_name: str, answer:
         truth, t = outcome.state, outcome.wake_at
     got = (found.step.id, found.at) if found.step is not None and found.at is not None else None
     assert got == expected, found.reason
-    if settled.wake_at is not None and not any(isinstance(a, Send) for a in settled.actions):
-        assert when(settled.wake_at, zone_name) in found.reason.split("; then ")[0], found.reason
+    if not any(isinstance(a, Send) for a in settled.actions):
+        assert found.reason.split("; then ")[0] == words(plan, settled.wait, zone_name)
+
+
+# The stages each wait reason may leave an enrollment in.
+_STAGES: dict[type, set[Stage]] = {
+    waits.Ended: {Stage.ENDED}, waits.AddressBlocked: {Stage.ENDED}, waits.SalesOver: {Stage.SALES_DONE},
+    waits.SunsetStage: {Stage.SUNSET}, waits.ConfirmationClick: {Stage.CONFIRMING},
+    waits.ConfirmationAgain: {Stage.CONFIRMING}, waits.ConfirmationGap: {Stage.CONFIRMING},
+    waits.SurveyDue: {Stage.SURVEY}, waits.SurveyAnswer: {Stage.ANSWERING},
+    waits.Paused: {Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK},
+    waits.Spacing: {Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK},
+    waits.OutsideWindow: {Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK},
+    waits.CapReached: {Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK},
+    waits.SunsetDue: {Stage.WINBACK},
+}
+
+
+@settings(max_examples=150)
+@given(plan=plans(), zone_name=st.sampled_from(ZONES), answer=st.sampled_from([None, "new", "pro"]),
+       reader=st.booleans(), purchase_day=st.one_of(st.none(), st.integers(1, 60)),
+       paused=st.sampled_from([frozenset(), frozenset({"one-nurture-1"}), frozenset({"one-sales-0"})]))
+def test_every_wait_carries_a_reason_whose_time_is_the_wake_time(
+        plan: Plan, zone_name: str, answer: str | None, reader: bool, purchase_day: int | None,
+        paused: frozenset[str]) -> None:
+    """Tick like the daemon through a whole journey: each outcome says why it waits, for its stage,
+    until exactly its wake time, and that reason can be put into words."""
+    events = [Event(EventType.CONFIRMED, T0 + timedelta(minutes=2))]
+    if answer:
+        events.append(Event(EventType.ANSWER, T0 + timedelta(hours=1), question="level", answer=answer))
+    if purchase_day is not None:
+        events.append(Event(EventType.PURCHASE, T0 + purchase_day * DAY))
+    facts = Facts(timezone=zone_name, events=tuple(events), joined_at=T0, paused=paused)
+    state, at, seen = start(plan, T0), T0, set()
+    for _ in range(300):
+        outcome = step(plan, state, facts, at)
+        assert outcome.wait.at == outcome.wake_at, outcome.wait
+        assert outcome.state.stage in _STAGES[type(outcome.wait)], (outcome.wait, outcome.state.stage)
+        assert words(plan, outcome.wait, zone_name)
+        seen.add(type(outcome.wait))
+        sent = tuple(at for a in outcome.actions if isinstance(a, Send) and a.email.marketing)
+        opened = tuple(Event(EventType.OPEN, t + timedelta(hours=1)) for t in sent) if reader else ()
+        facts = replace(facts, marketing_sent=(*facts.marketing_sent, *sent), events=(*facts.events, *opened))
+        state = outcome.state
+        upcoming = [e.at for e in facts.events if e.at > at]
+        if outcome.wake_at is not None:
+            upcoming.append(outcome.wake_at)
+        if not upcoming:
+            break
+        at = min(upcoming)
+    assert seen
+
+
+def test_a_paused_step_holds_and_its_resume_sends_it() -> None:
+    plan = make_plan()
+    facts = Facts(events=(Event(EventType.CONFIRMED, T0), Event(EventType.ANSWER, T0, question="level",
+                                                                 answer="new")),
+                  paused=frozenset({"one-nurture-0"}))
+    outcome = step(plan, walk(plan, facts, T0), facts, T0 + 3 * DAY)
+    assert outcome.wait == waits.Paused(plan.email("one-nurture-0")) and outcome.wake_at is None
+    found = explain(plan, outcome.state, facts, T0 + 3 * DAY)
+    assert found.step is not None and (found.step.id, found.at) == ("one-nurture-0", None)
+    assert found.reason == ("'one-nurture-0' is paused (a guardrail or a person stopped it); waits here "
+                            "until someone resumes it: funnel resume test one-nurture-0")
 
 
 def test_windows_are_judged_in_the_subscriber_s_zone() -> None:
@@ -190,3 +254,16 @@ def test_windows_are_judged_in_the_subscriber_s_zone() -> None:
     found = explain(plan, state, facts, T0 + 4 * DAY + timedelta(hours=3))  # Friday 21:00 in Tokyo
     assert found.reason == ("outside the send window (weekdays 08:00-11:00): "
                             "opens at Mon 2026-03-09 08:00 Asia/Tokyo")
+
+
+def test_win_back_sent_then_sunset_say_what_ends_them() -> None:
+    plan = with_winback()
+    facts = Facts(joined_at=T0)  # reads nothing: idle from the start
+    state, sent, _ = run(plan, nurturing(plan), facts, T0 + 33 * DAY)
+    assert (state.stage, sent[-2:]) == (Stage.WINBACK, ["wb-winback-0", "wb-winback-1"])
+    waiting = explain(plan, state, facts, T0 + 34 * DAY)
+    assert (waiting.step, waiting.at) == (None, None)
+    assert waiting.reason == "win-back emails sent; sunset if there is no click within 7d of the last"
+    sunset = step(plan, state, facts, T0 + 40 * DAY).state
+    assert explain(plan, sunset, facts, T0 + 41 * DAY).reason == (
+        "sunset: no click within 7d of the win-back emails; no more marketing email unless they click again")

@@ -19,4 +19,5 @@ def _row(funnel: str | None, kind: str) -> dict[str, Any]:
 def test_event_rows_keep_their_funnel_and_a_type_a_newer_version_wrote_is_ignored() -> None:
     rows = [_row("a", "answer"), _row(None, "purchase"), _row("b", "newer-kind"), _row("b", "click")]
     seen = [(e.type, e.funnel, e.step) for e in events_of(rows)]
-    assert seen == [(EventType.ANSWER, "a", "x"), (EventType.PURCHASE, None, "x"), (EventType.CLICK, "b", "x")]
+    assert seen == [(EventType.ANSWER, "a", "x"), (EventType.PURCHASE, None, "x"),
+                    (EventType.CLICK, "b", "x")]
