@@ -4,8 +4,8 @@ An unsubscribe cancels queued email in the database, but a batch the dispatcher 
 already claimed is in memory, rendered one message at a time just before sending. The
 web side of this process adds each unsubscribe here at once; unsubscribes recorded by
 other processes sharing the database arrive with every outcome commit
-(`Dispatcher` reads new unsubscribe events then). The dispatcher asks right before
-each send. Entries are kept for as long as a claim can live, then dropped.
+(the `Recorder` in recording.py reads new unsubscribe events then). The sender asks
+right before each send. Entries are kept for as long as a claim can live, then dropped.
 """
 
 from __future__ import annotations
