@@ -43,7 +43,7 @@ def facts_for(
     `events`: all of the subscriber's, in every funnel; `marketing_sent`: their marketing
     emails in every funnel (the last CAP_HISTORY is enough); `paused`: the paused step ids
     of every funnel; `confirmations`: when confirmation requests were decided for the
-    address (the last engine.flow.step.CONFIRMATION_GAP is enough).
+    address (the last engine.flow.joining.CONFIRMATION_GAP is enough).
     """
     return Facts(
         timezone=timezone,

@@ -13,17 +13,13 @@ from datetime import datetime, timedelta
 
 from engine.flow import waits
 from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
+from engine.flow.moves import Move, end, send
 from engine.flow.state import Done, EventType, Facts, Stage, State
 from engine.flow.status import BLOCKED_STATUSES
 from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role
 from engine.sequences.values import format_delay
 
-# A double opt-in request is sent once more, no sooner than this after the first, when
-# the person signs up again without having confirmed.
-CONFIRM_AGAIN_AFTER = timedelta(hours=24)
-# Against subscription bombing: at most one double opt-in request per address in this
-# time, whatever the funnels; a further one waits until this long after the last.
-CONFIRMATION_GAP = timedelta(hours=24)
 # Signs that a person still reads: idle time (for win-back) counts from the latest of these.
 ENGAGED = frozenset({EventType.OPEN, EventType.CLICK, EventType.ANSWER, EventType.PURCHASE,
                      EventType.CONFIRMED, EventType.SIGNED_UP_AGAIN})
@@ -42,12 +38,6 @@ class Outcome:
     entered: tuple[Stage, ...] = ()  # stages entered on the way, in order: the funnel's milestones
 
 
-@dataclass(frozen=True)
-class _Move:
-    state: State
-    actions: tuple[Action, ...] = ()
-
-
 def start(plan: Plan, signed_up_at: datetime) -> State:
     """The state of a new enrollment."""
     stage = Stage.CONFIRMING if plan.double_opt_in else Stage.MAGNET
@@ -64,7 +54,7 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
     for _ in range(8 * plan.email_count + 32):
         result = _next(plan, state, facts, now)
-        if not isinstance(result, _Move):
+        if not isinstance(result, Move):
             return Outcome(state, tuple(actions), result.at, result, tuple(entered))
         if result.state.stage is not state.stage:
             entered.append(result.state.stage)
@@ -94,11 +84,11 @@ def _sent(facts: Facts, email: EmailStep, now: datetime) -> Facts:
     return facts
 
 
-def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
+def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
     if state.stage is Stage.ENDED:
         return waits.Ended(state.reason)
     if facts.first(EventType.UNSUBSCRIBE):
-        return _end(state, "unsubscribed")
+        return end(state, "unsubscribed")
     if state.stage in (Stage.WINBACK, Stage.SUNSET):
         back = _returned(plan, state, facts)
         if back is not None:
@@ -110,11 +100,7 @@ def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     return handler(plan, state, facts, now)
 
 
-def _end(state: State, reason: str) -> _Move:
-    return _Move(replace(state, stage=Stage.ENDED, step=None, reason=reason), (End(reason),))
-
-
-def _purchase_moves(plan: Plan, state: State, facts: Facts) -> _Move | None:
+def _purchase_moves(plan: Plan, state: State, facts: Facts) -> Move | None:
     """A qualifying purchase ends nurture or sales at once and starts the customer path."""
     if state.stage not in (Stage.SURVEY, Stage.ANSWERING, Stage.NURTURE, Stage.SALES,
                            Stage.SALES_DONE):
@@ -135,102 +121,14 @@ def _purchase_moves(plan: Plan, state: State, facts: Facts) -> _Move | None:
     moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id,
                     since=max(purchase.at, state.since), step=None, last_sent_at=None,
                     deadline=None)
-    return _Move(moved, tuple(actions))
+    return Move(moved, tuple(actions))
 
 
 def _decide(plan: Plan, facts: Facts) -> str:
     return plan.survey.decide(facts.answers()) if plan.survey else plan.default_segment
 
 
-def _send(state: State, email: EmailStep, **changes: object) -> _Move:
-    done = Done(email.id, email.path, email.role)
-    moved = replace(state, done=(*state.done, done), **changes)  # type: ignore[arg-type]
-    return _Move(moved, (Send(email, state.segment),))
-
-
-def _confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
-    confirmed = facts.first(EventType.CONFIRMED)
-    if not plan.double_opt_in or plan.confirmation is None:
-        return _Move(replace(state, stage=Stage.MAGNET, since=now))
-    if confirmed is not None:
-        return _Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
-    sent = state.sent_ids()
-    if plan.confirmation.id not in sent:
-        return _request(state, plan.confirmation, facts, now)
-    again = plan.confirmation_again
-    asked = any(e.type is EventType.SIGNED_UP_AGAIN and e.at > state.since for e in facts.events)
-    if again is None or again.id in sent or not asked:
-        return waits.ConfirmationClick()
-    # They signed up again: the first request got lost. Once more, and only once, and not
-    # within a day of the first (a form is no way to flood someone's inbox).
-    due = state.since + CONFIRM_AGAIN_AFTER
-    if now < due:
-        return waits.ConfirmationAgain(due)
-    return _request(state, again, facts, now)
-
-
-def _request(state: State, email: EmailStep, facts: Facts, now: datetime) -> waits.Wait | _Move:
-    """A confirmation request, unless the address got one (in any funnel) within CONFIRMATION_GAP.
-
-    Someone signing a stranger up for every funnel must not fill their inbox: each further
-    request waits until a day after the one before.
-    """
-    last = max(facts.confirmations, default=None)
-    if last is not None and now - last < CONFIRMATION_GAP:
-        return waits.ConfirmationGap(last, last + CONFIRMATION_GAP)
-    return _send(state, email)
-
-
-def _magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
-    email = plan.magnet(facts.magnet).email
-    if email.id in state.sent_ids():
-        return _Move(replace(state, stage=Stage.SURVEY, since=now))
-    return _send(state, email, stage=Stage.SURVEY, since=now)
-
-
-def _segment_chosen(state: State, segment: str, reason: str,
-                    since: datetime, extra: tuple[Action, ...] = ()) -> _Move:
-    moved = replace(state, stage=Stage.NURTURE, segment=segment, since=since, step=None,
-                    last_sent_at=None, deadline=None)
-    return _Move(moved, (*extra, EnterSegment(segment, reason),
-                         EnterPath(PathKind.NURTURE, f"segment '{segment}' chosen")))
-
-
-def _survey(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
-    survey = plan.survey
-    if survey is None:
-        return _segment_chosen(state, plan.default_segment, "no survey", now)
-    answers = facts.answers()
-    if survey.complete(answers):
-        skip = Skip(survey.email, "answered on the signup form")
-        return _segment_chosen(state, survey.decide(answers), "answered the survey", now,
-                               (skip,))
-    due = state.since + survey.after
-    if now < due:
-        return waits.SurveyDue(survey.email, due)
-    return _send(state, survey.email, stage=Stage.ANSWERING, since=now,
-                 deadline=now + survey.wait)
-
-
-def _answering(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
-    survey = plan.survey
-    if survey is None:
-        return _segment_chosen(state, plan.default_segment, "the survey was removed", now)
-    answers = facts.answers()
-    if survey.complete(answers):
-        return _segment_chosen(state, survey.decide(answers), "answered the survey",
-                               facts.last_answer_at() or now)
-    deadline = state.deadline or state.since + survey.wait
-    if now < deadline:
-        chosen = survey.decide(answers)
-        return waits.SurveyAnswer(chosen, chosen == survey.default_segment and not answers, deadline)
-    reason = f"no answer within {format_delay(survey.wait)}"
-    if answers:
-        reason = f"only some questions answered within {format_delay(survey.wait)}"
-    return _segment_chosen(state, survey.decide(answers), reason, deadline)
-
-
-def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | _Move:
+def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
     """Nurture, sales, customer and win-back: send each email of the path when due, in order."""
     kind = state.stage.path
     assert kind is not None
@@ -242,14 +140,14 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
         segment = plan.segment(state.segment)
         if segment is None:
             moved = replace(state, segment=plan.default_segment, step=None)
-            return _Move(moved, (EnterSegment(plan.default_segment,
+            return Move(moved, (EnterSegment(plan.default_segment,
                                               f"segment '{state.segment}' was removed"),))
         path = segment.path(kind)
     email = _current(path, state)
     if email is None:
         return _path_finished(plan, state, kind, now)
     if email.id != state.step:
-        return _Move(replace(state, step=email.id))
+        return Move(replace(state, step=email.id))
     if email.id in facts.paused:
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
         # the step wakes everyone waiting at it.
@@ -271,13 +169,13 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
         moved = replace(state, stage=Stage.WINBACK, since=now, step=None, last_sent_at=None,
                         resume_stage=state.stage, resume_step=email.id)
         reason = f"no open or click for {format_delay(now - idle)}"
-        return _Move(moved, (EnterPath(PathKind.WINBACK, reason),))
+        return Move(moved, (EnterPath(PathKind.WINBACK, reason),))
     if email.role is Role.SALE and kind in _RATIO_PATHS and _breaks_ratio(plan, state, kind):
         after = _after(path, email)
         skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                      skipped=True)))
-        return _Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
-    return _send(state, email, step=_after(path, email), last_sent_at=now)
+        return Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
+    return send(state, email, step=_after(path, email), last_sent_at=now)
 
 
 # The ratio rule governs the paths that mix teaching and selling; sales and win-back do not.
@@ -329,7 +227,7 @@ def _mailed_since(state: State, facts: Facts, idle: datetime) -> bool:
         at > idle for at in facts.marketing_sent)
 
 
-def _returned(plan: Plan, state: State, facts: Facts) -> _Move | None:
+def _returned(plan: Plan, state: State, facts: Facts) -> Move | None:
     """A click (answer, purchase, new signup) during win-back or after sunset: back on their path."""
     sign = min((e for e in facts.events if e.type in RETURNS and e.at > state.since),
                key=lambda e: e.at, default=None)
@@ -338,32 +236,32 @@ def _returned(plan: Plan, state: State, facts: Facts) -> _Move | None:
     return _back(state, sign.at, f"{sign.type.value} after {state.stage.value}")
 
 
-def _back(state: State, at: datetime, reason: str) -> _Move:
+def _back(state: State, at: datetime, reason: str) -> Move:
     stage = state.resume_stage or Stage.NURTURE
     moved = replace(state, stage=stage, since=at, step=state.resume_step, last_sent_at=None,
                     resume_stage=None, resume_step=None, reason=None)
     assert stage.path is not None
-    return _Move(moved, (EnterPath(stage.path, reason),))
+    return Move(moved, (EnterPath(stage.path, reason),))
 
 
-def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> waits.Wait | _Move:
+def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> waits.Wait | Move:
     if kind is PathKind.WINBACK:
         sunset_after = plan.winback.sunset_after if plan.winback else timedelta(0)
         due = (state.last_sent_at or state.since) + sunset_after
         if now < due:
             return waits.SunsetDue(sunset_after, due)
         reason = f"sunset: no click within {format_delay(sunset_after)} of the win-back emails"
-        return _Move(replace(state, stage=Stage.SUNSET, since=due, step=None, reason=reason),
+        return Move(replace(state, stage=Stage.SUNSET, since=due, step=None, reason=reason),
                      (End(reason),))
     if kind is PathKind.NURTURE:
         moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since,
                         step=None, last_sent_at=None)
-        return _Move(moved, (EnterPath(PathKind.SALES, "nurture path finished"),))
+        return Move(moved, (EnterPath(PathKind.SALES, "nurture path finished"),))
     if kind is PathKind.SALES:
         reason = "sales path finished without a purchase"
         moved = replace(state, stage=Stage.SALES_DONE, step=None, last_sent_at=None)
-        return _Move(moved, (End(reason),))
-    return _end(state, "customer path finished")
+        return Move(moved, (End(reason),))
+    return end(state, "customer path finished")
 
 
 def _idle(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait:
@@ -375,10 +273,10 @@ def _idle(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait:
 
 
 _HANDLERS = {
-    Stage.CONFIRMING: _confirming,
-    Stage.MAGNET: _magnet,
-    Stage.SURVEY: _survey,
-    Stage.ANSWERING: _answering,
+    Stage.CONFIRMING: on_confirming,
+    Stage.MAGNET: on_magnet,
+    Stage.SURVEY: on_survey,
+    Stage.ANSWERING: on_answering,
     Stage.NURTURE: _walk,
     Stage.SALES: _walk,
     Stage.CUSTOMER: _walk,

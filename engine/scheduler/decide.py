@@ -18,8 +18,9 @@ from typing import Any
 from engine.flow import waits
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
+from engine.flow.joining import CONFIRMATION_GAP
 from engine.flow.state import Event, Facts, Stage
-from engine.flow.step import CONFIRMATION_GAP, Outcome, step
+from engine.flow.step import Outcome, step
 from engine.logs import log
 from engine.mail.message import new_message_id
 from engine.scheduler.funnels import Funnels

@@ -15,8 +15,8 @@ from datetime import datetime
 
 from engine.flow.explain import Explanation, explain
 from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
+from engine.flow.joining import CONFIRMATION_GAP
 from engine.flow.state import Facts, Stage
-from engine.flow.step import CONFIRMATION_GAP
 from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from engine.flow import waits
 from engine.flow.actions import End, Send
 from engine.flow.explain import explain
+from engine.flow.joining import CONFIRMATION_GAP
 from engine.flow.simulate import Script, simulate
 from engine.flow.state import Event, EventType, Facts, Stage
-from engine.flow.step import CONFIRMATION_GAP, start, step
+from engine.flow.step import start, step
 from tests.flow.plans import make_plan
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
