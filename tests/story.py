@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from engine.mail.memory import MemoryTransport
-from engine.store import queries
+from engine.store import sentmail
 from engine.store.tables import DELIVERY
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof
@@ -98,7 +98,7 @@ def act(h: Harness, story: Story, transport: MemoryTransport) -> None:
         for message in fresh:
             story.done.add(message.message_id)
             person = story.people[message.rcpt_to]
-            delivery = queries.delivery_by_message_id(conn, message.message_id)
+            delivery = sentmail.delivery_by_message_id(conn, message.message_id)
             assert delivery is not None
             step = delivery["step"]
             plan = h.daemon.live.current.plans[person.funnel]

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from engine.mail.memory import MemoryTransport
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.stats.report import read_report
-from engine.store import queries
+from engine.store import queries, sentmail
 from engine.store.tables import DELIVERY
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof
@@ -74,7 +74,7 @@ class Story:
                 sa.select(DELIVERY.c.message_id).where(DELIVERY.c.subscriber_id == self.id(who),
                                                        DELIVERY.c.step == step)
             ).scalar_one()
-            found = queries.delivery_by_message_id(conn, message_id)
+            found = sentmail.delivery_by_message_id(conn, message_id)
         assert found is not None
         return found
 

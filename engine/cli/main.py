@@ -6,11 +6,11 @@ from functools import cached_property
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import Engine
 
 from engine.config import Settings, load_settings
 from engine.errors import EngineError
 from engine.project.folder import Project
+from engine.store.db import DbEngine
 
 
 class Context:
@@ -25,7 +25,7 @@ class Context:
         """funnel.toml and FUNNEL_ variables, read once."""
         return load_settings(self.root)
 
-    def database(self) -> Engine:
+    def database(self) -> DbEngine:
         """The migrated database, disposed when the command ends, however it ends."""
         from engine.daemon.wiring import (
             open_database,  # the daemon's wiring is heavy; only commands that need it

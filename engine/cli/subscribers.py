@@ -12,7 +12,6 @@ from typing import IO
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import Engine
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.profile_text import profile_json, profile_lines
@@ -20,6 +19,7 @@ from engine.cli.sample import load_plan
 from engine.errors import UnknownFunnelError, display_path
 from engine.scheduler.clock import Clock, SystemClock
 from engine.store import reports
+from engine.store.db import DbEngine
 from engine.subscribers.csvleads import CsvLeads, ImportFileError
 from engine.subscribers.exporting import cells, field_names, header, rows
 from engine.subscribers.importing import Importer
@@ -34,7 +34,7 @@ def subscribers() -> None:
     """Import, export, look up and erase subscribers."""
 
 
-def _database(obj: Context) -> Engine:
+def _database(obj: Context) -> DbEngine:
     return obj.database()
 
 

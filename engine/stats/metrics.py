@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
-from engine.store.counts import QueueCounts, queue_counts
+from engine.store.connections import DbError
+from engine.store.counts import QueueCounts, queue_counts_within
+from engine.store.db import DbEngine
+from engine.store.status import PENDING, DeliveryStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -28,10 +28,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 4xx `deferred` (an attempt), `throttled` (held by a domain rate or the warm-up) or
 # `waiting` (held for the send window, a 421 from its domain, a missing funnel file).
 SEND_OUTCOMES = (
-    "sent", "bounced", "rejected", "unknown", "deferred", "failed", "suppressed", "throttled", "waiting",
+    DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.REJECTED, DeliveryStatus.UNKNOWN,
+    DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED, "throttled", "waiting",
 )
 SIGNUP_RESULTS = ("new", "known", "suppressed", "invalid", "limited", "trapped", "unavailable")
-PENDING_STATUSES = ("queued", "deferred", "sending")
+PENDING_STATUSES = PENDING
 # A tick usually takes milliseconds; a large batch over a slow SMTP server, seconds.
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OVERDUE_AFTER = timedelta(minutes=5)
@@ -140,7 +141,7 @@ class Metrics:
 
     def __init__(
         self,
-        db_engine: Engine,
+        db_engine: DbEngine,
         now: Callable[[], datetime],
         cache_seconds: float = CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
@@ -189,7 +190,7 @@ class Metrics:
                             counts.enrollments_due)
             lines += _gauge("funnel_enrollments_overdue", "Enrollments due for more than 5 minutes",
                             counts.enrollments_overdue)
-            pending = {status: counts.deliveries_pending.get(status, 0) for status in PENDING_STATUSES}
+            pending: dict[str, int] = {s: counts.deliveries_pending.get(s, 0) for s in PENDING_STATUSES}
             pending.update(counts.deliveries_pending)
             lines += _family(
                 "funnel_deliveries_pending", "gauge", "Deliveries not final yet, by status",
@@ -205,12 +206,9 @@ class Metrics:
             if self._read_at is not None and self.monotonic() - self._read_at < self.cache_seconds:
                 return self._counts
             try:
-                with self.db_engine.connect() as conn:
-                    if conn.dialect.name == "postgresql":
-                        conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(QUERY_TIMEOUT_MS)}"))
-                    now = self.now()
-                    self._counts = queue_counts(conn, now, now - OVERDUE_AFTER)
-            except sa.exc.SQLAlchemyError:  # down, locked or slow: the page still answers
+                now = self.now()
+                self._counts = queue_counts_within(self.db_engine, now, now - OVERDUE_AFTER, QUERY_TIMEOUT_MS)
+            except DbError:  # down, locked or slow: the page still answers
                 self._counts = None
             self._read_at = self.monotonic()
             return self._counts

@@ -6,15 +6,14 @@ a marketer sees in the dashboard is the number the API returns and the CLI print
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-
 from engine.errors import UnknownFunnelError
 from engine.sequences.plan import Plan
+from engine.store.connections import snapshot
+from engine.store.db import DbConnection, DbEngine
 from engine.store.funnelstats import AnswerCount, FunnelNumbers, SourceNumbers, StageCounts, funnel_numbers
 from engine.store.pauses import pauses
 from engine.store.reports import funnel_names
@@ -45,20 +44,8 @@ def parse_since(text: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-@contextmanager
-def snapshot(db_engine: Engine) -> Iterator[Connection]:
-    """A connection whose reads all see one moment, so that the numbers add up with each other."""
-    with db_engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # READ COMMITTED would let a tick commit between two of the report's statements.
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        # SQLite: every transaction here begins IMMEDIATE (store/db.py), one writer-free moment.
-        with conn.begin():
-            yield conn
-
-
 def read_report(
-    db_engine: Engine,
+    db_engine: DbEngine,
     plans: Mapping[str, Plan],
     funnel: str | None = None,
     since: datetime | None = None,
@@ -71,7 +58,7 @@ def read_report(
 
 
 def funnel_report(
-    conn: Connection,
+    conn: DbConnection,
     plans: Mapping[str, Plan],
     funnel: str | None = None,
     since: datetime | None = None,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from engine.store.status import DeliveryStatus
 from engine.store.tables import DELIVERY, ENROLLMENT, STEP_PAUSE
 
 # Any constant both sides agree on: it names "the warm-up claim" among PostgreSQL's
@@ -41,8 +42,8 @@ def marketing_volume_since(conn: Connection, since: datetime, now: datetime) -> 
     # Sent rows have next_attempt_at NULL; in-flight rows have it at the end of their lease.
     # The scan is over the delivery table: the warm-up asks this only during its schedule,
     # while a new sending domain's table is still small.
-    sent = sa.and_(DELIVERY.c.status == "sent", DELIVERY.c.sent_at >= since)
-    in_flight = sa.and_(DELIVERY.c.status == "sending", DELIVERY.c.next_attempt_at > now)
+    sent = sa.and_(DELIVERY.c.status == DeliveryStatus.SENT, DELIVERY.c.sent_at >= since)
+    in_flight = sa.and_(DELIVERY.c.status == DeliveryStatus.SENDING, DELIVERY.c.next_attempt_at > now)
     statement = sa.select(sa.func.count()).where(DELIVERY.c.marketing.is_(True), sa.or_(sent, in_flight))
     return int(conn.execute(statement).scalar_one())
 
@@ -70,3 +71,13 @@ def queue_counts(conn: Connection, now: datetime, overdue_before: datetime) -> Q
         deliveries_pending={str(status): int(count) for status, count in pending},
         paused_steps=int(paused.scalar_one()),
     )
+
+
+def queue_counts_within(
+    db_engine: Engine, now: datetime, overdue_before: datetime, timeout_ms: int
+) -> QueueCounts:
+    """`queue_counts` in a read of its own, which PostgreSQL gives up on after `timeout_ms`."""
+    with db_engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+        return queue_counts(conn, now, overdue_before)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from engine.store.queries import insert_ignoring_conflicts
+from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.tables import MILESTONE
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
-from engine.store.queries import insert_ignoring_conflicts
+from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.tables import ENROLLMENT, GUARDRAIL_EVENT, STEP_PAUSE
 
 # Stages whose enrollments wait at a step of a path: a resume wakes those at that step.

@@ -1,4 +1,6 @@
-"""Every statement the engine runs, named by intent; SQLAlchemy Core on the hot paths.
+"""The statements the tick, the dispatcher and the services share, named by intent; SQLAlchemy
+Core on the hot paths. Statements of one concern have their own module beside this one
+(subscribers, signups, sentmail, counts, stepstats...).
 
 Each function takes a Connection inside the caller's transaction, so the caller
 decides what commits together.
@@ -12,63 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
-from engine.flow.state import Stage, State
-from engine.store.rows import email_hash, normalize_email, state_values
+from engine.flow.state import Stage
+from engine.flow.status import BLOCKED_STATUSES as BLOCKED_STATUSES  # the scheduler reads it here
+from engine.store.inserts import insert_ignoring_conflicts
+from engine.store.rows import email_hash, normalize_email
+from engine.store.status import NOT_SENT, PENDING, DeliveryStatus
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, SUPPRESSION
-
-PENDING = ("queued", "deferred", "sending")
-# Subscriber statuses whose address is never mailed again, whatever the email.
-BLOCKED_STATUSES = ("bounced", "complained")
-# Mail that counts against the frequency cap: everything decided except what never left.
-NOT_SENT = ("failed", "bounced", "rejected", "suppressed")
-SUBSCRIBER_COLUMNS = (
-    "email",
-    "name",
-    "locale",
-    "timezone",
-    "fields",
-    "source",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-)
-
-
-def insert_ignoring_conflicts(
-    conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]
-) -> int:
-    """Insert rows; a row that would break the unique key `unique` is skipped. Returns rows inserted."""
-    if not rows:
-        return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    key = next(iter(table.primary_key.columns))
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(key)
-    # rowcount is not reliable for batched inserts on every driver; counting RETURNING rows is.
-    if len(rows) == 1:
-        return len(conn.execute(statement, dict(rows[0])).all())
-    return len(conn.execute(statement, list(rows)).all())
-
-
-def insert_new(
-    conn: Connection,
-    table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
-    unique: Sequence[str],
-    returning: Sequence[sa.Column[Any]],
-) -> list[tuple[Any, ...]]:
-    """Insert rows, skipping those that would break the unique key `unique`; the inserted rows'
-    `returning` columns (in any order)."""
-    if not rows:
-        return []
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique))
-    return [tuple(r) for r in conn.execute(statement.returning(*returning), [dict(r) for r in rows])]
-
 
 # --- subscribers -------------------------------------------------------------------------
 
@@ -79,61 +32,12 @@ def find_subscriber(conn: Connection, address: str) -> RowMapping | None:
     return conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.email_key == key)).mappings().first()
 
 
-def upsert_subscriber(conn: Connection, values: Mapping[str, Any], now: datetime) -> tuple[int, bool]:
-    """(id, created): add the subscriber, or update the given non-empty fields of the known one."""
-    stored, key = normalize_email(str(values["email"]))
-    given = {k: v for k, v in values.items() if k in SUBSCRIBER_COLUMNS and v not in (None, "", {})}
-    given["email"] = stored
-    row = {**given, "email_key": key, "created_at": now, "updated_at": now}
-    row.setdefault("fields", {})
-    if insert_ignoring_conflicts(conn, SUBSCRIBER, [row], ["email_key"]):
-        found = conn.execute(sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key == key)).scalar_one()
-        return int(found), True
-    existing = conn.execute(
-        sa.select(SUBSCRIBER.c.id, SUBSCRIBER.c.fields).where(SUBSCRIBER.c.email_key == key)
-    ).one()
-    del given["email"]  # the first spelling stays
-    if "fields" in given:  # new custom fields add to the old ones
-        given["fields"] = {**(existing.fields or {}), **given["fields"]}
-    conn.execute(sa.update(SUBSCRIBER).where(SUBSCRIBER.c.id == existing.id).values(**given, updated_at=now))
-    return int(existing.id), False
 
 
-def subscriber_ids(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
-    """Identity key (lowercased address) -> subscriber id, for those of `keys` on the list."""
-    wanted = list(set(keys))
-    if not wanted:
-        return {}
-    statement = sa.select(SUBSCRIBER.c.email_key, SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key.in_(wanted))
-    return {key: int(id_) for key, id_ in conn.execute(statement)}
 
 
-def enrollment_stages(
-    conn: Connection, subscriber_ids: Iterable[int]
-) -> dict[tuple[int, str], tuple[int, str]]:
-    """(subscriber id, funnel) -> (enrollment id, stage), for every enrollment of these subscribers."""
-    wanted = list(set(subscriber_ids))
-    if not wanted:
-        return {}
-    statement = sa.select(
-        ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id, ENROLLMENT.c.stage
-    ).where(ENROLLMENT.c.subscriber_id.in_(wanted))
-    return {(int(s), f): (int(e), str(stage)) for s, f, e, stage in conn.execute(statement)}
 
 
-def subscribers_page(
-    conn: Connection, funnel: str | None, status: str | None, after: int, limit: int
-) -> list[RowMapping]:
-    """Up to `limit` subscribers with an id above `after`, by id; optionally of one funnel or status."""
-    statement = sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id > after)
-    if status is not None:
-        statement = statement.where(SUBSCRIBER.c.status == status)
-    if funnel is not None:
-        enrolled = sa.select(ENROLLMENT.c.id).where(
-            ENROLLMENT.c.subscriber_id == SUBSCRIBER.c.id, ENROLLMENT.c.funnel == funnel
-        )
-        statement = statement.where(enrolled.exists())
-    return list(conn.execute(statement.order_by(SUBSCRIBER.c.id).limit(limit)).mappings())
 
 
 def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapping]:
@@ -178,26 +82,6 @@ def is_suppressed(conn: Connection, address: str) -> bool:
 # --- enrollments -------------------------------------------------------------------------
 
 
-def enroll(
-    conn: Connection, subscriber_id: int, funnel: str, state: State, now: datetime, magnet: str | None = None
-) -> tuple[int, bool]:
-    """(id, created): put the subscriber in `funnel`, due now; a second call changes nothing."""
-    row = {
-        "subscriber_id": subscriber_id,
-        "funnel": funnel,
-        "magnet": magnet,
-        **state_values(state),
-        "next_run_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
-    created = insert_ignoring_conflicts(conn, ENROLLMENT, [row], ["subscriber_id", "funnel"]) == 1
-    found = conn.execute(
-        sa.select(ENROLLMENT.c.id).where(
-            ENROLLMENT.c.subscriber_id == subscriber_id, ENROLLMENT.c.funnel == funnel
-        )
-    ).scalar_one()
-    return int(found), created
 
 
 def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[RowMapping]:
@@ -395,7 +279,7 @@ def claim_due_deliveries(
     conn.execute(
         sa.update(DELIVERY)
         .where(DELIVERY.c.id.in_(ids))
-        .values(status="sending", next_attempt_at=lease_until, updated_at=now)
+        .values(status=DeliveryStatus.SENDING, next_attempt_at=lease_until, updated_at=now)
     )
     return rows
 
@@ -407,9 +291,10 @@ def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> N
     written only over a row still being sent: an unsubscribe may have cancelled it while
     it was in flight, and a 4xx must not bring it back to life.
     """
-    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] != "deferred"])
-    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] == "deferred"],
-                  DELIVERY.c.status == "sending")
+    deferred = DeliveryStatus.DEFERRED
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] != deferred])
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] == deferred],
+                  DELIVERY.c.status == DeliveryStatus.SENDING)
 
 
 def _update_by_id(
@@ -437,7 +322,7 @@ def cancel_pending_deliveries(
     With `in_flight`, also those being sent right now: if the send fails with a 4xx, the
     row stays stopped (record_outcomes); if it went out, its outcome says so.
     """
-    statuses = ("queued", "deferred", "sending") if in_flight else ("queued", "deferred")
+    statuses = PENDING if in_flight else (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
     where = [DELIVERY.c.subscriber_id == subscriber_id, DELIVERY.c.status.in_(statuses)]
     if marketing_only:
         where.append(DELIVERY.c.marketing.is_(True))
@@ -449,26 +334,6 @@ def cancel_pending_deliveries(
     return int(result.rowcount)
 
 
-def delivery_by_message_id(conn: Connection, message_id: str) -> RowMapping | None:
-    """The delivery a link token names, with its subscriber's address and status."""
-    statement = (
-        sa.select(
-            DELIVERY.c.id,
-            DELIVERY.c.subscriber_id,
-            DELIVERY.c.enrollment_id,
-            DELIVERY.c.funnel,
-            DELIVERY.c.step,
-            DELIVERY.c.message_id,
-            DELIVERY.c.marketing,
-            SUBSCRIBER.c.email,
-            SUBSCRIBER.c.status.label("subscriber_status"),
-            ENROLLMENT.c.magnet,
-        )
-        .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)
-        .join(ENROLLMENT, ENROLLMENT.c.id == DELIVERY.c.enrollment_id)
-        .where(DELIVERY.c.message_id == message_id)
-    )
-    return conn.execute(statement).mappings().first()
 
 
 def last_confirmations(
@@ -498,27 +363,4 @@ def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
     )
 
 
-def last_marketing_delivery(conn: Connection, subscriber_id: int, before: datetime) -> RowMapping | None:
-    """The latest marketing email that went out to a subscriber by `before`: what a report without
-    a Message-ID is about."""
-    statement = (
-        sa.select(DELIVERY.c.id, DELIVERY.c.funnel, DELIVERY.c.step, DELIVERY.c.message_id)
-        .where(
-            DELIVERY.c.subscriber_id == subscriber_id,
-            DELIVERY.c.marketing.is_(True),
-            DELIVERY.c.sent_at.is_not(None),
-            DELIVERY.c.sent_at <= before,
-        )
-        .order_by(DELIVERY.c.sent_at.desc(), DELIVERY.c.id.desc())
-        .limit(1)
-    )
-    return conn.execute(statement).mappings().first()
 
-
-def mark_bounced_later(conn: Connection, delivery_id: int, detail: str, now: datetime) -> None:
-    """A message the server accepted bounced afterwards: it counts as bounced, not delivered."""
-    conn.execute(
-        sa.update(DELIVERY)
-        .where(DELIVERY.c.id == delivery_id, DELIVERY.c.status == "sent")
-        .values(status="bounced", last_reply=(detail or "bounced after delivery")[:500], updated_at=now)
-    )

@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType
+from engine.store.status import LEFT, PENDING, DeliveryStatus
 from engine.store.tables import DELIVERY, EVENT
 
 # Left the engine and got an answer from the receiving server: what rates are taken over.
-SENT_STATUSES = ("sent", "bounced", "unknown")
+SENT_STATUSES = LEFT
 # Still on its way: queued, being sent, or waiting to retry after a 4xx.
-PENDING_STATUSES = ("queued", "sending", "deferred")
+PENDING_STATUSES = PENDING
 # Unique people per step, from events that name the email they came from.
 _PEOPLE = {
     EventType.OPEN.value: "opened",
@@ -81,9 +82,9 @@ def step_counts(
         DELIVERY.c.funnel,
         DELIVERY.c.step,
         count_if(status.in_(SENT_STATUSES)),
-        count_if(status == "sent"),
-        count_if(status == "bounced"),
-        count_if(status.in_(("failed", "rejected"))),
+        count_if(status == DeliveryStatus.SENT),
+        count_if(status == DeliveryStatus.BOUNCED),
+        count_if(status.in_((DeliveryStatus.FAILED, DeliveryStatus.REJECTED))),
         count_if(status.in_(PENDING_STATUSES)),
     ).group_by(DELIVERY.c.funnel, DELIVERY.c.step)
     mail = _narrow(mail, DELIVERY, DELIVERY.c.created_at, funnel, since or mail_since, steps)

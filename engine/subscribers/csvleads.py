@@ -17,22 +17,24 @@ from pathlib import Path
 from zoneinfo import available_timezones
 
 from engine.errors import EngineError, closest, did_you_mean
+from engine.flow.status import BLOCKED_STATUSES, SubscriberStatus
 from engine.mail.message import check_address
 from engine.sequences.plan import Plan
-from engine.store.queries import BLOCKED_STATUSES
-from engine.store.tables import SUBSCRIBER
+from engine.store.subscribers import column_widths
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 
 STANDARD = ("email", "name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
 # Written by `subscribers export`, read back as nothing (or, for status, as a reason to
 # skip the row): a round trip must not turn them into custom fields.
 EXPORT_ONLY = ("status", "created_at", "stage", "segment", "step")
-SKIPPED_STATUSES = ("unsubscribed", *BLOCKED_STATUSES)
+SKIPPED_STATUSES = (SubscriberStatus.UNSUBSCRIBED, *BLOCKED_STATUSES)
 _LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 # The widths of the columns the cells go to: PostgreSQL refuses a longer value (and with
 # it the whole batch), so a long cell is a problem of its row.
-_LIMITS: dict[str, int] = {name: getattr(SUBSCRIBER.c[name].type, "length", None) or 10_000
-                           for name in STANDARD if name not in ("email", "magnet")}
+_LIMITS: dict[str, int] = {
+    name: width or 10_000
+    for name, width in column_widths(n for n in STANDARD if n not in ("email", "magnet")).items()
+}
 
 
 class ImportFileError(EngineError):
@@ -101,7 +103,7 @@ class CsvLeads:
         problems += [f"column '{name}' holds a NUL character; remove it"
                      for name, i in {**cols.standard, **cols.fields}.items() if "\x00" in value[i]]
         status = value[cols.status] if cols.status is not None else ""
-        if status and status.lower() != "active" and status.lower() not in SKIPPED_STATUSES:
+        if status and status.lower() != SubscriberStatus.ACTIVE and status.lower() not in SKIPPED_STATUSES:
             problems.append(f"unknown status '{status}'; write active, unsubscribed, "
                             "bounced or complained, or leave it empty")
         if problems:

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy.engine import Engine, RowMapping
-
 from engine.store import reports
+from engine.store.db import DbEngine, Row
 from engine.subscribers.leads import UTM_KEYS
 
 PAGE = 1000
@@ -34,13 +33,13 @@ def header(fields: list[str], funnel: str | None) -> list[str]:
     return [*BASE_COLUMNS, *(f"field.{name}" for name in fields), *(FUNNEL_COLUMNS if funnel else ())]
 
 
-def field_names(db_engine: Engine, funnel: str | None) -> list[str]:
+def field_names(db_engine: DbEngine, funnel: str | None) -> list[str]:
     """The custom field names to give columns to."""
     with db_engine.connect() as conn:
         return reports.custom_field_names(conn, funnel)
 
 
-def rows(db_engine: Engine, funnel: str | None) -> Iterator[RowMapping]:
+def rows(db_engine: DbEngine, funnel: str | None) -> Iterator[Row]:
     """Every subscriber (of `funnel`), in id order, without holding them all in memory."""
     if db_engine.dialect.name == "postgresql":
         with db_engine.connect() as conn:
@@ -56,7 +55,7 @@ def rows(db_engine: Engine, funnel: str | None) -> Iterator[RowMapping]:
         after = page[-1]["id"]
 
 
-def cells(row: RowMapping, fields: list[str], funnel: str | None) -> list[str]:
+def cells(row: Row, fields: list[str], funnel: str | None) -> list[str]:
     """One subscriber as the cells of `header(fields, funnel)`."""
     values: list[str] = [_text(row[name]) for name in BASE_COLUMNS if name != "created_at"]
     values.append(row["created_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Connection, Engine
-
 from engine.sequences.plan import Plan
-from engine.store import queries, reports
+from engine.store import queries, reports, subscribers
+from engine.store.db import DbConnection, DbEngine
 from engine.store.rows import email_hash, normalize_email
 from engine.subscribers.csvleads import CsvLeads, Row
 from engine.subscribers.leads import Lead, Proof, add_lead
@@ -48,7 +47,7 @@ class ImportCounts:
 class Importer:
     """Imports one checked file into `plan`'s funnel on `db_engine`."""
 
-    db_engine: Engine
+    db_engine: DbEngine
     plan: Plan
     source: CsvLeads
     confirmed: bool = True  # False: the funnel's confirmation email goes out (--double-opt-in)
@@ -93,14 +92,14 @@ class Importer:
                 if email_hash(lead.email) in blocked:
                     counts.suppressed += 1
                 elif key in enrolled or key in seen:
-                    queries.upsert_subscriber(conn, _values(lead), now)
+                    subscribers.upsert_subscriber(conn, _values(lead), now)
                     counts.already += 1
                 else:
                     outcome = self._add(conn, lead, proof, now)
                     setattr(counts, outcome, getattr(counts, outcome) + 1)
                 seen.add(key)
 
-    def _add(self, conn: Connection, lead: Lead, proof: Proof, now: datetime) -> str:
+    def _add(self, conn: DbConnection, lead: Lead, proof: Proof, now: datetime) -> str:
         """Enroll one new lead: 'added', or 'already'/'suppressed' when a signup got there first."""
         added = add_lead(conn, self.plan, replace(lead, answers={}), proof, now)
         if added.subscriber_id is None:

@@ -2,7 +2,7 @@
 clicks, opens and API events. Each is one function over a Connection in the caller's
 transaction, so the web side decides what commits together (and how durably).
 
-Link actions take the delivery a signed token names (`queries.delivery_by_message_id`):
+Link actions take the delivery a signed token names (`sentmail.delivery_by_message_id`):
 the token proves which email the person holds, so nothing here trusts an id from a request.
 """
 
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from engine.flow.state import EventType, Stage
-from engine.store import queries
-from engine.store.tables import TAG
+from engine.flow.status import SubscriberStatus
+from engine.store import queries, sentmail
+from engine.store.db import DbConnection
+from engine.store.status import DeliveryStatus
+from engine.store.subscribers import add_tag, remove_tag
 from engine.subscribers.leads import Proof, record_consent
 
 Stop = tuple[int, str | None]  # (subscriber, funnel); None: every funnel
@@ -27,7 +27,7 @@ Stop = tuple[int, str | None]  # (subscriber, funnel); None: every funnel
 _CLICK_WAKES = (Stage.WINBACK.value, Stage.SUNSET.value)
 
 
-def confirm(conn: Connection, delivery: Mapping[str, Any], proof: Proof, now: datetime) -> bool:
+def confirm(conn: DbConnection, delivery: Mapping[str, Any], proof: Proof, now: datetime) -> bool:
     """Confirm the double opt-in the confirmation email `delivery` asked for; False when already done."""
     new = queries.record_event(
         conn,
@@ -42,12 +42,15 @@ def confirm(conn: Connection, delivery: Mapping[str, Any], proof: Proof, now: da
         # They asked again and proved the address is theirs: they may be mailed again
         # (a bounced or complained address stays as it is).
         queries.set_subscriber_status(
-            conn, delivery["subscriber_id"], "active", now, only_from=("unsubscribed",)
+            conn, delivery["subscriber_id"], SubscriberStatus.ACTIVE, now,
+            only_from=(SubscriberStatus.UNSUBSCRIBED,)
         )
     return new
 
 
-def answer(conn: Connection, delivery: Mapping[str, Any], question: str, choice: str, now: datetime) -> None:
+def answer(
+    conn: DbConnection, delivery: Mapping[str, Any], question: str, choice: str, now: datetime
+) -> None:
     """Record a survey answer given through a link of `delivery`; a later answer overrides it."""
     queries.record_event(
         conn,
@@ -61,7 +64,7 @@ def answer(conn: Connection, delivery: Mapping[str, Any], question: str, choice:
 
 
 def unsubscribe(
-    conn: Connection,
+    conn: DbConnection,
     subscriber: int,
     funnel: str | None,
     now: datetime,
@@ -80,7 +83,8 @@ def unsubscribe(
     if funnel is None:
         funnels = [row["funnel"] for row in queries.enrollments_of(conn, subscriber)]
         # A bounced or complained address keeps that status: it says more.
-        queries.set_subscriber_status(conn, subscriber, "unsubscribed", now, only_from=("active",))
+        queries.set_subscriber_status(conn, subscriber, SubscriberStatus.UNSUBSCRIBED, now,
+                                      only_from=(SubscriberStatus.ACTIVE,))
     else:
         funnels = [funnel]
     new = not funnels
@@ -97,12 +101,12 @@ def unsubscribe(
             step=came_from[1] if came_from and came_from[0] == each else None,
         )
         queries.cancel_pending_deliveries(
-            conn, subscriber, "suppressed", now, marketing_only=True, funnel=each, in_flight=True
+            conn, subscriber, DeliveryStatus.SUPPRESSED, now, marketing_only=True, funnel=each, in_flight=True
         )
     return [(subscriber, funnel)], new
 
 
-def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime) -> None:
+def click(conn: DbConnection, delivery: Mapping[str, Any], url: str, now: datetime) -> None:
     """Count the first click on `url` in `delivery` (unique clicks; repeats change nothing)."""
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
     queries.record_event(
@@ -118,7 +122,7 @@ def click(conn: Connection, delivery: Mapping[str, Any], url: str, now: datetime
     )
 
 
-def opened(conn: Connection, delivery: Mapping[str, Any], now: datetime) -> None:
+def opened(conn: DbConnection, delivery: Mapping[str, Any], now: datetime) -> None:
     """Count the first open of `delivery`: a weak signal, since image proxies fetch pixels too."""
     queries.record_event(
         conn,
@@ -133,7 +137,7 @@ def opened(conn: Connection, delivery: Mapping[str, Any], now: datetime) -> None
 
 
 def complain(
-    conn: Connection, subscriber: int, now: datetime, key: str, delivery: Mapping[Any, Any] | None = None
+    conn: DbConnection, subscriber: int, now: datetime, key: str, delivery: Mapping[Any, Any] | None = None
 ) -> tuple[list[Stop], bool]:
     """A spam complaint: suppress the address, stop all its mail, count it against the email.
 
@@ -143,12 +147,13 @@ def complain(
     """
     new, _ = _report(conn, subscriber, EventType.COMPLAINT, now, key, delivery)
     if new:
-        _block(conn, subscriber, "complained", now, ("active", "unsubscribed", "bounced"))
+        _block(conn, subscriber, SubscriberStatus.COMPLAINED, now,
+               (SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED))
     return [(subscriber, None)], new
 
 
 def bounce(
-    conn: Connection,
+    conn: DbConnection,
     subscriber: int,
     now: datetime,
     key: str,
@@ -164,13 +169,14 @@ def bounce(
                             data={"detail": detail[:500]} if detail else {})
     if new:
         if delivery is not None:
-            queries.mark_bounced_later(conn, delivery["id"], detail, now)
-        _block(conn, subscriber, "bounced", now, ("active", "unsubscribed"))
+            sentmail.mark_bounced_later(conn, delivery["id"], detail, now)
+        _block(conn, subscriber, SubscriberStatus.BOUNCED, now,
+               (SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED))
     return [(subscriber, None)], new
 
 
 def _report(
-    conn: Connection,
+    conn: DbConnection,
     subscriber: int,
     kind: EventType,
     now: datetime,
@@ -180,7 +186,7 @@ def _report(
 ) -> tuple[bool, Mapping[Any, Any] | None]:
     """Record a complaint or a bounce against `delivery`, or the latest marketing email: (new, email)."""
     if delivery is None:
-        delivery = queries.last_marketing_delivery(conn, subscriber, now)
+        delivery = sentmail.last_marketing_delivery(conn, subscriber, now)
     new = queries.record_event(
         conn,
         subscriber,
@@ -194,11 +200,17 @@ def _report(
     return new, delivery
 
 
-def _block(conn: Connection, subscriber: int, status: str, now: datetime, only_from: tuple[str, ...]) -> None:
+def _block(
+    conn: DbConnection,
+    subscriber: int,
+    status: SubscriberStatus,
+    now: datetime,
+    only_from: tuple[SubscriberStatus, ...],
+) -> None:
     queries.set_subscriber_status(conn, subscriber, status, now, only_from=only_from)
     address = queries.subscribers_by_id(conn, [subscriber])[subscriber]["email"]
-    queries.suppress(conn, address, status, now)
-    queries.cancel_pending_deliveries(conn, subscriber, "suppressed", now, in_flight=True)
+    queries.suppress(conn, address, status, now)  # the suppression's reason is the status
+    queries.cancel_pending_deliveries(conn, subscriber, DeliveryStatus.SUPPRESSED, now, in_flight=True)
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,7 @@ class ShopEvent:
     data: Mapping[str, Any] | None = None
 
 
-def record_shop_event(conn: Connection, subscriber_id: int, event: ShopEvent, now: datetime) -> bool:
+def record_shop_event(conn: DbConnection, subscriber_id: int, event: ShopEvent, now: datetime) -> bool:
     """Record an API event for every funnel of the subscriber; False when its id was seen before.
 
     A purchase wakes every enrollment, and step() ends the sales paths it qualifies for.
@@ -235,9 +247,7 @@ def record_shop_event(conn: Connection, subscriber_id: int, event: ShopEvent, no
         data=dict(event.data or {}),
     )
     if new and kind == EventType.TAG.value and name:
-        queries.insert_ignoring_conflicts(
-            conn, TAG, [{"subscriber_id": subscriber_id, "name": name, "at": now}], ["subscriber_id", "name"]
-        )
+        add_tag(conn, subscriber_id, name, now)
     elif new and kind == EventType.UNTAG.value and name:
-        conn.execute(sa.delete(TAG).where(TAG.c.subscriber_id == subscriber_id, TAG.c.name == name))
+        remove_tag(conn, subscriber_id, name)
     return new

@@ -1,4 +1,4 @@
-"""Adding a lead to a funnel: the one way in, shared by imports and (later) the signup form."""
+"""Adding a lead to a funnel: the one way in, shared by the signup form, imports and the admin API."""
 
 from __future__ import annotations
 
@@ -6,15 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from engine.flow.state import EventType, Stage
 from engine.flow.step import start
 from engine.sequences.plan import Plan
-from engine.store import queries
-from engine.store.rows import email_hash, normalize_email, state_values
-from engine.store.tables import CONSENT, ENROLLMENT, SUBSCRIBER
+from engine.store import queries, subscribers
+from engine.store.db import DbConnection
+from engine.store.rows import email_hash, normalize_email
+from engine.store.signups import enroll, enroll_new, enrollment_row, enrollment_stages, record_consents
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
@@ -75,12 +73,12 @@ def answer_problems(plan: Plan, answers: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def record_consent(conn: Connection, subscriber_id: int, funnel: str, proof: Proof, now: datetime) -> None:
+def record_consent(conn: DbConnection, subscriber_id: int, funnel: str, proof: Proof, now: datetime) -> None:
     """Keep the proof of a signup, confirmation or import."""
-    conn.execute(sa.insert(CONSENT), [_consent_row(subscriber_id, funnel, proof, now)])
+    record_consents(conn, [_consent_row(subscriber_id, funnel, proof, now)])
 
 
-def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: datetime) -> Added:
+def add_lead(conn: DbConnection, plan: Plan, lead: Lead, proof: Proof, now: datetime) -> Added:
     """Add or update the subscriber and enroll them in `plan`'s funnel; a repeat changes nothing twice.
 
     For operators (imports, the admin API): a known subscriber's details are updated. A
@@ -98,9 +96,9 @@ def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: dateti
         "fields": dict(lead.fields),
         **{k: v for k, v in lead.utm.items() if k in UTM_KEYS},
     }
-    subscriber, new_subscriber = queries.upsert_subscriber(conn, values, now)
+    subscriber, new_subscriber = subscribers.upsert_subscriber(conn, values, now)
     record_consent(conn, subscriber, plan.funnel, proof, now)
-    enrollment, new_enrollment = queries.enroll(
+    enrollment, new_enrollment = enroll(
         conn, subscriber, plan.funnel, start(plan, now), now, magnet=lead.magnet
     )
     for question, answer in lead.answers.items():
@@ -111,9 +109,9 @@ def add_lead(conn: Connection, plan: Plan, lead: Lead, proof: Proof, now: dateti
 
 
 def add_new_leads(
-    conn: Connection, signups: Sequence[tuple[Plan, Lead, Proof]], now: datetime
+    conn: DbConnection, signups: Sequence[tuple[Plan, Lead, Proof]], now: datetime
 ) -> list[Added]:
-    """`add_lead(..., overwrite=False)` for many signups at once, in a handful of statements.
+    """`add_lead` for many signups at once, in a handful of statements, leaving known people as they are.
 
     The web side collects the signups that arrive together (web/writer.py): each costs a
     share of ~8 statements instead of ~10 of its own. Known subscribers keep their
@@ -128,29 +126,22 @@ def add_new_leads(
         if hashed not in blocked and key not in wanted:
             wanted[key] = _subscriber_row(lead, key, now)
     # Most signups are new addresses: insert all, and look up only those already there.
-    returned = queries.insert_new(conn, SUBSCRIBER, list(wanted.values()), ["email_key"],
-                                  [SUBSCRIBER.c.email_key, SUBSCRIBER.c.id])
-    fresh = {str(row[0]): int(row[1]) for row in returned}
-    ids = {**fresh, **queries.subscriber_ids(conn, [k for k in wanted if k not in fresh])}
+    fresh = subscribers.insert_new_subscribers(conn, list(wanted.values()))
+    ids = {**fresh, **subscribers.subscriber_ids(conn, [k for k in wanted if k not in fresh])}
     consents: list[dict[str, object]] = []
     pairs: dict[tuple[int, str], dict[str, object]] = {}
     for (plan, lead, proof), key, hashed in zip(signups, keys, hashes, strict=True):
         if hashed in blocked:
             continue
         consents.append(_consent_row(ids[key], plan.funnel, proof, now))
-        pairs.setdefault((ids[key], plan.funnel), {
-            "subscriber_id": ids[key], "funnel": plan.funnel, "magnet": lead.magnet,
-            **state_values(start(plan, now)), "next_run_at": now, "created_at": now, "updated_at": now,
-        })
-    if consents:
-        conn.execute(sa.insert(CONSENT), consents)
-    returned = queries.insert_new(conn, ENROLLMENT, list(pairs.values()), ["subscriber_id", "funnel"],
-                                  [ENROLLMENT.c.subscriber_id, ENROLLMENT.c.funnel, ENROLLMENT.c.id])
-    new_pairs = {(int(row[0]), str(row[1])): int(row[2]) for row in returned}
+        pairs.setdefault((ids[key], plan.funnel),
+                         enrollment_row(ids[key], plan.funnel, start(plan, now), now, lead.magnet))
+    record_consents(conn, consents)
+    new_pairs = enroll_new(conn, list(pairs.values()))
     enrolled = dict(new_pairs)
     waiting: set[tuple[int, str]] = set()  # known enrollments still waiting for the double opt-in
     if len(new_pairs) < len(pairs):
-        known = queries.enrollment_stages(conn, {pair[0] for pair in pairs if pair not in new_pairs})
+        known = enrollment_stages(conn, {pair[0] for pair in pairs if pair not in new_pairs})
         for pair, (enrollment, stage) in known.items():
             if pair in pairs:
                 enrolled[pair] = enrollment
@@ -185,8 +176,8 @@ def _subscriber_row(lead: Lead, key: str, now: datetime) -> dict[str, object]:
         "email": normalize_email(lead.email)[0],
         "email_key": key,
         "name": lead.name,
-        "locale": lead.locale or SUBSCRIBER.c.locale.default.arg,  # type: ignore[union-attr]
-        "timezone": lead.timezone or SUBSCRIBER.c.timezone.default.arg,  # type: ignore[union-attr]
+        "locale": lead.locale or subscribers.DEFAULT_LOCALE,
+        "timezone": lead.timezone or subscribers.DEFAULT_TIMEZONE,
         "source": lead.source,
         "fields": dict(lead.fields),
         **{k: lead.utm.get(k) or None for k in UTM_KEYS},

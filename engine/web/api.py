@@ -11,20 +11,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from engine.errors import did_you_mean
 from engine.feedback import bare_message_id
 from engine.flow.state import EventType
 from engine.logs import log
-from engine.store import queries
-from engine.store.tables import SUBSCRIBER, TAG
+from engine.store import queries, sentmail, signups, subscribers
+from engine.store.db import DbConnection, Row
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof, add_lead
 from engine.web.context import Web
@@ -222,10 +220,8 @@ def router(web: Web) -> APIRouter:
     async def post_event(event: EventIn) -> JSONResponse:
         now = web.clock.now()
 
-        def job(conn: Connection) -> tuple[int, bool] | None:
-            row = (queries.find_subscriber(conn, event.email) if event.email is not None
-                   else conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id == event.subscriber_id))
-                   .mappings().first())
+        def job(conn: DbConnection) -> tuple[int, bool] | None:
+            row = _subscriber(conn, event)
             if row is None:
                 return None
             if event.type == EventType.UNSUBSCRIBE.value:
@@ -287,7 +283,7 @@ def router(web: Web) -> APIRouter:
         proof = Proof("api", wording="added through the admin API"
                       + (", confirmed elsewhere" if body.confirmed else ""))
 
-        def job(conn: Connection) -> tuple[int | None, bool]:
+        def job(conn: DbConnection) -> tuple[int | None, bool]:
             added = add_lead(conn, plan, signup.lead, proof, now)
             if added.subscriber_id and body.confirmed and plan.double_opt_in:
                 queries.record_event(conn, added.subscriber_id, EventType.CONFIRMED.value, now,
@@ -319,10 +315,18 @@ class NotTheirs(Exception):
     """The message_id of a complaint or bounce names an email sent to someone else."""
 
 
-def _feedback(conn: Connection, web: Web, subscriber: int, event: EventIn, now: datetime) -> bool:
+def _subscriber(conn: DbConnection, event: EventIn) -> Row | None:
+    """The subscriber the event names by address or id."""
+    if event.email is not None:
+        return queries.find_subscriber(conn, event.email)
+    assert event.subscriber_id is not None  # EventIn checks that one of the two is given
+    return queries.subscribers_by_id(conn, [event.subscriber_id]).get(event.subscriber_id)
+
+
+def _feedback(conn: DbConnection, web: Web, subscriber: int, event: EventIn, now: datetime) -> bool:
     """Record a complaint or a hard bounce reported through the API; True when new."""
     message_id = bare_message_id(event.message_id)
-    delivery = queries.delivery_by_message_id(conn, message_id) if message_id else None
+    delivery = sentmail.delivery_by_message_id(conn, message_id) if message_id else None
     if delivery is not None and delivery["subscriber_id"] != subscriber:
         raise NotTheirs(f"message_id {message_id} was sent to another subscriber, not to this one")
     # Without an id, the email named (or the moment) tells a repeated report from a new one.
@@ -335,20 +339,26 @@ def _feedback(conn: Connection, web: Web, subscriber: int, event: EventIn, now: 
     return new
 
 
-def _summary(conn: Connection, row: Any) -> SubscriberOut:
-    tags = list(conn.execute(sa.select(TAG.c.name).where(TAG.c.subscriber_id == row["id"])).scalars())
-    enrollments = [Enrollment(funnel=e["funnel"], stage=e["stage"], segment=e["segment"], step=e["step"],
-                              next_run_at=e["next_run_at"]) for e in queries.enrollments_of(conn, row["id"])]
+def _summary(row: Row, tags: list[str], enrollments: list[Row]) -> SubscriberOut:
     return SubscriberOut(id=row["id"], email=row["email"], name=row["name"] or "", status=row["status"],
                          locale=row["locale"], timezone=row["timezone"], source=row["source"],
                          fields=dict(row["fields"] or {}), created_at=row["created_at"], tags=sorted(tags),
-                         enrollments=enrollments)
+                         enrollments=[Enrollment(funnel=e["funnel"], stage=e["stage"], segment=e["segment"],
+                                                 step=e["step"], next_run_at=e["next_run_at"])
+                                      for e in enrollments])
+
+
+def _summaries(conn: DbConnection, rows: list[Row]) -> list[SubscriberOut]:
+    """The rows with their tags and enrollments: two statements however many rows there are."""
+    ids = [row["id"] for row in rows]
+    tags = subscribers.tags_by_subscriber(conn, ids)
+    enrollments = signups.enrollments_by_subscriber(conn, ids)
+    return [_summary(row, tags.get(row["id"], []), enrollments.get(row["id"], [])) for row in rows]
 
 
 def _page(web: Web, funnel: str | None, status: str | None, after: int, limit: int) -> SubscriberPage:
     with web.db_engine.connect() as conn:
-        rows = queries.subscribers_page(conn, funnel, status, after, limit)
-        items = [_summary(conn, row) for row in rows]
+        items = _summaries(conn, subscribers.subscribers_page(conn, funnel, status, after, limit))
     return SubscriberPage(subscribers=items, next=items[-1].id if len(items) == limit else None)
 
 
@@ -357,7 +367,7 @@ def _detail(web: Web, email: str) -> SubscriberDetail | None:
         row = queries.find_subscriber(conn, email)
         if row is None:
             return None
-        summary = _summary(conn, row)
+        summary = _summaries(conn, [row])[0]
         events = queries.events_by_subscriber(conn, [row["id"]]).get(row["id"], [])
         deliveries = queries.deliveries_of(conn, row["id"])
     return SubscriberDetail(

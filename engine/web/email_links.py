@@ -16,16 +16,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
 from engine.mail.tokens import verify
-from engine.store import queries
-from engine.store.db import Unavailable
+from engine.store.connections import DbError
+from engine.store import sentmail
+from engine.store.db import DbConnection, Unavailable
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof
 from engine.web.context import Web, client_ip
@@ -139,7 +138,7 @@ def router(web: Web) -> APIRouter:
         funnel = None if everything else delivery["funnel"]
         subscriber, key = delivery["subscriber_id"], delivery["message_id"]
 
-        def job(conn: Connection) -> list[inbound.Stop]:
+        def job(conn: DbConnection) -> list[inbound.Stop]:
             stops, _ = inbound.unsubscribe(conn, subscriber, funnel, now, key,
                                            came_from=(delivery["funnel"], delivery["step"]))
             web.stoplist.add(stops)  # before the commit: a send checking meanwhile must see it
@@ -173,8 +172,8 @@ def router(web: Web) -> APIRouter:
 def _lookup(web: Web, message_id: str) -> dict[str, Any] | None:
     try:
         with web.db_engine.connect() as conn:
-            row = queries.delivery_by_message_id(conn, message_id)
-    except sa.exc.SQLAlchemyError as error:
+            row = sentmail.delivery_by_message_id(conn, message_id)
+    except DbError as error:
         log("read_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
         raise Unavailable from error
     return None if row is None else dict(row)

@@ -24,11 +24,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from sqlalchemy.engine import Connection
 
 from engine.feedback import Feedback, FeedbackKind, postmark, ses
 from engine.logs import log
 from engine.store import queries
+from engine.store.db import DbConnection
+from engine.store.sentmail import delivery_by_message_id
 from engine.subscribers import inbound
 from engine.web.body import BodyCut, BodyTooLarge, read_capped
 from engine.web.context import Web
@@ -102,7 +103,7 @@ def router(web: Web) -> APIRouter:
             return JSONResponse(counts)
         now = web.clock.now()
 
-        def job(conn: Connection) -> list[Outcome]:
+        def job(conn: DbConnection) -> list[Outcome]:
             return [_record(conn, web, report, now) for report in wanted]
 
         for report, subscriber, new, matched in await web.writer.run(job):
@@ -123,12 +124,12 @@ def router(web: Web) -> APIRouter:
 Outcome = tuple[Feedback, int | None, bool, bool]  # report, subscriber (None: unknown), new, email matched
 
 
-def _record(conn: Connection, web: Web, report: Feedback, now: datetime) -> Outcome:
+def _record(conn: DbConnection, web: Web, report: Feedback, now: datetime) -> Outcome:
     """Record one complaint or bounce, attributed to the email its Message-ID names if that was theirs."""
     row = queries.find_subscriber(conn, report.email)
     if row is None:
         return report, None, False, False
-    delivery = queries.delivery_by_message_id(conn, report.message_id) if report.message_id else None
+    delivery = delivery_by_message_id(conn, report.message_id) if report.message_id else None
     if delivery is not None and delivery["subscriber_id"] != row["id"]:
         delivery = None  # a forwarded message reported by someone else: blame their latest email
     key = f"{report.provider}:{report.provider_id}:{row['id']}"

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import engine.cli.stats as stats_cli
 from engine.cli.stats_text import CSV_COLUMNS
 from engine.flow.state import Stage, State
-from engine.store import queries
+from engine.store import signups, subscribers
 from engine.store.pauses import Breach, pause
 from engine.store.tables import DELIVERY
 from tests.cli.conftest import MONDAY, Cli
@@ -153,8 +153,8 @@ def test_a_funnel_whose_file_is_gone_shows_from_the_database(cli: Cli) -> None:
     harness = Harness(cli.db_url, cli.project, MONDAY)
     try:
         with harness.db_engine.begin() as conn:
-            subscriber = queries.upsert_subscriber(conn, {"email": "old@example.com"}, MONDAY)[0]
-            enrollment = queries.enroll(conn, subscriber, "retired", State(Stage.NURTURE, MONDAY), MONDAY)[0]
+            subscriber = subscribers.upsert_subscriber(conn, {"email": "old@example.com"}, MONDAY)[0]
+            enrollment = signups.enroll(conn, subscriber, "retired", State(Stage.NURTURE, MONDAY), MONDAY)[0]
             conn.execute(sa.insert(DELIVERY).values(
                 enrollment_id=enrollment, subscriber_id=subscriber, funnel="retired", step="old-step",
                 message_id="m1@example.com", status="sent", created_at=MONDAY, updated_at=MONDAY))

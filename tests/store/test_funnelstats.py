@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from engine.flow.state import Stage, State
-from engine.store import queries
+from engine.store import queries, signups, subscribers
 from engine.store.funnelstats import (
     AnswerCount,
     StageCounts,
@@ -41,8 +41,8 @@ class Rows:
         **subscriber: object,
     ) -> tuple[int, int]:
         """(subscriber, enrollment): someone who signed up to `funnel` at `at` and reached `stages`."""
-        sid = queries.upsert_subscriber(self.conn, {"email": address, **subscriber}, at)[0]
-        eid = queries.enroll(self.conn, sid, funnel, State(Stage.CONFIRMING, at, segment=segment), at)[0]
+        sid = subscribers.upsert_subscriber(self.conn, {"email": address, **subscriber}, at)[0]
+        eid = signups.enroll(self.conn, sid, funnel, State(Stage.CONFIRMING, at, segment=segment), at)[0]
         for stage in stages:
             self.conn.execute(sa.insert(MILESTONE).values(enrollment_id=eid, subscriber_id=sid, funnel=funnel,
                                                           stage=stage.value, at=at))

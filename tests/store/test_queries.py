@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 from engine.flow.state import Stage, State
-from engine.store import queries
+from engine.store import queries, signups, subscribers
 from engine.store.migrate import current_revision, head_revision, upgrade
 from engine.store.tables import DELIVERY, ENROLLMENT, METADATA, SUBSCRIBER
 
@@ -21,13 +21,13 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def _subscriber(db_engine: Engine, address: str, **values: object) -> int:
     with db_engine.begin() as conn:
-        return queries.upsert_subscriber(conn, {"email": address, **values}, T0)[0]
+        return subscribers.upsert_subscriber(conn, {"email": address, **values}, T0)[0]
 
 
 def _enrolled(db_engine: Engine, address: str, funnel: str = "f", due: datetime = T0) -> int:
     subscriber = _subscriber(db_engine, address)
     with db_engine.begin() as conn:
-        enrollment, _ = queries.enroll(conn, subscriber, funnel, State(Stage.MAGNET, T0), due)
+        enrollment, _ = signups.enroll(conn, subscriber, funnel, State(Stage.MAGNET, T0), due)
     return enrollment
 
 
@@ -57,10 +57,10 @@ def test_the_migrations_build_exactly_the_tables_the_models_declare(db_engine: E
 
 def test_a_subscriber_is_one_row_per_address_whatever_its_case(db_engine: Engine) -> None:
     with db_engine.begin() as conn:
-        first, created = queries.upsert_subscriber(
+        first, created = subscribers.upsert_subscriber(
             conn, {"email": "Ana.Kovacs@Example.COM", "name": "Ana", "fields": {"a": "1"}}, T0
         )
-        again, created_again = queries.upsert_subscriber(
+        again, created_again = subscribers.upsert_subscriber(
             conn, {"email": "ana.kovacs@example.com", "name": "", "fields": {"b": "2"}}, T0
         )
     assert created and not created_again and first == again
@@ -75,8 +75,8 @@ def test_a_subscriber_is_one_row_per_address_whatever_its_case(db_engine: Engine
 def test_enrolling_twice_keeps_one_enrollment(db_engine: Engine) -> None:
     subscriber = _subscriber(db_engine, "a@example.com")
     with db_engine.begin() as conn:
-        first = queries.enroll(conn, subscriber, "f", State(Stage.MAGNET, T0), T0)
-        second = queries.enroll(conn, subscriber, "f", State(Stage.MAGNET, T0), T0)
+        first = signups.enroll(conn, subscriber, "f", State(Stage.MAGNET, T0), T0)
+        second = signups.enroll(conn, subscriber, "f", State(Stage.MAGNET, T0), T0)
     assert first[1] is True and second == (first[0], False)
 
 
@@ -85,12 +85,12 @@ def test_times_come_back_as_aware_utc_and_naive_times_are_refused(db_engine: Eng
         __import__("zoneinfo").ZoneInfo("Europe/Budapest")
     )
     with db_engine.begin() as conn:
-        queries.upsert_subscriber(conn, {"email": "t@example.com"}, budapest)
+        subscribers.upsert_subscriber(conn, {"email": "t@example.com"}, budapest)
     with db_engine.connect() as conn:
         created = conn.execute(sa.select(SUBSCRIBER.c.created_at)).scalar_one()
     assert created == datetime(2026, 3, 2, 10, 0, tzinfo=UTC) and created.tzinfo is UTC
     with pytest.raises(sa.exc.StatementError, match="naive datetime"), db_engine.begin() as conn:
-        queries.upsert_subscriber(conn, {"email": "n@example.com"}, datetime(2026, 3, 2))
+        subscribers.upsert_subscriber(conn, {"email": "n@example.com"}, datetime(2026, 3, 2))
 
 
 def test_claiming_takes_only_due_enrollments_oldest_first_and_at_most_the_limit(db_engine: Engine) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.store import queries
+from engine.store import subscribers
 from engine.store.tables import EVENT, TAG
 from tests.scheduler.harness import Harness
 from tests.support.project import funnels_project, minimal_project
@@ -124,6 +124,34 @@ def test_subscribers_are_added_listed_and_shown(site: Site) -> None:
     assert bad.status_code == 404
 
 
+def test_a_page_of_subscribers_costs_the_same_statements_however_many_it_holds(site: Site) -> None:
+    for n in range(6):
+        address = f"p{n}@example.com"
+        site.http.post("/api/subscribers", headers=site.api, json={"email": address, "funnel": "minimal"})
+        for tag in ("b", "a"):
+            body = {"email": address, "type": "tag", "name": tag}
+            site.http.post("/api/events", headers=site.api, json=body)
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):  # SQLite's BEGIN IMMEDIATE
+            statements.append(statement)
+
+    sa.event.listen(site.harness.db_engine, "before_cursor_execute", count)
+    try:
+        one = site.http.get("/api/subscribers", params={"limit": 1}, headers=site.api).json()
+        for_one = len(statements)
+        statements.clear()
+        six = site.http.get("/api/subscribers", params={"limit": 6}, headers=site.api).json()
+    finally:
+        sa.event.remove(site.harness.db_engine, "before_cursor_execute", count)
+    assert for_one == len(statements) <= 3  # the page, its tags, its enrollments
+    assert [s["email"] for s in six["subscribers"]] == [f"p{n}@example.com" for n in range(6)]
+    assert one["subscribers"] == six["subscribers"][:1]
+    assert all(s["tags"] == ["a", "b"] and [e["funnel"] for e in s["enrollments"]] == ["minimal"]
+               for s in six["subscribers"])
+
+
 def test_the_openapi_document_describes_every_endpoint(site: Site) -> None:
     document = site.http.get("/openapi.json").json()
     wanted = {"/subscribe", "/api/events", "/api/subscribers", "/api/subscribers/{email}"}
@@ -189,7 +217,7 @@ def test_the_api_answers_503_in_json_when_the_database_cannot_be_read(
     def down(*args: object) -> None:
         raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(queries, "subscribers_page", down)
+    monkeypatch.setattr(subscribers, "subscribers_page", down)
     response = site.http.get("/api/subscribers", headers=site.api)
     assert response.status_code == 503
     assert response.json() == {"detail": "the database is unavailable; try again"}

@@ -13,13 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from engine.store.tables import GUARDRAIL_EVENT
-from engine.web.dashboard.auth import (
-    LOGIN_ATTEMPTS,
-    SESSION_COOKIE,
-    SESSION_LIFETIME,
-    safe_next,
-    session_token,
-)
+from engine.web.dashboard.auth import LOGIN_ATTEMPTS, SESSION_COOKIE, safe_next
+from engine.web.dashboard.session import SESSION_LIFETIME, session_token
 from tests.web.conftest import API_KEY
 from tests.web.dashboard_site import (
     HOSTILE_MESSAGE,

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.mail.tokens import sign, verify
-from engine.store import queries
+from engine.store import sentmail
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
 from engine.subscribers import inbound
 from tests.web.conftest import Site
@@ -180,7 +180,7 @@ def test_links_answer_503_when_the_database_cannot_be_read_and_clicks_still_redi
     def down(*args: object) -> None:
         raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(queries, "delivery_by_message_id", down)
+    monkeypatch.setattr(sentmail, "delivery_by_message_id", down)
     page = site.http.get(confirm_path)
     assert page.status_code == 503 and page.headers["retry-after"] == "30"
     assert site.http.get(click).headers["location"] == "https://example.com/guide.pdf?size=a4&lang=en"

@@ -1,21 +1,15 @@
 """The dashboard's login: one password, a signed session cookie, nothing stored on the server.
 
-The password is `admin_password`, else `api_key`; with neither, the dashboard is off. A
-session is a token signed with the daemon's secret (engine/tokens.py) for the purpose
-'dashboard-session', carrying a random session id and a tag of the password: a cookie
-cannot be forged or changed, it expires after SESSION_LIFETIME of real time, and
-changing the password ends every session. Login attempts are limited per IP address.
+The password is `admin_password`, else `api_key`; with neither, the dashboard is off. The
+session cookie is made and read in session.py. Login attempts are limited per IP address.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
@@ -23,39 +17,18 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
-from engine.mail.tokens import sign, verify
 from engine.web import limits
 from engine.web.context import Web, client_ip
 from engine.web.dashboard import csrf
 from engine.web.dashboard.render import HEADERS, page
+from engine.web.dashboard.session import SESSION_LIFETIME, Session, read_session, session_token
 
 SESSION_COOKIE = "funnel_dashboard"
 LOGIN_COOKIE = "funnel_dashboard_login"
-SESSION_LIFETIME = timedelta(hours=12)
 LOGIN_FORM_LIFETIME = timedelta(hours=1)
 LOGIN_ATTEMPTS = 10  # per IP address and LOGIN_PERIOD: enough for typos, too few to guess a password
 LOGIN_PERIOD = 900.0
 HOME = "/dashboard"
-_PURPOSE = "dashboard-session"
-
-
-@dataclass(frozen=True)
-class Session:
-    """A logged-in browser: its session id and the CSRF token of its forms."""
-
-    sid: str
-    csrf: str
-
-
-def password_tag(secret: str, password: str) -> str:
-    """A short HMAC of the password: a session made under another password is no longer valid."""
-    digest = hmac.digest(secret.encode("utf-8"), f"dashboard-password\0{password}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
-
-
-def session_token(secret: str, password: str, issued: datetime, sid: str | None = None) -> str:
-    """The value of a session cookie issued at `issued`."""
-    return sign(secret, _PURPOSE, [sid or secrets.token_urlsafe(16), password_tag(secret, password)], issued)
 
 
 def safe_next(value: str | None) -> str:
@@ -95,13 +68,7 @@ class Gate:
         cookie = request.cookies.get(SESSION_COOKIE)
         if password is None or not cookie:
             return None
-        values = verify(self.web.secret, _PURPOSE, cookie, self.now(), SESSION_LIFETIME)
-        if values is None or len(values) != 2:
-            return None
-        sid, tag = values
-        if not hmac.compare_digest(tag, password_tag(self.web.secret, password)):
-            return None
-        return Session(sid, csrf.token(self.web.secret, f"session:{sid}"))
+        return read_session(self.web.secret, password, cookie, self.now())
 
     def require(self, request: Request) -> Session | Response:
         """The session, or the answer to give instead: the dashboard is off, or log in first."""

@@ -12,17 +12,18 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from sqlalchemy.engine import Connection
 from starlette.responses import RedirectResponse, Response
 
 from engine.errors import UnknownFunnelError
 from engine.logs import log
 from engine.stats.report import parse_since, read_report
 from engine.store import pauses
+from engine.store.db import DbConnection
 from engine.web.context import Web
-from engine.web.dashboard.auth import HOME, Gate, Session
+from engine.web.dashboard.auth import HOME, Gate
 from engine.web.dashboard.chart import funnel_chart
 from engine.web.dashboard.render import HEADERS, not_found, page
+from engine.web.dashboard.session import Session
 
 _ID_LIMIT = 100  # the funnel and step columns' length
 GUARDRAIL_ROWS = 200
@@ -96,7 +97,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
             return not_found(session, "No such step.")
         now = web.clock.now()
 
-        def job(conn: Connection) -> int | None:
+        def job(conn: DbConnection) -> int | None:
             return pauses.resume(conn, funnel, step, "dashboard", now)
 
         woken = await web.writer.run(job)

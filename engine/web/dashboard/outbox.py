@@ -26,8 +26,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
 from engine.web.context import Web
-from engine.web.dashboard.auth import HOME, Gate, Session
+from engine.web.dashboard.auth import HOME, Gate
 from engine.web.dashboard.render import not_found, page
+from engine.web.dashboard.session import Session
 from engine.web.pages import SECURITY_HEADERS
 
 PAGE_SIZE = 50

@@ -7,11 +7,13 @@ from starlette.responses import Response
 
 from engine.store import queries
 from engine.store.search import MAX_QUERY, search_subscribers
+from engine.store.signups import enrollment_stages
 from engine.subscribers.profile import load_profile
 from engine.web.context import Web
 from engine.web.dashboard import timeline
-from engine.web.dashboard.auth import HOME, Gate, Session
+from engine.web.dashboard.auth import HOME, Gate
 from engine.web.dashboard.render import not_found, page
+from engine.web.dashboard.session import Session
 
 PAGE_SIZE = 50
 _MAX_ID = 2**62
@@ -31,7 +33,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
         with web.db_engine.connect() as conn:
             rows = search_subscribers(conn, text, start, PAGE_SIZE + 1)
             shown = rows[:PAGE_SIZE]
-            stages = queries.enrollment_stages(conn, [r["id"] for r in shown])
+            stages = enrollment_stages(conn, [r["id"] for r in shown])
         funnels: dict[int, list[tuple[str, str]]] = {}
         for (subscriber, funnel), (_, stage) in sorted(stages.items()):
             funnels.setdefault(subscriber, []).append((funnel, stage))

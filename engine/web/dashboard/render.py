@@ -10,16 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 from engine.web.dashboard.chart import percent
+from engine.web.dashboard.session import Session
 from engine.web.pages import SECURITY_HEADERS
-
-if TYPE_CHECKING:  # auth.py renders its pages with this module
-    from engine.web.dashboard.auth import Session
 
 HEADERS = {
     **SECURITY_HEADERS,
