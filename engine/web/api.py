@@ -31,7 +31,7 @@ from engine.web.signup_form import Refusal, check_signup, text_problem
 # Types the API may not record: they come from links in emails, with proof of who clicked.
 FROM_LINKS_ONLY = {EventType.CONFIRMED.value, EventType.ANSWER.value, EventType.CLICK.value,
                    EventType.OPEN.value}
-# Reports about an email sent: they suppress the address (engine/inbound.py complain, bounce).
+# Reports about an email sent: they suppress the address (engine/subscribers/inbound.py complain, bounce).
 FEEDBACK = {EventType.COMPLAINT.value: "complained", EventType.BOUNCE.value: "bounced_later"}
 BEARER = HTTPBearer(auto_error=False, description="the api_key setting (FUNNEL_API_KEY)")
 

@@ -1,6 +1,6 @@
 """The routes behind the links in emails: confirm, survey answers, unsubscribe, clicks, opens.
 
-Every path ends in a token signed for one purpose (engine/tokens.py) that names one
+Every path ends in a token signed for one purpose (engine/mail/tokens.py) that names one
 delivery by its Message-ID; a forged, changed, expired or unknown token gets the same
 plain 404 and changes nothing. Mail scanners fetch every link of a message within
 seconds, so a GET never confirms, answers or unsubscribes: it shows a page whose button
@@ -22,8 +22,8 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
 from engine.mail.tokens import verify
-from engine.store.connections import DbError
 from engine.store import sentmail
+from engine.store.connections import DbError
 from engine.store.db import DbConnection, Unavailable
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof

@@ -228,32 +228,7 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
         address, problem = check_email(email, check_domain)
         if problem:
             problems.append(("email", problem))
-    custom: dict[str, str] = {}
-    answers: dict[str, str] = {}
-    questions = {q.id for q in plan.survey.questions} if plan.survey else set()
-    for key, value in texts.items():
-        if key in RESERVED:
-            continue
-        if len(key) > 100:
-            problems.append((key[:100], "is not a signup field (a name that long never is)"))
-            continue
-        bracketed = _BRACKETED.fullmatch(key)
-        if bracketed and bracketed.group(1) == "fields":
-            name = bracketed.group(2)
-            if not _KEY.fullmatch(name):
-                problems.append((key, "a field name is 1 to 50 letters, digits, '_', '.' or '-'"))
-            else:
-                custom[name] = value
-        elif bracketed:
-            answers[bracketed.group(2)] = value
-        elif key in questions:
-            answers[key] = value
-        elif key.startswith("_") or key in ("submit", "consent"):
-            continue  # a CMS's nonce, the button's name, the consent checkbox: not ours to keep
-        else:
-            options = sorted(RESERVED - {HONEYPOT} | questions)
-            problems.append((key, "is not a signup field; "
-                             + did_you_mean(key, options, "put your own data in fields[...]")))
+    custom, answers = _custom_and_answers(texts, plan, problems)
     if len(custom) > MAX_CUSTOM_FIELDS:
         problems.append(("fields", f"{len(custom)} custom fields; at most {MAX_CUSTOM_FIELDS} are allowed"))
     answers = {q: a for q, a in answers.items() if a}  # an untouched <select> sends ""
@@ -288,6 +263,39 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
         answers=answers,
     )
     return Signup(plan, lead, redirect, texts.get("form") or None, bool(texts.get(HONEYPOT)))
+
+
+def _custom_and_answers(
+    texts: Mapping[str, str], plan: Plan, problems: list[tuple[str, str]]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The custom fields and survey answers among the posted values; adds a problem per unknown key."""
+    custom: dict[str, str] = {}
+    answers: dict[str, str] = {}
+    questions = {q.id for q in plan.survey.questions} if plan.survey else set()
+    for key, value in texts.items():
+        if key in RESERVED:
+            continue
+        if len(key) > 100:
+            problems.append((key[:100], "is not a signup field (a name that long never is)"))
+            continue
+        bracketed = _BRACKETED.fullmatch(key)
+        if bracketed and bracketed.group(1) == "fields":
+            name = bracketed.group(2)
+            if not _KEY.fullmatch(name):
+                problems.append((key, "a field name is 1 to 50 letters, digits, '_', '.' or '-'"))
+            else:
+                custom[name] = value
+        elif bracketed:
+            answers[bracketed.group(2)] = value
+        elif key in questions:
+            answers[key] = value
+        elif key.startswith("_") or key in ("submit", "consent"):
+            continue  # a CMS's nonce, the button's name, the consent checkbox: not ours to keep
+        else:
+            options = sorted(RESERVED - {HONEYPOT} | questions)
+            problems.append((key, "is not a signup field; "
+                             + did_you_mean(key, options, "put your own data in fields[...]")))
+    return custom, answers
 
 
 def _plan(name: str, plans: Mapping[str, Plan]) -> Plan:
