@@ -7,15 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.engine import Engine
 
 from engine.logs import log
 from engine.stats.metrics import CONTENT_TYPE, Metrics
-from engine.store.db import Unavailable
+from engine.store.connections import DbError, DbUnavailable, ping
+from engine.store.db import DbEngine, Unavailable
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
 from engine.web.context import Web
 from engine.web.pages import SECURITY_HEADERS
@@ -25,7 +24,7 @@ from engine.web.pages import SECURITY_HEADERS
 class Health:
     """What /healthz reports: the database answers and ticks keep coming."""
 
-    db_engine: Engine
+    db_engine: DbEngine
     last_tick: Callable[[], datetime | None]  # real time of the last finished tick
     now: Callable[[], datetime]
     stale_after_seconds: float
@@ -47,8 +46,8 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
                    "type": str(e.get("type", ""))} for e in error.errors()[:50]]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.exception_handler(sa.exc.OperationalError)
-    async def unreadable(request: Request, error: sa.exc.OperationalError) -> Response:
+    @app.exception_handler(DbUnavailable)
+    async def unreadable(request: Request, error: DbUnavailable) -> Response:
         # A read in a route (the admin API's lists) met a database that is down or locked.
         reason = f"{type(error).__name__}: {error}"[:500]
         log("read_failed", logging.ERROR, path=request.url.path, error=reason)
@@ -86,10 +85,9 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
     def healthz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
-            with health.db_engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            ping(health.db_engine)
             checks["database"] = "ok"
-        except sa.exc.SQLAlchemyError as error:
+        except DbError as error:
             checks["database"] = f"error: {type(error).__name__}"
         last = health.last_tick()
         if last is None:

@@ -17,13 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from engine.logs import log
 from engine.sequences.plan import Plan
-from engine.store.db import Unavailable
+from engine.store.db import DbConnection, Unavailable
 from engine.subscribers.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.web.context import Web, client_ip
 from engine.web.limits import address_key, ip_key, retry_after
@@ -227,11 +226,11 @@ class _SignupJob:
     proof: Proof
     now: datetime
 
-    def __call__(self, conn: Connection) -> Added:
+    def __call__(self, conn: DbConnection) -> Added:
         return self.run_many(conn, [self])[0]
 
     @classmethod
-    def run_many(cls, conn: Connection, jobs: list[_SignupJob]) -> list[Added]:
+    def run_many(cls, conn: DbConnection, jobs: list[_SignupJob]) -> list[Added]:
         now = max(job.now for job in jobs)  # they arrived within one commit of each other
         return add_new_leads(conn, [(j.signup.plan, j.signup.lead, j.proof) for j in jobs], now)
 
