@@ -26,6 +26,7 @@ from engine.scheduler.sending import Sender
 from engine.store import queries
 from engine.store.db import DbEngine
 from engine.store.rows import email_hash
+from engine.store.status import DeliveryStatus
 
 
 class Dispatcher:
@@ -85,7 +86,7 @@ class Dispatcher:
         for row in rows:
             row["suppressed"] = bool(blocked) and email_hash(row["email"]) in blocked
         for row in rows:
-            if row["status"] == "sending":  # its lease ran out: the daemon holding it died
+            if row["status"] == DeliveryStatus.SENDING:  # its lease ran out: the daemon holding it died
                 log(
                     "recovered",
                     delivery=row["id"],

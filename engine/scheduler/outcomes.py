@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from engine.mail.transport import Result
+from engine.store.status import DeliveryStatus
 
 # A claimed delivery as the store hands it over: the delivery's columns, the subscriber's
 # (email, name, locale, timezone, fields, subscriber_status), the enrollment's magnet, and
@@ -29,7 +30,7 @@ class DeliveryUpdate:
     """A delivery's new status and columns, and what the outcome commit and the tick need besides."""
 
     delivery_id: int
-    status: str
+    status: DeliveryStatus
     next_attempt_at: datetime | None
     attempts: int
     last_code: int | None
@@ -65,7 +66,7 @@ class DeliveryUpdate:
 
 def final(
     row: Claimed,
-    status: str,
+    status: DeliveryStatus,
     now: datetime,
     result: Result | None = None,
     attempts: int | None = None,
@@ -85,12 +86,12 @@ def later(
     attempts: int | None = None,
 ) -> DeliveryUpdate:
     """The update that defers `row` until `at`, saying why in `reply`."""
-    return _update(row, "deferred", now, at, result, attempts, reply, None)
+    return _update(row, DeliveryStatus.DEFERRED, now, at, result, attempts, reply, None)
 
 
 def _update(
     row: Claimed,
-    status: str,
+    status: DeliveryStatus,
     now: datetime,
     next_attempt_at: datetime | None,
     result: Result | None,

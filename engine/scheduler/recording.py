@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.flow.status import SubscriberStatus
 from engine.logs import log
 from engine.mail.transport import Outcome, Result
 from engine.scheduler.dbthread import in_db_thread
@@ -23,6 +24,7 @@ from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import recipient_domain
 from engine.store import queries
 from engine.store.db import DbConnection, DbEngine
+from engine.store.status import DeliveryStatus
 
 # Back-off after a 4xx, by attempt: as MTAs do, short at first, then every 4 hours
 # until the lifetime (3 days by default) runs out.
@@ -34,6 +36,13 @@ BACKOFF = (
     timedelta(hours=2),
     timedelta(hours=4),
 )
+
+# What an attempt that neither went nor may be retried comes to.
+_FINAL = {
+    Outcome.BOUNCED: DeliveryStatus.BOUNCED,
+    Outcome.REJECTED: DeliveryStatus.REJECTED,
+    Outcome.UNKNOWN: DeliveryStatus.UNKNOWN,
+}
 
 # Events recorded by concurrent transactions may commit out of id order.
 UNSUBSCRIBE_LOOKBACK = 200
@@ -67,7 +76,7 @@ def after_attempt(row: Claimed, result: Result, now: datetime, rules: RetryRules
     outcome = result.outcome
     if outcome is Outcome.SENT:
         log("sent", **where)
-        return final(row, "sent", now, result, attempts, sent_at=now)
+        return final(row, DeliveryStatus.SENT, now, result, attempts, sent_at=now)
     if outcome is Outcome.UNKNOWN and rules.resend_unknown:
         outcome = Outcome.RETRY
     if outcome is Outcome.RETRY:
@@ -76,7 +85,7 @@ def after_attempt(row: Claimed, result: Result, now: datetime, rules: RetryRules
             domain = recipient_domain(row["email"])
             return replace(update, domain=domain, domain_paused_until=now + backoff(attempts))
         return update
-    status = {Outcome.BOUNCED: "bounced", Outcome.REJECTED: "rejected", Outcome.UNKNOWN: "unknown"}[outcome]
+    status = _FINAL[outcome]
     log(status, **where)
     return final(row, status, now, result, attempts)
 
@@ -88,7 +97,7 @@ def _retry(
     # throttled domain may wait days before it is first tried.
     if now - (row["first_attempt_at"] or now) >= rules.retry_lifetime:
         log("failed", why="retried for the whole retry lifetime", **where)
-        return final(row, "failed", now, result, attempts)
+        return final(row, DeliveryStatus.FAILED, now, result, attempts)
     log("deferred", retry_at=(now + backoff(attempts)).isoformat(), **where)
     return later(row, now + backoff(attempts), now, result.reply, result, attempts)
 
@@ -140,9 +149,11 @@ class Recorder:
             self.see_unsubscribes(conn, updates[0].updated_at)
             queries.record_outcomes(conn, [update.columns() for update in updates])
             for update in updates:
-                if update.status == "bounced":
+                if update.status is DeliveryStatus.BOUNCED:
                     now = update.updated_at
                     queries.suppress(conn, update.address, "bounced", now, update.last_reply)
-                    queries.set_subscriber_status(conn, update.subscriber_id, "bounced", now)
-                    queries.cancel_pending_deliveries(conn, update.subscriber_id, "suppressed", now)
+                    queries.set_subscriber_status(conn, update.subscriber_id, SubscriberStatus.BOUNCED, now)
+                    queries.cancel_pending_deliveries(
+                        conn, update.subscriber_id, DeliveryStatus.SUPPRESSED, now
+                    )
                     queries.wake_enrollments(conn, update.subscriber_id, now)

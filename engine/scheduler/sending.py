@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.flow.status import SubscriberStatus
 from engine.logs import log
 from engine.mail.compose import ComposeError, Tracking, compose
 from engine.mail.context import Subscriber
@@ -28,6 +29,7 @@ from engine.scheduler.recording import Recorder, RetryRules, after_attempt
 from engine.scheduler.stoplist import Stoplist
 from engine.stats.metrics import Metrics
 from engine.store import queries
+from engine.store.status import DeliveryStatus
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Sender:
             and row["marketing"]
             and self.stoplist.stops(row["subscriber_id"], row["funnel"])
         ):
-            prepared = final(row, "suppressed", self.clock.now(), reply="not sent: unsubscribed")
+            prepared = final(row, DeliveryStatus.SUPPRESSED, self.clock.now(), reply="not sent: unsubscribed")
         if not isinstance(prepared, Outgoing):
             return prepared, _unsent_outcome(prepared)
         # Spent only by mail that goes: not by a failed render or a stopped send.
@@ -111,16 +113,16 @@ class Sender:
         update = after_attempt(row, result, self.clock.now(), self.settings.retry)
         if update.domain is not None and update.domain_paused_until is not None:
             self.policy.pause(update.domain, update.domain_paused_until)
-        return update, update.status
+        return update, str(update.status)
 
     def _prepare(self, row: Claimed) -> Outgoing | DeliveryUpdate:
         """The message to send, or the update that explains why it is not sent now."""
         now = self.clock.now()
         status = "suppressed" if row["suppressed"] else row["subscriber_status"]
         if status in (*queries.BLOCKED_STATUSES, "suppressed") or (
-            row["marketing"] and status == "unsubscribed"
+            row["marketing"] and status == SubscriberStatus.UNSUBSCRIBED
         ):
-            return final(row, "suppressed", now, reply=f"not sent: the address is {status}")
+            return final(row, DeliveryStatus.SUPPRESSED, now, reply=f"not sent: the address is {status}")
         funnels = self.funnels()
         plan = funnels.plans.get(row["funnel"])
         if plan is None:
@@ -132,7 +134,7 @@ class Sender:
         if email is None:  # the marketer removed this step: it is not to be sent
             return final(
                 row,
-                "failed",
+                DeliveryStatus.FAILED,
                 now,
                 reply=f"not sent: step '{row['step']}' of funnel "
                 f"'{row['funnel']}' is no longer in the sequence files",
@@ -159,11 +161,11 @@ class Sender:
         except ComposeError as error:
             reason = str(error)
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)
-            return final(row, "failed", now, reply=f"not sent: {reason}"[:500])
+            return final(row, DeliveryStatus.FAILED, now, reply=f"not sent: {reason}"[:500])
 
 
 def _unsent_outcome(update: DeliveryUpdate) -> str:
     """The metrics' outcome of a delivery that was not attempted (docs/operations.md, "Metrics")."""
     if update.held:
         return "throttled"
-    return "waiting" if update.status == "deferred" else update.status
+    return "waiting" if update.status is DeliveryStatus.DEFERRED else str(update.status)
