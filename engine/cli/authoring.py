@@ -26,7 +26,7 @@ from engine.sequences.model import json_schema
 from engine.sequences.plan import Plan
 from engine.sequences.values import parse_delay
 from engine.sequences.window import zone
-from engine.store import reports
+from engine.store.db import not_created_yet, shown_url
 from engine.subscribers.impact import against_database
 
 
@@ -143,8 +143,8 @@ def schema(out: Path | None) -> None:
 def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> list[str]:
     """Compare `plans` with the project's database, opened as it is (validate migrates nothing)."""
     url = database_url(obj.settings, obj.root)
-    shown = reports.shown_url(url)
-    if reports.not_created_yet(url):
+    shown = shown_url(url)
+    if not_created_yet(url):
         return against_database(None, shown, plans, complete)
     from engine.daemon.wiring import open_database  # the daemon's wiring is heavy; only --against-db needs it
 

@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from engine.store.connections import DbError
 from engine.store.counts import QueueCounts, queue_counts_within
-from engine.store.db import DbEngine
+from engine.store.db import DbEngine, DbError
 from engine.store.status import PENDING, DeliveryStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -12,8 +12,7 @@ from typing import Any
 
 from engine.errors import UnknownFunnelError
 from engine.sequences.plan import Plan
-from engine.store.connections import snapshot
-from engine.store.db import DbConnection, DbEngine
+from engine.store.db import DbConnection, DbEngine, snapshot
 from engine.store.funnelstats import AnswerCount, FunnelNumbers, SourceNumbers, StageCounts, funnel_numbers
 from engine.store.pauses import pauses
 from engine.store.reports import funnel_names

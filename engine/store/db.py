@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,9 @@ class Unavailable(Exception):
 # What a database that is down, locked or cut off raises: callers that answer a person
 # turn these into `Unavailable`.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+# Anything the database or its driver raised (down, locked, slow, refused): the pages that
+# keep answering while the database is away (/healthz, /metrics, a click) catch this.
+DbError = sa.exc.SQLAlchemyError
 
 
 def normalize_url(url: str) -> str:
@@ -101,16 +105,41 @@ def durable(db_engine: Engine) -> Iterator[Connection]:
                 raw.execute("PRAGMA synchronous=NORMAL")
 
 
-def shown_url(db_engine: Engine) -> str:
-    """The database URL as a log line may show it: the password hidden."""
-    return db_engine.url.render_as_string(hide_password=True)
+def shown_url(database: Engine | str) -> str:
+    """The database URL (of an engine, or as the operator wrote it) with the password hidden."""
+    url = sa.engine.make_url(database) if isinstance(database, str) else database.url
+    return url.render_as_string(hide_password=True)
+
+
+def not_created_yet(url: str) -> bool:
+    """Whether `url` is a SQLite file that does not exist yet: connecting would create it, empty."""
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) \
+        and parsed.database != ":memory:" and not Path(str(parsed.database)).exists()
+
+
+def ping(db_engine: Engine) -> None:
+    """Run the smallest statement there is; raises DbError when the database does not answer."""
+    with db_engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+@contextmanager
+def snapshot(db_engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see one moment, so that the numbers add up with each other."""
+    with db_engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # READ COMMITTED would let a tick commit between two of the report's statements.
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        # SQLite: every transaction here begins IMMEDIATE (_sqlite_begin), one writer-free moment.
+        with conn.begin():
+            yield conn
 
 
 def check_connection(db_engine: Engine) -> None:
     """Raise DatabaseError with the server's reason when the database cannot be reached."""
     try:
-        with db_engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        ping(db_engine)
     except sa.exc.OperationalError as error:
         raise DatabaseError(
             f"cannot reach the database: {error.orig}; check FUNNEL_DATABASE_URL and that the server runs"

@@ -8,7 +8,6 @@ million enrollments cost one scan, not a million Python rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,16 +74,29 @@ def _export_statement(funnel: str | None) -> sa.Select[Any]:
     )
 
 
-def export_page(conn: Connection, funnel: str | None, after_id: int, limit: int) -> list[RowMapping]:
-    """Up to `limit` subscribers (with their position in `funnel`) whose id is above `after_id`."""
-    statement = _export_statement(funnel).where(SUBSCRIBER.c.id > after_id).limit(limit)
-    return list(conn.execute(statement).mappings())
+def export_rows(db_engine: Engine, funnel: str | None) -> Iterator[RowMapping]:
+    """Every subscriber (of `funnel`, with their position in it) in id order, streamed.
 
-
-def export_stream(conn: Connection, funnel: str | None) -> Iterator[RowMapping]:
-    """Every subscriber (of `funnel`) in id order, fetched in batches through a server-side cursor."""
-    result = conn.execution_options(yield_per=STREAM_BATCH).execute(_export_statement(funnel))
-    yield from result.mappings()
+    PostgreSQL sends the rows through a server-side cursor, STREAM_BATCH at a time, in
+    one read transaction (readers never block the daemon there). On SQLite every
+    transaction of this engine takes the write lock (BEGIN IMMEDIATE), and exporting a
+    million rows takes seconds, longer than the daemon's 10 s busy timeout; so SQLite is
+    read in pages of STREAM_BATCH by id, each page its own short transaction.
+    """
+    if db_engine.dialect.name == "postgresql":
+        with db_engine.connect() as conn:
+            result = conn.execution_options(yield_per=STREAM_BATCH).execute(_export_statement(funnel))
+            yield from result.mappings()
+        return
+    after = 0
+    while True:
+        with db_engine.connect() as conn:
+            statement = _export_statement(funnel).where(SUBSCRIBER.c.id > after).limit(STREAM_BATCH)
+            page = list(conn.execute(statement).mappings())
+        yield from page
+        if len(page) < STREAM_BATCH:
+            return
+        after = page[-1]["id"]
 
 
 # --- one person --------------------------------------------------------------------------
@@ -109,18 +121,6 @@ def suppression_of(conn: Connection, address: str) -> RowMapping | None:
 
 
 # --- live edits (funnel validate --against-db) -------------------------------------------
-
-
-def shown_url(url: str) -> str:
-    """A database URL as the operator wrote it, with the password hidden."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
-
-
-def not_created_yet(url: str) -> bool:
-    """Whether `url` is a SQLite file that does not exist yet: connecting would create it, empty."""
-    parsed = sa.engine.make_url(url)
-    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) \
-        and parsed.database != ":memory:" and not Path(str(parsed.database)).exists()
 
 
 def has_enrollments(db_engine: Engine) -> bool:

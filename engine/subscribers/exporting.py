@@ -5,11 +5,8 @@ cleanly: status, created_at and the funnel's stage, segment and step are written
 people to read and ignored on import (a row whose status is unsubscribed, bounced or
 complained is not imported at all).
 
-Streaming: PostgreSQL sends the rows through a server-side cursor, 1,000 at a time, in
-one read transaction (readers never block the daemon there). On SQLite every
-transaction of this engine takes the write lock (BEGIN IMMEDIATE), and exporting a
-million rows takes seconds, longer than the daemon's 10 s busy timeout; so SQLite is
-read in pages of 1,000 by id, each page its own short transaction.
+The rows are streamed (`engine.store.reports.export_rows`): a million subscribers never
+sit in memory at once, and SQLite's write lock is never held for long.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from engine.store import reports
 from engine.store.db import DbEngine, Row
 from engine.subscribers.leads import UTM_KEYS
 
-PAGE = 1000
 BASE_COLUMNS = ("email", "name", "locale", "timezone", "status", "source", *UTM_KEYS, "created_at")
 FUNNEL_COLUMNS = ("stage", "segment", "step")
 
@@ -41,18 +37,7 @@ def field_names(db_engine: DbEngine, funnel: str | None) -> list[str]:
 
 def rows(db_engine: DbEngine, funnel: str | None) -> Iterator[Row]:
     """Every subscriber (of `funnel`), in id order, without holding them all in memory."""
-    if db_engine.dialect.name == "postgresql":
-        with db_engine.connect() as conn:
-            yield from reports.export_stream(conn, funnel)
-        return
-    after = 0
-    while True:
-        with db_engine.connect() as conn:
-            page = reports.export_page(conn, funnel, after, PAGE)
-        yield from page
-        if len(page) < PAGE:
-            return
-        after = page[-1]["id"]
+    return reports.export_rows(db_engine, funnel)
 
 
 def cells(row: Row, fields: list[str], funnel: str | None) -> list[str]:

@@ -13,8 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from engine.logs import log
 from engine.stats.metrics import CONTENT_TYPE, Metrics
-from engine.store.connections import DbError, DbUnavailable, ping
-from engine.store.db import DbEngine, Unavailable
+from engine.store.db import UNAVAILABLE_ERRORS, DbEngine, DbError, Unavailable, ping
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
 from engine.web.context import Web
 from engine.web.pages import SECURITY_HEADERS
@@ -46,12 +45,14 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
                    "type": str(e.get("type", ""))} for e in error.errors()[:50]]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.exception_handler(DbUnavailable)
-    async def unreadable(request: Request, error: DbUnavailable) -> Response:
-        # A read in a route (the admin API's lists) met a database that is down or locked.
+    async def unreadable(request: Request, error: Exception) -> Response:
+        # A read in a route (the admin API's lists) met a database that is down, locked or cut off.
         reason = f"{type(error).__name__}: {error}"[:500]
         log("read_failed", logging.ERROR, path=request.url.path, error=reason)
         return await unavailable(request, Unavailable())
+
+    for error_class in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_class, unreadable)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, error: Unavailable) -> Response:

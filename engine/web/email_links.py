@@ -23,8 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from engine.logs import log
 from engine.mail.tokens import verify
 from engine.store import sentmail
-from engine.store.connections import DbError
-from engine.store.db import DbConnection, Unavailable
+from engine.store.db import DbConnection, DbError, Unavailable
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof
 from engine.web.context import Web, client_ip

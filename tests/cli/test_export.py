@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from engine.scheduler.clock import FrozenClock
-from engine.store import queries
-from engine.subscribers import exporting
+from engine.store import queries, reports
 from tests.cli.conftest import MONDAY, Cli, table_rows, write
 
 PEOPLE = """\
@@ -37,7 +36,7 @@ def test_an_export_imports_back_into_a_new_database_unchanged(
         dora = queries.find_subscriber(conn, "dora@example.com")
         assert dora is not None
         queries.set_subscriber_status(conn, dora["id"], "unsubscribed", MONDAY)
-    monkeypatch.setattr(exporting, "PAGE", 2)  # several pages on SQLite
+    monkeypatch.setattr(reports, "STREAM_BATCH", 2)  # several pages on SQLite, several batches on PostgreSQL
     result = cli("subscribers", "export")
     assert result.exit_code == 0, result.output
     rows = parse(result.stdout)
