@@ -30,6 +30,7 @@ from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.milestones import record_milestones
 from engine.store.pauses import paused_steps
 from engine.store.rows import events_of, state_of, state_values
+from engine.store.status import DeliveryStatus
 
 # An enrollment of a funnel that is no longer in sequences/ is looked at again this
 # often: the file may come back, and nothing of it is lost meanwhile.
@@ -158,7 +159,7 @@ def _delivery(row: Row, action: Send, plan: Plan, now: datetime, domain: str) ->
         "segment": action.segment,
         "marketing": action.email.marketing,
         "message_id": new_message_id(domain),
-        "status": "queued",
+        "status": DeliveryStatus.QUEUED,
         "attempts": 0,
         "created_at": now,
         "updated_at": now,

@@ -14,6 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from engine.flow.status import SubscriberStatus
+from engine.store.status import DeliveryStatus
+
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
     """An aware UTC datetime on every database (SQLite keeps no zone: it is added back on read)."""
@@ -50,7 +53,7 @@ class Subscriber(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     locale: str = Field(default="en", max_length=35)
     timezone: str = Field(default="UTC", max_length=64)
-    status: str = Field(default="active", max_length=20)  # active|unsubscribed|bounced|complained
+    status: str = Field(default=SubscriberStatus.ACTIVE.value, max_length=20)  # a SubscriberStatus
     fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     source: str | None = Field(default=None, max_length=200)
     utm_source: str | None = Field(default=None, max_length=200)
@@ -149,8 +152,8 @@ class Delivery(SQLModel, table=True):
     segment: str | None = Field(default=None, max_length=100)
     marketing: bool = True
     message_id: str = Field(max_length=200, unique=True)
-    # queued|sending|deferred -> sent|failed|bounced|rejected|unknown|suppressed
-    status: str = Field(default="queued", max_length=20)
+    # a DeliveryStatus: queued|sending|deferred -> sent|failed|bounced|rejected|unknown|suppressed
+    status: str = Field(default=DeliveryStatus.QUEUED.value, max_length=20)
     attempts: int = Field(default=0)
     last_code: int | None = None
     last_reply: str | None = Field(default=None, max_length=500)

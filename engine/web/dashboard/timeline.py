@@ -14,11 +14,13 @@ from datetime import datetime
 from engine.flow.explain import when
 from engine.sequences.plan import Plan
 from engine.store.db import Row
+from engine.store.status import DeliveryStatus
 from engine.subscribers.profile import EnrollmentView, Profile
 
 MAX_ENTRIES = 500  # the newest; a subscriber of many years could have thousands of opens
 
-_SENT = ("sent", "unknown")  # unknown: the connection broke after the data; it probably arrived
+# Unknown: the connection broke after the data went out; it probably arrived.
+_SENT = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
