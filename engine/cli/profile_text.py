@@ -76,6 +76,8 @@ def _enrollment(view: EnrollmentView, tz: str) -> Iterator[str]:
         yield from _aligned(table, "    ")
     else:
         yield "  emails: none yet"
+    if view.late:
+        yield f"  survey: {view.late}"
     yield f"  next: {_next(view.next, tz)}"
     yield f"  why:  {view.next.reason}"
 
@@ -109,7 +111,8 @@ def profile_json(profile: Profile) -> dict[str, Any]:
         "enrollments": [
             {**dict(v.row), "deliveries": [dict(d) for d in v.deliveries],
              "next": {"step": v.next.step.id if v.next.step else None, "at": v.next.at,
-                      "reason": v.next.reason}}
+                      "reason": v.next.reason},
+             "late_answer": v.late}
             for v in profile.enrollments],
     })
     return data

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from engine.flow.actions import Action, EnterPath, Send
 from engine.flow.facts import facts_for
+from engine.flow.late import unheeded
 from engine.flow.state import Event, EventType, Facts, Stage, State
 from engine.flow.status import SubscriberStatus
 from engine.flow.step import start, step
@@ -104,6 +105,10 @@ def simulate(plan: Plan, script: Script) -> Timeline:
                 if reason:
                     timeline.entries.append(Entry(now, state.segment, state.stage,
                                                   Ignored(event, reason)))
+            if event.at == now and event.type is EventType.ANSWER:
+                late = unheeded(plan, state, facts.until(now), event)
+                if late:
+                    timeline.entries.append(Entry(now, state.segment, state.stage, Ignored(event, late)))
         upcoming = [e.at for e in facts.events if e.at > now]
         if outcome.wake_at is not None:
             upcoming.append(max(outcome.wake_at, now + timedelta(seconds=1)))

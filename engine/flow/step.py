@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from engine.flow import waits
 from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
+from engine.flow.late import late_answer
 from engine.flow.moves import Move, end, send
 from engine.flow.state import Done, EventType, Facts, Stage, State
 from engine.flow.status import BLOCKED_STATUSES
@@ -96,6 +97,9 @@ def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     bought = _purchase_moves(plan, state, facts)
     if bought is not None:
         return bought
+    late = late_answer(plan, state, facts)  # engine/flow/late.py: the rule for late answers
+    if late is not None:
+        return late
     handler = _HANDLERS[state.stage]
     return handler(plan, state, facts, now)
 

@@ -16,7 +16,8 @@ from datetime import datetime
 from engine.flow.explain import Explanation, explain
 from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
 from engine.flow.joining import CONFIRMATION_GAP
-from engine.flow.state import Facts, Stage
+from engine.flow.late import unheeded
+from engine.flow.state import EventType, Facts, Stage
 from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable
@@ -32,6 +33,7 @@ class EnrollmentView:
     row: Row
     deliveries: list[Row]
     next: Explanation
+    late: str | None = None  # why a survey answer after the segment was chosen changed nothing
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], b
                               magnet=row["magnet"], joined_at=row["created_at"], events=seen,
                               marketing_sent=sent, paused=paused, confirmations=confirmations)
             mine = [d for d in deliveries if d["enrollment_id"] == row["id"]]
-            views.append(EnrollmentView(row, mine, _next(row, plans, broken, facts, now)))
+            views.append(EnrollmentView(row, mine, _next(row, plans, broken, facts, now),
+                                        _late(plans.get(row["funnel"]), row, facts)))
         return Profile(subscriber, reports.consents_of(conn, sid), reports.tags_of(conn, sid), events, views)
 
 
@@ -88,6 +91,12 @@ def _next(row: Row, plans: Mapping[str, Plan], broken: set[str], facts: Facts, n
                f"no sequence file defines funnel '{row['funnel']}' any more; waits until the file is back")
         return Explanation(None, None, why)
     return explain(plan, state_of(row), facts, now)
+
+
+def _late(plan: Plan | None, row: Row, facts: Facts) -> str | None:
+    """Why the latest survey answer did not decide the segment (engine/flow/late.py); None if it did."""
+    answer = max((e for e in facts.events if e.type is EventType.ANSWER), key=lambda e: e.at, default=None)
+    return unheeded(plan, state_of(row), facts, answer) if plan and answer else None
 
 
 @dataclass(frozen=True)

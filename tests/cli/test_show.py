@@ -90,3 +90,22 @@ def test_an_unknown_address_is_an_error(sqlite_cli: Cli) -> None:
     result = sqlite_cli("subscribers", "show", "nobody@example.com")
     assert (result.exit_code, result.stderr) == (
         1, "no subscriber with the address 'nobody@example.com'; check the spelling (case does not matter)\n")
+
+
+def test_a_late_answer_that_changed_nothing_is_shown(cli: Cli, db_url: str, project: Path, clock: FrozenClock,
+                                                     tmp_path: Path) -> None:
+    _signed_up(cli, db_url, project, tmp_path)
+    harness = Harness(db_url, project, MONDAY + timedelta(days=2))  # Wednesday: e1 goes out
+    try:
+        harness.tick()
+        harness.event("ann@example.com", "answer", funnel="minimal", question="level", answer="pro")
+        assert harness.sent_steps() == ["e1"]
+    finally:
+        harness.close()
+    clock.advance(timedelta(days=2, hours=1))
+    lines = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
+    assert lines[-3] == ("  survey: late answer level=pro (after the segment was chosen): kept segment 'one' "
+                         "(not 'two') because its nurture emails had begun ('e1'); a late answer changes "
+                         "the segment only before the first nurture email")
+    shown = json.loads(cli("subscribers", "show", "ann@example.com", "--json").stdout)
+    assert shown["enrollments"][0]["late_answer"].startswith("late answer level=pro")
