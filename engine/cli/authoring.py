@@ -106,7 +106,8 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
 @main.command()
 @click.argument("funnel")
 @click.argument("step_id", metavar="STEP")
-@click.option("--data", help="Subscriber data as JSON: name, email, timezone, fields, magnet, segment.")
+@click.option("--data", help="Subscriber data as JSON: name, email, locale, timezone, fields, magnet, "
+                             "segment, sent_at.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write STEP.html and STEP.txt into this folder.")
 @pass_project
@@ -224,7 +225,7 @@ def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | N
                            "step": None, "role": None, "subject": None, "note": None}
     if isinstance(action, Send):
         context = template_context(plan, action.email, subscriber, PreviewLinks(), magnet=magnet,
-                                   segment=entry.segment)
+                                   segment=entry.segment, sent_at=entry.at)
         row.update(path=action.email.path.value, step=action.email.id,
                    role=action.email.role.value,
                    subject=renderer.subject(action.email.subject, context))

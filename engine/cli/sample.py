@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from engine.errors import EngineError, SequenceFileError, UnknownStepError, did_
 from engine.mail.context import SAMPLE, Links, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Rendered, Renderer
 from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.window import zone
 
-DATA_KEYS = ("name", "email", "timezone", "fields", "magnet", "segment")
+DATA_KEYS = ("name", "email", "locale", "timezone", "fields", "magnet", "segment", "sent_at")
 
 
 def load_plan(obj: Context, funnel: str) -> Plan:
@@ -51,7 +53,19 @@ def parse_data(data: str | None) -> dict[str, Any]:
         if not isinstance(value, expected):
             kind = "an object of field names and values" if expected is dict else "text"
             raise click.BadParameter(f"'{key}' must be {kind}", param_hint="--data")
+    if "sent_at" in given:
+        _parse_sent_at(given["sent_at"])
     return given
+
+
+def _parse_sent_at(text: str) -> datetime:
+    """--data's sent_at: ISO 8601; without an offset it is the subscriber's local time."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"'sent_at' is not a date and time: '{text}'; write ISO 8601, "
+                                 'like "2026-12-09 10:00" (the subscriber\'s local time) or '
+                                 '"2026-12-09T09:00:00+00:00"', param_hint="--data") from None
 
 
 @dataclass(frozen=True)
@@ -72,8 +86,14 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
         raise click.BadParameter(str(error), param_hint="STEP")
     subscriber = Subscriber(
         email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
-        timezone=str(given.get("timezone", "UTC")),
+        locale=str(given.get("locale", SAMPLE.locale)), timezone=str(given.get("timezone", "UTC")),
         fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()})
+    sent_at = None
+    if "sent_at" in given:
+        sent_at = _parse_sent_at(given["sent_at"])
+        if sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=zone(subscriber.timezone))
     context = template_context(plan, email, subscriber, links or PreviewLinks(),
-                               magnet=given.get("magnet"), segment=given.get("segment"))
+                               magnet=given.get("magnet"), segment=given.get("segment"),
+                               sent_at=sent_at)
     return Sample(email, subscriber, Renderer(templates_dir).render(email, context))

@@ -29,7 +29,8 @@ SUBJECT_PREFIX = "[test] "
 @click.argument("funnel")
 @click.argument("step_id", metavar="STEP")
 @click.option("--to", "to", required=True, metavar="ADDRESS", help="Where to send the test email.")
-@click.option("--data", help="Subscriber data as JSON: name, email, timezone, fields, magnet, segment.")
+@click.option("--data", help="Subscriber data as JSON: name, email, locale, timezone, fields, magnet, "
+                             "segment, sent_at.")
 @pass_project
 def send_test(obj: Context, funnel: str, step_id: str, to: str, data: str | None) -> None:
     """Send one email of a funnel to ADDRESS, with sample data, through the configured transport."""

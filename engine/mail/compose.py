@@ -14,6 +14,7 @@ from datetime import datetime
 from jinja2 import TemplateError, UndefinedError
 
 from engine.errors import EngineError
+from engine.mail import dates
 from engine.mail.context import Links, Subscriber, template_context
 from engine.mail.message import build_message
 from engine.mail.render import Renderer
@@ -57,6 +58,7 @@ def compose(
             email=subscriber.email, locale=subscriber.locale, timezone=subscriber.timezone
         )
     try:
+        uses = renderer.names(email.template, email.subject)
         context = template_context(
             plan,
             email,
@@ -64,9 +66,15 @@ def compose(
             links,
             magnet=magnet,
             segment=segment,
-            uses=renderer.names(email.template, email.subject),
+            uses=uses,
+            sent_at=date,
         )
-        rendered = renderer.render(email, context, key=(plan.funnel, email.id, magnet, segment))
+        key: tuple[object, ...] = (plan.funnel, email.id, magnet, segment)
+        if uses is None or not dates.NAMES.isdisjoint(uses):
+            # The text skeleton of a dated email holds the date: share it only between
+            # emails that write the same date (same locale, zone and minute).
+            key = (*key, *context["sent_at"].key())
+        rendered = renderer.render(email, context, key=key)
         html, text = rendered.html, rendered.text
         if email.path is not PathKind.CONFIRM:  # nothing is counted before consent
             html, text = track(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from engine.mail.dates import Moment
 from engine.sequences.plan import EmailStep, Plan
 
 
@@ -81,13 +83,15 @@ SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan")
 SAMPLES = (SAMPLE, Subscriber(email="someone@example.com"))
 # The names a template may use; the validator reports any other as undefined.
 TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "vars",
-             "email", "unsubscribe_url", "confirm_url", "postal_address")
+             "email", "unsubscribe_url", "confirm_url", "postal_address",
+             "sent_at", "deadline", "days", "hours", "weeks")
 
 
 def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
                      magnet: str | None = None, segment: str | None = None,
-                     uses: Container[str] | None = None) -> dict[str, Any]:
-    """Everything a template of `plan` sees when `email` goes to `subscriber`.
+                     uses: Container[str] | None = None,
+                     sent_at: datetime | None = None) -> dict[str, Any]:
+    """Everything a template of `plan` sees when `email` goes to `subscriber` at `sent_at` (default: now).
 
     With `uses` (the names the template and subject reference), links nobody shows are
     left empty instead of signed: each costs an HMAC per message.
@@ -121,4 +125,5 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
         "unsubscribe_url": links.unsubscribe(email),
         "confirm_url": links.confirm() if used("confirm_url") else "",
         "postal_address": plan.postal_address,
+        "sent_at": Moment.of(sent_at or datetime.now(UTC), subscriber.locale, subscriber.timezone),
     }

@@ -15,6 +15,7 @@ import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, Template, meta, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.mail import dates
 from engine.mail.textpart import TextParts, html_to_text
 from engine.sequences.plan import EmailStep
 
@@ -32,7 +33,7 @@ class Rendered:
 
 def make_environment(templates_dir: Path) -> SandboxedEnvironment:
     """The Jinja environment every template of a project renders in."""
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
@@ -41,6 +42,10 @@ def make_environment(templates_dir: Path) -> SandboxedEnvironment:
         # of every template on every render.
         auto_reload=False,
     )
+    # sent_at's filters and helpers (dates.py): `{{ deadline(days=3) | date("weekday") }}`.
+    env.filters.update(dates.FILTERS)
+    env.globals.update(dates.GLOBALS)
+    return env
 
 
 class Renderer:
