@@ -40,6 +40,8 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
     result = obj.project.check(list(paths) or None)
     for error in sorted(set(result.errors)):
         click.echo(str(error))
+    for warning in sorted(set(result.warnings)):  # printed after the errors; they fail nothing
+        click.echo(str(warning))
     for loaded in result.funnels:
         click.echo(summarize(loaded))
     if not result.files:

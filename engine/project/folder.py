@@ -9,11 +9,12 @@ from engine.errors import SequenceError, SequenceFileError, UnknownFunnelError, 
 from engine.mail.render import Renderer
 from engine.project.templates import TemplateChecker
 from engine.sequences.compile import compile_funnel
-from engine.sequences.loader import load_text
+from engine.sequences.loader import Marks, load_text
 from engine.sequences.model import Funnel
 from engine.sequences.plan import Plan
 from engine.sequences.structure import parse_funnel
 from engine.sequences.validate import check_funnel
+from engine.sequences.warnings import warn_funnel
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -25,6 +26,7 @@ class LoadedFunnel:
     path: Path
     model: Funnel
     plan: Plan
+    marks: Marks = field(compare=False, repr=False)  # where each value stands, for warnings
 
 
 @dataclass
@@ -34,6 +36,8 @@ class CheckResult:
     files: list[Path] = field(default_factory=list)
     funnels: list[LoadedFunnel] = field(default_factory=list)
     errors: list[SequenceError] = field(default_factory=list)
+    # Settings that can never take effect (engine/sequences/warnings.py); they fail nothing.
+    warnings: list[SequenceError] = field(default_factory=list)
     by_file: dict[Path, list[SequenceError]] = field(default_factory=dict)
     ids: dict[str, Path] = field(default_factory=dict)  # funnel id -> file, errors or not
 
@@ -76,6 +80,7 @@ class Project:
             result.errors.extend(errors)
             if loaded is not None and not errors:
                 result.funnels.append(loaded)
+                result.warnings.extend(warn_funnel(loaded.model, loaded.plan, loaded.marks))
         return result
 
     def plan(self, name: str) -> Plan:
@@ -112,4 +117,4 @@ class Project:
         errors = check_funnel(funnel, doc.marks)
         plan = compile_funnel(funnel, shown)
         errors.extend(checker.check(funnel, plan, doc.marks))
-        return LoadedFunnel(path, funnel, plan), errors
+        return LoadedFunnel(path, funnel, plan, doc.marks), errors
