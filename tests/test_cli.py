@@ -95,7 +95,8 @@ def test_simulate_every_answer_with_a_purchase_in_the_sales_path(
     offset = first_sale - datetime.fromisoformat(START) + timedelta(hours=1)
     segment = plan.segment(plan.survey.decide({question: answer}))
     assert segment is not None
-    product = f":{sorted(segment.exit_products)[0]}" if segment.exit_products else ""
+    bought_product = sorted(segment.exit_products)[0] if segment.exit_products else None
+    product = f":{bought_product}" if bought_product else ""
     rows = simulate_json(monkeypatch, plan.funnel, "--answer", f"{question}={answer}",
                          "--event", f"purchase{product}@{int(offset.total_seconds() // 60)}m",
                          "--days", "365")
@@ -103,7 +104,8 @@ def test_simulate_every_answer_with_a_purchase_in_the_sales_path(
     sales = [r for r in rows if r["path"] == "sales"]
     assert len(sales) == 1 and datetime.fromisoformat(sales[0]["at"]) < bought
     customer = [r["step"] for r in rows if r["path"] == "customer"]
-    assert customer == [e.id for e in segment.customer.steps]
+    # The product's customer path (`products:`), else the segment's own.
+    assert customer == [e.id for e in plan.customer_segment(segment, bought_product)[0].customer.steps]
 
 
 def test_a_pinned_timeline_for_the_minimal_funnel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,6 +135,20 @@ def test_simulate_text_output_and_local_times(monkeypatch: pytest.MonkeyPatch) -
     assert lines[2].startswith("Mon 2026-03-02 10:00  -")  # 09:00 UTC is 10:00 in Budapest
     assert "-> segment 'one': no answer within 3d" in result.stdout
     assert "Mon 2026-03-09 08:00  one" in result.stdout  # 08:00 local, not UTC
+
+
+def test_the_readme_purchase_example_welcomes_the_buyer_to_the_course_they_bought(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A first-timer buys the sub-3 course: 'products:' starts the advanced customer path,
+    # and its welcome is 'anytime': it goes on a Sunday, outside the weekday window.
+    result = funnel("simulate", "first-marathon", "--answer", "experience=new", "--event",
+                    "purchase:sub-3-marathon@20d", "--start", START, monkeypatch=monkeypatch)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "enters the customer path: bought 'sub-3-marathon' (products: segment 'advanced')" in out
+    assert "Sun 2026-03-22 11:00  beginner  customer  a-welcome-course" in out
+    assert "b-welcome-course" not in out
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -16,9 +16,9 @@ from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
 from engine.flow.late import late_answer
 from engine.flow.moves import Move, end, send
-from engine.flow.state import Done, EventType, Facts, Stage, State
+from engine.flow.state import Done, Event, EventType, Facts, Stage, State
 from engine.flow.status import BLOCKED_STATUSES
-from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role
+from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role, SegmentPlan
 from engine.sequences.values import format_delay
 
 # Signs that a person still reads: idle time (for win-back) counts from the latest of these.
@@ -111,21 +111,39 @@ def _purchase_moves(plan: Plan, state: State, facts: Facts) -> Move | None:
         return None
     segment_id = state.segment if plan.segment(state.segment) else _decide(plan, facts)
     segment = plan.segment(segment_id) or plan.segments[0]
-    purchase = next((e for e in sorted(facts.events, key=lambda e: e.at)
-                     if e.type is EventType.PURCHASE and segment.ends_sales(e.product)), None)
+    purchase = _qualifying_purchase(segment, facts)
     if purchase is None:
         return None
     actions: list[Action] = []
     if state.segment != segment.id:
         actions.append(EnterSegment(segment.id, "purchase before the survey was answered"))
-    what = f"purchase of '{purchase.product}'" if purchase.product else "purchase"
-    actions.append(EnterPath(PathKind.CUSTOMER, what))
+    # The product may name another segment's customer path (`products:`); the reason says which.
+    _, why = plan.customer_segment(segment, purchase.product)
+    actions.append(EnterPath(PathKind.CUSTOMER, why))
     # Spacing counts from the purchase, or from the current stage when the purchase is
     # older (a customer who signs up again must not get their onboarding in a rush).
     moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id,
                     since=max(purchase.at, state.since), step=None, last_sent_at=None,
                     deadline=None)
     return Move(moved, tuple(actions))
+
+
+def _qualifying_purchase(segment: SegmentPlan, facts: Facts) -> Event | None:
+    """The earliest purchase that ends `segment`'s sales path: the one that makes a customer."""
+    return next((e for e in sorted(facts.events, key=lambda e: e.at)
+                 if e.type is EventType.PURCHASE and segment.ends_sales(e.product)), None)
+
+
+def _customer_path(plan: Plan, segment: SegmentPlan, state: State, facts: Facts) -> PathPlan:
+    """The customer path a customer walks: the one they already had emails from, else the one
+    their purchase starts (so that adding a product to `products:` moves nobody mid-path)."""
+    had = [d.step for d in state.done if d.path is PathKind.CUSTOMER]
+    if had:
+        walked = next((s for s in plan.segments if s.customer.index(had[-1]) is not None), None)
+        if walked is not None:
+            return walked.customer
+    purchase = _qualifying_purchase(segment, facts)
+    return plan.customer_segment(segment, purchase.product if purchase else None)[0].customer
 
 
 def _decide(plan: Plan, facts: Facts) -> str:
@@ -146,7 +164,8 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
             moved = replace(state, segment=plan.default_segment, step=None)
             return Move(moved, (EnterSegment(plan.default_segment,
                                               f"segment '{state.segment}' was removed"),))
-        path = segment.path(kind)
+        path = _customer_path(plan, segment, state, facts) if kind is PathKind.CUSTOMER \
+            else segment.path(kind)
     email = _current(path, state)
     if email is None:
         return _path_finished(plan, state, kind, now)
@@ -157,13 +176,14 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
         # the step wakes everyone waiting at it.
         return waits.Paused(email)
     due = (state.last_sent_at or state.since) + email.after
-    window = plan.window
+    # An `anytime` email (a welcome) goes when due: no send window, no frequency cap.
+    window = None if email.anytime else plan.window
     if now < due:
         return waits.Spacing(email, kind, state.last_sent_at is not None, due,
                        window.next_open(due, facts.timezone) if window else due)
     if window and not window.contains(now, facts.timezone):
         return waits.OutsideWindow(window.next_open(now, facts.timezone))
-    allowed = plan.cap.next_allowed(facts.marketing_sent, now, facts.timezone)
+    allowed = now if email.anytime else plan.cap.next_allowed(facts.marketing_sent, now, facts.timezone)
     if allowed > now:
         return waits.CapReached(allowed, window.next_open(allowed, facts.timezone) if window else allowed)
     idle = _idle_since(facts)

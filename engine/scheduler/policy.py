@@ -1,9 +1,10 @@
 """The sending policy: how much mail may go now, and which claimed message must wait.
 
 Five limits, checked in this order: the global send rate (how many deliveries a tick
-claims), the send window (marketing mail waits for it rather than arrive at night), a
-domain that answered 421 (it refuses mail for a while), today's warm-up allowance
-(engine/scheduler/warmup.py) and the per-domain rate (engine/scheduler/throttle.py).
+claims), the send window (marketing mail, except an `anytime` email, waits for it rather
+than arrive at night), a domain that answered 421 (it refuses mail for a while), today's
+warm-up allowance (engine/scheduler/warmup.py) and the per-domain rate
+(engine/scheduler/throttle.py).
 A message held by the last two is not attempted: it waits, and its share of the global
 rate goes to the next claim (docs/delivery.md).
 """
@@ -69,7 +70,7 @@ class SendPolicy:
 
     def hold(self, row: Claimed, plan: Plan, now: datetime) -> DeliveryUpdate | None:
         """The update that makes `row` wait, or None when it may be sent now."""
-        if row["marketing"] and plan.window and not plan.window.contains(now, row["timezone"]):
+        if self._windowed(row, plan) and plan.window and not plan.window.contains(now, row["timezone"]):
             # Late (downtime, a backlog): wait for the window rather than arrive at night.
             return later(row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window")
         domain = recipient_domain(row["email"])
@@ -77,6 +78,12 @@ class SendPolicy:
         if paused and paused > now:
             return later(row, paused, now, f"{domain} answered 421; waiting")
         return self._spent(row, now)
+
+    @staticmethod
+    def _windowed(row: Claimed, plan: Plan) -> bool:
+        """Whether `row` waits for the send window: marketing mail, unless its email is `anytime`."""
+        email = plan.email(row["step"])
+        return bool(row["marketing"]) and not (email is not None and email.anytime)
 
     def _spent(self, row: Claimed, now: datetime) -> DeliveryUpdate | None:
         """The update that holds `row` back (no attempt) if today's warm-up or its domain's rate is spent."""

@@ -65,6 +65,7 @@ def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
             complaints=funnel.guardrails.complaint_rate,
         ),
         winback=_winback(funnel.winback, spacing) if funnel.winback else None,
+        products=dict(funnel.products),
     )
 
 
@@ -72,7 +73,8 @@ def _winback(winback: m.Winback, spacing: timedelta) -> WinbackPlan:
     gap = winback.spacing or spacing
     # The first win-back email goes as soon as someone is found idle, unless it says otherwise.
     steps = tuple(EmailStep(e.id, PathKind.WINBACK, None, Role(e.role or "education"), e.subject,
-                            e.template, e.after if e.after is not None else gap if i else timedelta(0))
+                            e.template, e.after if e.after is not None else gap if i else timedelta(0),
+                            anytime=e.anytime)
                   for i, e in enumerate(winback.emails))
     return WinbackPlan(winback.after, winback.sunset_after, PathPlan(PathKind.WINBACK, steps))
 
@@ -147,7 +149,7 @@ def _segment(segment: m.Segment, spacing: timedelta, ratio: Ratio) -> SegmentPla
         gap = path.spacing or spacing
         return PathPlan(kind, tuple(
             EmailStep(e.id, kind, segment.id, email_role(e, path), e.subject, e.template,
-                      e.after if e.after is not None else gap, e.last_chance)
+                      e.after if e.after is not None else gap, e.last_chance, e.anytime)
             for e in emails))
 
     return SegmentPlan(

@@ -199,6 +199,9 @@ class Email(Node):
     after: Delay | None = Field(None, description="time since the previous email (or since the "
                                                   "path began), like 2d; default: the spacing")
     last_chance: bool = Field(False, description="true on the final offer of a sales path")
+    anytime: bool = Field(False, description="true to send it as soon as it is due, outside the "
+                          "send window and over the frequency cap: for a welcome or receipt-like "
+                          "onboarding; unsubscribes and the ratio still apply")
 
 
 class Path(Node):
@@ -282,6 +285,10 @@ class Funnel(Node):
                                                "and complaint rates")
     winback: Winback | None = Field(None, description="what idle subscribers get before they "
                                                       "stop getting marketing email (sunset)")
+    products: dict[Id, Id] = Field(
+        default_factory=dict, description="product id: the segment whose customer path a "
+        "purchase of it starts, like {sub-3-marathon: advanced}; other products start the "
+        "buyer's own segment's customer path")
 
 
 def json_schema() -> dict[str, Any]:

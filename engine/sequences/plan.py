@@ -49,6 +49,8 @@ class EmailStep:
     template: str
     after: timedelta = timedelta(0)
     last_chance: bool = False
+    # Sent as soon as it is due: outside the send window and over the frequency cap.
+    anytime: bool = False
 
     @property
     def marketing(self) -> bool:
@@ -193,6 +195,20 @@ class Plan:
     confirmation_again: EmailStep | None = None
     guardrails: GuardrailPlan = GuardrailPlan()
     winback: WinbackPlan | None = None
+    # Product id -> the segment whose customer path a purchase of it starts.
+    products: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def customer_segment(self, segment: SegmentPlan, product: str | None) -> tuple[SegmentPlan, str]:
+        """The segment whose customer path a purchase of `product` starts, and why.
+
+        A product the funnel names goes to its segment's customer path; any other (or one
+        whose segment has no customer emails) to the buyer's own segment's.
+        """
+        named = self.segment(self.products.get(product or ""))
+        if named is not None and named.customer.steps:
+            return named, f"bought '{product}' (products: segment '{named.id}')"
+        what = f"bought '{product}'" if product else "purchase"
+        return segment, f"{what} (segment '{segment.id}')"
 
     def consent_wording(self, magnet_id: str | None) -> str:
         """The consent sentence a form for `magnet_id` shows, kept with every signup."""

@@ -14,7 +14,7 @@ from engine.sequences.values import Ratio
 
 def check_funnel(funnel: m.Funnel, marks: Marks) -> list[SequenceError]:
     """Every rule broken by `funnel`, in file order."""
-    checks = (_unique_ids, _signup, _survey, _reach, _paths)
+    checks = (_unique_ids, _signup, _survey, _reach, _paths, _products)
     return [error for check in checks for error in check(funnel, marks)]
 
 
@@ -242,3 +242,23 @@ def _valid_exit(exit_on: object) -> bool:
         return isinstance(listed, str) or (
             isinstance(listed, list) and all(isinstance(p, str) for p in listed))
     return False
+
+
+def _products(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
+    """`products:` names segments that exist, and products that some sales path exits on."""
+    segments = [s.id for s in funnel.segments]
+    exits = [exit_products(s.sales.exit_on) for s in funnel.segments]
+    listed = {p for found in exits if found for p in found}
+    any_purchase = any(found is None for found in exits)
+    for product, segment in funnel.products.items():
+        where = (*funnel._where, "products", product)
+        if segment not in segments:
+            yield marks.error(where, f"no segment '{segment}' for product '{product}' in products",
+                              _suggest(segment, segments))
+        elif not any_purchase and product not in listed:
+            # Every sales path exits on listed products only: a purchase of this one makes
+            # nobody a customer, so its entry here could never take effect.
+            yield marks.error(where, f"product '{product}' in products ends no sales path",
+                              did_you_mean(product, sorted(listed), "add it to a sales path's "
+                                           "'exit_on: {purchase: [...]}', or remove it here"),
+                              key=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from engine.flow.explain import explain
 from engine.flow.state import Facts, Stage
-from engine.sequences.plan import PathKind, Plan
+from engine.sequences.plan import PathKind, Plan, SegmentPlan
 from engine.store import reports
 from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.rows import state_of
@@ -72,7 +72,7 @@ def _funnel_line(conn: DbConnection, plan: Plan, groups: list[Row]) -> str:
             found = plan.segment(segment)
             if found is None:
                 gone[segment] += count
-            elif g["step"] and found.path(PathKind(stage)).index(g["step"]) is None:
+            elif g["step"] and not _still_in_path(plan, found, stage, g["step"]):
                 removed[(segment, stage, g["step"])] += count
         elif stage == Stage.CONFIRMING.value and not plan.double_opt_in:
             notes["waiting for the confirmation click: the funnel no longer asks for one, they get "
@@ -97,6 +97,14 @@ def _funnel_line(conn: DbConnection, plan: Plan, groups: list[Row]) -> str:
         parts.append("0 in removed segments")
     parts += [f"{count:,} {note}" for note, count in sorted(notes.items())]
     return "; ".join(parts)
+
+
+def _still_in_path(plan: Plan, segment: SegmentPlan, stage: str, step: str) -> bool:
+    """Whether `step` is still in the path `stage` walks; a customer's may be another segment's
+    customer path, the one their product named (`products:`)."""
+    if stage == Stage.CUSTOMER.value:
+        return any(s.customer.index(step) is not None for s in plan.segments)
+    return segment.path(PathKind(stage)).index(step) is not None
 
 
 def _continuations(conn: DbConnection, plan: Plan,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -240,26 +241,45 @@ def test_after_downtime_overdue_mail_goes_out_in_order_at_the_send_rate(db_url: 
         h.close()
 
 
+def _decided_in_the_window_tried_after_it(h: Harness) -> dict[str, Any]:
+    """e1, decided Wednesday 10:59 inside the window, then tried at 11:30 after a backlog."""
+    h.add("ana@example.com", answers={"level": "new"})
+    h.tick()
+    h.event("ana@example.com", "confirmed")
+    h.tick()  # magnet; the survey is skipped (answered on the form); nurture begins
+    h.clock.at = MONDAY + timedelta(days=2, hours=2, minutes=59)  # e1 due Wed 08:00; decided 10:59
+    h.daemon.dispatcher.policy.limiter.rate = 0.0  # sending stalls (a backlog) right after the decision
+    h.daemon.dispatcher.policy.limiter._tokens = 0
+    h.tick()
+    queued = [d for d in h.deliveries() if d["status"] == "queued"]
+    assert [d["step"] for d in queued] == ["e1"]
+    h.daemon.dispatcher.policy.limiter.rate = 10_000.0
+    h.clock.at = MONDAY + timedelta(days=2, hours=3, minutes=30)  # 11:30: the window has closed
+    time.sleep(0.01)
+    h.tick()
+    [e1] = [d for d in h.deliveries() if d["step"] == "e1"]
+    return e1
+
+
+def test_an_anytime_email_is_not_held_for_the_send_window(db_url: str, project: Path) -> None:
+    minimal = project / "sequences" / "minimal.yaml"
+    minimal.write_text(minimal.read_text().replace(
+        "{id: e1, role: education,", "{id: e1, role: education, anytime: true,", 1))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        e1 = _decided_in_the_window_tried_after_it(h)
+        assert (e1["status"], e1["attempts"]) == ("sent", 1)
+        assert e1["sent_at"] == MONDAY + timedelta(days=2, hours=3, minutes=30)
+    finally:
+        h.close()
+
+
 def test_a_late_marketing_email_waits_for_the_next_window_instead_of_arriving_at_night(
     db_url: str, project: Path
 ) -> None:
     h = Harness(db_url, project, MONDAY)
     try:
-        h.add("ana@example.com", answers={"level": "new"})
-        h.tick()
-        h.event("ana@example.com", "confirmed")
-        h.tick()  # magnet; the survey is skipped (answered on the form); nurture begins
-        h.clock.at = MONDAY + timedelta(days=2, hours=2, minutes=59)  # e1 due Wed 08:00; decided 10:59
-        h.daemon.dispatcher.policy.limiter.rate = 0.0  # sending stalls (a backlog) right after the decision
-        h.daemon.dispatcher.policy.limiter._tokens = 0
-        h.tick()
-        queued = [d for d in h.deliveries() if d["status"] == "queued"]
-        assert [d["step"] for d in queued] == ["e1"]
-        h.daemon.dispatcher.policy.limiter.rate = 10_000.0
-        h.clock.at = MONDAY + timedelta(days=2, hours=3, minutes=30)  # 11:30: the window has closed
-        time.sleep(0.01)
-        h.tick()
-        [e1] = [d for d in h.deliveries() if d["step"] == "e1"]
+        e1 = _decided_in_the_window_tried_after_it(h)
         assert (e1["status"], e1["attempts"]) == ("deferred", 0)
         assert e1["next_attempt_at"] == MONDAY + timedelta(days=3)  # Thursday 08:00
         assert e1["last_reply"] == "waiting for the send window"
