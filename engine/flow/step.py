@@ -16,6 +16,7 @@ from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
 from engine.flow.late import late_answer
 from engine.flow.moves import Move, end, send
+from engine.flow.position import next_email
 from engine.flow.state import Done, Event, EventType, Facts, Stage, State
 from engine.flow.status import BLOCKED_STATUSES
 from engine.sequences.plan import EmailStep, PathKind, PathPlan, Plan, Role, SegmentPlan
@@ -207,17 +208,8 @@ _RATIO_PATHS = (PathKind.NURTURE, PathKind.CUSTOMER)
 
 
 def _current(path: PathPlan, state: State) -> EmailStep | None:
-    """The email the subscriber is at: their step id if it still exists, else the next one on.
-
-    An edited funnel must not reshuffle people: a subscriber keeps their step id; if
-    that step was removed, they continue after the last email of this path they passed.
-    """
-    passed = state.passed_ids()
-    start = path.index(state.step) if state.step else None
-    if start is None:
-        seen = [i for i, e in enumerate(path.steps) if e.id in passed]
-        start = seen[-1] + 1 if seen else 0
-    return next((e for e in path.steps[start:] if e.id not in passed), None)
+    """The email the subscriber is at: the rule for edited paths is in engine/flow/position.py."""
+    return next_email(path, state.done)
 
 
 def _after(path: PathPlan, email: EmailStep) -> str | None:

@@ -74,7 +74,7 @@ def _winback(winback: m.Winback, spacing: timedelta) -> WinbackPlan:
     # The first win-back email goes as soon as someone is found idle, unless it says otherwise.
     steps = tuple(EmailStep(e.id, PathKind.WINBACK, None, Role(e.role or "education"), e.subject,
                             e.template, e.after if e.after is not None else gap if i else timedelta(0),
-                            anytime=e.anytime)
+                            anytime=e.anytime, send_to_passed=e.send_to_passed)
                   for i, e in enumerate(winback.emails))
     return WinbackPlan(winback.after, winback.sunset_after, PathPlan(PathKind.WINBACK, steps))
 
@@ -149,7 +149,8 @@ def _segment(segment: m.Segment, spacing: timedelta, ratio: Ratio) -> SegmentPla
         gap = path.spacing or spacing
         return PathPlan(kind, tuple(
             EmailStep(e.id, kind, segment.id, email_role(e, path), e.subject, e.template,
-                      e.after if e.after is not None else gap, e.last_chance, e.anytime)
+                      e.after if e.after is not None else gap, e.last_chance, e.anytime,
+                      send_to_passed=e.send_to_passed)
             for e in emails))
 
     return SegmentPlan(

@@ -202,6 +202,9 @@ class Email(Node):
     anytime: bool = Field(False, description="true to send it as soon as it is due, outside the "
                           "send window and over the frequency cap: for a welcome or receipt-like "
                           "onboarding; unsubscribes and the ratio still apply")
+    send_to_passed: bool = Field(False, description="true to send it also to subscribers already "
+                                 "past the place it is inserted at (by default they never get it); "
+                                 "the cap, the send window and the ratio still apply")
 
 
 class Path(Node):

@@ -51,6 +51,8 @@ class EmailStep:
     last_chance: bool = False
     # Sent as soon as it is due: outside the send window and over the frequency cap.
     anytime: bool = False
+    # Sent also to those already past it when it was inserted behind them (engine/flow/position.py).
+    send_to_passed: bool = False
 
     @property
     def marketing(self) -> bool:

@@ -235,9 +235,10 @@ def test_a_sale_that_an_edit_brings_too_close_to_another_is_skipped_not_sent() -
     plan = make_plan(segment("one", nurture="EEEESE"))
     nurture = plan.segments[0].nurture
     sale = nurture.steps[4]
-    # Sent so far: E, S (from an older version of the file). Next is the sale: too close.
+    # Sent so far: the fourth email, then a sale of an older version of the file. Next is
+    # the sale: too close.
     state = State(stage=Stage.NURTURE, since=T0, segment="one", step=sale.id, last_sent_at=T0,
-                  done=(Done("old-e", PathKind.NURTURE, Role.EDUCATION),
+                  done=(Done(nurture.steps[3].id, PathKind.NURTURE, Role.EDUCATION),
                         Done("old-s", PathKind.NURTURE, Role.SALE)))
     outcome = step(plan, state, Facts(), T0 + 3 * DAY)
     skips = [a for a in outcome.actions if isinstance(a, Skip)]
