@@ -7,19 +7,30 @@ not send 'Hello ,'), HTML autoescaped, subjects not (they are not HTML).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, StrictUndefined, Template, meta, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    meta,
+    select_autoescape,
+)
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.mail import dates
 from engine.mail.textpart import TextParts, html_to_text
 from engine.sequences.plan import EmailStep
 
-__all__ = ["Rendered", "Renderer", "html_to_text", "make_environment"]
+__all__ = ["Rendered", "Renderer", "SnapshotLoader", "html_to_text", "make_environment"]
 
 
 @dataclass(frozen=True)
@@ -31,10 +42,32 @@ class Rendered:
     text: str
 
 
-def make_environment(templates_dir: Path) -> SandboxedEnvironment:
-    """The Jinja environment every template of a project renders in."""
+class SnapshotLoader(BaseLoader):
+    """Templates from files read once into memory (a release): nothing is read from disk at send time."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        self.files = dict(files)  # name under templates/ ("t/magnet.html") -> its bytes
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool]]:
+        """The template's text, decoded as FileSystemLoader does (a bad byte raises UnicodeDecodeError)."""
+        name = "/".join(split_template_path(template))
+        data = self.files.get(name)
+        if data is None:
+            raise TemplateNotFound(template)
+        return data.decode("utf-8"), None, lambda: True
+
+    def list_templates(self) -> list[str]:
+        """Every file of the snapshot."""
+        return sorted(self.files)
+
+
+def make_environment(templates_dir: Path, files: Mapping[str, bytes] | None = None) -> SandboxedEnvironment:
+    """The Jinja environment of a project's templates: from `files` if given, else the folder."""
+    loader = FileSystemLoader(str(templates_dir)) if files is None else SnapshotLoader(files)
     env = SandboxedEnvironment(
-        loader=FileSystemLoader(str(templates_dir)),
+        loader=loader,
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
         keep_trailing_newline=True,
@@ -49,15 +82,20 @@ def make_environment(templates_dir: Path) -> SandboxedEnvironment:
 
 
 class Renderer:
-    """Renders email steps from a project's templates folder."""
+    """Renders email steps from a project's templates folder, or from a snapshot of it (`from_files`)."""
 
-    def __init__(self, templates_dir: Path) -> None:
-        self.templates_dir = templates_dir
-        self.env = make_environment(templates_dir)
+    def __init__(self, templates_dir: Path, files: Mapping[str, bytes] | None = None) -> None:
+        self.templates_dir = templates_dir  # named in messages either way
+        self.env = make_environment(templates_dir, files)
         self._subjects: dict[str, Template] = {}
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self.text_parts = TextParts()
         self._names: dict[tuple[str, str], frozenset[str] | None] = {}
+
+    @classmethod
+    def from_files(cls, templates_dir: Path, files: Mapping[str, bytes]) -> Renderer:
+        """A renderer over templates read into memory (a daemon's release), not over the folder."""
+        return cls(templates_dir, files)
 
     def names(self, template: str, subject: str) -> frozenset[str] | None:
         """The top-level names a template (with what it extends or includes) and a subject use.

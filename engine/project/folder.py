@@ -7,6 +7,7 @@ from pathlib import Path
 
 from engine.errors import SequenceError, SequenceFileError, UnknownFunnelError, display_path
 from engine.mail.render import Renderer
+from engine.project.release import Snapshot, read_snapshot
 from engine.project.templates import TemplateChecker
 from engine.sequences.compile import compile_funnel
 from engine.sequences.loader import Marks, load_text
@@ -62,13 +63,26 @@ class Project:
                 found.append(path)
         return found
 
-    def check(self, paths: list[Path] | None = None) -> CheckResult:
-        """Load, validate and compile every file; collect every error of every file."""
+    def snapshot(self) -> Snapshot:
+        """Every sequence file and template read into memory now: what a daemon's release serves."""
+        return read_snapshot(self.sequence_files(), self.templates_dir, self.root)
+
+    def check(self, paths: list[Path] | None = None, snapshot: Snapshot | None = None) -> CheckResult:
+        """Load, validate and compile every file; collect every error of every file.
+
+        With a `snapshot` (a daemon's release), its files are checked, not the folder's:
+        what is checked is what will be served.
+        """
         result = CheckResult()
-        checker = TemplateChecker(Renderer(self.templates_dir))
-        for path in self.sequence_files(paths):
+        if snapshot is None:
+            checker = TemplateChecker(Renderer(self.templates_dir))
+            files = self.sequence_files(paths)
+        else:
+            checker = TemplateChecker(Renderer.from_files(self.templates_dir, snapshot.templates))
+            files = list(snapshot.sequences)
+        for path in files:
             result.files.append(path)
-            loaded, errors = self._check_file(path, checker)
+            loaded, errors = self._check_file(path, checker, snapshot)
             if loaded is not None:
                 first = result.ids.setdefault(loaded.plan.funnel, path)
                 if first != path:
@@ -97,11 +111,11 @@ class Project:
             raise SequenceFileError(result.by_file[broken])
         raise UnknownFunnelError(name, [f.plan.funnel for f in result.funnels])
 
-    def _check_file(self, path: Path, checker: TemplateChecker
+    def _check_file(self, path: Path, checker: TemplateChecker, snapshot: Snapshot | None = None
                     ) -> tuple[LoadedFunnel | None, list[SequenceError]]:
         shown = display_path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8") if snapshot is None else snapshot.text(path)
         except FileNotFoundError:
             return None, [SequenceError(shown, 1, 1, "no such file",
                                         "check the path; sequence files end in .yaml")]

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import SequenceFileError
 from engine.logs import log
 from engine.mail.render import Renderer
 from engine.project.folder import Project
+from engine.project.release import Release, changes, make_release
 from engine.sequences.plan import Plan
+
+# Called in the database thread when a release goes live: the release and what it changed.
+OnRelease = Callable[[Release, dict[str, list[str]]], None]
 
 
 @dataclass(frozen=True)
 class Funnels:
-    """One consistent generation of compiled plans and the renderer of their templates."""
+    """One release: compiled plans and the renderer of their templates, from one snapshot of the files."""
 
     plans: Mapping[str, Plan]
     renderer: Renderer
     stamp: tuple[tuple[str, int, int], ...]
+    release: Release
 
 
 def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
@@ -41,26 +49,35 @@ def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
 
 
 def load_funnels(project: Project) -> Funnels:
-    """Check and compile every funnel; raise SequenceFileError when any file has a mistake."""
+    """Read the files once, check and compile every funnel; SequenceFileError when any has a mistake.
+
+    The renderer serves the snapshot that was checked: no template is read from disk
+    after this, so a file renamed or broken later cannot fail an email.
+    """
     stamp = _stamp(project)
-    result = project.check()
+    snapshot = project.snapshot()
+    result = project.check(snapshot=snapshot)
     if result.errors:
         raise SequenceFileError(result.errors)
     plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
-    return Funnels(plans, Renderer(project.templates_dir), stamp)
+    release = make_release(snapshot, (f"{p.funnel}/{e.id}" for p in plans.values() for e in p.emails()))
+    return Funnels(plans, Renderer.from_files(project.templates_dir, snapshot.templates), stamp, release)
 
 
 class LiveFunnels:
     """The current generation; `reload_if_changed` swaps in a new one only when it is valid.
 
     Subscribers keep their step ids across a reload (see docs/interpreter.md): a broken
-    edit must not stop the daemon, so it keeps running the last good files and logs why.
+    edit must not stop the daemon, so it keeps running the last good release (plans and
+    templates) and logs why.
     """
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, on_release: OnRelease | None = None) -> None:
         self.project = project
+        self.on_release = on_release
         self.current = load_funnels(project)
         self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._went_live(self.current.release, changes(None, self.current.release))
 
     def reload_if_changed(self) -> bool:
         """Reload when a file under sequences/ or templates/ changed; True when plans were swapped."""
@@ -69,20 +86,41 @@ class LiveFunnels:
             return False
         try:
             fresh = load_funnels(self.project)
-        except SequenceFileError as error:
+        except Exception as error:  # any failure keeps the whole last release, templates too
             self._failed_stamp = stamp
+            errors = [str(e) for e in error.errors] if isinstance(error, SequenceFileError) else [
+                f"{type(error).__name__}: {error}"]
             log(
                 "reload_failed",
-                errors=[str(e) for e in error.errors],
+                logging.WARNING,
+                errors=errors,
+                release=self.current.release.id,
                 hint="the daemon keeps running the last valid files; fix these and save again",
             )
             return False
-        before = set(self.current.plans)
+        if fresh.release.hash == self.current.release.hash:  # touched, or saved unchanged
+            self.current = dataclasses.replace(self.current, stamp=fresh.stamp)
+            return False
+        before, old = set(self.current.plans), self.current.release
         self.current = fresh
+        changed: dict[str, Any] = changes(old, fresh.release)
         log(
             "reloaded",
+            release=fresh.release.id,
+            previous=old.id,
             funnels=sorted(fresh.plans),
             added=sorted(set(fresh.plans) - before),
             removed=sorted(before - set(fresh.plans)),
+            **changed,
         )
+        self._went_live(fresh.release, changed)
         return True
+
+    def _went_live(self, release: Release, changed: dict[str, Any]) -> None:
+        if self.on_release is None:
+            return
+        try:
+            self.on_release(release, changed)
+        except Exception as error:  # the release serves anyway; only its record is missing
+            log("release_record_failed", logging.ERROR, release=release.id,
+                error=f"{type(error).__name__}: {error}"[:500])

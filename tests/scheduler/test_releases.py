@@ -1,0 +1,100 @@
+"""Releases: a daemon serves the files it checked, from memory, and keeps the last good release."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.mail.context import SAMPLE, PreviewLinks, template_context
+from engine.project.folder import Project
+from engine.scheduler.funnels import LiveFunnels, load_funnels
+from tests.support.project import minimal_project
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return minimal_project(tmp_path / "project")
+
+
+def _render_e1(live: LiveFunnels) -> str:
+    plan = live.current.plans["minimal"]
+    email = plan.email("e1")
+    assert email is not None
+    context = template_context(plan, email, SAMPLE, PreviewLinks())
+    return live.current.renderer.render(email, context).html
+
+
+def _touch(path: Path) -> None:
+    """Make the change visible to the mtime+size stamp even within one clock tick."""
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+
+
+def test_the_release_id_names_the_content_not_the_moment(project: Path, tmp_path: Path) -> None:
+    first = load_funnels(Project(project)).release
+    again = load_funnels(Project(project)).release
+    assert first.hash == again.hash and len(first.id) == 12
+    copy = minimal_project(tmp_path / "elsewhere")  # the same files in another folder
+    assert load_funnels(Project(copy)).release.id == first.id
+    layout = project / "templates" / "layout.html"
+    layout.write_text(layout.read_text() + "\n<!-- edited -->\n")
+    assert load_funnels(Project(project)).release.id != first.id
+
+
+def test_templates_render_from_memory_not_from_disk(project: Path) -> None:
+    live = LiveFunnels(Project(project))
+    before = _render_e1(live)
+    (project / "templates" / "t" / "e1.html").unlink()
+    (project / "templates" / "layout.html").write_text("broken {% if %}")
+    assert _render_e1(live) == before  # no reload yet: the release still has both files
+
+
+def test_a_template_renamed_before_the_yaml_keeps_the_whole_last_release(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = LiveFunnels(Project(project))
+    old, before = live.current.release, _render_e1(live)
+    (project / "templates" / "t" / "e1.html").rename(project / "templates" / "t" / "first.html")
+    with caplog.at_level(logging.INFO, logger="funnel"):
+        assert live.reload_if_changed() is False
+    assert live.current.release == old
+    assert _render_e1(live) == before  # the old template, from the kept release
+    failed = [r for r in caplog.records if r.getMessage() == "reload_failed"]
+    assert failed and "t/e1.html" in " ".join(failed[0].fields["errors"])  # type: ignore[attr-defined]
+
+    path = project / "sequences" / "minimal.yaml"
+    path.write_text(path.read_text().replace("template: t/e1.html", "template: t/first.html"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="funnel"):
+        assert live.reload_if_changed() is True
+    assert live.current.release.id != old.id
+    assert _render_e1(live) == before  # same content under its new name
+    reloaded = next(r for r in caplog.records if r.getMessage() == "reloaded")
+    fields = reloaded.fields  # type: ignore[attr-defined]
+    assert fields["release"] == live.current.release.id and fields["previous"] == old.id
+    assert fields["templates_added"] == ["t/first.html"] and fields["templates_removed"] == ["t/e1.html"]
+    json.dumps(fields)
+
+
+def test_a_release_goes_live_once_per_content(project: Path) -> None:
+    seen: list[tuple[str, dict[str, list[str]]]] = []
+    live = LiveFunnels(Project(project), on_release=lambda r, c: seen.append((r.id, c)))
+    assert seen[0][0] == live.current.release.id and "minimal/e1" in seen[0][1]["emails_added"]
+    path = project / "sequences" / "minimal.yaml"
+    _touch(path)  # saved unchanged: no new release
+    assert live.reload_if_changed() is False and len(seen) == 1
+    path.write_text(path.read_text().replace(
+        "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n", ""))
+    assert live.reload_if_changed() is True
+    assert seen[1][1]["emails_removed"] == ["minimal/e2"] and seen[1][1]["emails_added"] == []
+
+
+def test_the_check_reads_the_snapshot_it_will_serve(project: Path) -> None:
+    snapshot = Project(project).snapshot()
+    (project / "templates" / "t" / "e1.html").unlink()  # after the read: not seen
+    assert Project(project).check(snapshot=snapshot).errors == []
+    assert Project(project).check().errors  # the folder itself now lacks it
