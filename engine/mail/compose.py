@@ -8,10 +8,11 @@ fails for this subscriber, an address that cannot go in a header) raises
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from jinja2 import TemplateError, UndefinedError
+from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from engine.errors import EngineError
 from engine.mail import dates
@@ -34,6 +35,22 @@ class Tracking:
 
 class ComposeError(EngineError):
     """This one message cannot be written; the text says why and what the marketer can write instead."""
+
+
+class TemplateFileError(ComposeError):
+    """The template files are wrong (missing, bad syntax, an unknown name), not this subscriber's data.
+
+    Mending the files mends the email: the dispatcher holds it rather than failing it.
+    """
+
+    def __init__(self, message: str, template: str) -> None:
+        super().__init__(message)
+        self.template = template
+
+
+# StrictUndefined's text for a name the context lacks altogether ("'greting' is undefined"),
+# as opposed to an attribute or key of a value ("'dict object' has no attribute 'city'").
+_UNKNOWN_NAME = re.compile(r"^'[^']+' is undefined$")
 
 
 def compose(
@@ -95,12 +112,31 @@ def compose(
             list_unsubscribe=None if email.path is PathKind.CONFIRM else links.unsubscribe(email),
         )
     except (TemplateError, ValueError) as error:
+        if is_file_problem(error):
+            raise TemplateFileError(render_problem(email.template, error), email.template) from error
         raise ComposeError(render_problem(email.template, error)) from error
     return Outgoing(message_id, plan.sender_parts[1], subscriber.email, data)
 
 
+def is_file_problem(error: Exception) -> bool:
+    """True when the files are at fault: a template not found, bad syntax, a name no context has.
+
+    A missing attribute or key (a `subscriber.fields.x` this subscriber lacks) is the
+    subscriber's data: those fail as before.
+    """
+    if isinstance(error, TemplateNotFound | TemplateSyntaxError):
+        return True
+    return isinstance(error, UndefinedError) and bool(_UNKNOWN_NAME.match(error.message or ""))
+
+
 def render_problem(template: str, error: Exception) -> str:
     """What went wrong for this one subscriber, and what the marketer can write instead."""
+    if isinstance(error, UndefinedError) and is_file_problem(error):
+        return (f"{template}: {error.message}; no email has that name: fix its spelling in the "
+                "template (a funnel's vars are written vars.NAME)")
+    if isinstance(error, TemplateNotFound):
+        return (f"{template}: template '{error.name}' not found; restore the file or change "
+                "the template: the sequence file names")
     if isinstance(error, UndefinedError):
         # validate checks every name a template uses; only a custom field can be missing
         # for one subscriber and not for the sample ones.

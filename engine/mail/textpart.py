@@ -128,7 +128,12 @@ class TextParts:
         full_key = (*key, tuple(shape))
         skeleton = self._skeletons.get(full_key)
         if skeleton is None:
-            raw_skeleton = render(marked)
+            try:
+                raw_skeleton = render(marked)
+            except Exception:  # a value used as more than text (an include's name): no skeleton
+                self.misses += 1
+                html = inline(raw_html)
+                return html, html_to_text(html)
             inlined = inline(raw_skeleton)
             skeleton = _Skeleton(raw_skeleton, inlined if _inline_safe(raw_skeleton) else None,
                                  html_to_text(inlined))

@@ -10,13 +10,15 @@ unrecorded (docs/delivery.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from engine.flow.status import SubscriberStatus
 from engine.logs import log
-from engine.mail.compose import ComposeError, Tracking, compose
+from engine.mail.compose import ComposeError, TemplateFileError, Tracking, compose
 from engine.mail.context import Subscriber
 from engine.mail.links import SignedLinks
 from engine.mail.transport import Outgoing, Transport
@@ -30,6 +32,10 @@ from engine.scheduler.stoplist import Stoplist
 from engine.stats.metrics import Metrics
 from engine.store import queries
 from engine.store.status import DeliveryStatus
+
+# A render the files broke (engine/mail/compose.py, TemplateFileError) is tried again this
+# often: the fix may come in any reload, and the email must not be lost meanwhile.
+RENDER_HELD_RETRY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,12 @@ class Sender:
                 message_id=row["message_id"], date=now, tracking=tracking,
                 magnet=row["magnet"], segment=row["segment"],
             )
+        except TemplateFileError as error:
+            reason = str(error)
+            log("render_held", logging.WARNING, delivery=row["id"], funnel=row["funnel"], step=row["step"],
+                template=error.template, release=funnels.release.id, error=reason,
+                fix="correct the template or the sequence file; held emails are tried every 10 minutes")
+            return later(row, now + RENDER_HELD_RETRY, now, f"held: {reason}"[:500])
         except ComposeError as error:
             reason = str(error)
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)

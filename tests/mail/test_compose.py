@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.mail.compose import ComposeError, Tracking, compose
+from engine.mail.compose import ComposeError, TemplateFileError, Tracking, compose
 from engine.mail.context import Subscriber
 from engine.mail.links import SignedLinks
 from engine.mail.render import Renderer
@@ -89,8 +89,34 @@ def test_a_field_this_subscriber_lacks_says_what_the_marketer_can_write(tmp_path
         "t.html: 'dict object' has no attribute 'company'; this subscriber lacks a value the template "
         "uses: write {{ subscriber.fields.NAME | default('') }} or give every subscriber the field"
     )
+    assert not isinstance(error.value, TemplateFileError)  # the subscriber's data: it fails
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ('{% include "t/part-" ~ subscriber.locale ~ ".html" %}',
+     "t.html: template 't/part-en.html' not found; restore the file or change the template"),
+    ("<p>{{ greting }}</p>", "t.html: 'greting' is undefined; no email has that name"),
+])
+def test_a_render_the_files_break_is_a_template_file_error(tmp_path: Path, body: str, says: str) -> None:
+    with pytest.raises(TemplateFileError) as error:
+        _compose(_renderer(tmp_path, body), PathKind.NURTURE)
+    assert str(error.value).startswith(says) and error.value.template == "t.html"
+
+
+def test_a_template_missing_from_the_release_is_a_template_file_error(tmp_path: Path) -> None:
+    renderer = Renderer.from_files(tmp_path, {"other.html": b"<p>x</p>"})
+    with pytest.raises(TemplateFileError, match=r"template 't\.html' not found"):
+        _compose(renderer, PathKind.NURTURE)
 
 
 def test_an_address_that_cannot_be_written_into_a_message_is_a_compose_error(tmp_path: Path) -> None:
     with pytest.raises(ComposeError):
         _compose(_renderer(tmp_path, BODY), PathKind.NURTURE, Subscriber("ann@example.com\r\nBcc: x@y.z"))
+
+
+def test_an_include_named_by_a_subscriber_value_renders_though_the_text_skeleton_cannot(
+    tmp_path: Path
+) -> None:
+    renderer = _renderer(tmp_path, '{% include "part-" ~ subscriber.locale ~ ".html" %}')
+    (tmp_path / "part-en.html").write_text("<p>English part</p>")
+    assert "English part" in _html(_compose(renderer, PathKind.NURTURE))
