@@ -27,23 +27,28 @@ from engine.sequences.plan import Plan
 from engine.sequences.values import parse_delay
 from engine.sequences.window import zone
 from engine.store.db import not_created_yet, shown_url
-from engine.subscribers.impact import against_database
+from engine.subscribers.impact import Impact, against_database
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--against-db", is_flag=True,
               help="Also count the subscribers in the database that the changes affect.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: errors, warnings, funnels and the --against-db report.")
 @pass_project
-def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
+def validate(obj: Context, paths: tuple[Path, ...], against_db: bool, as_json: bool) -> None:
     """Check sequence files (default: the project's sequences/); exit 1 on any error."""
     result = obj.project.check(list(paths) or None)
-    for error in sorted(set(result.errors)):
-        click.echo(str(error))
-    for warning in sorted(set(result.warnings)):  # printed after the errors; they fail nothing
-        click.echo(str(warning))
-    for loaded in result.funnels:
-        click.echo(summarize(loaded))
+    report: dict[str, Any] = {"errors": [str(e) for e in sorted(set(result.errors))],
+                              "warnings": [str(w) for w in sorted(set(result.warnings))],
+                              "funnels": [summarize(loaded) for loaded in result.funnels],
+                              "against_db": None}
+    # Errors, then warnings (they fail nothing), then each funnel's summary.
+    for line in () if as_json else (*report["errors"], *report["warnings"], *report["funnels"]):
+        click.echo(line)
+    if as_json and (result.errors or not against_db):
+        click.echo(json.dumps(report, indent=2))
     if not result.files:
         click.echo(f"no sequence files in {obj.project.sequences_dir}", err=True)
         sys.exit(1)
@@ -56,11 +61,14 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool) -> None:
     if against_db:
         plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
         try:
-            lines = _against_database(obj, plans, complete=not paths)
+            impact = _against_database(obj, plans, complete=not paths)
         except EngineError as error:
             click.echo(str(error), err=True)
             sys.exit(1)
-        for line in lines:
+        if as_json:
+            click.echo(json.dumps({**report, "against_db": impact.as_json()}, indent=2))
+            return
+        for line in impact.lines():
             click.echo(line)
 
 
@@ -143,7 +151,7 @@ def schema(out: Path | None) -> None:
         click.echo(f"wrote {out}")
 
 
-def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> list[str]:
+def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> Impact:
     """Compare `plans` with the project's database, opened as it is (validate migrates nothing)."""
     url = database_url(obj.settings, obj.root)
     shown = shown_url(url)

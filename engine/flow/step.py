@@ -147,6 +147,18 @@ def _customer_path(plan: Plan, segment: SegmentPlan, state: State, facts: Facts)
     return plan.customer_segment(segment, purchase.product if purchase else None)[0].customer
 
 
+def walked_path(plan: Plan, state: State, facts: Facts) -> PathPlan | None:
+    """The path a nurture, sales, customer or win-back stage walks; None: its section was removed."""
+    kind = state.stage.path
+    if kind is PathKind.WINBACK:
+        return plan.winback.path if plan.winback else None
+    segment = plan.segment(state.segment)
+    if kind is None or segment is None:
+        return None
+    return _customer_path(plan, segment, state, facts) if kind is PathKind.CUSTOMER \
+        else segment.path(kind)
+
+
 def _decide(plan: Plan, facts: Facts) -> str:
     return plan.survey.decide(facts.answers()) if plan.survey else plan.default_segment
 
@@ -155,18 +167,13 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     """Nurture, sales, customer and win-back: send each email of the path when due, in order."""
     kind = state.stage.path
     assert kind is not None
-    if kind is PathKind.WINBACK:
-        if plan.winback is None:  # the section was removed: back to where they were
-            return _back(state, now, "the win-back emails were removed")
-        path = plan.winback.path
-    else:
-        segment = plan.segment(state.segment)
-        if segment is None:
-            moved = replace(state, segment=plan.default_segment, step=None)
-            return Move(moved, (EnterSegment(plan.default_segment,
-                                              f"segment '{state.segment}' was removed"),))
-        path = _customer_path(plan, segment, state, facts) if kind is PathKind.CUSTOMER \
-            else segment.path(kind)
+    path = walked_path(plan, state, facts)
+    if path is None and kind is PathKind.WINBACK:  # the section was removed: back to where they were
+        return _back(state, now, "the win-back emails were removed")
+    if path is None:
+        moved = replace(state, segment=plan.default_segment, step=None)
+        return Move(moved, (EnterSegment(plan.default_segment,
+                                          f"segment '{state.segment}' was removed"),))
     email = _current(path, state)
     if email is None:
         return _path_finished(plan, state, kind, now)

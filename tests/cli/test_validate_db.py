@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,3 +88,58 @@ def test_no_database_yet_and_files_with_errors(project: Path, tmp_path: Path) ->
     broken = cli("validate", "--against-db")
     assert broken.exit_code == 1
     assert "nothing to compare" not in broken.stdout
+
+
+def _insert_and_move(project: Path) -> None:
+    """Insert n1 (plain) after e1 and n2 (send_to_passed) after e2, and move e4 after s1."""
+    path = project / "sequences" / "minimal.yaml"
+    text = path.read_text(encoding="utf-8")
+    e4 = "        - {id: e4, role: education, subject: E4, template: t/e4.html}\n"
+    s1 = "        - {id: s1, role: sale, subject: S1, template: t/s1.html}\n"
+    e1 = "        - {id: e1, role: education, subject: E1, template: t/e1.html}\n"
+    e2 = "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n"
+    assert all(line in text for line in (e1, e2, e4, s1))
+    text = text.replace(e4 + s1, s1 + e4)
+    text = text.replace(e1, e1 + "        - {id: n1, role: education, subject: N1, template: t/e1.html}\n")
+    text = text.replace(e2, e2 + "        - {id: n2, role: education, subject: N2, template: t/e2.html, "
+                                  "send_to_passed: true}\n")
+    path.write_text(text, encoding="utf-8")
+
+
+def test_inserted_and_moved_emails_are_reported_change_by_change(cli: Cli, db_engine: Engine,
+                                                                  project: Path) -> None:
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e4", MONDAY,
+                                       done=_sent("e1", "e2", "e3")), 3)
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e2", MONDAY, done=_sent("e1")), 2)
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e5", MONDAY,
+                                       done=_sent("e1", "e2", "e3", "e4", "s1")), 1)
+    _insert_and_move(project)
+    result = cli("validate", "--against-db")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2:] == [
+        "minimal: 6 subscribers; 0 at removed steps; "
+        "2 waiting for 'e2' (nurture of 'one') now continue with 'n1'; "
+        "3 waiting for 'e4' (nurture of 'one') now continue with 'n2'; "
+        "1 waiting for 'e5' (nurture of 'one') now continue with 'n2'; "
+        "new or moved 'n1' (nurture of 'one'): 2 will get it, 4 passed it and will not get it; "
+        "new or moved 'n2' (nurture of 'one'): 2 will get it, 4 passed it and get it too (send_to_passed); "
+        "0 in removed segments"]
+    report = json.loads(cli("validate", "--against-db", "--json").stdout)
+    assert report["errors"] == [] and report["funnels"][0].startswith("project/sequences/minimal.yaml: ok")
+    changes = report["against_db"]["funnels"][0]["changes"]
+    assert [(c["kind"], c["count"]) for c in changes] == [
+        ("next_changed", 2), ("next_changed", 3), ("next_changed", 1),
+        ("passed_email", 4), ("passed_email", 4)]
+    assert changes[1]["continue_with"] == {"n2": 3}
+    assert (changes[4]["email"], changes[4]["ahead"], changes[4]["passed_get_it"]) == ("n2", 2, True)
+
+
+def test_json_without_a_database_and_with_errors(project: Path, tmp_path: Path) -> None:
+    cli = Cli(project, f"sqlite:///{tmp_path / 'none.db'}")
+    report = json.loads(cli("validate", "--against-db", "--json").stdout)
+    assert report["against_db"] == {"database": f"sqlite:///{tmp_path / 'none.db'}", "compared": False,
+                                    "funnels": []}
+    (project / "sequences" / "broken.yaml").write_text("funnel: broken\n", encoding="utf-8")
+    broken = cli("validate", "--against-db", "--json")
+    assert broken.exit_code == 1
+    assert json.loads(broken.stdout)["errors"] and json.loads(broken.stdout)["against_db"] is None
