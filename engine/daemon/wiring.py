@@ -20,6 +20,7 @@ from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard, Paused
 from engine.scheduler.policy import RateLimiter, SendPolicy
 from engine.scheduler.recording import Recorder, RetryRules
+from engine.scheduler.releases import release_recorder
 from engine.scheduler.sending import Sender, SendSettings
 from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import DomainThrottle
@@ -118,7 +119,7 @@ def build_daemon(
     """Wire a daemon for `project`; tests hand in their own clock, transport or database."""
     clock = clock or SystemClock()
     db_engine = db_engine or open_database(settings, project)
-    live = LiveFunnels(Project(project))
+    live = LiveFunnels(Project(project), on_release=release_recorder(db_engine, clock))
     transport = transport or make_transport(settings, project)
     # One thread does all database work: SQLite has one writer anyway, and the event
     # loop never blocks on a query.

@@ -44,10 +44,13 @@ class DeliveryUpdate:
     held: Hold | None = None  # not attempted: the warm-up or the domain's rate held it back
     domain: str | None = None  # the recipient domain a hold or a pause is about
     domain_paused_until: datetime | None = None  # a 421: the domain refuses mail until then
+    release: str | None = None  # the release the message was rendered from, once composed
 
     def columns(self) -> dict[str, Any]:
         """The delivery row's new values, keyed as `queries.record_outcomes` takes them."""
+        release = {} if self.release is None else {"release": self.release}
         return {
+            **release,
             "_id": self.delivery_id,
             "status": self.status,
             "next_attempt_at": self.next_attempt_at,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from engine.flow.status import SubscriberStatus
@@ -103,7 +103,8 @@ class Sender:
         """Send `row` if it may go; its update and its outcome for the metrics."""
         # Composing here, one message at a time, spreads the CPU work between the
         # network waits instead of stalling every connection for a whole batch.
-        prepared = self._prepare(row)
+        funnels = self.funnels()  # one release for the render and the record of it
+        prepared = self._prepare(row, funnels)
         if (
             isinstance(prepared, Outgoing)
             and row["marketing"]
@@ -116,12 +117,13 @@ class Sender:
         # No await since _prepare's check, so the workers cannot both take the last one.
         self.policy.spend(row)
         result = await self.transport.send(prepared)
-        update = after_attempt(row, result, self.clock.now(), self.settings.retry)
+        update = replace(after_attempt(row, result, self.clock.now(), self.settings.retry),
+                         release=funnels.release.id)
         if update.domain is not None and update.domain_paused_until is not None:
             self.policy.pause(update.domain, update.domain_paused_until)
         return update, str(update.status)
 
-    def _prepare(self, row: Claimed) -> Outgoing | DeliveryUpdate:
+    def _prepare(self, row: Claimed, funnels: Funnels) -> Outgoing | DeliveryUpdate:
         """The message to send, or the update that explains why it is not sent now."""
         now = self.clock.now()
         status = "suppressed" if row["suppressed"] else row["subscriber_status"]
@@ -129,7 +131,6 @@ class Sender:
             row["marketing"] and status == SubscriberStatus.UNSUBSCRIBED
         ):
             return final(row, DeliveryStatus.SUPPRESSED, now, reply=f"not sent: the address is {status}")
-        funnels = self.funnels()
         plan = funnels.plans.get(row["funnel"])
         if plan is None:
             # The whole file is gone (renamed, or mid-deploy): wait for it as its
@@ -168,7 +169,8 @@ class Sender:
             reason = str(error)
             log("render_held", logging.WARNING, delivery=row["id"], funnel=row["funnel"], step=row["step"],
                 template=error.template, release=funnels.release.id, error=reason,
-                fix="correct the template or the sequence file; held emails are tried every 10 minutes")
+                fix="correct the template or the sequence file: held emails go once a release that "
+                "renders them is live (tried again at each reload and every 10 minutes)")
             return later(row, now + RENDER_HELD_RETRY, now, f"held: {reason}"[:500])
         except ComposeError as error:
             reason = str(error)

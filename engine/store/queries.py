@@ -292,9 +292,15 @@ def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> N
     it was in flight, and a 4xx must not bring it back to life.
     """
     deferred = DeliveryStatus.DEFERRED
-    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] != deferred])
-    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] == deferred],
-                  DELIVERY.c.status == DeliveryStatus.SENDING)
+    # Only a composed message names its release: the others leave the column as it is.
+    for group in (_same_columns(updates, True), _same_columns(updates, False)):
+        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] != deferred])
+        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] == deferred],
+                      DELIVERY.c.status == DeliveryStatus.SENDING)
+
+
+def _same_columns(updates: Sequence[Mapping[str, Any]], release: bool) -> list[Mapping[str, Any]]:
+    return [u for u in updates if ("release" in u) is release]
 
 
 def _update_by_id(

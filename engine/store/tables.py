@@ -164,6 +164,8 @@ class Delivery(SQLModel, table=True):
     # The retry lifetime runs from here: mail held back (warm-up, throttle) has not been tried.
     first_attempt_at: datetime | None = Field(default=None, sa_type=_utc())
     updated_at: datetime = Field(sa_type=_utc())
+    # The release (files) its message was rendered from; NULL until it is composed.
+    release: str | None = Field(default=None, max_length=12)
 
 
 class Suppression(SQLModel, table=True):
@@ -225,6 +227,16 @@ class GuardrailEvent(SQLModel, table=True):
     at: datetime = Field(sa_type=_utc())
 
 
+class Release(SQLModel, table=True):
+    """A snapshot of the sequence files and templates a daemon served, from when it went live."""
+
+    id: str = Field(primary_key=True, max_length=12)  # the hash's first 12 hex digits
+    hash: str = Field(max_length=64, unique=True)  # sha256 of the files: daemons write it once
+    went_live_at: datetime = Field(sa_type=_utc())
+    # What changed from the release before: emails_added/removed, templates_added/removed/changed.
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 METADATA = SQLModel.metadata
 SUBSCRIBER = METADATA.tables["subscriber"]
 CONSENT = METADATA.tables["consent"]
@@ -236,3 +248,4 @@ SUPPRESSION = METADATA.tables["suppression"]
 MILESTONE = METADATA.tables["milestone"]
 STEP_PAUSE = METADATA.tables["step_pause"]
 GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]
+RELEASE = METADATA.tables["release"]

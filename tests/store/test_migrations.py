@@ -1,4 +1,4 @@
-"""Migration 0002 on a database that 0001 filled: down and up again, milestones backfilled."""
+"""Migrations on filled databases: 0002 down and up again (milestones backfilled), 0003 down and up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from alembic import command
 from sqlalchemy.engine import Engine
 
 from engine.store import migrate
-from engine.store.tables import MILESTONE, UtcDateTime
+from engine.store.releases import record_release
+from engine.store.tables import MILESTONE, RELEASE, UtcDateTime
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 _ENROLLMENT = sa.table(
@@ -55,3 +56,21 @@ def test_0002_backfills_milestones_from_the_stage_and_the_emails_sent(db_engine:
         3: {"magnet", "survey", "nurture", "sales"},
         4: {"magnet", "survey", "nurture", "sales", "customer"},
     }
+
+
+def test_0003_adds_the_release_table_and_delivery_release_and_takes_them_away(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0002")
+    inspector = sa.inspect(db_engine)
+    assert "release" not in inspector.get_table_names()
+    assert "release" not in {c["name"] for c in inspector.get_columns("delivery")}
+    migrate.upgrade(db_engine)
+    inspector = sa.inspect(db_engine)
+    assert {c["name"] for c in inspector.get_columns("release")} == {"id", "hash", "went_live_at", "summary"}
+    assert "release" in {c["name"] for c in inspector.get_columns("delivery")}
+    with db_engine.begin() as conn:
+        assert record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT, {"emails_added": ["f/e1"]})
+        assert not record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT, {})  # written once
+        row = conn.execute(sa.select(RELEASE)).mappings().one()
+    assert (row["went_live_at"], row["summary"]) == (AT, {"emails_added": ["f/e1"]})
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0003"
