@@ -21,17 +21,14 @@ def position(path: PathPlan, done: Sequence[Done]) -> int | None:
 
     "Last" is the latest in time, not the furthest in the file: moving an email they got to
     the end of the path must not make them skip every email in between. A `send_to_passed`
-    email sent behind their position does not move them back.
+    email does not count: it may have been sent behind them, and counting it would move
+    them back (or, moved ahead later, forward over emails they never got).
     """
-    at: int | None = None
-    for each in done:
+    for each in reversed(done):
         index = path.index(each.step)
-        if index is None:
-            continue  # removed from the path, or another path's email
-        if at is not None and index < at and path.steps[index].send_to_passed:
-            continue
-        at = index
-    return at
+        if index is not None and not path.steps[index].send_to_passed:
+            return index
+    return None
 
 
 def next_email(path: PathPlan, done: Sequence[Done]) -> EmailStep | None:
