@@ -9,6 +9,7 @@ written by hand can. Templates get `sent_at` (a `Moment`), `deadline(days=3)` an
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -178,26 +179,25 @@ def _date(context: Context, value: Any, fmt: str = "long") -> str:
 
 @pass_context
 def _time(context: Context, value: Any, fmt: str = "short") -> str:
-    when, locale = _split(value, context, "time")
-    if not isinstance(when, datetime):
-        raise ValueError("'time' needs a moment with a time of day, like sent_at")
-    try:
-        return str(format_time(when, fmt, tzinfo=when.tzinfo, locale=locale))
-    except Exception as exc:  # Babel raises many kinds for a pattern it cannot use
-        raise ValueError(f"time format '{fmt}' does not work ({exc}); write short, medium, "
-                         "long, full or a pattern like 'HH:mm'") from exc
+    return _with_time_of_day(context, value, fmt, "time", format_time, "HH:mm")
 
 
 @pass_context
 def _datetime(context: Context, value: Any, fmt: str = "medium") -> str:
-    when, locale = _split(value, context, "datetime")
+    return _with_time_of_day(context, value, fmt, "datetime", format_datetime, "EEEE d MMMM HH:mm")
+
+
+def _with_time_of_day(context: Context, value: Any, fmt: str, name: str,
+                      formatter: Callable[..., Any], example: str) -> str:
+    """`time` and `datetime`: a moment with its time of day, in the subscriber's zone and locale."""
+    when, locale = _split(value, context, name)
     if not isinstance(when, datetime):
-        raise ValueError("'datetime' needs a moment with a time of day, like sent_at")
+        raise ValueError(f"'{name}' needs a moment with a time of day, like sent_at")
     try:
-        return str(format_datetime(when, fmt, tzinfo=when.tzinfo, locale=locale))
+        return str(formatter(when, fmt, tzinfo=when.tzinfo, locale=locale))
     except Exception as exc:  # Babel raises many kinds for a pattern it cannot use
-        raise ValueError(f"datetime format '{fmt}' does not work ({exc}); write short, medium, "
-                         "long, full or a pattern like 'EEEE d MMMM HH:mm'") from exc
+        raise ValueError(f"{name} format '{fmt}' does not work ({exc}); write short, medium, "
+                         f"long, full or a pattern like '{example}'") from exc
 
 
 @pass_context
