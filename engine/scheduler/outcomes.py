@@ -75,9 +75,10 @@ def final(
     attempts: int | None = None,
     reply: str | None = None,
     sent_at: datetime | None = None,
+    release: str | None = None,
 ) -> DeliveryUpdate:
     """The update that ends `row` with `status` (sent, failed, bounced, suppressed...)."""
-    return _update(row, status, now, None, result, attempts, reply, sent_at)
+    return _update(row, status, now, None, result, attempts, reply, sent_at, release)
 
 
 def later(
@@ -87,9 +88,10 @@ def later(
     reply: str,
     result: Result | None = None,
     attempts: int | None = None,
+    release: str | None = None,
 ) -> DeliveryUpdate:
     """The update that defers `row` until `at`, saying why in `reply`."""
-    return _update(row, DeliveryStatus.DEFERRED, now, at, result, attempts, reply, None)
+    return _update(row, DeliveryStatus.DEFERRED, now, at, result, attempts, reply, None, release)
 
 
 def _update(
@@ -101,6 +103,7 @@ def _update(
     attempts: int | None,
     reply: str | None,
     sent_at: datetime | None,
+    release: str | None = None,
 ) -> DeliveryUpdate:
     tried = attempts is not None and attempts > row["attempts"]
     return DeliveryUpdate(
@@ -115,4 +118,5 @@ def _update(
         updated_at=now,
         address=row["email"],
         subscriber_id=row["subscriber_id"],
+        release=release,
     )

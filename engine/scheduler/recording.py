@@ -61,8 +61,13 @@ class RetryRules:
     resend_unknown: bool
 
 
-def after_attempt(row: Claimed, result: Result, now: datetime, rules: RetryRules) -> DeliveryUpdate:
-    """The update an attempt's result leads to (logged); a 421 also names the domain to pause."""
+def after_attempt(
+    row: Claimed, result: Result, now: datetime, rules: RetryRules, release: str | None = None
+) -> DeliveryUpdate:
+    """The update an attempt's result leads to (logged); a 421 also names the domain to pause.
+
+    `release`: the release the message was rendered from, recorded on the delivery.
+    """
     attempts = row["attempts"] + 1
     where = {
         "delivery": row["id"],
@@ -76,30 +81,31 @@ def after_attempt(row: Claimed, result: Result, now: datetime, rules: RetryRules
     outcome = result.outcome
     if outcome is Outcome.SENT:
         log("sent", **where)
-        return final(row, DeliveryStatus.SENT, now, result, attempts, sent_at=now)
+        return final(row, DeliveryStatus.SENT, now, result, attempts, sent_at=now, release=release)
     if outcome is Outcome.UNKNOWN and rules.resend_unknown:
         outcome = Outcome.RETRY
     if outcome is Outcome.RETRY:
-        update = _retry(row, result, now, rules, attempts, where)
+        update = _retry(row, result, now, rules, attempts, where, release)
         if result.domain_wide:
             domain = recipient_domain(row["email"])
             return replace(update, domain=domain, domain_paused_until=now + backoff(attempts))
         return update
     status = _FINAL[outcome]
     log(status, **where)
-    return final(row, status, now, result, attempts)
+    return final(row, status, now, result, attempts, release=release)
 
 
 def _retry(
-    row: Claimed, result: Result, now: datetime, rules: RetryRules, attempts: int, where: dict[str, Any]
+    row: Claimed, result: Result, now: datetime, rules: RetryRules, attempts: int, where: dict[str, Any],
+    release: str | None,
 ) -> DeliveryUpdate:
     # From the first attempt, not the decision: mail held for the warm-up or a
     # throttled domain may wait days before it is first tried.
     if now - (row["first_attempt_at"] or now) >= rules.retry_lifetime:
         log("failed", why="retried for the whole retry lifetime", **where)
-        return final(row, DeliveryStatus.FAILED, now, result, attempts)
+        return final(row, DeliveryStatus.FAILED, now, result, attempts, release=release)
     log("deferred", retry_at=(now + backoff(attempts)).isoformat(), **where)
-    return later(row, now + backoff(attempts), now, result.reply, result, attempts)
+    return later(row, now + backoff(attempts), now, result.reply, result, attempts, release)
 
 
 class Recorder:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from engine.flow.status import SubscriberStatus
@@ -117,8 +117,7 @@ class Sender:
         # No await since _prepare's check, so the workers cannot both take the last one.
         self.policy.spend(row)
         result = await self.transport.send(prepared)
-        update = replace(after_attempt(row, result, self.clock.now(), self.settings.retry),
-                         release=funnels.release.id)
+        update = after_attempt(row, result, self.clock.now(), self.settings.retry, funnels.release.id)
         if update.domain is not None and update.domain_paused_until is not None:
             self.policy.pause(update.domain, update.domain_paused_until)
         return update, str(update.status)
