@@ -38,7 +38,3 @@ def wake_held(conn: Connection, now: datetime, within: timedelta) -> int:
     )
     return conn.execute(statement).rowcount or 0
 
-
-def delivery_release(conn: Connection, delivery_id: int) -> str | None:
-    """The release a delivery's message was rendered from."""
-    return conn.execute(sa.select(DELIVERY.c.release).where(DELIVERY.c.id == delivery_id)).scalar()
