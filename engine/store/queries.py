@@ -32,14 +32,6 @@ def find_subscriber(conn: Connection, address: str) -> RowMapping | None:
     return conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.email_key == key)).mappings().first()
 
 
-
-
-
-
-
-
-
-
 def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapping]:
     """Subscriber rows by id."""
     rows = conn.execute(sa.select(SUBSCRIBER).where(SUBSCRIBER.c.id.in_(list(ids)))).mappings()
@@ -80,8 +72,6 @@ def is_suppressed(conn: Connection, address: str) -> bool:
 
 
 # --- enrollments -------------------------------------------------------------------------
-
-
 
 
 def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[RowMapping]:
@@ -340,8 +330,6 @@ def cancel_pending_deliveries(
     return int(result.rowcount)
 
 
-
-
 def last_confirmations(
     conn: Connection, subscriber_ids: Iterable[int], steps: Iterable[tuple[str, str]], since: datetime
 ) -> dict[int, datetime]:
@@ -367,6 +355,3 @@ def deliveries_of(conn: Connection, subscriber_id: int) -> list[RowMapping]:
             .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
         ).mappings()
     )
-
-
-
