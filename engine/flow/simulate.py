@@ -137,14 +137,14 @@ def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datet
     gap, answers follow."""
     if not isinstance(action, Send):
         return facts
+    counted = facts.after_send(action.email, now)
     if action.email.path is PathKind.CONFIRM:
-        return replace(facts, confirmations=(*facts.confirmations, now))
+        return counted
     if action.email.marketing:
         opened = (Event(EventType.OPEN, now + OPEN_DELAY),) if script.reader else ()
-        return replace(facts, marketing_sent=(*facts.marketing_sent, now),
-                       events=(*facts.events, *opened))
+        return replace(counted, events=(*counted.events, *opened))
     if plan.survey and action.email.id == plan.survey.email.id:
         later = tuple(Event(EventType.ANSWER, now + ANSWER_DELAY, a.question, a.answer)
                       for a in script.answers if a.offset is None)
-        return replace(facts, events=(*facts.events, *later))
-    return facts
+        return replace(counted, events=(*counted.events, *later))
+    return counted

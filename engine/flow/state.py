@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from engine.flow.status import SubscriberStatus
-from engine.sequences.plan import PathKind, Role
+from engine.sequences.plan import EmailStep, PathKind, Role
 
 
 class Stage(StrEnum):
@@ -120,6 +120,15 @@ class Facts:
         """
         return replace(self, events=tuple(e for e in self.events if e.at <= now),
                        marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
+
+    def after_send(self, email: EmailStep, at: datetime) -> Facts:
+        """These facts once `email` was decided at `at`: the frequency cap and the
+        confirmation gap count it. The one rule for `step`, the tick's batch and `simulate`."""
+        if email.marketing:
+            return replace(self, marketing_sent=(*self.marketing_sent, at))
+        if email.path is PathKind.CONFIRM:
+            return replace(self, confirmations=(*self.confirmations, at))
+        return self
 
     def first(self, kind: EventType) -> Event | None:
         """The earliest event of this type."""

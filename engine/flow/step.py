@@ -64,7 +64,7 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
         actions.extend(result.actions)
         for action in result.actions:
             if isinstance(action, Send):
-                facts = _sent(facts, action.email, now)
+                facts = facts.after_send(action.email, now)
     raise RuntimeError(f"funnel '{plan.funnel}': step() made no progress at {now}")  # pragma: no cover
 
 
@@ -75,15 +75,6 @@ def _blocked(state: State, status: str) -> Outcome:
     # Not in `entered`: ended from outside the funnel's walk, this ending never wrote a
     # milestone, and the stage counts (engine/store/funnelstats.py) stay as they were.
     return Outcome(ended, (End(reason),), None, waits.AddressBlocked(status))
-
-
-def _sent(facts: Facts, email: EmailStep, now: datetime) -> Facts:
-    """The facts after `email` was decided at `now`: the cap and the confirmation gap count it."""
-    if email.marketing:
-        return replace(facts, marketing_sent=(*facts.marketing_sent, now))
-    if email.path is PathKind.CONFIRM:
-        return replace(facts, confirmations=(*facts.confirmations, now))
-    return facts
 
 
 def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:

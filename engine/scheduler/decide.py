@@ -24,7 +24,7 @@ from engine.flow.step import Outcome, step
 from engine.logs import log
 from engine.mail.message import new_message_id
 from engine.scheduler.funnels import Funnels
-from engine.sequences.plan import PathKind, Plan
+from engine.sequences.plan import Plan
 from engine.store import queries
 from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.milestones import record_milestones
@@ -100,9 +100,10 @@ class _Known:
 
     subscribers: dict[int, Row]
     events: dict[int, tuple[Event, ...]]
-    marketing_sent: defaultdict[int, list[datetime]]
     paused: dict[str, frozenset[str]]
-    confirmations: defaultdict[int, list[datetime]]
+    # Per subscriber: the sends the frequency cap and the confirmation gap count, with this
+    # batch's added by Facts.after_send (the rule `step` applies within one call).
+    sends: defaultdict[int, Facts]
 
     @classmethod
     def read(cls, conn: DbConnection, rows: list[Row], funnels: Funnels, now: datetime) -> _Known:
@@ -115,30 +116,34 @@ class _Known:
         if any(row["stage"] == Stage.CONFIRMING.value for row in rows):
             steps = confirmation_steps(funnels.plans.values())
             confirmations = queries.last_confirmations(conn, ids, steps, now - CONFIRMATION_GAP)
+        marketing_sent = queries.marketing_sent_since(conn, ids, now - CAP_HISTORY)
+        sends = defaultdict(Facts, {
+            sid: Facts(marketing_sent=tuple(marketing_sent.get(sid, ())),
+                       confirmations=(confirmations[sid],) if sid in confirmations else ())
+            for sid in ids})
         return cls(
             subscribers=queries.subscribers_by_id(conn, ids),
             events={sid: events_of(found) for sid, found in events.items()},
-            marketing_sent=defaultdict(list, queries.marketing_sent_since(conn, ids, now - CAP_HISTORY)),
             paused=paused_steps(conn),
-            confirmations=defaultdict(list, {sid: [at] for sid, at in confirmations.items()}),
+            sends=sends,
         )
 
     def facts(self, row: Row) -> Facts:
         """The facts of one claimed enrollment."""
-        subscriber = self.subscribers[row["subscriber_id"]]
-        sid = subscriber["id"]
+        sid = row["subscriber_id"]
+        subscriber = self.subscribers[sid]
+        sent = self.sends[sid]
         return facts_for(row["funnel"], timezone=subscriber["timezone"], status=subscriber["status"],
                          magnet=row["magnet"], joined_at=row["created_at"], events=self.events.get(sid, ()),
-                         marketing_sent=self.marketing_sent[sid], paused=self.paused,
-                         confirmations=self.confirmations[sid])
+                         marketing_sent=sent.marketing_sent, paused=self.paused,
+                         confirmations=sent.confirmations)
 
     def add_sends(self, row: Row, outcome: Outcome, now: datetime) -> None:
         """Count what `outcome` sends for the subscriber's next enrollments in this batch."""
+        sid = row["subscriber_id"]
         for action in outcome.actions:
-            if isinstance(action, Send) and action.email.marketing:
-                self.marketing_sent[row["subscriber_id"]].append(now)
-            elif isinstance(action, Send) and action.email.path is PathKind.CONFIRM:
-                self.confirmations[row["subscriber_id"]].append(now)
+            if isinstance(action, Send):
+                self.sends[sid] = self.sends[sid].after_send(action.email, now)
 
 
 def _milestones(row: Row, outcome: Outcome, now: datetime) -> Iterator[dict[str, Any]]:
