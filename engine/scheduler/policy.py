@@ -19,7 +19,7 @@ from engine.logs import log
 from engine.scheduler.outcomes import Claimed, DeliveryUpdate, later
 from engine.scheduler.throttle import DomainThrottle, recipient_domain
 from engine.scheduler.warmup import Warmup
-from engine.sequences.plan import Plan
+from engine.sequences.plan import EmailStep, Plan
 from engine.store.db import DbConnection
 
 
@@ -68,9 +68,10 @@ class SendPolicy:
         # Counted before the claim, in its transaction: the day's volume without this batch.
         self._warmup_left = self.warmup.remaining(conn, now) if self.warmup else None
 
-    def hold(self, row: Claimed, plan: Plan, now: datetime) -> DeliveryUpdate | None:
-        """The update that makes `row` wait, or None when it may be sent now."""
-        if self._windowed(row, plan) and plan.window and not plan.window.contains(now, row["timezone"]):
+    def hold(self, row: Claimed, plan: Plan, email: EmailStep, now: datetime) -> DeliveryUpdate | None:
+        """The update that makes `row` (its `email` of `plan`) wait, or None when it may be sent now."""
+        windowed = row["marketing"] and not email.anytime  # marketing mail, unless `anytime`
+        if windowed and plan.window and not plan.window.contains(now, row["timezone"]):
             # Late (downtime, a backlog): wait for the window rather than arrive at night.
             return later(row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window")
         domain = recipient_domain(row["email"])
@@ -78,12 +79,6 @@ class SendPolicy:
         if paused and paused > now:
             return later(row, paused, now, f"{domain} answered 421; waiting")
         return self._spent(row, now)
-
-    @staticmethod
-    def _windowed(row: Claimed, plan: Plan) -> bool:
-        """Whether `row` waits for the send window: marketing mail, unless its email is `anytime`."""
-        email = plan.email(row["step"])
-        return bool(row["marketing"]) and not (email is not None and email.anytime)
 
     def _spent(self, row: Claimed, now: datetime) -> DeliveryUpdate | None:
         """The update that holds `row` back (no attempt) if today's warm-up or its domain's rate is spent."""

@@ -145,7 +145,7 @@ class Sender:
                 reply=f"not sent: step '{row['step']}' of funnel "
                 f"'{row['funnel']}' is no longer in the sequence files",
             )
-        held = self.policy.hold(row, plan, now)
+        held = self.policy.hold(row, plan, email, now)
         if held is not None:
             return held
         settings = self.settings
