@@ -28,8 +28,10 @@ def late_answer(plan: Plan, state: State, facts: Facts) -> Move | None:
     if state.stage is not Stage.NURTURE or plan.survey is None or _nurture_begun(state):
         return None
     late = [e.at for e in facts.events if e.type is EventType.ANSWER and e.at > state.since]
+    if not late:
+        return None
     chosen = plan.survey.decide(facts.answers())
-    if not late or chosen == state.segment or plan.segment(chosen) is None:
+    if chosen == state.segment or plan.segment(chosen) is None:
         return None
     moved = replace(state, segment=chosen, since=max(late), step=None, last_sent_at=None)
     reason = f"late survey answer, before any nurture email of segment '{state.segment}'"

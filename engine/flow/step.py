@@ -99,7 +99,7 @@ def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
 def _purchase_moves(plan: Plan, state: State, facts: Facts) -> Move | None:
     """A qualifying purchase ends nurture or sales at once and starts the customer path."""
     if state.stage not in (Stage.SURVEY, Stage.ANSWERING, Stage.NURTURE, Stage.SALES,
-                           Stage.SALES_DONE):
+                           Stage.SALES_DONE) or not any(e.type is EventType.PURCHASE for e in facts.events):
         return None
     segment_id = state.segment if plan.segment(state.segment) else _decide(plan, facts)
     segment = plan.segment(segment_id) or plan.segments[0]
@@ -122,8 +122,8 @@ def _purchase_moves(plan: Plan, state: State, facts: Facts) -> Move | None:
 
 def _qualifying_purchase(segment: SegmentPlan, facts: Facts) -> Event | None:
     """The earliest purchase that ends `segment`'s sales path: the one that makes a customer."""
-    return next((e for e in sorted(facts.events, key=lambda e: e.at)
-                 if e.type is EventType.PURCHASE and segment.ends_sales(e.product)), None)
+    return min((e for e in facts.events if e.type is EventType.PURCHASE and segment.ends_sales(e.product)),
+               key=lambda e: e.at, default=None)
 
 
 def _customer_path(plan: Plan, segment: SegmentPlan, state: State, facts: Facts) -> PathPlan:
