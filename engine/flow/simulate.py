@@ -138,8 +138,6 @@ def _record(plan: Plan, script: Script, facts: Facts, action: Action, now: datet
     if not isinstance(action, Send):
         return facts
     counted = facts.after_send(action.email, now)
-    if action.email.path is PathKind.CONFIRM:
-        return counted
     if action.email.marketing:
         opened = (Event(EventType.OPEN, now + OPEN_DELAY),) if script.reader else ()
         return replace(counted, events=(*counted.events, *opened))
