@@ -253,6 +253,12 @@ def test_every_number_is_what_happened(story: Story) -> None:
     ]
     assert (funnel["revenue"], funnel["purchases"]) == ({"EUR": 59.75, "USD": 99.0}, 3)
     assert funnel["revenue_per_subscriber"] == {"EUR": round(59.75 / 14, 6), "USD": round(99.0 / 14, 6)}
+    # Per product (minimal has no products: map, so each starts the buyer's own segment's path).
+    assert [(p["product"], p["customers"], p["purchases"], p["revenue"], p["customer_path"])
+            for p in funnel["products"]] == [
+        ("book", 1, 1, {"EUR": 10.25}, None), ("course", 1, 1, {"EUR": 49.5}, None),
+        ("pro-kit", 1, 1, {"USD": 99.0}, None),
+    ]
     assert funnel["paused"] == []
 
     steps = _steps(funnel)

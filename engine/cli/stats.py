@@ -1,4 +1,4 @@
-"""`funnel stats [FUNNEL] [--since DATE] [--json] [--csv]`: the funnels' numbers (docs/stats.md)."""
+"""`funnel stats [FUNNEL] [--since DATE] [--json] [--csv [--products]]`: the numbers (docs/stats.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.cli.stats_text import csv_rows, report_lines
+from engine.cli.stats_text import csv_rows, product_csv_rows, report_lines
 from engine.errors import UnknownFunnelError, display_path
 from engine.scheduler.clock import Clock, SystemClock
 from engine.stats.report import parse_since, read_report
@@ -37,11 +37,16 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> dat
               help="Print the report as JSON (what GET /api/stats returns).")
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print the emails' numbers as CSV, one row per funnel and step.")
+@click.option("--products", is_flag=True,
+              help="With --csv: the products' numbers instead, one row per funnel and product.")
 @pass_project
-def stats(obj: Context, funnel: str | None, since: datetime | None, as_json: bool, as_csv: bool) -> None:
-    """Stages with conversions, survey answers, segments, sources, revenue and every email's numbers."""
+def stats(obj: Context, funnel: str | None, since: datetime | None, as_json: bool, as_csv: bool,
+          products: bool) -> None:
+    """Stages with conversions, answers, segments, sources, revenue, products and every email's numbers."""
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    if products and not as_csv:
+        raise click.UsageError("--products picks the rows of --csv; write --csv --products")
     result = obj.project.check()
     plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
     for path, errors in sorted(result.by_file.items()):
@@ -57,7 +62,7 @@ def stats(obj: Context, funnel: str | None, since: datetime | None, as_json: boo
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     elif as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerows(csv_rows(report))
+        writer.writerows(product_csv_rows(report) if products else csv_rows(report))
     else:
         for line in report_lines(report):
             click.echo(line)

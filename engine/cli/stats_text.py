@@ -1,4 +1,4 @@
-"""How `funnel stats` prints a report: aligned tables per funnel, and the steps as CSV rows.
+"""How `funnel stats` prints a report: aligned tables per funnel, the steps (or products) as CSV rows.
 
 Both read `engine.stats.report.funnel_report`'s dict and nothing else, so the text shows
 exactly the numbers `--json` and `/api/stats` give.
@@ -15,6 +15,8 @@ CSV_COLUMNS = (
     "sent", "delivered", "bounced", "failed", "pending", "opened", "clicked", "unsubscribed", "complained",
     "delivered_rate", "bounced_rate", "opened_rate", "clicked_rate", "unsubscribed_rate", "complained_rate",
 )
+# The --csv --products columns, one row per (funnel, product), then a revenue column per currency.
+PRODUCT_CSV_COLUMNS = ("funnel", "product", "customer_path", "customers", "purchases")
 # Step columns that show a rate over sent beside the count.
 _WITH_RATE = ("delivered", "bounced", "opened", "clicked", "unsubscribed", "complained")
 WEAK_OPENS = ("* opened is a weak signal: mail privacy features and image proxies fetch the pixel "
@@ -42,6 +44,16 @@ def csv_rows(report: Mapping[str, Any]) -> Iterator[list[str]]:
         for step in funnel["steps"]:
             yield [_cell(step.get(column, funnel["funnel"] if column == "funnel" else None))
                    for column in CSV_COLUMNS]
+
+
+def product_csv_rows(report: Mapping[str, Any]) -> Iterator[list[str]]:
+    """The products of every funnel as CSV rows, header first: a `revenue_XXX` column per currency."""
+    currencies = sorted({c for f in report["funnels"] for p in f["products"] for c in p["revenue"]})
+    yield [*PRODUCT_CSV_COLUMNS, *(f"revenue_{c}" if c else "revenue" for c in currencies)]
+    for funnel in report["funnels"]:
+        for product in funnel["products"]:
+            yield [funnel["funnel"], *(_cell(product[c]) for c in PRODUCT_CSV_COLUMNS[1:]),
+                   *(str(product["revenue"].get(c, 0.0)) for c in currencies)]
 
 
 def _cell(value: Any) -> str:
@@ -87,6 +99,13 @@ def _funnel_lines(funnel: Mapping[str, Any], scope: str) -> Iterator[str]:
     yield (f"Revenue: {_money(funnel['revenue'])} from {funnel['purchases']:,} "
            f"purchase{'s' if funnel['purchases'] != 1 else ''}; "
            f"per subscriber who signed up: {_money(funnel['revenue_per_subscriber'])}")
+    if funnel["products"]:
+        yield ""
+        yield "Products (customers: people who bought it; each purchase starts a customer path)"
+        rows = [[p["name"], f"{p['customers']:,}", f"{p['purchases']:,}", _money(p["revenue"]),
+                 _starts(p)] for p in funnel["products"]]
+        yield from _table(["product", "customers", "purchases", "revenue", "customer path"], rows,
+                          right={1, 2, 3})
     yield ""
     yield "Emails (rates over sent)"
     rows = [_step_row(step) for step in funnel["steps"]]
@@ -107,6 +126,11 @@ def _step_row(step: Mapping[str, Any]) -> list[str]:
     where = step["path"] or "(no longer in the file)"
     return [step["step"], where, step["segment"] or "-", f"{step['sent']:,}", *counts, f"{step['failed']:,}",
             f"{step['pending']:,}", "PAUSED" if step["paused"] else ""]
+
+
+def _starts(product: Mapping[str, Any]) -> str:
+    path, name = product["customer_path"], product["customer_path_name"]
+    return f"{name} ({path})" if path else name
 
 
 def _count_and_share(stage: Mapping[str, Any]) -> str:

@@ -11,10 +11,11 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from engine.errors import UnknownFunnelError
-from engine.sequences.plan import Plan
+from engine.sequences.plan import Plan, SegmentPlan
 from engine.store.db import DbConnection, DbEngine, snapshot
 from engine.store.funnelstats import AnswerCount, FunnelNumbers, SourceNumbers, StageCounts, funnel_numbers
 from engine.store.pauses import pauses
+from engine.store.products import ProductSales, product_sales
 from engine.store.reports import funnel_names
 from engine.store.stepstats import StepCounts, step_counts
 
@@ -28,6 +29,8 @@ STAGE_LABELS = {
     "customers": "Customers",
 }
 NO_SEGMENT = "no segment yet"
+NO_PRODUCT = "no product given"
+OWN_SEGMENT = "the buyer's own segment"
 SINCE_HELP = "write a date like 2026-03-01 (midnight UTC) or a time like 2026-03-01T09:00+01:00"
 
 
@@ -73,6 +76,9 @@ def funnel_report(
     if funnel is not None and funnel not in known:
         raise UnknownFunnelError(funnel, known)
     numbers = funnel_numbers(conn, funnel, since)
+    sales: dict[str, list[ProductSales]] = {}
+    for bought in product_sales(conn, funnel, since):
+        sales.setdefault(bought.funnel, []).append(bought)
     steps: dict[str, dict[str, StepCounts]] = {}
     for counts in step_counts(conn, funnel, since):
         steps.setdefault(counts.funnel, {})[counts.step] = counts
@@ -87,8 +93,8 @@ def funnel_report(
         "generated_at": now.isoformat(),
         "since": since.isoformat() if since else None,
         "funnels": [
-            _funnel(name, plans.get(name), numbers.get(name) or FunnelNumbers(name), steps.get(name, {}),
-                    paused.get(name, []))
+            _funnel(name, plans.get(name), numbers.get(name) or FunnelNumbers(name), sales.get(name, []),
+                    steps.get(name, {}), paused.get(name, []))
             for name in ([funnel] if funnel is not None else known)
         ],
     }
@@ -104,6 +110,7 @@ def _funnel(
     name: str,
     plan: Plan | None,
     numbers: FunnelNumbers,
+    sales: list[ProductSales],
     steps: Mapping[str, StepCounts],
     paused: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -123,6 +130,7 @@ def _funnel(
         "revenue": dict(sorted(numbers.revenue.items())),
         "revenue_per_subscriber": dict(sorted(numbers.revenue_per_subscriber().items())),
         "purchases": numbers.purchases,
+        "products": _products(plan, sales),
         "winback": totals.winback,
         "sunset": totals.sunset,
         "unsubscribed": totals.unsubscribed,
@@ -160,6 +168,37 @@ def _segments(plan: Plan | None, found: Mapping[str | None, StageCounts]) -> lis
     if None in left:
         rows.append({"segment": None, "name": NO_SEGMENT, "stages": stage_rows(left[None])})
     return rows
+
+
+def _products(plan: Plan | None, found: list[ProductSales]) -> list[dict[str, Any]]:
+    """The products of `products:` in file order (0 for those nobody bought), then the other
+    products bought, by name, then the purchases that named no product."""
+    left = {sales.product: sales for sales in found}
+    named = list(plan.products) if plan else []
+    order = [*named, *sorted(p for p in left if p is not None and p not in named)]
+    rows = [_product_row(plan, left.pop(p) if p in left else ProductSales("", p)) for p in order]
+    if None in left:
+        rows.append(_product_row(plan, left[None]))
+    return rows
+
+
+def _product_row(plan: Plan | None, sales: ProductSales) -> dict[str, Any]:
+    path = _customer_path(plan, sales.product)
+    return {"product": sales.product, "name": NO_PRODUCT if sales.product is None else sales.product,
+            "customers": sales.customers, "purchases": sales.purchases,
+            "revenue": dict(sorted(sales.revenue.items())),
+            "customer_path": path.id if path else None,
+            "customer_path_name": path.name if path else OWN_SEGMENT}
+
+
+def _customer_path(plan: Plan | None, product: str | None) -> SegmentPlan | None:
+    """The segment whose customer path a purchase of `product` starts; None: the buyer's own."""
+    if plan is None or product is None:
+        return None
+    # The same test as Plan.customer_segment: a named segment without customer emails
+    # leaves the buyer on their own segment's path.
+    named = plan.segment(plan.products.get(product))
+    return named if named is not None and named.customer.steps else None
 
 
 def _steps(

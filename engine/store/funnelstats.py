@@ -10,7 +10,7 @@ still counts as having reached nurture.
 Three statements do the work whatever the list's size: one GROUP BY over the cohort with
 its stages pivoted out of `milestone` and `event` (joined by hash), one over its
 purchases, one over its latest answers. Python then only adds up the few groups they
-return (funnel x segment x source).
+return (funnel x segment x source). The same purchases per product are `products.py`'s.
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def funnel_numbers(
         numbers.segments[group.segment] = numbers.segments.get(group.segment, StageCounts()) + group.counts
         source = numbers.sources.setdefault((group.source, group.utm_source), SourceNumbers())
         source.counts += group.counts
-        _add(source.revenue, group.revenue)
-        _add(numbers.revenue, group.revenue)
+        add_money(source.revenue, group.revenue)
+        add_money(numbers.revenue, group.revenue)
         numbers.purchases += group.purchases
     for answer in latest_answers(conn, funnel, since):
         found.setdefault(answer.funnel, FunnelNumbers(answer.funnel)).answers.append(answer)
@@ -176,7 +176,7 @@ def cohort_groups(
         .group_by(*keys)
     )
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for found in conn.execute(_cohort(counted, funnel, since)).mappings():
+    for found in conn.execute(cohort_of(counted, funnel, since)).mappings():
         values = {name: int(found[name] or 0) for name in ("signed_up", *_MILESTONES, *_DID)}
         key = tuple(found[k.name] for k in keys)
         groups[key] = {"counts": StageCounts(**values), "revenue": {}, "purchases": 0}
@@ -188,16 +188,16 @@ def cohort_groups(
                 sa.and_(
                     EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
                     EVENT.c.type == EventType.PURCHASE.value,
-                    *_purchase_of(ENROLLMENT),
+                    *counted_purchase(ENROLLMENT),
                 ),
             )
         )
         .group_by(*keys, EVENT.c.currency)
     )
-    for row in conn.execute(_cohort(bought, funnel, since)):
+    for row in conn.execute(cohort_of(bought, funnel, since)):
         group = groups[tuple(row[:4])]  # a purchase's enrollment is in the cohort, so its group is there
         if row[5] is not None:
-            _add(group["revenue"], {row[4] or "": float(row[5])})
+            add_money(group["revenue"], {row[4] or "": float(row[5])})
         group["purchases"] += int(row[6])
     return [CohortGroup(*key, **values) for key, values in groups.items()]
 
@@ -206,7 +206,7 @@ def latest_answers(
     conn: Connection, funnel: str | None = None, since: datetime | None = None
 ) -> list[AnswerCount]:
     """Per (funnel, question, answer): the cohort's subscribers whose latest answer to it that is."""
-    ranked = _cohort(
+    ranked = cohort_of(
         sa.select(
             ENROLLMENT.c.funnel,
             EVENT.c.question,
@@ -235,7 +235,7 @@ def latest_answers(
     return [AnswerCount(f, q, a, int(n)) for f, q, a, n in conn.execute(statement)]
 
 
-def _cohort(statement: sa.Select[Any], funnel: str | None, since: datetime | None) -> sa.Select[Any]:
+def cohort_of(statement: sa.Select[Any], funnel: str | None, since: datetime | None) -> sa.Select[Any]:
     """`statement` (over ENROLLMENT) narrowed to the cohort: one funnel or all, signed up since `since`."""
     if funnel is not None:
         statement = statement.where(ENROLLMENT.c.funnel == funnel)
@@ -263,7 +263,7 @@ def _did(funnel: str | None, since: datetime | None) -> sa.Subquery:
     same = EVENT.c.funnel == mine.c.funnel
     tests = {
         "answered": sa.and_(EVENT.c.type == EventType.ANSWER.value, same),
-        "purchased": sa.and_(EVENT.c.type == EventType.PURCHASE.value, *_purchase_of(mine)),
+        "purchased": sa.and_(EVENT.c.type == EventType.PURCHASE.value, *counted_purchase(mine)),
         "unsubscribed": sa.and_(EVENT.c.type == EventType.UNSUBSCRIBE.value, same),
     }
     pivot = (sa.func.max(sa.case((test, 1), else_=0)).label(name) for name, test in tests.items())
@@ -278,7 +278,8 @@ def _did(funnel: str | None, since: datetime | None) -> sa.Subquery:
     return statement.group_by(mine.c.id).subquery("did")
 
 
-def _purchase_of(enrollment: sa.FromClause) -> tuple[sa.ColumnElement[bool], ...]:
+def counted_purchase(enrollment: sa.FromClause) -> tuple[sa.ColumnElement[bool], ...]:
+    """The join conditions that make a purchase event count for `enrollment`."""
     # A purchase without a funnel (the shop's) counts for every funnel the buyer is in, but
     # only after signing up to it: buying first and signing up later is no conversion.
     return (
@@ -287,6 +288,7 @@ def _purchase_of(enrollment: sa.FromClause) -> tuple[sa.ColumnElement[bool], ...
     )
 
 
-def _add(total: Money, more: Mapping[str, float]) -> None:
+def add_money(total: Money, more: Mapping[str, float]) -> None:
+    """Add `more` to `total`, per currency, rounded against float noise."""
     for currency, amount in more.items():
         total[currency] = round(total.get(currency, 0.0) + amount, _DECIMALS)

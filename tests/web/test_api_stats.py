@@ -8,7 +8,8 @@ from engine.store.stepstats import StepCounts
 from tests.web.conftest import START, Site
 
 FUNNEL_KEYS = {"funnel", "name", "stages", "answers", "segments", "sources", "revenue",
-               "revenue_per_subscriber", "purchases", "winback", "sunset", "unsubscribed", "steps", "paused"}
+               "revenue_per_subscriber", "purchases", "products", "winback", "sunset", "unsubscribed",
+               "steps", "paused"}
 STEP_EXTRAS = {"path", "segment", "role", "subject", "paused", "paused_detail"}
 
 
@@ -51,6 +52,7 @@ def test_the_report_has_the_documented_shape_and_counts(site: Site) -> None:
          "customers": 0, "revenue": {}},
     ]
     assert (funnel["revenue"], funnel["revenue_per_subscriber"], funnel["purchases"]) == ({}, {}, 0)
+    assert funnel["products"] == []  # no products: map and nothing bought
     assert (funnel["winback"], funnel["sunset"], funnel["unsubscribed"], funnel["paused"]) == (0, 0, 0, [])
     step_keys = set(StepCounts("f", "s").as_dict()) | STEP_EXTRAS
     assert all(set(step) == step_keys for step in funnel["steps"])
