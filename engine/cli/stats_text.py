@@ -101,7 +101,7 @@ def _funnel_lines(funnel: Mapping[str, Any], scope: str) -> Iterator[str]:
            f"per subscriber who signed up: {_money(funnel['revenue_per_subscriber'])}")
     if funnel["products"]:
         yield ""
-        yield "Products (customers: people who bought it; each purchase starts a customer path)"
+        yield "Products (customers: people who bought it; the customer path a purchase of it starts)"
         rows = [[p["name"], f"{p['customers']:,}", f"{p['purchases']:,}", _money(p["revenue"]),
                  _starts(p)] for p in funnel["products"]]
         yield from _table(["product", "customers", "purchases", "revenue", "customer path"], rows,

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from engine.errors import UnknownFunnelError
-from engine.sequences.plan import Plan, SegmentPlan
+from engine.sequences.plan import Plan
 from engine.store.db import DbConnection, DbEngine, snapshot
 from engine.store.funnelstats import AnswerCount, FunnelNumbers, SourceNumbers, StageCounts, funnel_numbers
 from engine.store.pauses import pauses
@@ -31,6 +31,7 @@ STAGE_LABELS = {
 NO_SEGMENT = "no segment yet"
 NO_PRODUCT = "no product given"
 OWN_SEGMENT = "the buyer's own segment"
+NO_PATH = "none: no sales path exits on it"
 SINCE_HELP = "write a date like 2026-03-01 (midnight UTC) or a time like 2026-03-01T09:00+01:00"
 
 
@@ -183,22 +184,24 @@ def _products(plan: Plan | None, found: list[ProductSales]) -> list[dict[str, An
 
 
 def _product_row(plan: Plan | None, sales: ProductSales) -> dict[str, Any]:
-    path = _customer_path(plan, sales.product)
+    path, name = _customer_path(plan, sales.product)
     return {"product": sales.product, "name": NO_PRODUCT if sales.product is None else sales.product,
             "customers": sales.customers, "purchases": sales.purchases,
-            "revenue": dict(sorted(sales.revenue.items())),
-            "customer_path": path.id if path else None,
-            "customer_path_name": path.name if path else OWN_SEGMENT}
+            "revenue": dict(sorted(sales.revenue.items())), "customer_path": path, "customer_path_name": name}
 
 
-def _customer_path(plan: Plan | None, product: str | None) -> SegmentPlan | None:
-    """The segment whose customer path a purchase of `product` starts; None: the buyer's own."""
-    if plan is None or product is None:
-        return None
+def _customer_path(plan: Plan | None, product: str | None) -> tuple[str | None, str]:
+    """The segment (id, name) whose customer path a purchase of `product` starts; (None, words) else."""
+    if plan is None:
+        return None, OWN_SEGMENT
     # The same test as Plan.customer_segment: a named segment without customer emails
     # leaves the buyer on their own segment's path.
-    named = plan.segment(plan.products.get(product))
-    return named if named is not None and named.customer.steps else None
+    named = plan.segment(plan.products.get(product or ""))
+    if named is not None and named.customer.steps:
+        return named.id, named.name
+    if not any(segment.ends_sales(product) for segment in plan.segments):
+        return None, NO_PATH  # an add-on: every sales path's exit_on lists other products
+    return None, OWN_SEGMENT
 
 
 def _steps(

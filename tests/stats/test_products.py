@@ -8,7 +8,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,9 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import engine.cli.stats as stats_cli
+from engine.stats.report import NO_PATH, OWN_SEGMENT, funnel_report
 from engine.store.funnelstats import funnel_numbers
 from engine.store.products import ProductSales, product_sales
 from tests.cli.conftest import MONDAY, Cli
+from tests.flow.plans import make_plan, segment
 from tests.scheduler.harness import Harness
 from tests.store.test_funnelstats import DAY, T0, Rows
 from tests.support.project import minimal_project
@@ -98,6 +100,28 @@ def test_the_counts_equal_plain_count_queries_on_many_rows(rows: Rows) -> None:
     for (_, product), (customers, purchases, _) in found.items():
         assert customers == scalar(f"SELECT COUNT(DISTINCT e.id) {bought}", product)
         assert purchases == scalar(f"SELECT COUNT(*) {bought}", product)
+
+
+def test_the_report_names_the_customer_path_each_product_starts(rows: Rows) -> None:
+    plan = replace(
+        make_plan(segment("one", exit_products=frozenset({"kit", "course"})),
+                  segment("two", exit_products=frozenset({"kit"})),
+                  segment("three", customer="", exit_products=frozenset({"course"}))),
+        products={"kit": "two", "course": "three", "spare": "two"},
+    )
+    ann, _ = rows.person("ann@example.com", funnel="test")
+    for product in ("addon", "kit", "course", None):
+        rows.event(ann, "purchase", T0 + DAY, funnel="test", product=product, amount=1.0, currency="EUR")
+    [funnel] = funnel_report(rows.conn, {"test": plan}, "test", now=T0 + DAY)["funnels"]
+    assert [(p["product"], p["name"], p["purchases"], p["customer_path"], p["customer_path_name"])
+            for p in funnel["products"]] == [
+        ("kit", "kit", 1, "two", "Two"),
+        # Segment three has no customer emails: the buyer stays on their own segment's path.
+        ("course", "course", 1, None, OWN_SEGMENT),
+        ("spare", "spare", 0, "two", "Two"),  # in products:, bought by nobody
+        ("addon", "addon", 1, None, NO_PATH),  # every sales path exits on other products
+        (None, "no product given", 1, None, NO_PATH),
+    ]
 
 
 # --- the report, through every reader ---------------------------------------------------------
@@ -184,7 +208,8 @@ def test_the_text_shows_a_products_table(shop: Shop) -> None:
     result = shop.cli("stats")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    start = lines.index("Products (customers: people who bought it; each purchase starts a customer path)")
+    start = lines.index("Products (customers: people who bought it; "
+                        "the customer path a purchase of it starts)")
     assert lines[start + 1:start + 5] == [
         "  product           customers  purchases    revenue  customer path",
         "  pro-kit                   2          3  EUR 75.00  Segment two (two)",
