@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,7 +104,7 @@ def against_database(db_engine: DbEngine | None, shown: str, plans: Mapping[str,
     return Impact(shown, True, (*funnels, *_missing(groups, plans)))
 
 
-def _live(groups: list[Row]) -> int:
+def _live(groups: Sequence[Mapping[Any, Any]]) -> int:
     return sum(g["count"] for g in groups if g["stage"] != Stage.ENDED.value)
 
 
@@ -122,6 +122,15 @@ def _missing(groups: list[Row], plans: Mapping[str, Plan]) -> list[FunnelImpact]
 
 
 def _funnel(conn: DbConnection, plan: Plan, groups: list[Row]) -> FunnelImpact:
+    return funnel_impact(plan, groups, _walkers(conn, plan, groups))
+
+
+def funnel_impact(plan: Plan, groups: Sequence[Mapping[Any, Any]],
+                  walkers: Sequence[tuple[State, int]]) -> FunnelImpact:
+    """What `plan` does to one funnel's subscribers, without a database: `groups`, the counts by
+    `stage`, `segment`, `magnet` (`count`); `walkers`, each history of those walking a path, with
+    how many share it (those of a removed segment are counted by `groups` alone)."""
+    walkers = [(state, n) for state, n in walkers if plan.segment(state.segment) is not None]
     gone: Counter[str] = Counter()
     notes: Counter[str] = Counter()
     for g in groups:
@@ -138,7 +147,7 @@ def _funnel(conn: DbConnection, plan: Plan, groups: list[Row]) -> FunnelImpact:
                 and g["magnet"] not in {m.id for m in plan.magnets}:
             notes[f"signed up for removed magnet '{g['magnet']}': they get "
                   f"'{plan.magnet(None).id}' instead"] += count
-    changes = _walking_changes(plan, _walkers(conn, plan, groups))
+    changes = _walking_changes(plan, walkers)
     changes += [Change("removed_segment", count, f"{count:,} in removed segment '{segment}' move to the "
                        f"default segment '{plan.default_segment}'",
                        {"segment": segment, "default_segment": plan.default_segment})
@@ -163,7 +172,7 @@ def _walkers(conn: DbConnection, plan: Plan, groups: list[Row]) -> list[tuple[St
     return found
 
 
-def _walking_changes(plan: Plan, walkers: list[tuple[State, int]]) -> list[Change]:
+def _walking_changes(plan: Plan, walkers: Sequence[tuple[State, int]]) -> list[Change]:
     """Removed steps, a new next email, and emails behind their position, asked of the interpreter."""
     removed: dict[Where, Counter[str]] = defaultdict(Counter)
     moved_on: dict[Where, Counter[str]] = defaultdict(Counter)
@@ -191,7 +200,7 @@ def _walking_changes(plan: Plan, walkers: list[tuple[State, int]]) -> list[Chang
     return changes
 
 
-def _passed(plan: Plan, where: Where, count: int, walkers: list[tuple[State, int]]) -> Change:
+def _passed(plan: Plan, where: Where, count: int, walkers: Sequence[tuple[State, int]]) -> Change:
     """An email some subscribers are past without having it: inserted (or moved) behind them."""
     segment, stage, email_id = where
     ahead = 0
