@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -335,3 +336,19 @@ def test_edits_never_skip_ahead_nor_repeat_and_impact_predicts_step(
         assert not reader.queued
         assert len(reader.received) == len(set(reader.received))
         assert set(reader.received) | reader.withdrawn == reader.state.sent_ids()
+
+
+@pytest.mark.xfail(strict=True, reason="a held email goes out after the emails decided while it was "
+                   "held: step() does not wait for it (the ratio and the order break in what they receive)")
+def test_a_held_email_keeps_its_place_in_what_they_receive() -> None:
+    # E E E E S E E E E S under 4:1; they got the first four; the sale's template is renamed and
+    # the release cannot render it for three days, one email a day.
+    roles = "EEEESEEEES"
+    release = Release(make_plan(segment("one", nurture=roles, spacing=DAY), segment("two")))
+    reader = _start(release.plan, "one", Stage.NURTURE, 4)
+    _edit(release, ("rename", 0, 4, 3, False, False), 0)
+    now = START
+    for _ in range(14):
+        _tick(release, [reader], now)
+        now += DAY
+    assert reader.received[:10] == [f"one-nurture-{i}" for i in range(10)]  # gets 4 after 5 and 6
