@@ -21,6 +21,7 @@ from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timelin
 from engine.flow.state import Event, EventType
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer
+from engine.project.release import make_release
 from engine.project.summary import summarize
 from engine.sequences.model import json_schema
 from engine.sequences.plan import Plan
@@ -160,8 +161,10 @@ def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> I
     from engine.daemon.wiring import open_database  # the daemon's wiring is heavy; only --against-db needs it
 
     db_engine = open_database(obj.settings, obj.root, migrate=False)
+    # The files as a daemon would load them now, to find the emails whose text changes.
+    release = make_release(obj.project.snapshot(), plans.values()) if complete else None
     try:
-        return against_database(db_engine, shown, plans, complete)
+        return against_database(db_engine, shown, plans, complete, release)
     finally:
         db_engine.dispose()
 

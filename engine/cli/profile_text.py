@@ -42,7 +42,7 @@ def profile_lines(profile: Profile, now: datetime) -> Iterator[str]:
     if not profile.enrollments:
         yield "funnels: none"
     for view in profile.enrollments:
-        yield from _enrollment(view, tz)
+        yield from _enrollment(view, profile, tz)
 
 
 def _event(event: Row) -> str:
@@ -58,7 +58,7 @@ def _event(event: Row) -> str:
     return " ".join([event["type"], *details])
 
 
-def _enrollment(view: EnrollmentView, tz: str) -> Iterator[str]:
+def _enrollment(view: EnrollmentView, profile: Profile, tz: str) -> Iterator[str]:
     row = view.row
     position = [f"stage {row['stage']}"]
     position += [f"{key} {row[key]}" for key in ("segment", "step", "magnet") if row[key]]
@@ -66,20 +66,38 @@ def _enrollment(view: EnrollmentView, tz: str) -> Iterator[str]:
         position.append(f"ended: {row['reason']}")
     yield f"funnel {row['funnel']}: " + ", ".join(position)
     if view.deliveries:
-        table = [["decided at", "step", "status", "attempts", "sent at", "last reply"]]
+        table = [["decided at", "step", "status", "attempts", "sent at", "release", "last reply"]]
         for d in view.deliveries:
             sent = _short(d["sent_at"], tz) if d["sent_at"] else "-"
             reply = f"{d['last_code'] or ''} {d['last_reply'] or ''}".strip() or "-"
             table.append([_short(d["created_at"], tz), d["step"], d["status"], str(d["attempts"]), sent,
-                          reply])
+                          d["release"] or "-", reply])
         yield f"  emails ({zone(tz).key} time):"
         yield from _aligned(table, "    ")
+        yield from _releases(view, profile, tz)
     else:
         yield "  emails: none yet"
     if view.late:
         yield f"  survey: {view.late}"
     yield f"  next: {_next(view.next, tz)}"
     yield f"  why:  {view.next.reason}"
+
+
+def _releases(view: EnrollmentView, profile: Profile, tz: str) -> Iterator[str]:
+    """Which files the emails were rendered from: each release, when it went live, what it brought."""
+    brought: dict[str, list[str]] = {}
+    lived: dict[str, datetime] = {}
+    for delivery in view.deliveries:
+        origin = profile.origin(delivery)
+        if origin is not None:
+            lived[origin.release] = origin.went_live_at
+            news = brought.setdefault(origin.release, [])
+            if origin.news:
+                news.append(f"'{delivery['step']}' {origin.news}")
+    if lived:
+        yield "  releases (the files those emails were rendered from):"
+    for release, at in sorted(lived.items(), key=lambda item: item[1]):
+        yield f"    {release}  live since {_short(at, tz)}" + "".join(f"; {n}" for n in brought[release])
 
 
 def _short(at: datetime, tz: str) -> str:
@@ -108,6 +126,7 @@ def profile_json(profile: Profile) -> dict[str, Any]:
         "consents": [dict(c) for c in profile.consents],
         "tags": [dict(t) for t in profile.tags],
         "events": [dict(e) for e in profile.events],
+        "releases": [{"id": r["id"], "went_live_at": r["went_live_at"]} for r in profile.releases.values()],
         "enrollments": [
             {**dict(v.row), "deliveries": [dict(d) for d in v.deliveries],
              "next": {"step": v.next.step.id if v.next.step else None, "at": v.next.at,

@@ -28,7 +28,7 @@ from engine.scheduler.tick import Ticker
 from engine.scheduler.warmup import Warmup
 from engine.stats.alerts import post_alert
 from engine.stats.metrics import Metrics
-from engine.store.db import DbEngine, check_connection, make_engine
+from engine.store.db import DbEngine, check_connection, make_engine, shown_url
 from engine.store.migrate import upgrade
 from engine.web.context import Web
 from engine.web.limits import RateLimit
@@ -119,7 +119,8 @@ def build_daemon(
     """Wire a daemon for `project`; tests hand in their own clock, transport or database."""
     clock = clock or SystemClock()
     db_engine = db_engine or open_database(settings, project)
-    live = LiveFunnels(Project(project), on_release=release_recorder(db_engine, clock))
+    live = LiveFunnels(Project(project),
+                       on_release=release_recorder(db_engine, clock, shown_url(db_engine)))
     transport = transport or make_transport(settings, project)
     # One thread does all database work: SQLite has one writer anyway, and the event
     # loop never blocks on a query.

@@ -8,10 +8,16 @@ nothing until the next release goes live.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, TemplateSyntaxError, meta
+
+from engine.sequences.plan import EmailStep, Plan
 
 ID_LENGTH = 12  # hex digits of the content hash that name a release in logs and on deliveries
 
@@ -66,7 +72,10 @@ class Release:
     """What a daemon serves, named by its content: `id` is the short form of `hash`."""
 
     hash: str
-    emails: frozenset[str]  # "funnel/email-id" of every email of every funnel
+    # "funnel/email-id" of every email of every funnel -> a sha256 of what its text is made of:
+    # subject, role, template with the layouts and includes it uses, and the funnel's values
+    # every email can show (name, sender, postal address, vars, magnets, survey, segments).
+    texts: Mapping[str, str]
     templates: Mapping[str, str]  # template name -> sha256 of its bytes
 
     @property
@@ -74,24 +83,100 @@ class Release:
         """The release's short name (logs, delivery.release)."""
         return self.hash[:ID_LENGTH]
 
+    @property
+    def emails(self) -> frozenset[str]:
+        """Every email of every funnel, as "funnel/email-id"."""
+        return frozenset(self.texts)
 
-def make_release(snapshot: Snapshot, emails: Iterable[str]) -> Release:
-    """The release of `snapshot`, whose compiled funnels have these emails."""
+    def as_record(self) -> dict[str, Any]:
+        """What the release table keeps of it, so a later release can be compared with it."""
+        return {"texts": dict(self.texts), "templates": dict(self.templates)}
+
+    @classmethod
+    def from_record(cls, digest: str, record: Mapping[str, Any]) -> Release | None:
+        """The release a `release` row describes; None for a row written before rows kept their files."""
+        texts, templates = record.get("texts"), record.get("templates")
+        if not isinstance(texts, dict) or not isinstance(templates, dict):
+            return None
+        return cls(digest, texts, templates)
+
+
+def make_release(snapshot: Snapshot, plans: Iterable[Plan]) -> Release:
+    """The release of `snapshot`, whose compiled funnels are `plans`."""
     templates = {name: hashlib.sha256(data).hexdigest() for name, data in snapshot.templates.items()}
-    return Release(snapshot.digest(), frozenset(emails), templates)
+    families = _Families(snapshot.templates)
+    texts = {}
+    for plan in plans:
+        shared = _shared_text(plan)
+        for email in plan.emails():
+            texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, families.of(email.template),
+                                                            templates)
+    return Release(snapshot.digest(), texts, templates)
 
 
 def changes(before: Release | None, after: Release) -> dict[str, list[str]]:
-    """What `after` changes from `before`: emails added and removed, templates added, removed, changed."""
-    old_emails = before.emails if before else frozenset()
+    """What `after` changes from `before`: emails added, removed and with a changed text; templates
+    added, removed, changed."""
+    old_texts = before.texts if before else {}
     old = before.templates if before else {}
     return {
-        "emails_added": sorted(after.emails - old_emails),
-        "emails_removed": sorted(old_emails - after.emails),
+        "emails_added": sorted(after.emails - set(old_texts)),
+        "emails_removed": sorted(set(old_texts) - after.emails),
+        "emails_changed": sorted(k for k, h in after.texts.items() if k in old_texts and old_texts[k] != h),
         "templates_added": sorted(set(after.templates) - set(old)),
         "templates_removed": sorted(set(old) - set(after.templates)),
         "templates_changed": sorted(n for n, h in after.templates.items() if n in old and old[n] != h),
     }
+
+
+class _Families:
+    """Which templates each template uses (extends, includes, imports), found once per release."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        self.files = files
+        self.env = Environment()  # only parses: the sandboxed one renders (engine/mail/render.py)
+        self.found: dict[str, frozenset[str]] = {}
+
+    def of(self, name: str) -> frozenset[str]:
+        """`name` and every template it uses, however deep."""
+        family: set[str] = set()
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            if current not in family:
+                family.add(current)
+                todo.extend(self._uses(current))
+        return frozenset(family)
+
+    def _uses(self, name: str) -> frozenset[str]:
+        if name not in self.found:
+            data = self.files.get(name)
+            try:
+                tree = self.env.parse(data.decode("utf-8")) if data is not None else None
+            except (TemplateSyntaxError, UnicodeDecodeError):  # validate refuses it; nothing to follow
+                tree = None
+            used = meta.find_referenced_templates(tree) if tree is not None else ()
+            self.found[name] = frozenset(u for u in used if isinstance(u, str))
+        return self.found[name]
+
+
+def _shared_text(plan: Plan) -> str:
+    """The funnel's values any of its emails can show, as one string."""
+    return json.dumps({
+        "name": plan.name, "sender": plan.sender, "reply_to": plan.reply_to,
+        "postal_address": plan.postal_address, "vars": dict(plan.vars),
+        "magnets": [(m.id, m.title, m.download_url) for m in plan.magnets],
+        "survey": [(q.id, q.text, list(q.answers)) for q in plan.survey.questions] if plan.survey else None,
+        "segments": [(s.id, s.name) for s in plan.segments],
+    }, sort_keys=True, default=str)
+
+
+def _text_hash(email: EmailStep, shared: str, family: frozenset[str], templates: Mapping[str, str]) -> str:
+    sha = hashlib.sha256(shared.encode())
+    sha.update(f"\0{email.subject}\0{email.role.value}\0{email.last_chance}\0{email.template}".encode())
+    for name in sorted(family):
+        sha.update(f"\0{name}\0{templates.get(name, '-')}".encode())
+    return sha.hexdigest()
 
 
 def _read(path: Path) -> bytes | None:

@@ -16,9 +16,6 @@ from engine.project.folder import Project
 from engine.project.release import Release, changes, make_release
 from engine.sequences.plan import Plan
 
-# Called in the database thread when a release goes live: the release and what it changed.
-OnRelease = Callable[[Release, dict[str, list[str]]], None]
-
 
 @dataclass(frozen=True)
 class Funnels:
@@ -28,6 +25,10 @@ class Funnels:
     renderer: Renderer
     stamp: tuple[tuple[str, int, int], ...]
     release: Release
+
+
+# Called in the database thread when a release goes live, before any tick acts on it.
+OnRelease = Callable[[Funnels], None]
 
 
 def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
@@ -60,7 +61,7 @@ def load_funnels(project: Project) -> Funnels:
     if result.errors:
         raise SequenceFileError(result.errors)
     plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
-    release = make_release(snapshot, (f"{p.funnel}/{e.id}" for p in plans.values() for e in p.emails()))
+    release = make_release(snapshot, plans.values())
     return Funnels(plans, Renderer.from_files(project.templates_dir, snapshot.templates), stamp, release)
 
 
@@ -77,7 +78,7 @@ class LiveFunnels:
         self.on_release = on_release
         self.current = load_funnels(project)
         self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
-        self._went_live(self.current.release, changes(None, self.current.release))
+        self._went_live(self.current)
 
     def reload_if_changed(self) -> bool:
         """Reload when a file under sequences/ or templates/ changed; True when plans were swapped."""
@@ -113,14 +114,14 @@ class LiveFunnels:
             removed=sorted(before - set(fresh.plans)),
             **changed,
         )
-        self._went_live(fresh.release, changed)
+        self._went_live(fresh)
         return True
 
-    def _went_live(self, release: Release, changed: dict[str, Any]) -> None:
+    def _went_live(self, funnels: Funnels) -> None:
         if self.on_release is None:
             return
         try:
-            self.on_release(release, changed)
+            self.on_release(funnels)
         except Exception as error:  # the release serves anyway; only its record is missing
-            log("release_record_failed", logging.ERROR, release=release.id,
+            log("release_record_failed", logging.ERROR, release=funnels.release.id,
                 error=f"{type(error).__name__}: {error}"[:500])

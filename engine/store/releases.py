@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.status import DeliveryStatus
@@ -17,10 +18,52 @@ HELD_PREFIX = "held: "
 
 
 def record_release(conn: Connection, release_id: str, digest: str, at: datetime,
-                   summary: dict[str, Any]) -> bool:
-    """Store a release that went live; False when it is there already (another daemon wrote it)."""
+                   summary: dict[str, Any]) -> None:
+    """Store a release that went live; one that was live before (an edit undone) goes live again."""
     row = {"id": release_id, "hash": digest, "went_live_at": at, "summary": summary}
-    return insert_ignoring_conflicts(conn, RELEASE, [row], ["hash"]) == 1
+    if insert_ignoring_conflicts(conn, RELEASE, [row], ["hash"]) == 0:
+        conn.execute(sa.update(RELEASE).where(RELEASE.c.hash == digest)
+                     .values(went_live_at=at, summary=summary))
+
+
+def has_releases(conn: Connection) -> bool:
+    """Whether the database has the release table (one not migrated since releases came has not)."""
+    return sa.inspect(conn).has_table("release")
+
+
+def latest_release(conn: Connection) -> RowMapping | None:
+    """The release that went live last, or None before the first."""
+    statement = sa.select(RELEASE).order_by(RELEASE.c.went_live_at.desc(), RELEASE.c.id).limit(1)
+    return conn.execute(statement).mappings().first()
+
+
+def recent_releases(conn: Connection, limit: int) -> list[RowMapping]:
+    """The newest `limit` releases, newest first."""
+    statement = sa.select(RELEASE).order_by(RELEASE.c.went_live_at.desc(), RELEASE.c.id).limit(limit)
+    return list(conn.execute(statement).mappings())
+
+
+def releases_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, RowMapping]:
+    """These releases by id (those that exist)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(sa.select(RELEASE).where(RELEASE.c.id.in_(wanted))).mappings()
+    return {row["id"]: row for row in rows}
+
+
+def queued_by_step(conn: Connection, funnel: str, steps: Iterable[str]) -> dict[str, int]:
+    """How many emails of these steps of `funnel` wait to be composed (queued, or deferred to retry)."""
+    wanted = sorted(set(steps))
+    if not wanted:
+        return {}
+    statement = (
+        sa.select(DELIVERY.c.step, sa.func.count())
+        .where(DELIVERY.c.funnel == funnel, DELIVERY.c.step.in_(wanted),
+               DELIVERY.c.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]))
+        .group_by(DELIVERY.c.step)
+    )
+    return {step: count for step, count in conn.execute(statement)}
 
 
 def wake_held(conn: Connection, now: datetime, within: timedelta) -> int:

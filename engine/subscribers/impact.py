@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +20,9 @@ from engine.flow.explain import explain
 from engine.flow.position import passed_unsent, position
 from engine.flow.state import Facts, Stage, State
 from engine.flow.step import walked_path
+from engine.project.release import Release, changes
 from engine.sequences.plan import PathKind, Plan, Role, SegmentPlan
-from engine.store import reports
+from engine.store import releases, reports
 from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.rows import state_of
 
@@ -38,7 +39,7 @@ Where = tuple[str, str, str]  # (segment, stage, step or email id)
 class Change:
     """One effect of the edit on some subscribers: the words and, for --json, the numbers."""
 
-    kind: str  # removed_step, next_changed, passed_email, removed_segment, note
+    kind: str  # removed_step, next_changed, passed_email, removed_segment, queued_text, note
     count: int
     text: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class FunnelImpact:
         kinds = {c.kind for c in self.changes}
         for kind, none in (("removed_step", "0 at removed steps"), ("next_changed", None),
                            ("passed_email", None), ("removed_segment", "0 in removed segments"),
-                           ("note", None)):
+                           ("queued_text", None), ("note", None)):
             parts += [c.text for c in self.changes if c.kind == kind]
             if kind not in kinds and none:
                 parts.append(none)
@@ -92,16 +93,42 @@ class Impact:
 
 
 def against_database(db_engine: DbEngine | None, shown: str, plans: Mapping[str, Plan],
-                     complete: bool) -> Impact:
+                     complete: bool, release: Release | None = None) -> Impact:
     """The report of `validate --against-db`; `db_engine`: None when there is no database yet; `shown`:
-    its URL as printed; `complete`: every file was checked, so a missing funnel is news."""
+    its URL as printed; `complete`: every file was checked, so a missing funnel is news; `release`:
+    the files as they are now, compared with the release that went live last for emails whose text
+    changed (None: not compared)."""
     if db_engine is None or not reports.has_enrollments(db_engine):
         return Impact(shown, compared=False)
     with db_engine.connect() as conn:
-        groups = reports.positions(conn, None if complete else list(plans))
-        funnels = [_funnel(conn, plan, [g for g in groups if g["funnel"] == funnel])
-                   for funnel, plan in sorted(plans.items())]
+        changed: list[str] = []
+        if release is not None and releases.has_releases(conn):
+            last = releases.latest_release(conn)
+            before = Release.from_record(last["hash"], last["summary"].get("files", {})) if last else None
+            changed = changes(before, release)["emails_changed"] if before else []
+        return impact_at(conn, shown, plans, complete, changed)
+
+
+def impact_at(conn: DbConnection, shown: str, plans: Mapping[str, Plan], complete: bool,
+              changed_emails: Collection[str] = ()) -> Impact:
+    """The report, read in `conn`'s transaction; `changed_emails`: "funnel/email" whose text the edit
+    changes (their queued emails are counted: they go out with the new text)."""
+    groups = reports.positions(conn, None if complete else list(plans))
+    funnels = []
+    for funnel, plan in sorted(plans.items()):
+        found = _funnel(conn, plan, [g for g in groups if g["funnel"] == funnel])
+        queued = _queued(conn, plan, changed_emails)
+        funnels.append(replace(found, changes=(*found.changes, *queued)) if queued else found)
     return Impact(shown, True, (*funnels, *_missing(groups, plans)))
+
+
+def _queued(conn: DbConnection, plan: Plan, changed_emails: Collection[str]) -> list[Change]:
+    """Emails decided but not yet composed whose text the edit changes, or whose step it removes."""
+    prefix = plan.funnel + "/"
+    steps = [key[len(prefix):] for key in changed_emails if key.startswith(prefix)]
+    found = [Change("queued_text", n, f"{n:,} queued '{step}' go out with the changed text", {"step": step})
+             for step, n in sorted(releases.queued_by_step(conn, plan.funnel, steps).items())]
+    return found
 
 
 def _live(groups: Sequence[Mapping[Any, Any]]) -> int:

@@ -10,7 +10,7 @@ confirmation request for the one-a-day gap.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.flow.explain import Explanation, explain
@@ -23,6 +23,7 @@ from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable
 from engine.store.erasure import erase_subscriber, rows_about
 from engine.store.pauses import paused_steps
+from engine.store.releases import releases_by_id
 from engine.store.rows import events_of, state_of
 
 
@@ -45,6 +46,29 @@ class Profile:
     tags: list[Row]
     events: list[Row]
     enrollments: list[EnrollmentView]
+    releases: Mapping[str, Row] = field(default_factory=dict)  # those the emails were rendered from, by id
+
+    def origin(self, delivery: Row) -> Origin | None:
+        """The release a delivery was rendered from, and whether that release brought its text."""
+        release = self.releases.get(delivery["release"] or "")
+        if release is None:
+            return None
+        summary, key = release["summary"], f"{delivery['funnel']}/{delivery['step']}"
+        news = None
+        if summary.get("previous"):  # the first release recorded brings everything: nothing to tell
+            news = ("new in this release" if key in summary.get("emails_added", ())
+                    else "its text changed in this release" if key in summary.get("emails_changed", ())
+                    else None)
+        return Origin(release["id"], release["went_live_at"], news)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which files an email was rendered from: a release, when it went live, what it did to this email."""
+
+    release: str
+    went_live_at: datetime
+    news: str | None  # "new in this release", "its text changed in this release", or None
 
 
 def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], broken: set[str],
@@ -70,7 +94,9 @@ def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], b
             mine = [d for d in deliveries if d["enrollment_id"] == row["id"]]
             views.append(EnrollmentView(row, mine, _next(row, plans, broken, facts, now),
                                         _late(plans.get(row["funnel"]), row, facts)))
-        return Profile(subscriber, reports.consents_of(conn, sid), reports.tags_of(conn, sid), events, views)
+        releases = releases_by_id(conn, (d["release"] for d in deliveries if d["release"]))
+        return Profile(subscriber, reports.consents_of(conn, sid), reports.tags_of(conn, sid), events, views,
+                       releases)
 
 
 def _confirmations(conn: DbConnection, sid: int, enrollments: list[Row], plans: Mapping[str, Plan],

@@ -6,11 +6,12 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.scheduler.clock import FrozenClock
 from engine.store import queries
-from engine.store.tables import TAG
+from engine.store.tables import RELEASE, TAG
 from tests.cli.conftest import MONDAY, Cli, write
 from tests.scheduler.harness import Harness
 
@@ -27,11 +28,20 @@ events (Europe/Budapest time):
   Mon 2026-03-02 09:00  confirmed  (funnel minimal)
 funnel minimal: stage nurture, segment one, step e1
   emails (Europe/Budapest time):
-    decided at            step    status  attempts  sent at               last reply
-    Mon 2026-03-02 09:00  magnet  sent    1         Mon 2026-03-02 09:00  250 kept in memory
+    decided at            step    status  attempts  sent at               release       last reply
+    Mon 2026-03-02 09:00  magnet  sent    1         Mon 2026-03-02 09:00  {release}  250 kept in memory
+  releases (the files those emails were rendered from):
+    {release}  live since Mon 2026-03-02 09:00
   next: 'e1' at Wed 2026-03-04 09:00 Europe/Budapest
   why:  spacing: 'e1' is due at Wed 2026-03-04 09:00 Europe/Budapest, 2d after the nurture path began
 """
+
+
+def _release(db_engine: Engine) -> str:
+    """The one release the daemon recorded (its id is a hash of the test's files)."""
+    with db_engine.connect() as conn:
+        (release,) = conn.execute(sa.select(RELEASE.c.id)).scalars()
+    return str(release)
 
 
 def _signed_up(cli: Cli, db_url: str, project: Path, tmp_path: Path) -> None:
@@ -54,7 +64,7 @@ def test_show_tells_the_story_and_what_waits(cli: Cli, db_url: str, db_engine: E
     clock.advance(timedelta(hours=1))
     result = cli("subscribers", "show", "ANN@example.com")
     assert result.exit_code == 0, result.output
-    assert result.stdout == SHOWN
+    assert result.stdout == SHOWN.format(release=_release(db_engine))
 
 
 def test_show_json_has_every_row_and_the_next_step(cli: Cli, db_url: str, project: Path, clock: FrozenClock,

@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 from engine.flow.state import Done, Stage, State
 from engine.sequences.plan import PathKind, Role
 from engine.store.rows import state_values
-from engine.store.tables import ENROLLMENT, SUBSCRIBER
+from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
 from tests.cli.conftest import MONDAY, Cli
+from tests.scheduler.harness import Harness
 
 
 def _place(db_engine: Engine, funnel: str, state: State, count: int) -> None:
@@ -143,3 +144,35 @@ def test_json_without_a_database_and_with_errors(project: Path, tmp_path: Path) 
     broken = cli("validate", "--against-db", "--json")
     assert broken.exit_code == 1
     assert json.loads(broken.stdout)["errors"] and json.loads(broken.stdout)["against_db"] is None
+
+
+def _queue(db_engine: Engine, step: str) -> int:
+    """An email `step` decided and waiting to be composed for every enrollment of 'minimal'."""
+    with db_engine.begin() as conn:
+        rows = conn.execute(sa.select(ENROLLMENT.c.id, ENROLLMENT.c.subscriber_id)
+                            .where(ENROLLMENT.c.funnel == "minimal")).all()
+        conn.execute(DELIVERY.insert(), [
+            {"enrollment_id": e, "subscriber_id": s, "funnel": "minimal", "step": step, "segment": "one",
+             "message_id": f"<{step}.{e}@example.com>", "status": "queued", "created_at": MONDAY,
+             "next_attempt_at": MONDAY, "updated_at": MONDAY} for e, s in rows])
+    return len(rows)
+
+
+def test_queued_emails_whose_text_changed_since_the_live_release_are_counted(
+    cli: Cli, db_url: str, db_engine: Engine, project: Path
+) -> None:
+    Harness(db_url, project, MONDAY).close()  # a daemon started: the files' release is the live one
+    _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e1", MONDAY), 3)
+    assert _queue(db_engine, "e1") == 3
+    unchanged = cli("validate", "--against-db").stdout.splitlines()[2:]
+    assert unchanged == ["minimal: 3 subscribers; 0 at removed steps; 0 in removed segments"]
+    template = project / "templates" / "t" / "e1.html"
+    template.write_text(template.read_text().replace("this is e1", "this is the new e1"))
+    result = cli("validate", "--against-db")
+    assert result.stdout.splitlines()[2:] == [
+        "minimal: 3 subscribers; 0 at removed steps; 0 in removed segments; "
+        "3 queued 'e1' go out with the changed text"]
+    report = json.loads(cli("validate", "--against-db", "--json").stdout)["against_db"]
+    changes = report["funnels"][0]["changes"]
+    assert changes == [{"kind": "queued_text", "count": 3, "step": "e1",
+                        "text": "3 queued 'e1' go out with the changed text"}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.store.tables import RELEASE
+from engine.subscribers.profile import Origin, load_profile
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 
@@ -100,5 +102,87 @@ def test_a_template_renamed_before_the_yaml_is_sent_from_the_last_release_then_f
         assert all(d["status"] != "failed" for d in by_step.values())
         summary = _releases(h)[-1]["summary"]
         assert (summary["templates_added"], summary["templates_removed"]) == (["t/first.html"], ["t/e1.html"])
+    finally:
+        h.close()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_release_records_what_changed_and_whom_it_touched_and_says_so_in_the_log(
+    db_url: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        first = h.daemon.live.current.release.id
+        for name in ("ana", "bea"):
+            h.add(f"{name}@example.com", answers={"level": "new"})
+        h.tick()
+        for name in ("ana", "bea"):
+            h.event(f"{name}@example.com", "confirmed")
+        h.run_until(MONDAY + timedelta(days=3))  # magnet and e1 sent; both wait for e2
+        assert h.sent_steps("ana@example.com") == ["confirm", "magnet", "e1"]
+        _edit(project / "templates" / "t" / "e2.html", "this is e2", "this is the new e2")
+        _edit(project / "sequences" / "minimal.yaml",
+              "        - {id: e1, role: education, subject: E1, template: t/e1.html}\n",
+              "        - {id: e1, role: education, subject: E1, template: t/e1.html}\n"
+              "        - {id: n1, role: education, subject: N1, template: t/e1.html}\n")
+        with caplog.at_level(logging.INFO, logger="funnel"):
+            h.tick()
+        second = h.daemon.live.current.release.id
+        row = _releases(h)[-1]
+        assert row["id"] == second and row["summary"]["previous"] == first
+        summary = row["summary"]
+        assert (summary["emails_added"], summary["emails_changed"]) == (["minimal/n1"], ["minimal/e2"])
+        assert summary["templates_changed"] == ["t/e2.html"]
+        assert set(summary["files"]["texts"]) == h.daemon.live.current.release.emails
+        impact = next(r for r in caplog.records if r.getMessage() == "release_impact")
+        fields = impact.fields  # type: ignore[attr-defined]
+        assert (fields["release"], fields["previous"]) == (second, first)
+        assert fields["report"][1] == (
+            "minimal: 2 subscribers; 0 at removed steps; 2 waiting for 'e2' (nurture of 'one') now "
+            "continue with 'n1'; 0 in removed segments")  # n1 is ahead of them: they get it first
+        assert summary["impact"]["funnels"][0]["changes"][0]["kind"] == "next_changed"
+
+        h.run_until(MONDAY + timedelta(days=10))
+        assert h.sent_steps("ana@example.com")[:5] == ["confirm", "magnet", "e1", "n1", "e2"]
+        e2 = next(d for d in h.deliveries() if d["step"] == "e2" and d["status"] == "sent")
+        message = next(m for m in h.transport.sent if m.message_id == e2["message_id"])
+        assert e2["release"] == second and "this is the new e2" in _html(message.data)
+        plans = h.daemon.live.current.plans
+        profile = load_profile(h.db_engine, "ana@example.com", plans, set(), h.clock.now())
+        assert profile is not None
+        origins = {d["step"]: profile.origin(d) for v in profile.enrollments for d in v.deliveries}
+        assert origins["e1"] == Origin(first, MONDAY, None)  # the first release tells no news
+        e2_origin = origins["e2"]
+        assert e2_origin is not None and e2_origin.release == second
+        assert e2_origin.news == "its text changed in this release"
+    finally:
+        h.close()
+
+
+def test_a_restart_on_edited_files_compares_with_the_release_the_database_served_and_an_undo_goes_live_again(
+    db_url: str, project: Path
+) -> None:
+    Harness(db_url, project, MONDAY).close()
+    template = project / "templates" / "t" / "e3.html"
+    _edit(template, "this is e3", "this is the new e3")
+    h = Harness(db_url, project, MONDAY + timedelta(hours=1))  # started on the edited files
+    try:
+        rows = _releases(h)
+        assert len(rows) == 2 and rows[1]["summary"]["emails_changed"] == ["minimal/e3"]
+        assert rows[1]["summary"]["previous"] == rows[0]["id"]
+    finally:
+        h.close()
+    _edit(template, "this is the new e3", "this is e3")  # undone: the first release's files again
+    h = Harness(db_url, project, MONDAY + timedelta(hours=2))
+    try:
+        rows = _releases(h)
+        assert [r["id"] for r in rows] == [rows[0]["id"], rows[1]["id"]]  # one row per content
+        assert rows[-1]["went_live_at"] == MONDAY + timedelta(hours=2)  # the first one, live again
+        assert rows[-1]["summary"]["emails_changed"] == ["minimal/e3"]
     finally:
         h.close()

@@ -11,6 +11,7 @@ import pytest
 
 from engine.mail.context import SAMPLE, PreviewLinks, template_context
 from engine.project.folder import Project
+from engine.project.release import Release, changes
 from engine.scheduler.funnels import LiveFunnels, load_funnels
 from tests.support.project import minimal_project
 
@@ -81,16 +82,35 @@ def test_a_template_renamed_before_the_yaml_keeps_the_whole_last_release(
 
 
 def test_a_release_goes_live_once_per_content(project: Path) -> None:
-    seen: list[tuple[str, dict[str, list[str]]]] = []
-    live = LiveFunnels(Project(project), on_release=lambda r, c: seen.append((r.id, c)))
-    assert seen[0][0] == live.current.release.id and "minimal/e1" in seen[0][1]["emails_added"]
+    seen: list[Release] = []
+    live = LiveFunnels(Project(project), on_release=lambda funnels: seen.append(funnels.release))
+    assert [r.id for r in seen] == [live.current.release.id]
     path = project / "sequences" / "minimal.yaml"
     _touch(path)  # saved unchanged: no new release
     assert live.reload_if_changed() is False and len(seen) == 1
     path.write_text(path.read_text().replace(
         "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n", ""))
     assert live.reload_if_changed() is True
-    assert seen[1][1]["emails_removed"] == ["minimal/e2"] and seen[1][1]["emails_added"] == []
+    changed = changes(seen[0], seen[1])
+    assert changed["emails_removed"] == ["minimal/e2"] and changed["emails_added"] == []
+    assert changed["emails_changed"] == []
+
+
+def test_an_email_s_text_changes_with_its_subject_its_template_its_layout_and_the_funnel_s_values(
+    project: Path
+) -> None:
+    def changed_after(edit: tuple[str, str, str]) -> list[str]:
+        before = load_funnels(Project(project)).release
+        file = project / edit[0]
+        file.write_text(file.read_text().replace(edit[1], edit[2]))
+        return changes(before, load_funnels(Project(project)).release)["emails_changed"]
+
+    assert changed_after(("templates/t/e1.html", "this is e1", "this is e1 again")) == ["minimal/e1"]
+    assert changed_after(("sequences/minimal.yaml", "subject: E2", "subject: E2 again")) == ["minimal/e2"]
+    every = changed_after(("templates/layout.html", "<head>", "<head><!-- edited -->"))
+    assert {"minimal/e1", "minimal/e2"} <= set(every)  # both extend the layout
+    assert changed_after(("sequences/minimal.yaml", "1 Example Street", "2 Example Street")) == sorted(
+        load_funnels(Project(project)).release.emails)  # the postal address is in every email
 
 
 def test_the_check_reads_the_snapshot_it_will_serve(project: Path) -> None:

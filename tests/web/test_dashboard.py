@@ -32,7 +32,8 @@ from tests.web.dashboard_site import (
 
 SECRET = "test-secret"  # the Harness's secret_key
 PAGES = ["/dashboard", "/dashboard/funnels/minimal", "/dashboard/subscribers", "/dashboard/subscribers/1",
-         "/dashboard/outbox", f"/dashboard/outbox/{HOSTILE_MESSAGE}.eml", "/dashboard/guardrails"]
+         "/dashboard/outbox", f"/dashboard/outbox/{HOSTILE_MESSAGE}.eml", "/dashboard/guardrails",
+         "/dashboard/releases"]
 
 
 @pytest.fixture
@@ -447,3 +448,25 @@ def test_with_smtp_the_outbox_page_says_no_copy_is_kept(db_url: str, tmp_path: P
         assert page.status_code == 200
         assert "The transport is SMTP" in page.text
         assert site.http.get("/dashboard/outbox/x.eml").status_code == 404
+
+
+def test_the_releases_page_shows_each_release_what_it_changed_and_whom_it_touched(dash: Dash) -> None:
+    logged_in(dash)
+    h = dash.harness
+    first = h.daemon.live.current.release.id
+    page = dash.http.get("/dashboard/releases").text
+    assert first in page and "(serving)" in page and "The first release this database recorded." in page
+    project = h.daemon.project
+    template = project / "templates" / "t" / "magnet.html"
+    template.write_text(template.read_text() + "\n<p>More <b>news</b></p>\n")
+    h.tick()  # the daemon picks the edit up
+    second = h.daemon.live.current.release.id
+    assert second != first
+    page = dash.http.get("/dashboard/releases").text
+    assert page.index(second) < page.index(first)  # newest first
+    assert "<dt>Emails with a changed text</dt><dd>minimal/magnet</dd>" in page
+    assert "<dt>Templates changed</dt><dd>t/magnet.html</dd>" in page
+    assert f"After <span class=\"id\">{first}</span>." in page
+    assert "Whom it touched when it went live" in page and "<strong>minimal</strong>: 3 subscribers" in page
+    ann = dash.http.get("/dashboard/subscribers/1").text
+    assert f"from release {first}" in ann

@@ -15,7 +15,7 @@ from engine.flow.explain import when
 from engine.sequences.plan import Plan
 from engine.store.db import Row
 from engine.store.status import DeliveryStatus
-from engine.subscribers.profile import EnrollmentView, Profile
+from engine.subscribers.profile import EnrollmentView, Origin, Profile
 
 MAX_ENTRIES = 500  # the newest; a subscriber of many years could have thousands of opens
 
@@ -54,7 +54,7 @@ def entries(profile: Profile, plans: Mapping[str, Plan]) -> list[Entry]:
     for view in profile.enrollments:
         plan = plans.get(view.row["funnel"])
         for delivery in view.deliveries:
-            found.append(_email(delivery, plan))
+            found.append(_email(delivery, plan, profile.origin(delivery)))
     for event in profile.events:
         found.append(Entry(event["at"], event["type"], event["funnel"], _event(event, plans)))
     found.sort(key=lambda e: e.at)
@@ -82,7 +82,7 @@ def _position(view: EnrollmentView, plan: Plan | None, timezone: str) -> Positio
     )
 
 
-def _email(delivery: Row, plan: Plan | None) -> Entry:
+def _email(delivery: Row, plan: Plan | None, origin: Origin | None) -> Entry:
     step = delivery["step"]
     email = plan.email(step) if plan else None
     # A subject with template code ({{ subscriber.first_name }}) would show the code, not what
@@ -90,9 +90,18 @@ def _email(delivery: Row, plan: Plan | None) -> Entry:
     subject = f" “{email.subject}”" if email and "{" not in email.subject else ""
     status = delivery["status"]
     if status in _SENT and delivery["sent_at"] is not None:
-        return Entry(delivery["sent_at"], "sent", delivery["funnel"], f"sent '{step}'{subject}")
+        text = f"sent '{step}'{subject}{_files(origin)}"
+        return Entry(delivery["sent_at"], "sent", delivery["funnel"], text)
     reply = f" ({delivery['last_reply']})" if delivery["last_reply"] else ""
     return Entry(delivery["created_at"], status, delivery["funnel"], f"'{step}'{subject} {status}{reply}")
+
+
+def _files(origin: Origin | None) -> str:
+    """Which text it was: the release it was rendered from, and whether that release brought it."""
+    if origin is None:
+        return ""
+    news = f"; {origin.news}" if origin.news else ""
+    return f" from release {origin.release} (live since {origin.went_live_at:%Y-%m-%d %H:%M} UTC{news})"
 
 
 def _event(event: Row, plans: Mapping[str, Plan]) -> str:
