@@ -15,7 +15,6 @@ from datetime import datetime
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from engine.errors import EngineError
-from engine.mail import dates
 from engine.mail.context import Links, Subscriber, template_context
 from engine.mail.message import build_message
 from engine.mail.render import Renderer
@@ -76,6 +75,7 @@ def compose(
         )
     try:
         uses = renderer.names(email.template, email.subject)
+        dated = renderer.dated(email.template, email.subject)
         context = template_context(
             plan,
             email,
@@ -85,9 +85,10 @@ def compose(
             segment=segment,
             uses=uses,
             sent_at=date,
+            dated=dated,
         )
         key: tuple[object, ...] = (plan.funnel, email.id, magnet, segment)
-        if uses is None or not dates.NAMES.isdisjoint(uses):
+        if dated:
             # The text skeleton of a dated email holds the date: share it only between
             # emails that write the same date (same locale, zone and minute).
             key = (*key, *context["sent_at"].key())

@@ -90,11 +90,12 @@ TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "v
 def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
                      magnet: str | None = None, segment: str | None = None,
                      uses: Container[str] | None = None,
-                     sent_at: datetime | None = None) -> dict[str, Any]:
+                     sent_at: datetime | None = None, dated: bool = True) -> dict[str, Any]:
     """Everything a template of `plan` sees when `email` goes to `subscriber` at `sent_at` (default: now).
 
     With `uses` (the names the template and subject reference), links nobody shows are
-    left empty instead of signed: each costs an HMAC per message.
+    left empty instead of signed: each costs an HMAC per message. `dated=False` (the
+    template writes no date: `Renderer.dated`) leaves `sent_at` out.
     """
     def used(name: str) -> bool:
         return uses is None or name in uses
@@ -109,7 +110,7 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
              "answers": [{"id": a, "label": label, "url": links.answer(q.id, a)}
                          for a, label in q.answers]}
             for q in plan.survey.questions]
-    return {
+    context: dict[str, Any] = {
         "subscriber": {"email": subscriber.email, "name": subscriber.name,
                        "first_name": subscriber.first_name, "locale": subscriber.locale,
                        "timezone": subscriber.timezone, "fields": dict(subscriber.fields)},
@@ -125,5 +126,7 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
         "unsubscribe_url": links.unsubscribe(email),
         "confirm_url": links.confirm() if used("confirm_url") else "",
         "postal_address": plan.postal_address,
-        "sent_at": Moment.of(sent_at or datetime.now(UTC), subscriber.locale, subscriber.timezone),
     }
+    if dated:
+        context["sent_at"] = Moment.of(sent_at or datetime.now(UTC), subscriber.locale, subscriber.timezone)
+    return context

@@ -21,6 +21,7 @@ from jinja2 import (
     Template,
     TemplateNotFound,
     meta,
+    nodes,
     select_autoescape,
 )
 from jinja2.loaders import split_template_path
@@ -40,6 +41,16 @@ class Rendered:
     subject: str
     html: str
     text: str
+
+
+def _writes_dates(tree: nodes.Template) -> bool:
+    """Whether a template names sent_at or deadline, or uses a date filter.
+
+    Walked for names, not taken from find_undeclared_variables: that leaves out the
+    environment's globals, and `deadline` is one.
+    """
+    return (any(n.name in dates.NAMES for n in tree.find_all(nodes.Name))
+            or any(f.name in dates.FILTERS for f in tree.find_all(nodes.Filter)))
 
 
 class SnapshotLoader(BaseLoader):
@@ -90,7 +101,7 @@ class Renderer:
         self._subjects: dict[str, Template] = {}
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self.text_parts = TextParts()
-        self._names: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._names: dict[tuple[str, str], tuple[frozenset[str] | None, bool]] = {}
 
     @classmethod
     def from_files(cls, templates_dir: Path, files: Mapping[str, bytes]) -> Renderer:
@@ -103,13 +114,27 @@ class Renderer:
         None when a template includes another by a computed name: then anything may be used.
         Lets the dispatcher skip signing links an email does not show.
         """
-        key = (template, subject)
-        if key not in self._names:
-            self._names[key] = self._find_names(template, subject)
-        return self._names[key]
+        return self._scanned(template, subject)[0]
 
-    def _find_names(self, template: str, subject: str) -> frozenset[str] | None:
-        found = set(meta.find_undeclared_variables(self.env.parse(subject)))
+    def dated(self, template: str, subject: str) -> bool:
+        """Whether the email's text may depend on when it is sent: `sent_at`, `deadline` or a date filter.
+
+        A date filter counts even on another value (a date in vars): it writes it in
+        sent_at's locale. Emails that are not dated need no `sent_at` in their context.
+        """
+        return self._scanned(template, subject)[1]
+
+    def _scanned(self, template: str, subject: str) -> tuple[frozenset[str] | None, bool]:
+        key = (template, subject)
+        found = self._names.get(key)
+        if found is None:
+            found = self._names[key] = self._find_names(template, subject)
+        return found
+
+    def _find_names(self, template: str, subject: str) -> tuple[frozenset[str] | None, bool]:
+        tree = self.env.parse(subject)
+        found = set(meta.find_undeclared_variables(tree))
+        dated = _writes_dates(tree)
         pending, seen = [template], set()
         while pending:
             name = pending.pop()
@@ -120,11 +145,12 @@ class Renderer:
             source = self.env.loader.get_source(self.env, name)[0]
             tree = self.env.parse(source)
             found |= meta.find_undeclared_variables(tree)
+            dated = dated or _writes_dates(tree)
             for referenced in meta.find_referenced_templates(tree):
                 if referenced is None:
-                    return None
+                    return None, True
                 pending.append(referenced)
-        return frozenset(found)
+        return frozenset(found), dated
 
     def subject(self, source: str, context: dict[str, Any]) -> str:
         """A rendered subject on one line: CR, LF and other line breaks become spaces."""

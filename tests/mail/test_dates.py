@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -131,3 +132,34 @@ def test_validate_knows_the_date_variables_and_suggests_them(tmp_path: Path) -> 
                   "</p>{% endblock %}")
     (error,) = Project(folder).check().errors
     assert "put the sum in brackets" in str(error) and "t/o2.html:1:" in str(error)
+
+
+def test_only_an_email_that_writes_a_date_is_dated(tmp_path: Path) -> None:
+    (tmp_path / "plain.html").write_text("<p>Hi {{ subscriber.name }}</p>")
+    (tmp_path / "sent.html").write_text("<p>{{ sent_at.year }}</p>")
+    (tmp_path / "deadline.html").write_text("<p>{{ deadline(days=1) }}</p>")
+    (tmp_path / "filter.html").write_text("<p>{{ vars.race_day | date('weekday') }}</p>")
+    (tmp_path / "outer.html").write_text('{% include "filter.html" %}')
+    renderer = Renderer(tmp_path)
+    assert not renderer.dated("plain.html", "Hello {{ subscriber.name }}")
+    assert renderer.dated("plain.html", "News of {{ sent_at | date('month') }}")
+    for name in ("sent.html", "deadline.html", "filter.html", "outer.html"):
+        assert renderer.dated(name, "Hi"), name
+
+
+def test_a_date_in_vars_is_written_in_the_subscribers_locale(tmp_path: Path) -> None:
+    # No sent_at or deadline by name: the filter alone makes the email dated, so sent_at
+    # (whose locale the filter writes in) is in its context. (Any date value: vars here.)
+    (tmp_path / "t.html").write_text("<p>Race day: {{ vars.race_day | date('weekday') }}</p>")
+    renderer = Renderer(tmp_path)
+    plan = dataclasses.replace(make_plan(), vars={"race_day": date(2026, 10, 11)})
+    step = next(e for e in plan.emails() if e.path is PathKind.SALES)
+    bea = Subscriber("bea@example.com", "Bea", locale="de", timezone="Europe/Berlin")
+    outgoing = compose(plan, step, bea, PreviewLinks("https://funnel.example"), renderer,
+                       message_id="bea@x", date=LATE,
+                       tracking=Tracking("https://funnel.example", False, False))
+    message = email.message_from_bytes(outgoing.data, policy=default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert str(body.get_content()).strip() == "Race day: Sonntag, 11. Oktober"
