@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import css_inline
 from jinja2 import (
@@ -41,6 +41,13 @@ class Rendered:
     subject: str
     html: str
     text: str
+
+
+class _Compiled(NamedTuple):
+    """A compiled template and its globals as one plain dict (the environment's; no per-template ones)."""
+
+    template: Template
+    globals: dict[str, Any]
 
 
 def _writes_dates(tree: nodes.Template) -> bool:
@@ -98,7 +105,9 @@ class Renderer:
     def __init__(self, templates_dir: Path, files: Mapping[str, bytes] | None = None) -> None:
         self.templates_dir = templates_dir  # named in messages either way
         self.env = make_environment(templates_dir, files)
-        self._subjects: dict[str, Template] = {}
+        # Compiled templates with their globals made one plain dict (see _run), by name or source.
+        self._templates: dict[str, _Compiled] = {}
+        self._subjects: dict[str, _Compiled] = {}
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self.text_parts = TextParts()
         self._names: dict[tuple[str, str], tuple[frozenset[str] | None, bool]] = {}
@@ -154,17 +163,39 @@ class Renderer:
 
     def subject(self, source: str, context: dict[str, Any]) -> str:
         """A rendered subject on one line: CR, LF and other line breaks become spaces."""
-        template = self._subjects.get(source)
-        if template is None:
-            template = self._subjects[source] = self.env.from_string(source)
-        return " ".join(template.render(context).split())
+        compiled = self._subjects.get(source)
+        if compiled is None:
+            template = self.env.from_string(source)
+            compiled = self._subjects[source] = _Compiled(template, dict(template.globals))
+        return " ".join(self._run(compiled, context).split())
 
     def html(self, template: str, context: dict[str, Any]) -> str:
         """The email's HTML with its <style> rules inlined, as mail clients need."""
         return self._inline(self._raw(template, context))
 
     def _raw(self, template: str, context: dict[str, Any]) -> str:
-        return self.env.get_template(template).render(context)
+        compiled = self._templates.get(template)
+        if compiled is None:  # a template not found raises each time: only found ones are kept
+            found = self.env.get_template(template)
+            compiled = self._templates[template] = _Compiled(found, dict(found.globals))
+        return self._run(compiled, context)
+
+    def _run(self, compiled: _Compiled, context: dict[str, Any]) -> str:
+        """`Template.render(context)`, less its per-render copying.
+
+        Template.render copies the context twice and walks the globals' ChainMap in
+        Python to merge them in (~20 µs of CPU an email, its two renders); here the globals
+        are one dict per template, merged with the context in one C-level copy. The
+        context the template sees is the same: the globals, the context over them.
+        """
+        template, globals_ = compiled
+        env = self.env
+        ctx = env.context_class(env, {**globals_, **context}, template.name, template.blocks,
+                                globals=globals_)
+        try:
+            return env.concat(template.root_render_func(ctx))
+        except Exception:
+            env.handle_exception()
 
     def _inline(self, html: str) -> str:
         return str(self._inliner.inline(html))

@@ -71,3 +71,12 @@ def test_punctuation_after_bold_text_stays_against_the_word() -> None:
 
     text = html_to_text("<p>Pack <strong>light</strong>, eat <b>well</b>: sleep <em>warm</em>.</p>")
     assert text == "Pack **light**, eat **well**: sleep _warm_.\n"
+
+
+def test_templates_see_the_globals_under_the_context_and_leave_it_as_it_was(tmp_path: Path) -> None:
+    # Renderer._run merges the globals itself instead of Template.render: the same names win.
+    (tmp_path / "g.html").write_text("{% for i in range(2) %}{{ i }}{% endfor %} {{ dict }} {{ deadline }}")
+    values: dict[str, object] = {"dict": "mine", "deadline": "soon"}
+    assert "<body>01 mine soon</body>" in Renderer(tmp_path).html("g.html", values)
+    assert values == {"dict": "mine", "deadline": "soon"}
+    assert Renderer(tmp_path).subject("{{ range(3) | list | length }} {{ dict }}", values) == "3 mine"
