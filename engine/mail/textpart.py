@@ -120,14 +120,19 @@ class TextParts:
         """(inlined HTML, text part) of `raw_html`, which is `render(context)`."""
         values: list[str] = []
         shape: list[object] = []
-        marked = {k: (_mark(v, values, shape) if k in _PERSONAL else v) for k, v in context.items()}
+        # Only the personal values are marked (in the context's order, which numbers the
+        # markers); the whole marked context is built only when the skeleton is.
+        personal = {k: _mark(context[k], values, shape) for k in _PERSONAL if k in context}
         # In the survey, only each answer's link is personal; questions and labels are the step's.
-        marked["survey"] = {**context["survey"], "questions": [
-            {**q, "answers": [{**a, "url": _mark(a["url"], values, shape)} for a in q["answers"]]}
-            for q in context["survey"]["questions"]]}
+        survey = context["survey"]
+        if survey["questions"]:
+            survey = {**survey, "questions": [
+                {**q, "answers": [{**a, "url": _mark(a["url"], values, shape)} for a in q["answers"]]}
+                for q in survey["questions"]]}
         full_key = (*key, tuple(shape))
         skeleton = self._skeletons.get(full_key)
         if skeleton is None:
+            marked = {**context, **personal, "survey": survey}
             try:
                 raw_skeleton = render(marked)
             except Exception:  # a value used as more than text (an include's name): no skeleton
