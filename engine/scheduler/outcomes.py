@@ -48,9 +48,7 @@ class DeliveryUpdate:
 
     def columns(self) -> dict[str, Any]:
         """The delivery row's new values, keyed as `queries.record_outcomes` takes them."""
-        release = {} if self.release is None else {"release": self.release}
-        return {
-            **release,
+        columns = {
             "_id": self.delivery_id,
             "status": self.status,
             "next_attempt_at": self.next_attempt_at,
@@ -61,6 +59,9 @@ class DeliveryUpdate:
             "first_attempt_at": self.first_attempt_at,
             "updated_at": self.updated_at,
         }
+        if self.release is not None:  # only a composed message names its release
+            columns["release"] = self.release
+        return columns
 
     def holding(self, why: Hold, domain: str | None = None) -> DeliveryUpdate:
         """This update, as one that holds the delivery back (no attempt) for `why`."""

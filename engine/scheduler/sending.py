@@ -155,7 +155,7 @@ class Sender:
             name=row["name"],
             locale=row["locale"],
             timezone=row["timezone"],
-            fields=dict(row["fields"] or {}),
+            fields=row["fields"] or {},  # template_context copies them for the template
         )
         tracking = Tracking(settings.base_url, settings.track_clicks, settings.track_opens)
         try:
