@@ -97,6 +97,9 @@ def words(plan: Plan, wait: waits.Wait, timezone: str) -> str:
         case waits.Paused(email):
             return (f"'{email.id}' is paused (a guardrail or a person stopped it); waits here until "
                     f"someone resumes it: funnel resume {plan.funnel} {email.id}")
+        case waits.Held(step, at):
+            return (f"'{step}' is held: the template files cannot render it (see the render_held "
+                    f"warning); the next email waits for it, looked at again at {when(at, tz)}")
         case waits.Spacing(email, path, after_last, due, at):
             anchor = "the last email" if after_last else _STARTS[path]
             text = (f"spacing: '{email.id}' is due at {when(due, tz)}, "

@@ -37,13 +37,15 @@ def facts_for(
     marketing_sent: Iterable[datetime],
     paused: Mapping[str, frozenset[str]],
     confirmations: Iterable[datetime] = (),
+    held: Iterable[str] = (),
 ) -> Facts:
     """The facts of one enrollment in `funnel`.
 
     `events`: all of the subscriber's, in every funnel; `marketing_sent`: their marketing
     emails in every funnel (the last CAP_HISTORY is enough); `paused`: the paused step ids
     of every funnel; `confirmations`: when confirmation requests were decided for the
-    address (the last engine.flow.joining.CONFIRMATION_GAP is enough).
+    address (the last engine.flow.joining.CONFIRMATION_GAP is enough); `held`: the steps of
+    this enrollment whose emails are held for their files.
     """
     return Facts(
         timezone=timezone,
@@ -54,6 +56,7 @@ def facts_for(
         paused=paused.get(funnel, frozenset()),
         status=status,
         confirmations=tuple(confirmations),
+        held=tuple(held),
     )
 
 

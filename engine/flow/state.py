@@ -111,6 +111,9 @@ class Facts:
     status: str = SubscriberStatus.ACTIVE  # the address's: a bounced or complained one ends the enrollment
     # When confirmation requests were last decided for this address, in any funnel: one a day.
     confirmations: tuple[datetime, ...] = ()
+    # This enrollment's emails held because the files cannot render them (engine/scheduler/sending.py):
+    # the next email waits for them, so that what the person receives keeps the path's order.
+    held: tuple[str, ...] = ()
 
     def until(self, now: datetime) -> Facts:
         """These facts as they stood at `now`.

@@ -27,6 +27,8 @@ ENGAGED = frozenset({EventType.OPEN, EventType.CLICK, EventType.ANSWER, EventTyp
                      EventType.CONFIRMED, EventType.SIGNED_UP_AGAIN})
 # What brings someone back from win-back or sunset: not an open, which an image proxy fakes.
 RETURNS = ENGAGED - {EventType.OPEN}
+# How often an enrollment waiting behind a held email looks again (held mail is retried as often).
+HELD_RECHECK = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,10 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
         # the step wakes everyone waiting at it.
         return waits.Paused(email)
+    if facts.held:
+        # An email before this one is held for its files: sending this one now would put it
+        # in their inbox first, out of the path's order (and out of the ratio's windows).
+        return waits.Held(facts.held[0], now + HELD_RECHECK)
     due = (state.last_sent_at or state.since) + email.after
     # An `anytime` email (a welcome) goes when due: no send window, no frequency cap.
     window = None if email.anytime else plan.window

@@ -93,6 +93,18 @@ class Paused:
 
 
 @dataclass(frozen=True)
+class Held:
+    """An earlier email of this enrollment (`step`) is held for its files; the next one waits for it.
+
+    Looked at again at `at`: a held email is retried every few minutes, and goes as soon as a
+    release renders it.
+    """
+
+    step: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Spacing:
     """`email` is due at `due`, its delay after the last email (`after_last`) or the start of `path`.
 
@@ -130,5 +142,5 @@ class SunsetDue:
 
 
 Wait = (Ended | AddressBlocked | SalesOver | SunsetStage | ConfirmationClick | ConfirmationAgain
-        | ConfirmationGap | SurveyDue | SurveyAnswer | Paused | Spacing | OutsideWindow | CapReached
+        | ConfirmationGap | SurveyDue | SurveyAnswer | Paused | Held | Spacing | OutsideWindow | CapReached
         | SunsetDue)

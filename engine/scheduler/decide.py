@@ -29,6 +29,7 @@ from engine.store import queries
 from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.milestones import record_milestones
 from engine.store.pauses import paused_steps
+from engine.store.releases import held_steps
 from engine.store.rows import events_of, state_of, state_values
 from engine.store.status import DeliveryStatus
 
@@ -104,6 +105,7 @@ class _Known:
     # Per subscriber: the sends the frequency cap and the confirmation gap count, with this
     # batch's added by Facts.after_send (the rule `step` applies within one call).
     sends: defaultdict[int, Facts]
+    held: dict[int, tuple[str, ...]]  # per enrollment: its emails held for their files
 
     @classmethod
     def read(cls, conn: DbConnection, rows: list[Row], funnels: Funnels, now: datetime) -> _Known:
@@ -126,6 +128,7 @@ class _Known:
             events={sid: events_of(found) for sid, found in events.items()},
             paused=paused_steps(conn),
             sends=sends,
+            held=held_steps(conn, [row["id"] for row in rows]),
         )
 
     def facts(self, row: Row) -> Facts:
@@ -136,7 +139,7 @@ class _Known:
         return facts_for(row["funnel"], timezone=subscriber["timezone"], status=subscriber["status"],
                          magnet=row["magnet"], joined_at=row["created_at"], events=self.events.get(sid, ()),
                          marketing_sent=sent.marketing_sent, paused=self.paused,
-                         confirmations=sent.confirmations)
+                         confirmations=sent.confirmations, held=self.held.get(row["id"], ()))
 
     def add_sends(self, row: Row, outcome: Outcome, now: datetime) -> None:
         """Count what `outcome` sends for the subscriber's next enrollments in this batch."""

@@ -26,6 +26,24 @@ def record_release(conn: Connection, release_id: str, digest: str, at: datetime,
                      .values(went_live_at=at, summary=summary))
 
 
+def held_steps(conn: Connection, enrollment_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """The steps of these enrollments whose emails are held for their files, oldest first."""
+    wanted = sorted(set(enrollment_ids))
+    if not wanted:
+        return {}
+    statement = (
+        sa.select(DELIVERY.c.enrollment_id, DELIVERY.c.step)
+        # The (enrollment, step) unique index finds an enrollment's few deliveries.
+        .where(DELIVERY.c.enrollment_id.in_(wanted), DELIVERY.c.status == DeliveryStatus.DEFERRED,
+               DELIVERY.c.last_reply.startswith(HELD_PREFIX, autoescape=True))
+        .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
+    )
+    found: dict[int, tuple[str, ...]] = {}
+    for enrollment, step in conn.execute(statement):
+        found[enrollment] = (*found.get(enrollment, ()), step)
+    return found
+
+
 def has_releases(conn: Connection) -> bool:
     """Whether the database has the release table (one not migrated since releases came has not)."""
     return sa.inspect(conn).has_table("release")

@@ -23,7 +23,7 @@ from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable
 from engine.store.erasure import erase_subscriber, rows_about
 from engine.store.pauses import paused_steps
-from engine.store.releases import releases_by_id
+from engine.store.releases import held_steps, releases_by_id
 from engine.store.rows import events_of, state_of
 
 
@@ -85,12 +85,14 @@ def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], b
         paused = paused_steps(conn)
         enrollments = queries.enrollments_of(conn, sid)
         confirmations = _confirmations(conn, sid, enrollments, plans, now)
+        held = held_steps(conn, [row["id"] for row in enrollments])
         seen = events_of(events)
         views = []
         for row in enrollments:
             facts = facts_for(row["funnel"], timezone=subscriber["timezone"], status=subscriber["status"],
                               magnet=row["magnet"], joined_at=row["created_at"], events=seen,
-                              marketing_sent=sent, paused=paused, confirmations=confirmations)
+                              marketing_sent=sent, paused=paused, confirmations=confirmations,
+                              held=held.get(row["id"], ()))
             mine = [d for d in deliveries if d["enrollment_id"] == row["id"]]
             views.append(EnrollmentView(row, mine, _next(row, plans, broken, facts, now),
                                         _late(plans.get(row["funnel"]), row, facts)))

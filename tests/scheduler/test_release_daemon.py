@@ -186,3 +186,28 @@ def test_a_restart_on_edited_files_compares_with_the_release_the_database_served
         assert rows[-1]["summary"]["emails_changed"] == ["minimal/e3"]
     finally:
         h.close()
+
+
+def test_the_next_email_waits_for_one_held_for_its_files_so_the_inbox_keeps_the_path_s_order(
+    db_url: str, project: Path
+) -> None:
+    templates = project / "templates" / "t"
+    (templates / "part-en.html").write_text("<p>English part</p>")
+    magnet = templates / "magnet.html"
+    magnet.write_text(magnet.read_text().replace("{% endblock %}", PART + "{% endblock %}"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        h.add("ana@example.com", locale="hu", answers={"level": "new"})
+        h.event("ana@example.com", "confirmed", funnel="minimal")
+        h.run_until(MONDAY + timedelta(days=5))  # e1 was due on Wednesday
+        assert _magnet(h)["status"] == "deferred" and [d["step"] for d in h.deliveries()] == ["magnet"]
+        profile = load_profile(h.db_engine, "ana@example.com", h.daemon.live.current.plans, set(),
+                               h.clock.now())
+        assert profile is not None
+        assert profile.enrollments[0].next.reason.startswith(
+            "'magnet' is held: the template files cannot render it")
+        (templates / "part-hu.html").write_text("<p>Magyar rész</p>")
+        h.run_until(MONDAY + timedelta(days=9))
+        assert h.sent_steps("ana@example.com")[:2] == ["magnet", "e1"]  # in the path's order
+    finally:
+        h.close()
