@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from engine.flow.status import SubscriberStatus
@@ -36,6 +36,17 @@ from engine.store.status import DeliveryStatus
 # A render the files broke (engine/mail/compose.py, TemplateFileError) is tried again this
 # often: the fix may come in any reload, and the email must not be lost meanwhile.
 RENDER_HELD_RETRY = timedelta(minutes=10)
+RENDER_HELD_FIX = ("correct the template or the sequence file: held emails go once a release that "
+                   "renders them is live (tried again at each reload and every 10 minutes)")
+
+
+@dataclass
+class _RenderHold:
+    """The emails of one batch that one template of one release could not render."""
+
+    error: str  # the first one's; each delivery's own is in its last_reply
+    steps: set[str] = field(default_factory=set)  # "funnel/step"
+    held: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,13 @@ class Sender:
         """Send a claimed batch; how many of it a domain's rate or the warm-up held back."""
         queue = deque(claimed)
         throttled: Counter[str] = Counter()  # domain -> messages its rate held back
+        render_held: dict[tuple[str, str], _RenderHold] = {}  # (template, release) -> its held emails
         held = 0
 
         async def worker() -> None:
             nonlocal held
             while queue:
-                update, outcome = await self._send_one(queue.popleft())
+                update, outcome = await self._send_one(queue.popleft(), render_held)
                 await self.recorder.record(update)
                 if update.held:
                     held += 1
@@ -97,14 +109,24 @@ class Sender:
         await asyncio.gather(*(worker() for _ in range(min(self.settings.concurrency, len(claimed)))))
         if throttled:  # once per batch, not per message
             log("throttled", held=sum(throttled.values()), domains=dict(throttled.most_common(20)))
+        # Once per template and release a batch, not per email: thousands held would
+        # otherwise write thousands of lines at every retry.
+        for (template, release), hold in render_held.items():
+            log("render_held", logging.WARNING, template=template, release=release, held=hold.held,
+                steps=sorted(hold.steps), error=hold.error, fix=RENDER_HELD_FIX)
         return held
 
-    async def _send_one(self, row: Claimed) -> tuple[DeliveryUpdate, str]:
-        """Send `row` if it may go; its update and its outcome for the metrics."""
+    async def _send_one(
+        self, row: Claimed, render_held: dict[tuple[str, str], _RenderHold]
+    ) -> tuple[DeliveryUpdate, str]:
+        """Send `row` if it may go; its update and its outcome for the metrics.
+
+        A render the files broke is counted in `render_held`, logged once for the batch.
+        """
         # Composing here, one message at a time, spreads the CPU work between the
         # network waits instead of stalling every connection for a whole batch.
         funnels = self.funnels()  # one release for the render and the record of it
-        prepared = self._prepare(row, funnels)
+        prepared = self._prepare(row, funnels, render_held)
         if (
             isinstance(prepared, Outgoing)
             and row["marketing"]
@@ -122,7 +144,9 @@ class Sender:
             self.policy.pause(update.domain, update.domain_paused_until)
         return update, str(update.status)
 
-    def _prepare(self, row: Claimed, funnels: Funnels) -> Outgoing | DeliveryUpdate:
+    def _prepare(
+        self, row: Claimed, funnels: Funnels, render_held: dict[tuple[str, str], _RenderHold]
+    ) -> Outgoing | DeliveryUpdate:
         """The message to send, or the update that explains why it is not sent now."""
         now = self.clock.now()
         status = "suppressed" if row["suppressed"] else row["subscriber_status"]
@@ -166,10 +190,12 @@ class Sender:
             )
         except TemplateFileError as error:
             reason = str(error)
-            log("render_held", logging.WARNING, delivery=row["id"], funnel=row["funnel"], step=row["step"],
-                template=error.template, release=funnels.release.id, error=reason,
-                fix="correct the template or the sequence file: held emails go once a release that "
-                "renders them is live (tried again at each reload and every 10 minutes)")
+            key = (error.template, funnels.release.id)
+            hold = render_held.get(key)
+            if hold is None:
+                hold = render_held[key] = _RenderHold(reason)
+            hold.held += 1
+            hold.steps.add(f"{row['funnel']}/{row['step']}")
             return later(row, now + RENDER_HELD_RETRY, now, f"held: {reason}"[:500])
         except ComposeError as error:
             reason = str(error)
