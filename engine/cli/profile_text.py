@@ -13,6 +13,7 @@ from engine.subscribers.leads import UTM_KEYS
 from engine.subscribers.profile import EnrollmentView, Profile
 
 _HIDDEN = ("email_key", "updated_at")  # internal columns, nothing a person needs to read
+_BROUGHT = {"added": "added", "changed": "brought the new text of"}  # what a release did to an email
 
 
 def profile_lines(profile: Profile, now: datetime) -> Iterator[str]:
@@ -93,7 +94,7 @@ def _releases(view: EnrollmentView, profile: Profile, tz: str) -> Iterator[str]:
             lived[origin.release] = origin.went_live_at
             news = brought.setdefault(origin.release, [])
             if origin.news:
-                news.append(f"'{delivery['step']}' {origin.news}")
+                news.append(f"{_BROUGHT[origin.news]} '{delivery['step']}'")
     if lived:
         yield "  releases (the files those emails were rendered from):"
     for release, at in sorted(lived.items(), key=lambda item: item[1]):

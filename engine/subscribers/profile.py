@@ -56,9 +56,8 @@ class Profile:
         summary, key = release["summary"], f"{delivery['funnel']}/{delivery['step']}"
         news = None
         if summary.get("previous"):  # the first release recorded brings everything: nothing to tell
-            news = ("new in this release" if key in summary.get("emails_added", ())
-                    else "its text changed in this release" if key in summary.get("emails_changed", ())
-                    else None)
+            news = ("added" if key in summary.get("emails_added", ())
+                    else "changed" if key in summary.get("emails_changed", ()) else None)
         return Origin(release["id"], release["went_live_at"], news)
 
 
@@ -68,7 +67,7 @@ class Origin:
 
     release: str
     went_live_at: datetime
-    news: str | None  # "new in this release", "its text changed in this release", or None
+    news: str | None  # "added" (the release added the email), "changed" (its text), or None
 
 
 def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], broken: set[str],

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from engine.cli.profile_text import profile_lines
 from engine.store.tables import RELEASE
 from engine.subscribers.profile import Origin, load_profile
+from engine.web.dashboard import timeline
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 
@@ -159,7 +161,13 @@ def test_a_release_records_what_changed_and_whom_it_touched_and_says_so_in_the_l
         assert origins["e1"] == Origin(first, MONDAY, None)  # the first release tells no news
         e2_origin = origins["e2"]
         assert e2_origin is not None and e2_origin.release == second
-        assert e2_origin.news == "its text changed in this release"
+        assert e2_origin.news == "changed"
+        shown = list(profile_lines(profile, h.clock.now()))  # funnel subscribers show
+        assert (f"    {second}  live since Thu 2026-03-05 08:00; added 'n1'; "
+                "brought the new text of 'e2'") in shown
+        page = timeline.entries(profile, plans)
+        assert any(e.text.startswith("sent 'e2' “E2” from release " + second) and e.text.endswith(
+            "; it brought this text)") for e in page)
     finally:
         h.close()
 

@@ -100,7 +100,7 @@ def _files(origin: Origin | None) -> str:
     """Which text it was: the release it was rendered from, and whether that release brought it."""
     if origin is None:
         return ""
-    news = f"; {origin.news}" if origin.news else ""
+    news = {"added": "; it added this email", "changed": "; it brought this text"}.get(origin.news or "", "")
     return f" from release {origin.release} (live since {origin.went_live_at:%Y-%m-%d %H:%M} UTC{news})"
 
 
