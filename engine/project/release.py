@@ -12,12 +12,13 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, meta
 
-from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.plan import EmailStep, PathKind, Plan
 
 ID_LENGTH = 12  # hex digits of the content hash that name a release in logs and on deliveries
 
@@ -77,6 +78,8 @@ class Release:
     # every email can show (name, sender, postal address, vars, magnets, survey, segments).
     texts: Mapping[str, str]
     templates: Mapping[str, str]  # template name -> sha256 of its bytes
+    # "funnel/segment/path" -> its emails' ids in order (nurture, sales, customer, win-back).
+    paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -90,43 +93,72 @@ class Release:
 
     def as_record(self) -> dict[str, Any]:
         """What the release table keeps of it, so a later release can be compared with it."""
-        return {"texts": dict(self.texts), "templates": dict(self.templates)}
+        return {"texts": dict(self.texts), "templates": dict(self.templates),
+                "paths": {name: list(ids) for name, ids in self.paths.items()}}
 
     @classmethod
     def from_record(cls, digest: str, record: Mapping[str, Any]) -> Release | None:
         """The release a `release` row describes; None for a row written before rows kept their files."""
-        texts, templates = record.get("texts"), record.get("templates")
+        texts, templates, paths = record.get("texts"), record.get("templates"), record.get("paths", {})
         if not isinstance(texts, dict) or not isinstance(templates, dict):
             return None
-        return cls(digest, texts, templates)
+        return cls(digest, texts, templates, {name: tuple(ids) for name, ids in paths.items()})
 
 
 def make_release(snapshot: Snapshot, plans: Iterable[Plan]) -> Release:
     """The release of `snapshot`, whose compiled funnels are `plans`."""
     templates = {name: hashlib.sha256(data).hexdigest() for name, data in snapshot.templates.items()}
     families = _Families(snapshot.templates)
-    texts = {}
+    texts, paths = {}, {}
     for plan in plans:
         shared = _shared_text(plan)
         for email in plan.emails():
             texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, families.of(email.template),
                                                             templates)
-    return Release(snapshot.digest(), texts, templates)
+        for segment in plan.segments:
+            for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
+                paths[f"{plan.funnel}/{segment.id}/{kind.value}"] = tuple(
+                    e.id for e in segment.path(kind).steps)
+        if plan.winback:
+            paths[f"{plan.funnel}/-/{PathKind.WINBACK.value}"] = tuple(e.id for e in plan.winback.path.steps)
+    return Release(snapshot.digest(), texts, templates, paths)
 
 
 def changes(before: Release | None, after: Release) -> dict[str, list[str]]:
-    """What `after` changes from `before`: emails added, removed and with a changed text; templates
-    added, removed, changed."""
+    """What `after` changes from `before`: emails added, removed, moved and with a changed text;
+    templates added, removed, changed."""
     old_texts = before.texts if before else {}
     old = before.templates if before else {}
     return {
         "emails_added": sorted(after.emails - set(old_texts)),
         "emails_removed": sorted(set(old_texts) - after.emails),
+        "emails_moved": _moved(before.paths if before else {}, after.paths),
         "emails_changed": sorted(k for k, h in after.texts.items() if k in old_texts and old_texts[k] != h),
         "templates_added": sorted(set(after.templates) - set(old)),
         "templates_removed": sorted(set(old) - set(after.templates)),
         "templates_changed": sorted(n for n, h in after.templates.items() if n in old and old[n] != h),
     }
+
+
+def _moved(before: Mapping[str, tuple[str, ...]], after: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Emails now in another path, or in another order among the emails both versions of a path have.
+
+    Of a path's emails in both versions, the longest run that kept its order stays; the
+    others moved (swapping two neighbours moves one of them, not the whole path).
+    """
+    where_before = {(name.split("/")[0], email): name for name, ids in before.items() for email in ids}
+    moved = []
+    for name, ids in after.items():
+        funnel = name.split("/")[0]
+        moved += [f"{funnel}/{e}" for e in ids if where_before.get((funnel, e), name) != name]
+        old = before.get(name, ())
+        common_old = [e for e in old if e in ids]
+        common_new = [e for e in ids if e in old]
+        kept: set[str] = set()
+        for block in SequenceMatcher(None, common_old, common_new, autojunk=False).get_matching_blocks():
+            kept.update(common_new[block.b:block.b + block.size])
+        moved += [f"{funnel}/{e}" for e in common_new if e not in kept]
+    return sorted(set(moved))
 
 
 class _Families:

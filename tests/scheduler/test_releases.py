@@ -96,6 +96,22 @@ def test_a_release_goes_live_once_per_content(project: Path) -> None:
     assert changed["emails_changed"] == []
 
 
+def test_an_email_moved_is_named_and_only_the_one_that_left_its_order(project: Path) -> None:
+    before = load_funnels(Project(project)).release
+    path = project / "sequences" / "minimal.yaml"
+    e1 = "        - {id: e1, role: education, subject: E1, template: t/e1.html}\n"
+    e2 = "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n"
+    path.write_text(path.read_text().replace(e1 + e2, e2 + e1))  # a swap of two neighbours
+    after = load_funnels(Project(project)).release
+    assert changes(before, after)["emails_moved"] == ["minimal/e2"]  # one of the two, not both
+    assert changes(before, before)["emails_moved"] == []
+    o1 = "        - {id: o1, subject: O1, template: t/o1.html}\n"
+    as_education = o1.replace("{id: o1,", "{id: o1, role: education,")
+    path.write_text(path.read_text().replace(o1, "").replace(e2, e2 + as_education))  # sales -> nurture
+    assert changes(after, load_funnels(Project(project)).release)["emails_moved"] == ["minimal/o1"]
+    assert Release.from_record(after.hash, after.as_record()) == after
+
+
 def test_an_email_s_text_changes_with_its_subject_its_template_its_layout_and_the_funnel_s_values(
     project: Path
 ) -> None:

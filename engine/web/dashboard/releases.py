@@ -18,8 +18,9 @@ from engine.web.dashboard.session import Session
 RELEASE_ROWS = 50
 # The summary's lists of what changed, in the order and words the page shows them.
 CHANGES = (("emails_added", "Emails added"), ("emails_removed", "Emails removed"),
-           ("emails_changed", "Emails with a changed text"), ("templates_added", "Templates added"),
-           ("templates_removed", "Templates removed"), ("templates_changed", "Templates changed"))
+           ("emails_moved", "Emails moved"), ("emails_changed", "Emails with a changed text"),
+           ("templates_added", "Templates added"), ("templates_removed", "Templates removed"),
+           ("templates_changed", "Templates changed"))
 
 
 def router(web: Web, gate: Gate) -> APIRouter:
