@@ -51,6 +51,10 @@ class Subscriber(SQLModel, table=True):
     email: str = Field(max_length=320)  # as given, domain lowercased
     email_key: str = Field(max_length=320, unique=True)  # lowercased: the identity
     name: str = Field(default="", max_length=200)
+    # As the person gave them (a form's first_name/last_name fields, a CSV column, the API);
+    # None: not given, and templates fall back to what is safe to take from `name`.
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
     locale: str = Field(default="en", max_length=35)
     timezone: str = Field(default="UTC", max_length=64)
     status: str = Field(default=SubscriberStatus.ACTIVE.value, max_length=20)  # a SubscriberStatus
@@ -237,6 +241,25 @@ class Release(SQLModel, table=True):
     summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class Meta(SQLModel, table=True):
+    """Facts about the database itself, by key: "clock" (which kind of clock writes it)."""
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_type=_utc())
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login: the sha256 of its session id; a logout revokes it for every daemon."""
+
+    __tablename__ = "dashboard_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(sa_type=_utc())
+    expires_at: datetime = Field(sa_type=_utc())
+    revoked_at: datetime | None = Field(default=None, sa_type=_utc())
+
+
 METADATA = SQLModel.metadata
 SUBSCRIBER = METADATA.tables["subscriber"]
 CONSENT = METADATA.tables["consent"]
@@ -249,3 +272,5 @@ MILESTONE = METADATA.tables["milestone"]
 STEP_PAUSE = METADATA.tables["step_pause"]
 GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]
 RELEASE = METADATA.tables["release"]
+META = METADATA.tables["meta"]
+DASHBOARD_SESSION = METADATA.tables["dashboard_session"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import command
@@ -69,8 +69,25 @@ def test_0003_adds_the_release_table_and_delivery_release_and_takes_them_away(db
     assert {c["name"] for c in inspector.get_columns("release")} == {"id", "hash", "went_live_at", "summary"}
     assert "release" in {c["name"] for c in inspector.get_columns("delivery")}
     with db_engine.begin() as conn:
-        assert record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT, {"emails_added": ["f/e1"]})
-        assert not record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT, {})  # written once
+        record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT, {"emails_added": ["f/e1"]})
         row = conn.execute(sa.select(RELEASE)).mappings().one()
     assert (row["went_live_at"], row["summary"]) == (AT, {"emails_added": ["f/e1"]})
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0003"
+    with db_engine.begin() as conn:  # live again later (an edit undone): one row, its new time
+        record_release(conn, "abcdef012345", "abcdef012345" + "0" * 52, AT + timedelta(hours=1), {})
+        row = conn.execute(sa.select(RELEASE)).mappings().one()
+    assert (row["went_live_at"], row["summary"]) == (AT + timedelta(hours=1), {})
+
+
+def test_0004_adds_given_names_meta_and_dashboard_sessions_and_takes_them_away(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0003")
+    inspector = sa.inspect(db_engine)
+    assert {"meta", "dashboard_session"}.isdisjoint(inspector.get_table_names())
+    assert "first_name" not in {c["name"] for c in inspector.get_columns("subscriber")}
+    migrate.upgrade(db_engine)
+    inspector = sa.inspect(db_engine)
+    assert {"first_name", "last_name"} <= {c["name"] for c in inspector.get_columns("subscriber")}
+    assert {c["name"] for c in inspector.get_columns("meta")} == {"key", "value", "updated_at"}
+    assert {c["name"] for c in inspector.get_columns("dashboard_session")} == {
+        "id", "created_at", "expires_at", "revoked_at"}
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0004"
