@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from engine.config import Settings, database_url, secret_key
+from engine.errors import EngineError
 from engine.mail.outbox import OutboxTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
 from engine.project.folder import Project
-from engine.scheduler.clock import Clock, SystemClock
+from engine.scheduler.clock import Clock, ScaledClock, SystemClock, clock_mark, describe_mark, real_time
 from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard, Paused
@@ -28,7 +31,8 @@ from engine.scheduler.tick import Ticker
 from engine.scheduler.warmup import Warmup
 from engine.stats.alerts import post_alert
 from engine.stats.metrics import Metrics
-from engine.store.db import DbEngine, check_connection, make_engine, shown_url
+from engine.store import meta
+from engine.store.db import DatabaseError, DbEngine, DbError, check_connection, make_engine, shown_url
 from engine.store.migrate import upgrade
 from engine.web.context import Web
 from engine.web.limits import RateLimit
@@ -82,13 +86,93 @@ def _send_policy(settings: Settings) -> SendPolicy:
     return SendPolicy(limiter, throttle, warmup)
 
 
-def open_database(settings: Settings, project: Path, migrate: bool = True) -> DbEngine:
-    """The database engine, reachable and (by default) migrated to the newest schema."""
-    db_engine = make_engine(database_url(settings, project))
-    check_connection(db_engine)
-    if migrate:
-        upgrade(db_engine)
+class ClockMismatch(EngineError):
+    """The database was written under another kind of clock; the message says which and what to do."""
+
+
+def open_database(
+    settings: Settings, project: Path, migrate: bool = True, time_scale: float = 1.0, check_clock: bool = True
+) -> DbEngine:
+    """The database engine, reachable and (by default) migrated to the newest schema.
+
+    `time_scale`: the clock that will write it (1.0: real time, what every command but
+    `funnel run --time-scale` uses); a database another kind of clock wrote is refused.
+    """
+    url = database_url(settings, project, time_scale)
+    _check_sqlite_folder(url)
+    db_engine = make_engine(url)
+    try:
+        check_connection(db_engine)
+        if migrate:
+            upgrade(db_engine)
+        if check_clock:
+            _refuse_other_clock(db_engine, meta.read(db_engine, "clock"), time_scale)
+    except DbError as error:
+        db_engine.dispose()
+        reason = getattr(error, "orig", None) or error
+        raise DatabaseError(
+            f"cannot prepare the database {shown_url(db_engine)}: {reason}; check that it is writable "
+            "(or FUNNEL_DATABASE_URL) and run funnel db upgrade"
+        ) from error
+    except EngineError:
+        db_engine.dispose()
+        raise
     return db_engine
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """A SQLite file's folder must exist and be writable (SQLite writes its journal beside it)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return
+    path = Path(url[len("sqlite:///"):].split("?", 1)[0])
+    folder = path.parent
+    if not folder.is_dir():
+        raise DatabaseError(
+            f"cannot create the database {path}: the folder {folder} does not exist; create it "
+            "or set FUNNEL_DATABASE_URL to a file in an existing folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DatabaseError(
+            f"cannot write the database {path}: permission denied; make {folder} and the file "
+            "writable for this user or set FUNNEL_DATABASE_URL"
+        )
+
+
+def _refuse_other_clock(db_engine: DbEngine, mark: dict[str, Any] | None, time_scale: float) -> None:
+    """Raise ClockMismatch when `mark` (the database's clock) is not a clock of `time_scale`."""
+    if mark is None:
+        return
+    fast = mark.get("kind") == "fast"
+    where = f"{shown_url(db_engine)}: this database was written by {describe_mark(mark)}"
+    if fast and time_scale == 1.0:
+        raise ClockMismatch(
+            f"{where}; its times are in the future: use another database (FUNNEL_DATABASE_URL) or "
+            "delete it (funnel commands other than run --time-scale use the real clock)"
+        )
+    if not fast and time_scale != 1.0:
+        raise ClockMismatch(
+            f"{where}; a --time-scale {time_scale:g} demo would write the future into it: leave "
+            "FUNNEL_DATABASE_URL unset (a demo uses funnel-demo.db) or point it at another database"
+        )
+    if fast and float(mark.get("scale", 0)) != time_scale:
+        raise ClockMismatch(
+            f"{where}; run with --time-scale {float(mark['scale']):g}, or use another database "
+            "(FUNNEL_DATABASE_URL) or delete it"
+        )
+
+
+def daemon_clock(db_engine: DbEngine, time_scale: float) -> Clock:
+    """The clock of a daemon on `db_engine`: marks a new database with it, or joins the marked one.
+
+    A fast clock starts where the database's first fast run started it, so every daemon on
+    one database (and a restart) reads the same time and honours each other's leases.
+    """
+    wanted: Clock = ScaledClock(time_scale) if time_scale != 1.0 else SystemClock()
+    mark = meta.keep_first(db_engine, "clock", clock_mark(wanted), datetime.now(UTC))
+    _refuse_other_clock(db_engine, mark, time_scale)  # another daemon marked it first, differently
+    if mark.get("kind") == "fast":
+        return ScaledClock(time_scale, datetime.fromisoformat(str(mark["since"])))
+    return wanted
 
 
 @dataclass
@@ -115,24 +199,34 @@ def build_daemon(
     clock: Clock | None = None,
     transport: Transport | None = None,
     db_engine: DbEngine | None = None,
+    time_scale: float = 1.0,
 ) -> Daemon:
-    """Wire a daemon for `project`; tests hand in their own clock, transport or database."""
-    clock = clock or SystemClock()
-    db_engine = db_engine or open_database(settings, project)
-    live = LiveFunnels(Project(project),
-                       on_release=release_recorder(db_engine, clock, shown_url(db_engine)))
+    """Wire a daemon for `project`; tests hand in their own clock, transport or database.
+
+    Without a clock, the daemon runs real time or `time_scale` times faster, as the
+    database's clock mark allows (see daemon_clock).
+    """
+    db_engine = db_engine or open_database(settings, project, time_scale=time_scale)
+    if clock is None:
+        try:
+            clock = daemon_clock(db_engine, time_scale)
+        except EngineError:
+            db_engine.dispose()
+            raise
+    live = LiveFunnels(Project(project), on_release=release_recorder(db_engine, clock, shown_url(db_engine)),
+                       settle=settings.reload_settle_seconds)
     transport = transport or make_transport(settings, project)
     # One thread does all database work: SQLite has one writer anyway, and the event
     # loop never blocks on a query.
     db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-db")
     secret = secret_key(settings, project)
     stoplist = Stoplist(settings.lease_seconds * 2)
-    lease = timedelta(seconds=settings.lease_seconds)
+    lease = real_time(clock, settings.lease_seconds)  # real seconds, whatever the clock's speed
     metrics = Metrics(db_engine, clock.now)
     policy = _send_policy(settings)
     recorder = Recorder(db_engine, db_executor, stoplist, lease)
     send_settings = SendSettings(
-        base_url=settings.base_url,
+        base_url=settings.links_url,
         secret=secret,
         concurrency=settings.smtp_connections if settings.transport == "smtp" else 4,
         retry=RetryRules(settings.retry_lifetime_delta, settings.resend_unknown),
@@ -148,7 +242,7 @@ def build_daemon(
     )
     ticker.metrics = metrics
     ticker.guard = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
-                         alert=_alerter(settings.alert_webhook, settings.base_url))
+                         alert=_alerter(settings.alert_webhook, settings.links_url))
     # Web writes (signups, clicks, unsubscribes) have their own thread: a signup does not
     # wait behind a tick's batch.
     web_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-web-db")
@@ -167,7 +261,7 @@ def build_daemon(
         metrics=metrics,
         admin_password=settings.admin_password,
         outbox_dir=project / settings.outbox_dir if settings.transport == "outbox" else None,
-        base_url=settings.base_url,
+        base_url=settings.links_url,
         webhook_key=settings.webhook_key,
     )
     return Daemon(

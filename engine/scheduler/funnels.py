@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,9 +74,12 @@ class LiveFunnels:
     templates) and logs why.
     """
 
-    def __init__(self, project: Project, on_release: OnRelease | None = None) -> None:
+    def __init__(self, project: Project, on_release: OnRelease | None = None, settle: float = 0.0) -> None:
         self.project = project
         self.on_release = on_release
+        # A file saved less than `settle` seconds ago may be half-written (an editor that
+        # truncates, then writes): it is read at a later tick, once it has stayed put.
+        self.settle_ns = int(settle * 1e9)
         self.current = load_funnels(project)
         self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
         self._went_live(self.current)
@@ -83,7 +87,7 @@ class LiveFunnels:
     def reload_if_changed(self) -> bool:
         """Reload when a file under sequences/ or templates/ changed; True when plans were swapped."""
         stamp = _stamp(self.project)
-        if stamp in (self.current.stamp, self._failed_stamp):
+        if stamp in (self.current.stamp, self._failed_stamp) or self._settling(stamp):
             return False
         try:
             fresh = load_funnels(self.project)
@@ -116,6 +120,11 @@ class LiveFunnels:
         )
         self._went_live(fresh)
         return True
+
+    def _settling(self, stamp: tuple[tuple[str, int, int], ...]) -> bool:
+        """Whether a file changed within the settle time (a clock behind a file's mtime does not wait)."""
+        newest = max((mtime for _path, mtime, _size in stamp), default=0)
+        return 0 <= time.time_ns() - newest < self.settle_ns
 
     def _went_live(self, funnels: Funnels) -> None:
         if self.on_release is None:

@@ -38,6 +38,7 @@ class Harness:
         values = {
             "send_rate": 10_000,
             "secret_key": "test-secret",
+            "reload_settle_seconds": 0,  # the tests save whole files and tick at once
             "base_url": "https://funnel.example",
             **settings,
         }

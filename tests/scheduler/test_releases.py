@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,17 @@ def test_the_check_reads_the_snapshot_it_will_serve(project: Path) -> None:
     (project / "templates" / "t" / "e1.html").unlink()  # after the read: not seen
     assert Project(project).check(snapshot=snapshot).errors == []
     assert Project(project).check().errors  # the folder itself now lacks it
+
+
+def test_a_file_saved_a_moment_ago_is_read_once_it_has_stayed_put(project: Path) -> None:
+    live = LiveFunnels(Project(project), settle=60)
+    old = live.current.release
+    template = project / "templates" / "t" / "e1.html"
+    template.write_text("")  # an editor that truncates first: the save is not finished
+    assert live.reload_if_changed() is False and live.current.release == old
+    template.write_text("{% extends \"layout.html\" %}{% block body %}<p>New e1</p>{% endblock %}")
+    assert live.reload_if_changed() is False  # saved a moment ago: it may still change
+    minute_ago = time.time_ns() - 61 * 10**9
+    for path in project.rglob("*"):  # the project itself was written a moment ago too
+        os.utime(path, ns=(minute_ago, minute_ago))
+    assert live.reload_if_changed() is True and "New e1" in _render_e1(live)
