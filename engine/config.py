@@ -76,6 +76,9 @@ class Settings(BaseModel):
     )
     batch_size: int = Field(200, ge=1, le=10_000, description="enrollments or deliveries claimed at once")
     tick_seconds: float = Field(1.0, gt=0, description="seconds between scheduler ticks")
+    reload_settle_seconds: float = Field(
+        1.0, ge=0, description="a sequence file or template saved less than this long ago is read at a "
+                               "later tick (it may be half-written)")
     lease_seconds: float = Field(
         300.0, gt=0, description="how long a claim lasts before a crashed daemon's work is taken over"
     )
