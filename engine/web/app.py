@@ -17,6 +17,7 @@ from engine.store.db import UNAVAILABLE_ERRORS, DbEngine, DbError, Unavailable, 
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
 from engine.web.context import Web
 from engine.web.pages import SECURITY_HEADERS
+from engine.web.slashes import slash_redirects
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # Starlette's slash redirect writes the request's Host into Location; ours is relative.
+    app.router.redirect_slashes = False
+    app.router.default = slash_redirects(app.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

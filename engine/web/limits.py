@@ -50,6 +50,15 @@ class RateLimit:
                 self._buckets.popitem(last=False)
         return wait
 
+    def waiting(self, key: str) -> float:
+        """The seconds until `key` may take a request (0: now), taking none: for limits that only
+        count failures, checked before and hit after."""
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.limit), now))
+        tokens = min(float(self.limit), tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def __len__(self) -> int:
         return len(self._buckets)
 

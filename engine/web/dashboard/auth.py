@@ -1,7 +1,16 @@
-"""The dashboard's login: one password, a signed session cookie, nothing stored on the server.
+"""The dashboard's login: one password, a signed session cookie, the session's hash on the server.
 
 The password is `admin_password`, else `api_key`; with neither, the dashboard is off. The
-session cookie is made and read in session.py. Login attempts are limited per IP address.
+session cookie is made and read in session.py; the database holds the sha256 of each
+session id (engine/store/sessions.py), and a page opens only while that row is there, not
+revoked (logout) and not expired.
+
+Login attempts are limited twice: per client (an IPv4 address or an IPv6 /64), and per
+account. The account limit is shared by every browser that has never logged in here; a
+browser that has (it carries a signed device cookie) gets its own allowance instead. So
+guessing from any number of addresses goes no faster than LOGIN_ATTEMPTS per LOGIN_PERIOD,
+and an attacker who makes the shared allowance run out holds back new browsers only,
+never the owner's own (docs/dashboard.md, Login limits).
 """
 
 from __future__ import annotations
@@ -17,17 +26,35 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
+from engine.store import sessions
 from engine.web import limits
 from engine.web.context import Web, client_ip
 from engine.web.dashboard import csrf
 from engine.web.dashboard.render import HEADERS, page
-from engine.web.dashboard.session import SESSION_LIFETIME, Session, read_session, session_token
+from engine.web.dashboard.session import (
+    DEVICE_LIFETIME,
+    SESSION_LIFETIME,
+    Session,
+    device_token,
+    new_sid,
+    read_device,
+    read_session,
+    session_token,
+)
 
 SESSION_COOKIE = "funnel_dashboard"
 LOGIN_COOKIE = "funnel_dashboard_login"
+DEVICE_COOKIE = "funnel_dashboard_device"
 LOGIN_FORM_LIFETIME = timedelta(hours=1)
-LOGIN_ATTEMPTS = 10  # per IP address and LOGIN_PERIOD: enough for typos, too few to guess a password
+# Attempts per client (IPv4 address, IPv6 /64), and failed logins per account (all new
+# browsers together, or one known browser), each LOGIN_PERIOD: enough for typos, too few
+# to guess a password (960 guesses a day from any number of addresses).
+LOGIN_ATTEMPTS = 10
 LOGIN_PERIOD = 900.0
+NEW_BROWSERS = "new-browsers"  # the account limit's key shared by every browser without a device cookie
+_ACCOUNT_LIMITED = ("Too many login attempts on this dashboard from browsers that have not logged in here "
+                    "before; wait a few minutes, or log in from a browser that has.")
+_BROWSER_LIMITED = "Too many login attempts from this browser; wait a few minutes and try again."
 HOME = "/dashboard"
 
 
@@ -54,7 +81,8 @@ class Gate:
         self.web = web
         # Real time, not the daemon's clock: a demo with --time-scale must not end sessions in seconds.
         self.now = now
-        self.attempts = limits.RateLimit(LOGIN_ATTEMPTS, LOGIN_PERIOD)
+        self.attempts = limits.RateLimit(LOGIN_ATTEMPTS, LOGIN_PERIOD)  # per client
+        self.account = limits.RateLimit(LOGIN_ATTEMPTS, LOGIN_PERIOD)  # NEW_BROWSERS, or one known browser
         self.secure = web.base_url.lower().startswith("https://")
 
     @property
@@ -63,12 +91,42 @@ class Gate:
         return self.web.admin_password or self.web.api_key or None
 
     def session(self, request: Request) -> Session | None:
-        """The request's valid session, or None."""
+        """The request's valid session, or None; a database that is down raises (the app answers 503)."""
         password = self.password
         cookie = request.cookies.get(SESSION_COOKIE)
         if password is None or not cookie:
             return None
-        return read_session(self.web.secret, password, cookie, self.now())
+        now = self.now()
+        found = read_session(self.web.secret, password, cookie, now)
+        if found is None:  # forged, expired or of another password: no database read for it
+            return None
+        with self.web.db_engine.connect() as conn:
+            alive = sessions.session_alive(conn, found.sid, now)
+        return found if alive else None
+
+    def open(self, response: Response) -> None:
+        """Start a session: its row on the server, its cookie in `response`."""
+        password = self.password
+        assert password is not None
+        now, sid = self.now(), new_sid()
+        with self.web.db_engine.begin() as conn:
+            sessions.open_session(conn, sid, now, now + SESSION_LIFETIME)
+        self.set_cookie(response, SESSION_COOKIE, session_token(self.web.secret, password, now, sid), HOME,
+                        SESSION_LIFETIME)
+        device = device_token(self.web.secret, password, now)
+        self.set_cookie(response, DEVICE_COOKIE, device, f"{HOME}/login", DEVICE_LIFETIME)
+
+    def revoke(self, session: Session) -> None:
+        """End a session on the server, for every daemon."""
+        with self.web.db_engine.begin() as conn:
+            sessions.revoke(conn, session.sid, self.now())
+
+    def account_key(self, request: Request) -> str:
+        """Whose allowance a login attempt takes: this known browser's, or that of all new browsers."""
+        password = self.password
+        device = read_device(self.web.secret, password, request.cookies.get(DEVICE_COOKIE), self.now()) \
+            if password is not None else None
+        return f"device:{device}" if device else NEW_BROWSERS
 
     def require(self, request: Request) -> Session | Response:
         """The session, or the answer to give instead: the dashboard is off, or log in first."""
@@ -150,16 +208,24 @@ def router(web: Web, gate: Gate) -> APIRouter:
         if not nonce or not csrf.valid(web.secret, f"login:{nonce}", fields.get(csrf.FIELD)):
             log("dashboard_login", logging.WARNING, outcome="csrf", ip=ip)
             return forbidden()
+        account = gate.account_key(request)
+        wait = gate.account.waiting(account)
+        if wait:
+            log("dashboard_login", logging.WARNING, outcome="limited_account", ip=ip,
+                browser="new" if account == NEW_BROWSERS else "known")
+            text = _ACCOUNT_LIMITED if account == NEW_BROWSERS else _BROWSER_LIMITED
+            return page("message", status=429, session=None, title="Too many attempts", text=text,
+                        headers={"Retry-After": limits.retry_after(wait)})
         next_path = safe_next(fields.get("next"))
         given = fields.get("password", "").encode("utf-8")
         password = gate.password
         if password is None or not hmac.compare_digest(given, password.encode("utf-8")):
+            gate.account.hit(account)  # only failures count: the owner's logins never use it up
             log("dashboard_login", logging.WARNING, outcome="wrong_password", ip=ip)
             return login_form(request, next_path, status=401, error="Wrong password.")
-        log("dashboard_login", outcome="ok", ip=ip)
         response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
-        gate.set_cookie(response, SESSION_COOKIE, session_token(web.secret, password, gate.now()), HOME,
-                        SESSION_LIFETIME)
+        gate.open(response)
+        log("dashboard_login", outcome="ok", ip=ip)
         response.delete_cookie(LOGIN_COOKIE, path=f"{HOME}/login", secure=gate.secure, httponly=True,
                                samesite="strict")
         return response
@@ -169,6 +235,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
         found = await gate.checked(request)
         if not isinstance(found, tuple):
             return found
+        gate.revoke(found[0])
         response = RedirectResponse(f"{HOME}/login", status_code=303, headers=HEADERS)
         response.delete_cookie(SESSION_COOKIE, path=HOME, secure=gate.secure, httponly=True,
                                samesite="strict")

@@ -6,7 +6,8 @@ served with `Content-Security-Policy: sandbox`: no script of the email runs, and
 frame is not of our origin, so it cannot read the dashboard or its cookie. Remote
 images are not loaded: the open pixel must not count the operator's look as an open.
 A file name is accepted only if it is one the transport could have written
-(engine/mail/outbox.py's safe names), directly inside the folder and not a link.
+(engine/mail/outbox.py's safe names), directly inside the folder and not a link. Any bytes
+in a file show as text (eml.py): no stored message makes a page fail.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +24,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, Response
 
 from engine.web.context import Web
+from engine.web.dashboard import eml
 from engine.web.dashboard.auth import HOME, Gate
+from engine.web.dashboard.eml import Shown
 from engine.web.dashboard.render import not_found, page
 from engine.web.dashboard.session import Session
 from engine.web.pages import SECURITY_HEADERS
@@ -35,6 +35,8 @@ PAGE_SIZE = 50
 MAX_MESSAGE = 10 * 1024 * 1024  # bytes read of one .eml; ours are tens of KiB
 HEADER_BYTES = 64 * 1024  # what the list reads of each shown file for its subject and recipient
 _NAME = re.compile(r"^[A-Za-z0-9@_+-][A-Za-z0-9@._+-]{0,250}\.eml$")
+
+
 def _untracked(html: str, base_url: str) -> str:
     """The HTML with its tracked links disarmed: an operator's click in the preview is not the
     subscriber's click (and would count as one)."""
@@ -60,15 +62,6 @@ class Listed:
     written: datetime
     subject: str
     to: str
-
-
-@dataclass(frozen=True)
-class Shown:
-    """A message split for showing: its headers as text, and its HTML and text parts."""
-
-    headers: str
-    html: str | None
-    text: str | None
 
 
 def message_path(directory: Path, name: str) -> Path | None:
@@ -103,32 +96,18 @@ def listing(directory: Path, offset: int, limit: int) -> tuple[list[Listed], int
 def _listed(directory: Path, name: str, mtime: float) -> Listed:
     try:
         with open(directory / name, "rb") as file:
-            head = BytesHeaderParser(policy=policy.default).parsebytes(file.read(HEADER_BYTES))
-        subject, to = str(head.get("Subject", "")), str(head.get("To", ""))
-    except (OSError, ValueError):
-        subject, to = "(unreadable)", ""
+            head = file.read(HEADER_BYTES)
+    except OSError:  # deleted since the folder was listed, or not readable
+        return Listed(name, datetime.fromtimestamp(mtime, UTC), "(unreadable)", "")
+    head = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]  # the body is not needed here
+    subject, to = eml.summary(head)
     return Listed(name, datetime.fromtimestamp(mtime, UTC), subject, to)
 
 
 def read_message(path: Path) -> Shown:
     """The message in `path`, split for showing."""
     with open(path, "rb") as file:
-        data = file.read(MAX_MESSAGE)
-    message = BytesParser(policy=policy.default).parsebytes(data)
-    assert isinstance(message, EmailMessage)
-    headers = "\n".join(f"{key}: {value}" for key, value in message.items())
-    return Shown(headers, _part(message, "html"), _part(message, "plain"))
-
-
-def _part(message: EmailMessage, kind: str) -> str | None:
-    part = message.get_body(preferencelist=(kind,))
-    if part is None:
-        return None
-    try:
-        content = part.get_content()
-    except (LookupError, ValueError):  # an unknown charset or a broken encoding
-        return None
-    return content if isinstance(content, str) else None
+        return eml.shown(file.read(MAX_MESSAGE))
 
 
 def router(web: Web, gate: Gate) -> APIRouter:
