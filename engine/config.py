@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
@@ -54,10 +55,14 @@ class Settings(BaseModel):
     smtp_timeout: float = Field(30.0, gt=0, description="seconds to wait for any SMTP reply")
     smtp_connections: int = Field(8, ge=1, le=256, description="SMTP connections kept open at most")
     smtp_cafile: str | None = Field(None, description="CA bundle to trust for a private SMTP server")
-    base_url: str = Field("http://127.0.0.1:8000", description="public URL of the daemon, used in links")
+    base_url: str | None = Field(
+        None,
+        description="public URL of the daemon, used in links; default: http://host:port it listens on",
+    )
     secret_key: str | None = Field(None, description="key that signs links; generated when unset")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default sqlite:///<project>/funnel.db"
+        None,
+        description="SQLAlchemy URL; default sqlite:///<project>/funnel.db (--time-scale: funnel-demo.db)",
     )
     host: str = Field("127.0.0.1", description="address the HTTP server listens on")
     port: int = Field(8000, ge=0, le=65535, description="port the HTTP server listens on")
@@ -124,7 +129,7 @@ class Settings(BaseModel):
         60.0, gt=0, description="seconds between guardrail checks (each reads every step's numbers)"
     )
 
-    @field_validator("api_key", "webhook_key", "admin_password", "secret_key", mode="before")
+    @field_validator("api_key", "webhook_key", "admin_password", "secret_key", "base_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # FUNNEL_API_KEY="" must leave the API closed, not accept an empty key.
@@ -171,6 +176,13 @@ class Settings(BaseModel):
     def _delay(cls, value: str) -> str:
         parse_delay(value)  # raises ValueError with the allowed forms
         return value
+
+    @property
+    def links_url(self) -> str:
+        """Where links in emails point: `base_url`, or the address the daemon listens on."""
+        if self.base_url:
+            return self.base_url
+        return listening_url(self.host, self.port)
 
     @property
     def retry_lifetime_delta(self) -> timedelta:
@@ -306,24 +318,110 @@ def _describe(error: Mapping[str, object], path: Path) -> str:
     )
 
 
-def database_url(settings: Settings, project: Path) -> str:
-    """The database to use: the setting, or a SQLite file in the project folder."""
-    return settings.database_url or f"sqlite:///{(project / 'funnel.db').resolve()}"
+def listening_url(host: str, port: int) -> str:
+    """http://host:port for a browser on this machine (0.0.0.0 and :: become loopback)."""
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+DEMO_DATABASE = "funnel-demo.db"
+
+
+def database_url(settings: Settings, project: Path, time_scale: float = 1.0) -> str:
+    """The database to use: the setting, or a SQLite file in the project folder.
+
+    A fast clock (`--time-scale`) gets its own file, funnel-demo.db: its times run ahead of
+    the real ones, and a later real-time run on them would send days early (issue 13).
+    """
+    name = "funnel.db" if time_scale == 1.0 else DEMO_DATABASE
+    return settings.database_url or f"sqlite:///{(project / name).resolve()}"
+
+
+# A link-signing key holds at least this many characters. The generated one is
+# token_urlsafe(32): 43 characters carrying 32 random bytes; a key given in the settings
+# is taken as it is written, so it must be as long. An empty or short key lets anyone
+# sign links (issue 13: an empty .funnel-secret made a forged /c/ token redirect away).
+SECRET_MIN_LENGTH = 32
+_MAKE_ONE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def secret_key(settings: Settings, project: Path) -> str:
-    """The link-signing key: the setting, else one generated once and kept in the project."""
+    """The link-signing key: the setting, else one generated once and kept in the project.
+
+    Raises ConfigError for a key shorter than SECRET_MIN_LENGTH, naming where it came from.
+    """
     if settings.secret_key:
+        if len(settings.secret_key.strip()) < SECRET_MIN_LENGTH:
+            raise ConfigError(
+                f"setting 'secret_key' (funnel.toml or {ENV_PREFIX}SECRET_KEY) has "
+                f"{len(settings.secret_key.strip())} characters; a link-signing key needs at least "
+                f"{SECRET_MIN_LENGTH}: set it to a random one, e.g. the output of {_MAKE_ONE}"
+            )
         return settings.secret_key
     path = project / SECRET_FILE
-    if path.is_file():
-        return path.read_text(encoding="ascii").strip()
-    key = secrets.token_urlsafe(32)
-    # O_EXCL: two daemons starting at once must agree on one key.
+    if not path.exists():
+        _create_secret(path)
+    return _read_secret(path)
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new key to `path` unless another process gets there first.
+
+    The key is written and synced to a private temporary file, then hard-linked to its
+    name: the name appears with the whole key in it or not at all, so a process starting
+    at the same moment reads a complete key, and of two racing processes the loser's link
+    fails and both use the winner's file. (O_EXCL on the file itself let a second process
+    read it still empty: 131 of 300 racing pairs did.)
+    """
+    fd, temporary = tempfile.mkstemp(prefix=SECRET_FILE + ".", suffix=".tmp", dir=path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
+        with os.fdopen(fd, "w", encoding="ascii") as handle:  # mkstemp: mode 0600
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return  # another process won: its key is the key
+        except OSError as error:
+            raise ConfigError(
+                f"{path}: cannot create the link-signing key ({error}); make the folder writable, or set "
+                f"{ENV_PREFIX}SECRET_KEY to at least {SECRET_MIN_LENGTH} random characters, e.g. the "
+                f"output of {_MAKE_ONE}"
+            ) from error
+        _sync_folder(path.parent)
+    finally:
+        os.unlink(temporary)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a new name in `folder` survive a power cut (where the system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - a folder that cannot be opened (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_secret(path: Path) -> str:
+    """The key kept in `path`; ConfigError when the file is empty, short or not text."""
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"{path}: cannot read the link-signing key ({error}); fix the file's permissions, or "
+            f"delete it to have a new key made (links in emails sent already stop working)"
+        ) from error
+    if len(key) < SECRET_MIN_LENGTH:
+        raise ConfigError(
+            f"{path} holds {'no key' if not key else f'a key of {len(key)} characters'}; a link-signing "
+            f"key needs at least {SECRET_MIN_LENGTH}: delete the file to have a new one made (links in "
+            f"emails sent already stop working), or set {ENV_PREFIX}SECRET_KEY to at least "
+            f"{SECRET_MIN_LENGTH} random characters"
+        )
     return key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from engine.project.folder import Project
+from engine.store import meta
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.subscribers.leads import Lead, Proof, add_lead
@@ -128,7 +130,7 @@ class _Daemon:
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {
         "FUNNEL_DATABASE_URL": f"sqlite:///{tmp_path / 'funnel.db'}",
-        "FUNNEL_SECRET_KEY": "k",
+        "FUNNEL_SECRET_KEY": "k" * 32,
         "FUNNEL_BASE_URL": "https://funnel.example",
         "FUNNEL_TICK_SECONDS": "0.2",
     }
@@ -211,3 +213,172 @@ def test_a_broken_sequence_file_stops_the_start_with_its_line(project: Path, env
     assert result.returncode == 1
     assert "minimal.yaml:" in result.stderr and "did you mean 'template'?" in result.stderr
     assert "fix them (funnel validate) and start again" in result.stderr
+
+
+def _run_once(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`funnel run ARGS` that is expected to stop on its own (a start-up failure)."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "--project", str(project), "run", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_port_in_use_is_one_line_and_status_3_before_anything_starts(
+    project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as held:  # another daemon, as far as the port is concerned
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = _run_once(project, env, "--port", str(port))
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"Error: port {port} on 127.0.0.1 is in use (another funnel run?): "
+        f"stop it or pass --port {port + 1}\n"
+    )
+    assert result.stdout == ""
+    # The socket is bound before the database is opened: nothing was created or migrated.
+    assert not (tmp_path / "funnel.db").exists()
+
+
+def test_an_address_the_machine_does_not_have_is_one_line_and_status_3(
+    project: Path, env: dict[str, str]
+) -> None:
+    result = _run_once(project, env, "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: never local
+    assert result.returncode == 3
+    assert result.stderr == (
+        "Error: cannot listen on 192.0.2.1: this machine has no such address; "
+        "pass --host 127.0.0.1 (or 0.0.0.0 for every interface)\n"
+    )
+
+
+def test_a_database_folder_that_does_not_exist_is_one_line_and_status_1(
+    project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-folder" / "funnel.db"
+    result = _run_once(project, {**env, "FUNNEL_DATABASE_URL": f"sqlite:///{missing}"}, "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: cannot create the database {missing}: the folder {missing.parent} does not exist; "
+        "create it or set FUNNEL_DATABASE_URL to a file in an existing folder\n"
+    )
+    assert not missing.parent.exists()
+
+
+def test_a_bad_setting_is_one_line_and_status_1(project: Path, env: dict[str, str]) -> None:
+    result = _run_once(project, {**env, "FUNNEL_TICK_SECONDS": "soon"}, "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: setting 'tick_seconds' (funnel.toml or FUNNEL_TICK_SECONDS): ")
+    assert "got 'soon' (seconds between scheduler ticks)" in result.stderr
+
+
+def test_without_base_url_links_follow_the_port_the_daemon_listens_on(
+    project: Path, env: dict[str, str]
+) -> None:
+    del env["FUNNEL_BASE_URL"]
+    with _Daemon(project, env) as daemon:
+        daemon.wait_healthy()
+        origin = f"http://127.0.0.1:{daemon.port}"
+        signup = httpx.post(f"{origin}/subscribe", json={"email": "ann@example.com", "funnel": "minimal"})
+        assert signup.status_code == 201, signup.text
+        deadline = time.monotonic() + 20
+        while not list((project / "outbox").glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [mail] = (project / "outbox").glob("*.eml")
+        message = message_from_bytes(mail.read_bytes(), policy=policy.default)
+        body = message.get_body(("plain",))
+        assert body is not None
+        [link] = re.findall(r"http://[^\s<>]+/confirm/[^\s<>]+", body.get_content())
+        assert link.startswith(f"{origin}/confirm/")
+        page = httpx.get(link)
+        confirmed = httpx.post(link)  # the page's button
+        status, logs = daemon.stop()
+    assert page.status_code == 200, link
+    assert confirmed.status_code == 200
+    assert status == 0
+    assert logs[0]["action"] == "started" and logs[0]["links"] == origin
+    db_engine = make_engine(env["FUNNEL_DATABASE_URL"])
+    with db_engine.connect() as conn:
+        kinds = conn.exec_driver_sql("SELECT kind FROM consent ORDER BY id").scalars().all()
+    assert kinds == ["signup", "confirm"]
+    db_engine.dispose()
+
+
+def test_a_set_base_url_is_used_as_it_is_and_said_at_start(project: Path, env: dict[str, str]) -> None:
+    with _Daemon(project, env) as daemon:
+        daemon.wait_healthy()
+        _, logs = daemon.stop()
+    assert logs[0]["action"] == "started" and logs[0]["links"] == "https://funnel.example"
+    assert logs[0]["port"] == daemon.port
+
+
+def _clock_mark(url: str) -> dict[str, Any] | None:
+    db_engine = make_engine(url)
+    try:
+        return meta.read(db_engine, "clock")
+    finally:
+        db_engine.dispose()
+
+
+def test_a_demo_clock_runs_on_its_own_database_and_marks_it(project: Path, env: dict[str, str]) -> None:
+    del env["FUNNEL_DATABASE_URL"]  # the defaults, as the README's demo runs
+    with _Daemon(project, env, "--time-scale", "3600") as daemon:
+        daemon.wait_healthy()
+        status, logs = daemon.stop()
+    assert status == 0
+    demo = project / "funnel-demo.db"
+    assert demo.exists() and not (project / "funnel.db").exists()
+    assert logs[0]["action"] == "started" and logs[0]["time_scale"] == 3600
+    assert logs[0]["database"] == f"sqlite:///{demo.resolve()}"
+    mark = _clock_mark(f"sqlite:///{demo}")
+    assert mark is not None and {k: mark[k] for k in ("kind", "scale")} == {"kind": "fast", "scale": 3600}
+    real = _Daemon(project, env)  # a real-time run next to it uses funnel.db, marked real
+    with real:
+        real.wait_healthy()
+        real.stop()
+    assert _clock_mark(f"sqlite:///{project / 'funnel.db'}") == {"kind": "real"}
+
+
+def test_a_database_a_demo_wrote_is_refused_by_a_real_run_and_by_commands(
+    project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    with _Daemon(project, env, "--time-scale", "3600") as daemon:
+        daemon.wait_healthy()
+        daemon.stop()
+    url = env["FUNNEL_DATABASE_URL"]
+    refused = (
+        f"Error: {url}: this database was written by a --time-scale 3600 demo; its times are in the "
+        "future: use another database (FUNNEL_DATABASE_URL) or delete it (funnel commands other than "
+        "run --time-scale use the real clock)\n"
+    )
+    result = _run_once(project, env, "--port", "0")
+    assert (result.returncode, result.stderr) == (1, refused)
+    command = subprocess.run(
+        [sys.executable, "-m", "engine", "--project", str(project), "subscribers", "show", "a@example.com"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert (command.returncode, command.stderr) == (1, refused)
+    other_speed = _run_once(project, env, "--port", "0", "--time-scale", "60")
+    assert other_speed.returncode == 1
+    assert other_speed.stderr == (
+        f"Error: {url}: this database was written by a --time-scale 3600 demo; run with --time-scale "
+        "3600, or use another database (FUNNEL_DATABASE_URL) or delete it\n"
+    )
+
+
+def test_a_demo_clock_refuses_a_database_a_real_run_wrote(project: Path, env: dict[str, str]) -> None:
+    with _Daemon(project, env) as daemon:
+        daemon.wait_healthy()
+        daemon.stop()
+    result = _run_once(project, env, "--port", "0", "--time-scale", "3600")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {env['FUNNEL_DATABASE_URL']}: this database was written by a real-time run; a "
+        "--time-scale 3600 demo would write the future into it: leave FUNNEL_DATABASE_URL unset (a demo "
+        "uses funnel-demo.db) or point it at another database\n"
+    )
+    assert _clock_mark(env["FUNNEL_DATABASE_URL"]) == {"kind": "real"}

@@ -9,13 +9,29 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.config import database_url
+from engine.daemon.listen import CannotListen, bound_port, listen
 from engine.daemon.runner import Runner
 from engine.daemon.wiring import build_daemon, open_database
 from engine.errors import EngineError, SequenceFileError
 from engine.logs import setup_logging
-from engine.scheduler.clock import Clock, ScaledClock, SystemClock
 from engine.store.migrate import current_revision, head_revision
 from engine.store.migrate import upgrade as migrate
+
+# `funnel run`'s exit statuses (docs/operations.md, "Start-up failures and exit codes").
+EXIT_CANNOT_START = 1  # the settings, the sequence files or the database: the line says which
+EXIT_CANNOT_LISTEN = 3  # the address: a port in use, one below 1024, an address this machine lacks
+
+
+class _CannotStart(click.ClickException):
+    """One line on stderr ("Error: ..."), no traceback; exit status 1."""
+
+    exit_code = EXIT_CANNOT_START
+
+
+class _CannotListen(_CannotStart):
+    """The address cannot be listened on; exit status 3."""
+
+    exit_code = EXIT_CANNOT_LISTEN
 
 
 @main.command()
@@ -28,7 +44,8 @@ from engine.store.migrate import upgrade as migrate
     type=click.FloatRange(min=1.0),
     default=1.0,
     show_default=True,
-    help="Run the clock this many times faster (demos, end-to-end tests).",
+    help="Run the clock this many times faster (demos, end-to-end tests); "
+    "uses funnel-demo.db unless FUNNEL_DATABASE_URL is set.",
 )
 @click.option("--force", is_flag=True, help="Allow --time-scale with a transport that really sends.")
 @pass_project
@@ -36,26 +53,42 @@ def run(obj: Context, host: str | None, port: int | None, time_scale: float, for
     """Run the daemon: scheduler, sending and the HTTP server, until SIGTERM."""
     try:
         settings = obj.settings
-        overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-        settings = settings.model_copy(update=overrides)
-        if time_scale != 1.0 and settings.transport != "outbox" and not force:
-            raise click.UsageError(
-                f"--time-scale {time_scale:g} would send real mail {time_scale:g} times faster than "
-                f"planned through transport '{settings.transport}'; use the outbox transport "
-                "(FUNNEL_TRANSPORT=outbox) or add --force"
-            )
-        setup_logging(settings.log_level)
-        clock: Clock = ScaledClock(time_scale) if time_scale != 1.0 else SystemClock()
-        daemon = build_daemon(settings, obj.root, clock=clock)
+    except EngineError as error:
+        raise _CannotStart(str(error)) from error
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = settings.model_copy(update=overrides)
+    if time_scale != 1.0 and settings.transport != "outbox" and not force:
+        raise click.UsageError(
+            f"--time-scale {time_scale:g} would send real mail {time_scale:g} times faster than "
+            f"planned through transport '{settings.transport}'; use the outbox transport "
+            "(FUNNEL_TRANSPORT=outbox) or add --force"
+        )
+    setup_logging(settings.log_level)
+    # The socket first: a port in use fails here, before the database, threads or scheduler start.
+    try:
+        sock = listen(settings.host, settings.port)
+    except CannotListen as error:
+        raise _CannotListen(str(error)) from error
+    try:
+        settings = settings.model_copy(update={"port": bound_port(sock)})  # --port 0: the one picked
+        daemon = build_daemon(settings, obj.root, time_scale=time_scale)
     except SequenceFileError as error:
+        sock.close()
         for line in error.errors:
             click.echo(str(line), err=True)
-        raise click.ClickException(
+        raise _CannotStart(
             "the sequence files have errors; fix them (funnel validate) and start again"
         ) from error
     except EngineError as error:
-        raise click.ClickException(str(error)) from error
-    sys.exit(asyncio.run(Runner(daemon).run()))
+        sock.close()
+        raise _CannotStart(str(error)) from error
+    except OSError as error:  # a project folder it cannot write (the secret, the outbox)
+        sock.close()
+        raise _CannotStart(
+            f"cannot start: {error.strerror or error} ({error.filename or 'a file'}); make the project "
+            "folder writable for this user, or run from a folder you own"
+        ) from error
+    sys.exit(asyncio.run(Runner(daemon, sock).run()))
 
 
 @main.group()
@@ -68,7 +101,7 @@ def db() -> None:
 def upgrade(obj: Context) -> None:
     """Create or migrate the database to this version's schema (funnel run does it too)."""
     try:
-        db_engine = open_database(obj.settings, obj.root, migrate=False)
+        db_engine = open_database(obj.settings, obj.root, migrate=False, check_clock=False)
         before = current_revision(db_engine)
         migrate(db_engine)
         after = current_revision(db_engine)

@@ -15,14 +15,12 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.sample import load_plan
-from engine.config import Settings
 from engine.errors import EngineError, did_you_mean
 from engine.sequences.plan import Plan
 from engine.web.signup_form import HONEYPOT, TEXT_FIELDS
 
 # Off-screen rather than display:none: some form-filling bots skip fields that are not displayed.
 _OFF_SCREEN = "position:absolute;left:-10000px;top:auto;width:1px;height:1px;overflow:hidden"
-_DEFAULT_BASE_URL = Settings.model_fields["base_url"].default
 
 
 @main.command("form")
@@ -43,11 +41,11 @@ def form(obj: Context, funnel: str, magnet: str | None, action: str | None) -> N
             param_hint="--magnet")
     if action is None:
         try:
-            base_url = obj.settings.base_url
+            base_url, default = obj.settings.links_url, obj.settings.base_url is None
         except EngineError as error:
             raise click.ClickException(str(error)) from error
         action = base_url.rstrip("/") + "/subscribe"
-        if base_url == _DEFAULT_BASE_URL:
+        if default:
             click.echo(f"note: the form posts to {action}, the default base_url, which only this "
                        "machine can reach; set base_url in funnel.toml (or FUNNEL_BASE_URL) to the "
                        "daemon's public address, or pass --action", err=True)

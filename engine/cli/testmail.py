@@ -45,7 +45,7 @@ def send_test(obj: Context, funnel: str, step_id: str, to: str, data: str | None
         settings = obj.settings
     except EngineError as error:
         raise click.ClickException(str(error)) from error
-    links = PreviewLinks(settings.base_url.rstrip("/"))
+    links = PreviewLinks(settings.links_url.rstrip("/"))
     sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data),
                            address=to, links=links)
     sender = parseaddr(plan.sender)[1]

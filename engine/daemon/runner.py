@@ -10,14 +10,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from engine.daemon.listen import listen
 from engine.daemon.wiring import Daemon
 from engine.logs import log
+from engine.scheduler.clock import scale_of, tick_interval
 from engine.store.db import shown_url
 from engine.web.app import Health, create_app
 
@@ -39,8 +42,11 @@ class _Server(uvicorn.Server):
 class Runner:
     """Runs a Daemon until SIGTERM or SIGINT; then stops claiming, finishes in-flight sends, exits 0."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, sock: socket.socket | None = None) -> None:
         self.daemon = daemon
+        # Bound by `funnel run` before the daemon was built (engine/daemon/listen.py), so that a
+        # port in use fails before anything runs; bound in run() when not given.
+        self.sock = sock
         self.stop = asyncio.Event()
         self.last_tick: datetime | None = None  # real time, for /healthz
         self._current: asyncio.Task[object] | None = None
@@ -58,6 +64,7 @@ class Runner:
     async def run(self) -> int:
         """Serve until told to stop; the exit status."""
         settings = self.daemon.settings
+        sock = self.sock or listen(settings.host, settings.port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
@@ -66,7 +73,8 @@ class Runner:
         scheduler.add_job(
             self._tick,
             "interval",
-            seconds=settings.tick_seconds,
+            # tick_seconds of the clock's time: a demo at 3600x ticks every 0.05 s, not every hour.
+            seconds=tick_interval(self.daemon.clock, settings.tick_seconds),
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now(UTC),
@@ -89,22 +97,29 @@ class Runner:
             lifespan="on",
         )
         server = _Server(config)
-        serving = asyncio.create_task(server.serve())
-        scheduler.start()
-        log(
-            "started",
-            funnels=sorted(self.daemon.live.current.plans),
-            host=settings.host,
-            port=settings.port,
-            transport=settings.transport,
-            database=shown_url(self.daemon.db_engine),
-        )
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
         stopped = asyncio.create_task(self.stop.wait())
-        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        status = 0 if self.stop.is_set() else 1  # the HTTP server ended on its own: a port in use
+        while not server.started and not serving.done() and not self.stop.is_set():
+            await asyncio.sleep(0.01)  # the app's startup, then the socket's accept loop
+        if server.started:
+            scheduler.start()
+            scale = scale_of(self.daemon.clock)
+            log(
+                "started",
+                funnels=sorted(self.daemon.live.current.plans),
+                host=settings.host,
+                port=settings.port,
+                links=settings.links_url,
+                transport=settings.transport,
+                database=shown_url(self.daemon.db_engine),
+                time_scale=scale,
+            )
+            await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        status = 0 if self.stop.is_set() else 1  # the HTTP server ended on its own
         log("stopping", reason="signal" if status == 0 else "http server failed")
         self.daemon.dispatcher.stopping = True
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         if self._current is not None:
             await asyncio.gather(self._current, return_exceptions=True)  # finish in-flight sends
         await self.daemon.transport.close()
@@ -112,6 +127,7 @@ class Runner:
         with contextlib.suppress(SystemExit):
             await serving
         stopped.cancel()
+        sock.close()
         self.daemon.db_executor.shutdown(wait=True)
         self.daemon.web_executor.shutdown(wait=True)
         self.daemon.db_engine.dispose()

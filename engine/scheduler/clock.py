@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+# The shortest real interval between ticks under a fast clock: at 3600x a one-second
+# tick would be an hour of clock time, so the demo's tick follows the clock down to this.
+MIN_TICK_SECONDS = 0.05
 
 
 class Clock(Protocol):
@@ -24,16 +27,20 @@ class SystemClock:
 
 
 class ScaledClock:
-    """A clock that starts at the real time and runs `scale` times faster (`funnel run --time-scale`)."""
+    """A clock that was the real time at `since` and runs `scale` times faster (`funnel run --time-scale`).
 
-    def __init__(self, scale: float, start: datetime | None = None) -> None:
+    Every daemon and command on one database builds it from the same `since` (the database's
+    clock mark, engine/store/meta.py), so they agree on the time to the millisecond: a lease one
+    daemon writes is read by another on the same clock.
+    """
+
+    def __init__(self, scale: float, since: datetime | None = None) -> None:
         self.scale = scale
-        self._start = start or datetime.now(UTC)
-        self._origin = time.monotonic()
+        self.since = since or datetime.now(UTC)
 
     def now(self) -> datetime:
         """The scaled instant."""
-        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self.scale)
+        return self.since + (datetime.now(UTC) - self.since) * self.scale
 
 
 class FrozenClock:
@@ -50,3 +57,37 @@ class FrozenClock:
         """Move on by `by`; returns the new instant."""
         self.at += by
         return self.at
+
+
+def scale_of(clock: Clock) -> float:
+    """How many clock seconds pass in one real second: 1 but for a ScaledClock."""
+    return clock.scale if isinstance(clock, ScaledClock) else 1.0
+
+
+def real_time(clock: Clock, seconds: float) -> timedelta:
+    """`seconds` of real time as a span of `clock`'s time.
+
+    Leases are written in clock time but must last in real time: a 300 s delivery lease
+    at --time-scale 3600 would otherwise end after 83 ms, while the SMTP server is still
+    answering, and another daemon would send the message again.
+    """
+    return timedelta(seconds=seconds * scale_of(clock))
+
+
+def tick_interval(clock: Clock, tick_seconds: float) -> float:
+    """Real seconds between ticks: `tick_seconds` of clock time, at least MIN_TICK_SECONDS."""
+    return max(MIN_TICK_SECONDS, tick_seconds / scale_of(clock))
+
+
+def clock_mark(clock: Clock) -> dict[str, Any]:
+    """What the database's "clock" mark says about `clock`: {"kind": "real"} or the fast clock's scale."""
+    if isinstance(clock, ScaledClock):
+        return {"kind": "fast", "scale": clock.scale, "since": clock.since.isoformat()}
+    return {"kind": "real"}
+
+
+def describe_mark(mark: dict[str, Any]) -> str:
+    """A mark in words: 'a real-time run' or 'a --time-scale 3600 demo'."""
+    if mark.get("kind") == "fast":
+        return f"a --time-scale {float(mark.get('scale', 0)):g} demo"
+    return "a real-time run"
