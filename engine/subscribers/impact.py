@@ -27,6 +27,8 @@ from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.rows import state_of
 
 _WALKING = (Stage.NURTURE.value, Stage.SALES.value, Stage.CUSTOMER.value)
+# Those away from their path keep their segment: a click returns them into it (engine/flow/step.py).
+_AWAY = (Stage.WINBACK.value, Stage.SUNSET.value)
 # Any fixed moment will do: only which email comes next is asked, not when.
 _SOME_TIME = datetime(2000, 1, 3, tzinfo=UTC)
 _FINISHED = {PathKind.NURTURE: "go on to the sales path", PathKind.SALES: "have finished the sales path",
@@ -162,7 +164,7 @@ def funnel_impact(plan: Plan, groups: Sequence[Mapping[Any, Any]],
     notes: Counter[str] = Counter()
     for g in groups:
         stage, segment, count = g["stage"], g["segment"], g["count"]
-        if stage in _WALKING and segment is not None and plan.segment(segment) is None:
+        if stage in (*_WALKING, *_AWAY) and segment is not None and plan.segment(segment) is None:
             gone[segment] += count
         elif stage == Stage.CONFIRMING.value and not plan.double_opt_in:
             notes["waiting for the confirmation click: the funnel no longer asks for one, they get "

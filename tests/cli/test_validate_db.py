@@ -48,6 +48,9 @@ def test_validate_counts_who_an_edit_affects(cli: Cli, db_engine: Engine, projec
     _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "one", "e3", later,
                                        done=_sent("e1", "e2", "e4")), 1)
     _place(db_engine, "minimal", State(Stage.NURTURE, MONDAY, "two", "c3", later, done=_sent("e6")), 2)
+    # Away in win-back: a click returns them into their segment, which is gone.
+    _place(db_engine, "minimal", State(Stage.WINBACK, MONDAY, "two", None, later, done=_sent("e6"),
+                                       resume_stage=Stage.NURTURE, resume_step="c3"), 1)
     _place(db_engine, "minimal", State(Stage.ANSWERING, MONDAY), 1)
     _place(db_engine, "minimal", State(Stage.ENDED, MONDAY, "one", reason="unsubscribed"), 4)
     _place(db_engine, "spring-sale", State(Stage.SALES, MONDAY, "one", "o1"), 2)
@@ -59,8 +62,8 @@ def test_validate_counts_who_an_edit_affects(cli: Cli, db_engine: Engine, projec
     assert lines[0].startswith("project/sequences/minimal.yaml: ok, funnel 'minimal'")
     assert lines[1].startswith("subscribers in the database at ")
     assert lines[2:] == [
-        "minimal: 7 subscribers; 4 at removed step 'e3' (nurture of 'one') continue with 'e4' (3) "
-        "or 's1' (1); 2 in removed segment 'two' move to the default segment 'one'",
+        "minimal: 8 subscribers; 4 at removed step 'e3' (nurture of 'one') continue with 'e4' (3) "
+        "or 's1' (1); 3 in removed segment 'two' move to the default segment 'one'",
         "spring-sale: 2 subscribers; no sequence file defines this funnel any more: "
         "they wait until the file is back",
     ]
