@@ -90,7 +90,7 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
     """Emails per second from the first tick to the last recorded outcome."""
     settings = Settings.model_validate(
         {
-            "secret_key": "bench",
+            "secret_key": "bench-" + "b" * 32,
             "database_url": url,
             "transport": "smtp",
             "smtp_host": "127.0.0.1",

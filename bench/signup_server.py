@@ -32,7 +32,7 @@ from engine.web.context import Web
 from engine.web.writer import Job
 
 SETTINGS = {
-    "secret_key": "bench",
+    "secret_key": "bench-" + "b" * 32,
     "base_url": "https://funnel.example",
     # One client address sends every signup of the benchmark; the default (20 an hour) would 429.
     "signup_limit_per_ip": 1_000_000_000,

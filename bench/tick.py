@@ -105,7 +105,7 @@ def fill(url: str, count: int) -> float:
 
 def measure(url: str, project: Path, ticks: int) -> dict[str, float]:
     """Median and p99 of idle ticks and of the SELECT 1 baseline, in milliseconds, and RSS."""
-    settings = Settings.model_validate({"secret_key": "bench", "database_url": url})
+    settings = Settings.model_validate({"secret_key": "bench-" + "b" * 32, "database_url": url})
     daemon = build_daemon(
         settings, project, clock=FrozenClock(NOW), transport=MemoryTransport(), db_engine=make_engine(url)
     )

@@ -18,9 +18,9 @@ from zoneinfo import available_timezones
 
 from engine.errors import EngineError, closest, did_you_mean
 from engine.flow.status import BLOCKED_STATUSES, SubscriberStatus
-from engine.mail.message import check_address
 from engine.sequences.plan import Plan
 from engine.store.subscribers import column_widths
+from engine.subscribers.addresses import check_email
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 
 STANDARD = ("email", "name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
@@ -213,11 +213,8 @@ def _check(name: str, value: str, plan: Plan) -> list[str]:
     if name == "email":
         if not value:
             return ["no email address; write the person's address in the 'email' column, or delete the row"]
-        try:
-            check_address(value, "email")
-        except ValueError as error:
-            return [f"{error}; write one address like ann@example.com"]
-        return []
+        problem = check_email(value)[1]  # the same rule as a signup (engine/subscribers/addresses.py)
+        return [f"email {problem}" if problem.startswith("is ") else problem] if problem else []
     if not value:
         return []
     if name == "timezone" and value not in _zones():

@@ -14,13 +14,15 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.errors import UnknownFunnelError
 from engine.stats.report import SINCE_HELP, parse_since, read_report
-from engine.web.api import UNAUTHORIZED, api_key_required
+from engine.web.api import PREFIX, UNAUTHORIZED, api_key_required
+from engine.web.body import StrictJsonRoute
 from engine.web.context import Web
 
 
 def router(web: Web) -> APIRouter:
     """The /api/stats route."""
-    routes = APIRouter(prefix="/api", dependencies=[Depends(api_key_required(web))], responses=UNAUTHORIZED)
+    routes = APIRouter(prefix=PREFIX, dependencies=[Depends(api_key_required(web))], responses=UNAUTHORIZED,
+                       route_class=StrictJsonRoute)
 
     @routes.get(
         "/stats",

@@ -15,6 +15,7 @@ from engine.logs import log
 from engine.stats.metrics import CONTENT_TYPE, Metrics
 from engine.store.db import UNAVAILABLE_ERRORS, DbEngine, DbError, Unavailable, ping
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
+from engine.web.body import BodyLimit
 from engine.web.context import Web
 from engine.web.pages import SECURITY_HEADERS
 from engine.web.slashes import slash_redirects
@@ -73,6 +74,12 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
         app.include_router(dashboard.router(web))
         app.include_router(webhooks.router(web))
         app.include_router(api_stats.router(web))
+
+    # Outermost last: the API key is checked before any body is read, then no body is
+    # read past its cap (the largest a route takes is a webhook's).
+    app.add_middleware(BodyLimit, limit=webhooks.MAX_BODY, limits={api.PREFIX + "/": api.MAX_BODY})
+    if web is not None:
+        app.add_middleware(api.KeyGate, web=web)
 
     # Without the daemon's parts (web is None) the page still shows the database gauges.
     scraped = web.metrics if web is not None and web.metrics else Metrics(health.db_engine, health.now)

@@ -79,11 +79,21 @@ def ip_key(ip: str) -> str:
     return str(address)
 
 
-def address_key(address: str) -> str:
-    """What one mailbox is for the per-address limit: the lowercased address without a +tag.
+# Gmail ignores dots in the part before '@', and googlemail.com is the same mailbox.
+_GMAIL = frozenset({"gmail.com", "googlemail.com"})
 
-    `ann+1@x` and `ann+2@x` reach one inbox: a bomber must not get a fresh allowance
-    for each tag.
+
+def address_key(address: str) -> str:
+    """What one mailbox is for the per-address limit: the lowercased address without a +tag,
+    and for Gmail without dots and under gmail.com.
+
+    `ann+1@x` and `ann+2@x` reach one inbox, as do `a.nn@gmail.com` and
+    `ann@googlemail.com`: a bomber must not get a fresh allowance for each spelling
+    (issue 13: 59 dot variants put 20 confirmations in one inbox). Only the limit's key:
+    each spelling is still stored as the address it is.
     """
     local, _, domain = address.lower().rpartition("@")
-    return f"{local.partition('+')[0]}@{domain}"
+    local = local.partition("+")[0]
+    if domain in _GMAIL:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"

@@ -7,7 +7,6 @@ per field and the HTTP status to answer. Nothing is written before a post passes
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import zoneinfo
@@ -17,15 +16,21 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from email_validator import EmailNotValidError, validate_email
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from engine.errors import did_you_mean
-from engine.mail.message import check_address
 from engine.sequences.plan import Plan
+from engine.subscribers.addresses import check_email
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
-from engine.web.body import BodyCut, BodyTooLarge, read_capped
+from engine.web.body import (
+    BodyCut,
+    BodyTooLarge,
+    DuplicateKeys,
+    duplicate_key_problems,
+    load_json,
+    read_capped,
+)
 
 MAX_BODY = 64 * 1024  # a signup form is a few hundred bytes
 MAX_FIELDS = 60  # keys in one post
@@ -105,9 +110,9 @@ async def parse_values(request: Request, body: bytes) -> dict[str, Any]:
 
 def _json_values(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body, object_pairs_hook=_unique)
-    except Refusal:
-        raise
+        data = load_json(body)
+    except DuplicateKeys as error:
+        raise Refusal(422, tuple((p["loc"][1], p["msg"]) for p in duplicate_key_problems(error))) from error
     except (ValueError, RecursionError) as error:
         raise Refusal(422, (("body", f"the body is not valid JSON: {error}"[:200]),)) from error
     if not isinstance(data, dict):
@@ -189,20 +194,6 @@ def text_problem(value: str, limit: int) -> str | None:
     if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value if c != "\t"):
         return "contains control characters or line breaks; send one line of text"
     return None
-
-
-def check_email(value: str, check_domain: bool) -> tuple[str | None, str | None]:
-    """(the normalised address, None) or (None, what is wrong with it)."""
-    if len(value) > 254:
-        return None, "is too long for an email address (at most 254 characters)"
-    try:
-        checked = validate_email(value, check_deliverability=check_domain, allow_smtputf8=False)
-        address = check_address(checked.normalized)
-    except EmailNotValidError as error:
-        return None, f"'{value[:80]}' is not an email address: {error}"
-    except ValueError as error:
-        return None, str(error)
-    return address, None
 
 
 def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_domain: bool = False) -> Signup:

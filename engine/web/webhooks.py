@@ -15,7 +15,6 @@ retry could fix. Redeliveries record nothing twice: the provider's report id is 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -31,7 +30,14 @@ from engine.store import queries
 from engine.store.db import DbConnection
 from engine.store.sentmail import delivery_by_message_id
 from engine.subscribers import inbound
-from engine.web.body import BodyCut, BodyTooLarge, read_capped
+from engine.web.body import (
+    BodyCut,
+    BodyTooLarge,
+    DuplicateKeys,
+    duplicate_key_problems,
+    load_json,
+    read_capped,
+)
 from engine.web.context import Web
 
 # SNS messages are at most 256 KiB; a Postmark bounce may carry the bounced message in
@@ -63,7 +69,7 @@ def router(web: Web) -> APIRouter:
 
     responses: dict[int | str, dict[str, Any]] = {
         401: {"description": "no or wrong key"}, 400: {"description": "not a report of this provider"},
-        413: {"description": "a body over 1 MiB"},
+        413: {"description": "a body over 1 MiB"}, 422: {"description": "a JSON key given twice"},
     }
     routes = APIRouter(prefix="/webhooks", tags=["provider webhooks"], dependencies=[Depends(authorized)],
                        responses=responses)
@@ -154,7 +160,9 @@ async def _read_body(request: Request) -> bytes:
 def _json(body: bytes) -> Any:
     """The body as JSON, whatever its Content-Type (SNS sends text/plain)."""
     try:
-        return json.loads(body)
+        return load_json(body)
+    except DuplicateKeys as error:
+        raise HTTPException(422, duplicate_key_problems(error)) from error
     except (ValueError, RecursionError) as error:
         raise HTTPException(400, f"the body is not JSON: {error}"[:300]) from error
 

@@ -97,7 +97,7 @@ def start_daemon(
         "FUNNEL_SMTP_HOST": "127.0.0.1",
         "FUNNEL_SMTP_PORT": str(smtp_port),
         "FUNNEL_SMTP_TLS": "none",
-        "FUNNEL_SECRET_KEY": "k",
+        "FUNNEL_SECRET_KEY": "k" * 32,
         "FUNNEL_BASE_URL": "https://funnel.example",
         "FUNNEL_TICK_SECONDS": "0.1",
         "FUNNEL_SEND_RATE": "5000",

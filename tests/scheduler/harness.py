@@ -20,6 +20,9 @@ from engine.store.db import make_engine
 from engine.store.tables import DELIVERY
 from engine.subscribers.leads import Added, Lead, Proof, add_lead
 
+# The link-signing key: at least 32 characters (engine/config.py).
+SECRET = "test-secret-0123456789abcdef0123456789"
+
 
 class Harness:
     """One daemon over `db_url` and `project`, ticking only when told to."""
@@ -37,7 +40,7 @@ class Harness:
         self.transport = transport or MemoryTransport()
         values = {
             "send_rate": 10_000,
-            "secret_key": "test-secret",
+            "secret_key": SECRET,
             "reload_settle_seconds": 0,  # the tests save whole files and tick at once
             "base_url": "https://funnel.example",
             **settings,

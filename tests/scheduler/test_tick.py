@@ -25,7 +25,7 @@ from engine.scheduler.decide import decide_due
 from engine.store import queries
 from engine.store.db import make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
-from tests.scheduler.harness import Harness
+from tests.scheduler.harness import SECRET, Harness
 from tests.support.links import hrefs, images
 from tests.support.project import minimal_project
 
@@ -448,7 +448,7 @@ def _parts(message: Outgoing) -> tuple[EmailMessage, str, str]:
 
 def _verified(purpose: str, link: str) -> list[str] | None:
     """The values of a link's token, as the daemon's web side reads them at MONDAY."""
-    return verify("test-secret", purpose, link.rsplit("/", 1)[1], MONDAY, timedelta(days=1))
+    return verify(SECRET, purpose, link.rsplit("/", 1)[1], MONDAY, timedelta(days=1))
 
 
 def test_web_links_in_a_sent_email_count_clicks_and_lead_where_they_did(db_url: str, project: Path) -> None:

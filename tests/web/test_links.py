@@ -12,6 +12,7 @@ from engine.mail.tokens import sign, verify
 from engine.store import sentmail
 from engine.store.tables import CONSENT, ENROLLMENT, EVENT, SUBSCRIBER
 from engine.subscribers import inbound
+from tests.scheduler.harness import SECRET
 from tests.web.conftest import Site
 from tests.web.mailbox import link, links
 
@@ -63,7 +64,7 @@ def test_forged_mutated_expired_and_misused_tokens_are_a_plain_404_and_change_no
     [confirmation] = site.harness.transport.sent
     path = link(confirmation, "/confirm/")
     token = path.rsplit("/", 1)[1]
-    message_id = verify("test-secret", "confirm", token, site.harness.clock.now(), timedelta(days=1))
+    message_id = verify(SECRET, "confirm", token, site.harness.clock.now(), timedelta(days=1))
     assert message_id is not None
     forged = sign("another-secret", "confirm", message_id, site.harness.clock.now())
     mutated = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
@@ -141,7 +142,7 @@ def test_a_click_goes_only_where_the_email_pointed_and_counts_once(site: Site) -
     target = first.headers["location"]
     assert target == "https://example.com/guide.pdf?size=a4&lang=en"
     token = clicks[0].rsplit("/", 1)[1]
-    values = verify("test-secret", "click", token, site.harness.clock.now(), timedelta(days=1))
+    values = verify(SECRET, "click", token, site.harness.clock.now(), timedelta(days=1))
     assert values is not None and values[1] == target
     assert site.http.get(clicks[0]).headers["location"] == target
     assert [e["type"] for e in table(site, EVENT)].count("click") == 1
