@@ -131,7 +131,7 @@ class _Run:
             "FUNNEL_SMTP_HOST": "127.0.0.1",
             "FUNNEL_SMTP_PORT": str(smtp_port),
             "FUNNEL_SMTP_TLS": "none",
-            "FUNNEL_SECRET_KEY": "live-edit-test",
+            "FUNNEL_SECRET_KEY": "live-edit-test-" + "k" * 32,
             "FUNNEL_BASE_URL": f"http://127.0.0.1:{self.port}",
             "FUNNEL_TICK_SECONDS": "0.1",
         }
