@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.mail.transport import Outcome, Outgoing, Result
+from engine.mail.transport import OK, Outcome, Outgoing, Result, TransportState
 
 
 class MemoryTransport:
@@ -14,6 +14,7 @@ class MemoryTransport:
         self.script = script
         self.attempts: list[tuple[Outgoing, Result]] = []
         self.closed = False
+        self.state: TransportState = OK  # a test may set it, as SmtpTransport's changes
 
     @property
     def sent(self) -> list[Outgoing]:

@@ -9,13 +9,17 @@ import re
 import tempfile
 from pathlib import Path
 
-from engine.mail.transport import Outcome, Outgoing, Result
+from engine.mail.transport import OK, Outcome, Outgoing, Result, TransportState
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9@._+-]")  # '/' and '\' (path tricks) among them
 
 
 class OutboxTransport:
     """Writes `<directory>/<message id>.eml` atomically; a re-send of the same id overwrites it."""
+
+    # Always ok: there is no server to lose. A disk problem is the message's RETRY, and the
+    # folder's own monitoring (disk space) covers the rest.
+    state: TransportState = OK
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

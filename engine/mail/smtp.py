@@ -21,19 +21,27 @@ recipient sees; not re-sending risks one lost email they never notice. So delive
 at most once after DATA (settings.resend_unknown turns it around; docs/delivery.md).
 A connection lost while waiting for the 354 is still RETRY: no data went out, so the
 server holds nothing it could deliver.
+
+The transport also keeps its state for /healthz and /metrics (TransportState): degraded
+from the first connection that cannot be opened (refused, timed out, TLS or AUTH
+failing: the same for every message until someone acts), or after LOST_IN_A_ROW
+attempts in a row lost their connection mid-transaction; ok again as soon as the server
+answers a transaction, whatever its reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 import aiosmtplib
 
 from engine.mail.message import check_address
-from engine.mail.transport import Outcome, Outgoing, Result
+from engine.mail.transport import OK, Outcome, Outgoing, Result, TransportState
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
@@ -42,6 +50,9 @@ _POLICY = re.compile(r"5\.7\.\d{1,3}\b")  # RFC 3463 enhanced status: security o
 # What a broken or silent connection raises: aiosmtplib's errors, OSError (refused, reset,
 # TLS failures) and TimeoutError (itself an OSError since 3.11, named for the reader).
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+# One connection lost mid-transaction is a network hiccup (it is retried); three in a row,
+# with no transaction answered between them, is a server or a network that needs a look.
+LOST_IN_A_ROW = 3
 
 
 @dataclass(frozen=True)
@@ -79,16 +90,52 @@ class _Attempt:
     result: Result
     reusable: bool
     stale: bool = False  # the connection broke at MAIL FROM: nothing was said, a new one may work
+    lost: bool = False  # the connection broke instead of the server answering
+
+
+class _Reachability:
+    """The transport's state: degraded while the server cannot be reached, ok once it answers."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self.now = now
+        self.state = OK
+        self._lost = 0  # attempts in a row that lost their connection
+
+    def cannot_connect(self, error: str) -> None:
+        """No session could be opened: every message would meet the same."""
+        self._degrade(error)
+
+    def lost(self, error: str) -> None:
+        """An attempt's connection broke instead of an answer."""
+        self._lost += 1
+        if self._lost >= LOST_IN_A_ROW or not self.state.ok:
+            self._degrade(error)
+
+    def answered(self) -> None:
+        """The server answered a transaction (any reply): it is reachable."""
+        self._lost = 0
+        self.state = OK
+
+    def _degrade(self, error: str) -> None:
+        since = self.state.since if self.state.since is not None else self.now()
+        self.state = TransportState("degraded", error[:500], since)
 
 
 class SmtpTransport:
     """Transport over SMTP: up to max_connections kept open and reused, one message on each at a time."""
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 ) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.max_connections)
         self._closed = False
+        self._reach = _Reachability(now)  # `now`: real time, as monitoring reads it
+
+    @property
+    def state(self) -> TransportState:
+        """Ok, or degraded since when and with the last connection error (module docstring)."""
+        return self._reach.state
 
     async def send(self, message: Outgoing) -> Result:
         """Try once to deliver `message`; every delivery problem comes back as a Result."""
@@ -106,6 +153,7 @@ class SmtpTransport:
                         _discard(smtp)
                     connected = await self._connect()
                     if isinstance(connected, Result):
+                        self._reach.cannot_connect(self._why_not(connected))
                         return connected
                     smtp, reused = connected, False
                 try:
@@ -117,6 +165,10 @@ class SmtpTransport:
                 # A pooled connection the server closed while idle (RFC 5321 §4.5.3.2.7
                 # lets it after 5 minutes) fails at MAIL FROM; one new connection decides.
                 if not (attempt.stale and reused):
+                    if attempt.lost:
+                        self._reach.lost(attempt.result.reply)
+                    else:
+                        self._reach.answered()
                     return attempt.result
 
     async def close(self) -> None:
@@ -124,6 +176,13 @@ class SmtpTransport:
         self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(smtp) for smtp in idle))
+
+    def _why_not(self, refused: Result) -> str:
+        """What a failed connect says, the server's reply (a 421 greeting, a 535 AUTH) named as such."""
+        if refused.code is None:
+            return refused.reply  # "cannot connect to host:port: ..."
+        s = self.settings
+        return f"{s.host}:{s.port} refused the session: {refused.code} {refused.reply}"
 
     async def _connect(self) -> aiosmtplib.SMTP | Result:
         """A new connection, greeted, encrypted and logged in as configured; or the RETRY why not."""
@@ -178,9 +237,9 @@ class SmtpTransport:
             _discard(smtp)
             if phase == "BODY":
                 return _Attempt(Result(Outcome.UNKNOWN, None, f"connection lost after the data: {error}"),
-                                False)
+                                False, lost=True)
             return _Attempt(Result(Outcome.RETRY, None, f"connection lost at {phase}: {error}"), False,
-                            stale=phase == "MAIL")
+                            stale=phase == "MAIL", lost=True)
 
     async def _refused(self, smtp: aiosmtplib.SMTP, phase: str, code: int, text: str) -> _Attempt:
         """A non-2xx reply classified; the connection RSET for reuse when it is still good."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,30 @@ class Result:
     domain_wide: bool = False  # 421: the server refuses this destination for a while
 
 
+@dataclass(frozen=True)
+class TransportState:
+    """Whether messages can leave: ok, or degraded since `since` (real time) with the last error."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    error: str = ""
+    since: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the transport is ok."""
+        return self.status == "ok"
+
+
+OK = TransportState()
+
+
 class Transport(Protocol):
     """Delivers messages; implementations: OutboxTransport, SmtpTransport, MemoryTransport."""
+
+    @property
+    def state(self) -> TransportState:
+        """Ok, or degraded while the server cannot be reached (/healthz and /metrics show it)."""
+        ...  # pragma: no cover
 
     async def send(self, message: Outgoing) -> Result:
         """Try once to deliver `message`; never raises for a delivery problem, returns a Result."""
