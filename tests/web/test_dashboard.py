@@ -155,10 +155,10 @@ def test_login_attempts_are_limited_per_address(dash: Dash) -> None:
     # Another client address is not held back by this one's limit (X-Forwarded-For from the trusted
     # loopback proxy); a browser that logged in before is not held back by the account's either
     # (test_dashboard_security.py has the account limit).
+    nonce = known.cookies["funnel_dashboard_login"]
+    cookies = f"funnel_dashboard_login={nonce}; funnel_dashboard_device={device}"
     other = dash.http.post("/dashboard/login", data={"csrf": csrf_of(known.text), "password": PASSWORD},
-                           headers={"X-Forwarded-For": "203.0.113.9",
-                                    "Cookie": f"funnel_dashboard_login={known.cookies['funnel_dashboard_login']}; "
-                                              f"funnel_dashboard_device={device}"})
+                           headers={"X-Forwarded-For": "203.0.113.9", "Cookie": cookies})
     assert other.status_code == 303
 
 
