@@ -85,6 +85,7 @@ class Runner:
             lambda: self.last_tick,
             lambda: datetime.now(UTC),
             settings.tick_seconds * STALE_TICKS + STALE_MARGIN_SECONDS,
+            transport=lambda: self.daemon.transport.state,
         )
         config = uvicorn.Config(
             create_app(health, self.daemon.web),

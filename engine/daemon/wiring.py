@@ -222,7 +222,7 @@ def build_daemon(
     secret = secret_key(settings, project)
     stoplist = Stoplist(settings.lease_seconds * 2)
     lease = real_time(clock, settings.lease_seconds)  # real seconds, whatever the clock's speed
-    metrics = Metrics(db_engine, clock.now)
+    metrics = Metrics(db_engine, clock.now, transport=lambda: transport.state)
     policy = _send_policy(settings)
     recorder = Recorder(db_engine, db_executor, stoplist, lease)
     send_settings = SendSettings(

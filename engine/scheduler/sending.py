@@ -14,14 +14,14 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from engine.flow.status import SubscriberStatus
 from engine.logs import log
 from engine.mail.compose import ComposeError, TemplateFileError, Tracking, compose
 from engine.mail.context import Subscriber
 from engine.mail.links import SignedLinks
-from engine.mail.transport import Outgoing, Transport
+from engine.mail.transport import OK, Outgoing, Transport, TransportState
 from engine.scheduler.clock import Clock
 from engine.scheduler.decide import MISSING_FUNNEL_RETRY
 from engine.scheduler.funnels import Funnels
@@ -38,6 +38,8 @@ from engine.store.status import DeliveryStatus
 RENDER_HELD_RETRY = timedelta(minutes=10)
 RENDER_HELD_FIX = ("correct the template or the sequence file: held emails go once a release that "
                    "renders them is live (tried again at each reload and every 10 minutes)")
+TRANSPORT_FIX = ("check that the SMTP server is up and reachable from here and the smtp_* settings "
+                 "(host, port, tls, username, password); emails wait and are retried, none is lost")
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Sender:
         self.policy = policy
         self.recorder = recorder
         self.metrics = metrics
+        self._transport_seen: TransportState = OK  # the state last logged
 
     @property
     def stoplist(self) -> Stoplist:
@@ -139,10 +142,28 @@ class Sender:
         # No await since _prepare's check, so the workers cannot both take the last one.
         self.policy.spend(row)
         result = await self.transport.send(prepared)
+        self._watch_transport()
         update = after_attempt(row, result, self.clock.now(), self.settings.retry, funnels.release.id)
         if update.domain is not None and update.domain_paused_until is not None:
             self.policy.pause(update.domain, update.domain_paused_until)
         return update, str(update.status)
+
+    def _watch_transport(self) -> None:
+        """One WARNING when the transport degrades and one when it recovers, not one per email.
+
+        Each deferred email still has its own `deferred` line at INFO; these two are the
+        ones a person must see. No await between the read and the write: one worker logs.
+        """
+        state, seen = self.transport.state, self._transport_seen
+        if state.ok == seen.ok:
+            return
+        self._transport_seen = state
+        if not state.ok:
+            log("transport_degraded", logging.WARNING, error=state.error,
+                since=state.since.isoformat(timespec="seconds") if state.since else None, fix=TRANSPORT_FIX)
+        else:
+            down = (datetime.now(UTC) - seen.since).total_seconds() if seen.since else None
+            log("transport_recovered", logging.WARNING, degraded_seconds=down, last_error=seen.error)
 
     def _prepare(
         self, row: Claimed, funnels: Funnels, render_held: dict[tuple[str, str], _RenderHold]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from engine.mail.transport import TransportState
 from engine.store.counts import QueueCounts, queue_counts_within
 from engine.store.db import DbEngine, DbError
 from engine.store.status import PENDING, DeliveryStatus
@@ -144,8 +145,10 @@ class Metrics:
         now: Callable[[], datetime],
         cache_seconds: float = CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        transport: Callable[[], TransportState] | None = None,
     ) -> None:
         self.db_engine = db_engine
+        self.transport = transport  # the transport's state, read at each scrape (not cached)
         self.now = now  # the daemon's clock: "due" is what the scheduler would call due
         self.cache_seconds = cache_seconds
         self.monotonic = monotonic  # tests hand in their own
@@ -183,6 +186,8 @@ class Metrics:
                 "funnel_last_tick_timestamp_seconds", "gauge", "Unix time the last scheduler tick finished",
                 [_sample("funnel_last_tick_timestamp_seconds", self.last_tick)],
             )
+        if self.transport is not None:
+            lines += _transport(self.transport())
         lines += self.sends.lines() + self.signups.lines() + self.tick_seconds.lines()
         if counts is not None:
             lines += _gauge("funnel_enrollments_due", "Enrollments whose next_run_at has come",
@@ -211,6 +216,15 @@ class Metrics:
                 self._counts = None
             self._read_at = self.monotonic()
             return self._counts
+
+
+def _transport(state: TransportState) -> list[str]:
+    """The transport's two gauges: up, and for how long it has been degraded (0 while up)."""
+    down = max(0.0, time.time() - state.since.timestamp()) if not state.ok and state.since else 0.0
+    return _gauge("funnel_transport_up", "1 while the transport can deliver, 0 while it is degraded "
+                  "(cannot connect to the SMTP server)", 1 if state.ok else 0) + _gauge(
+        "funnel_transport_degraded_seconds", "Seconds since the transport became degraded; 0 while it is up",
+        round(down, 3))
 
 
 def _gauge(name: str, help_text: str, value: float) -> list[str]:

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from engine.logs import log
+from engine.mail.transport import TransportState
 from engine.stats.metrics import CONTENT_TYPE, Metrics
 from engine.store.db import UNAVAILABLE_ERRORS, DbEngine, DbError, Unavailable, ping
 from engine.web import api, api_stats, dashboard, email_links, signup, webhooks
@@ -23,12 +25,13 @@ from engine.web.slashes import slash_redirects
 
 @dataclass(frozen=True)
 class Health:
-    """What /healthz reports: the database answers and ticks keep coming."""
+    """What /healthz reports: the database answers, ticks keep coming, mail can leave."""
 
     db_engine: DbEngine
     last_tick: Callable[[], datetime | None]  # real time of the last finished tick
     now: Callable[[], datetime]
     stale_after_seconds: float
+    transport: Callable[[], TransportState] | None = None  # None: not reported (no sending here)
 
 
 def create_app(health: Health, web: Web | None = None) -> FastAPI:
@@ -93,8 +96,17 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(scraped.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/healthz", summary="Liveness and readiness of the daemon")
-    def healthz() -> JSONResponse:
+    @app.get(
+        "/healthz",
+        summary="Liveness and readiness of the daemon: database, scheduler and mail transport",
+        description="200 when every check is ok; 503 when one fails, the transport's degradation "
+        "included (an uptime check alerts). `?exclude=transport` leaves the transport out of the "
+        "status code, for a load balancer: every daemon shares the SMTP server, and signups are "
+        "kept while it is down (docs/operations.md, Health).",
+        responses={503: {"description": "A check failed; the body says which"}},
+    )
+    def healthz(exclude: Annotated[list[Literal["transport"]] | None, Query(max_length=1)] = None,
+                ) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
             ping(health.db_engine)
@@ -108,10 +120,26 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
             age = (health.now() - last).total_seconds()
             stale = age > health.stale_after_seconds
             checks["scheduler"] = f"stale: last tick {age:.0f}s ago" if stale else "ok"
+        body: dict[str, object] = {"status": "ok", "checks": checks}
         healthy = checks["database"] == "ok" and not checks["scheduler"].startswith("stale")
-        return JSONResponse(
-            {"status": "ok" if healthy else "unhealthy", "checks": checks},
-            status_code=200 if healthy else 503,
-        )
+        if health.transport is not None:
+            state = health.transport()
+            checks["transport"] = state.status
+            body["transport"] = _transport(state)
+            if not state.ok:
+                body["status"] = "degraded"
+                # 503, so that an uptime check alerts: mail is not leaving (docs/operations.md).
+                healthy = healthy and "transport" in (exclude or ())
+        if checks["database"] != "ok" or checks["scheduler"].startswith("stale"):
+            body["status"] = "unhealthy"
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     return app
+
+
+def _transport(state: TransportState) -> dict[str, str]:
+    """The transport's part of /healthz: its status, and while degraded the last error and since when."""
+    if state.ok:
+        return {"status": "ok"}
+    since = state.since.isoformat(timespec="seconds") if state.since else ""
+    return {"status": "degraded", "error": state.error, "since": since}
