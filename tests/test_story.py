@@ -62,6 +62,7 @@ def _people_at(h: Harness, emails: list[str]) -> list[tuple[str, str | None]]:
         return sorted((stage, step) for stage, step in rows)
 
 
+@pytest.mark.browser  # the dashboard part drives chromium
 def test_the_story_shows_in_stats_pauses_the_storm_and_wins_back_the_idle(
     story_run: tuple[Harness, Story, Path], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -228,6 +228,11 @@ def _glob(path: str, pattern: str) -> bool:
     )
 
 
+def _ticked(health: httpx.Response) -> bool:
+    """Healthy, with a first tick done (a SIGTERM during the first tick is another matter)."""
+    return health.status_code == 200 and health.json()["checks"]["scheduler"] == "ok"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -246,7 +251,7 @@ def test_funnel_run_starts_on_the_starter_and_a_signup_gets_its_confirmation(new
         while True:
             assert process.poll() is None, process.communicate()
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if _ticked(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)):
                     break
             except httpx.TransportError:
                 pass
@@ -267,3 +272,47 @@ def test_funnel_run_starts_on_the_starter_and_a_signup_gets_its_confirmation(new
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+def _readme_init_block() -> list[str]:
+    """The README's `funnel init` quick start, line by line, as a user types it."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- quick start: funnel init .*?-->.*?```sh\n(.*?)```", text, re.S)
+    assert block, "the README lost its funnel init quick start"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+    """Each line in a shell, with HOME in a temporary folder; `funnel run` answers and stops with 0."""
+    lines = _readme_init_block()
+    assert lines[0] == "funnel init ~/my-funnels" and lines[-1].endswith("funnel run")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}
+    env.update(HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+               FUNNEL_PORT=str(port))  # the README's port 8000 may be taken on a shared machine
+    for line in lines[:-1]:
+        done = subprocess.run(["bash", "-c", line], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (line, done.stdout, done.stderr)
+    assert "b-last-chance" in done.stdout  # the simulate line showed the whole timeline
+    daemon = subprocess.Popen(["bash", "-c", lines[-1]], env=env, cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert daemon.poll() is None, daemon.communicate()
+            try:
+                if _ticked(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)):
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the daemon never became healthy"
+            time.sleep(0.1)
+        os.killpg(daemon.pid, signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0 and "Traceback" not in stderr, stderr
+        assert (tmp_path / "my-funnels" / "funnel.db").is_file()
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.communicate(timeout=10)
