@@ -28,7 +28,8 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.mail import dates
-from engine.mail.textpart import TextParts, html_to_text
+from engine.mail.plaintext import html_to_text
+from engine.mail.textpart import TextParts
 from engine.sequences.plan import EmailStep
 
 __all__ = ["Rendered", "Renderer", "SnapshotLoader", "html_to_text", "make_environment"]

@@ -20,32 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import html2text
 from markupsafe import escape
+
+from engine.mail.plaintext import html_to_text
 
 _MARKER = re.compile(r"qzfm(\d+)mfzq")
 # Context values that differ from one subscriber to the next; everything else in the
 # context is the same for every recipient of a step.
 _PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url")
 _CACHE_LIMIT = 4096
-_EMPHASIS_SPACE = re.compile(r"(\*\*|_) ([,.;:!?)])")
-
-
-def html_to_text(html: str) -> str:
-    """The plain-text alternative of an HTML email: links kept, paragraphs unwrapped.
-
-    Lines are not wrapped at 72: a hard-wrapped text part breaks into ragged lines on a
-    phone, and quoted-printable already keeps the transmitted lines short.
-    """
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.ignore_images = True
-    converter.protect_links = True
-    converter.inline_links = False
-    converter.wrap_links = False
-    text = str(converter.handle(html)).strip()
-    # html2text writes "<b>X</b>," as "**X** ,": put the punctuation back against the word.
-    return _EMPHASIS_SPACE.sub(r"\1\2", text) + "\n"
 
 
 def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
@@ -105,9 +88,11 @@ class TextParts:
     """The inlined HTML and the text part of a step's emails, from a per-step skeleton.
 
     What `parts` gives equals converting each subscriber's own HTML, except that values
-    appear exactly as written in the text (html2text would backslash-escape Markdown
-    characters in them) and escaped by MarkupSafe in the HTML (css-inline's serializer
-    may write the same characters another equivalent way).
+    appear exactly as written in the text (the converter would fold runs of spaces in
+    them) and escaped by MarkupSafe in the HTML (css-inline's serializer may write the
+    same characters another equivalent way). A link is compared with its text in the
+    skeleton, marker to marker: `<a href="{{ unsubscribe_url }}">{{ unsubscribe_url }}</a>`
+    shows the URL once either way.
     """
 
     def __init__(self) -> None:

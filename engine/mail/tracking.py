@@ -30,6 +30,9 @@ _REFERENCE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?
 # at either end (WHATWG URL, "basic URL parser").
 _URL_TABLE = {0: "\ufffd", 9: None, 10: None, 13: None}
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
+# A URL in the text part: after a space, a line start or "(", and followed by ")", a
+# space or the end, maybe after sentence punctuation ("Log in at https://x.example/.").
+_SHOWN_URL = r"""(?<![^\s("'<\[])({})(?=[)"'>\]]|[.,;:!?]*(?:\s|$))"""
 _BODY_END = re.compile(r"</body\s*>", re.I)
 _PIXEL = '<img src="{}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
 
@@ -40,8 +43,8 @@ def track(html: str, text: str, links: Links, own: str, *, clicks: bool = True,
 
     A link is rewritten when its URL is absolute http(s), not under `own` (the daemon's
     base URL: unsubscribe, confirm and answer links are signed already) and at most
-    MAX_URL_CHARS long. The text part shows each link as html2text wrote it, `<URL>`;
-    the same links are replaced there.
+    MAX_URL_CHARS long. The text part shows each link's URL once (plaintext.py: "text
+    (URL)", or the URL alone); the same URLs are replaced there.
     """
     if clicks:
         html, text = _track_clicks(html, text, links, own.rstrip("/"))
@@ -53,7 +56,7 @@ def track(html: str, text: str, links: Links, own: str, *, clicks: bool = True,
 
 def _track_clicks(html: str, text: str, links: Links, own: str) -> tuple[str, str]:
     tracked: dict[str, str] = {}  # URL -> its click link: a URL linked twice is signed once
-    in_text: dict[str, str] = {}  # <URL> as html2text wrote it -> <click link>
+    in_text: dict[str, str] = {}  # the URL as the text part shows it -> its click link
 
     def rewrite(tag: re.Match[str]) -> str:
         for attribute in _ATTRIBUTE.finditer(tag[0], 2):
@@ -73,13 +76,15 @@ def _track_clicks(html: str, text: str, links: Links, own: str) -> tuple[str, st
             link = tracked[url] = links.click(url)
         # html2text reads attributes with html.unescape, which differs from a browser only
         # on a bare '&name' before '=' or a letter; take its reading for the text part.
-        in_text[f"<{markup.unescape(value)}>"] = f"<{link}>"
+        in_text[markup.unescape(value).strip()] = link
         start, end = attribute.span(2)
         return f'{tag[0][:start]}"{markup.escape(link)}"{tag[0][end:]}'
 
     html = _A_TAG.sub(rewrite, html)
-    for shown, link in in_text.items():
-        text = text.replace(shown, link)
+    if in_text:
+        # Each URL as a whole: not the start of a longer one ("…/x" in "…/x.html").
+        shown = "|".join(re.escape(url) for url in sorted(in_text, key=len, reverse=True))
+        text = re.sub(_SHOWN_URL.format(shown), lambda m: in_text[m[1]], text)
     return html, text
 
 

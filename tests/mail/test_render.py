@@ -66,11 +66,11 @@ def test_the_text_part_keeps_links_and_words(renderer: Renderer) -> None:
     assert "<p>" not in rendered.text
 
 
-def test_punctuation_after_bold_text_stays_against_the_word() -> None:
+def test_bold_and_italic_text_is_written_as_plain_words() -> None:
     from engine.mail.render import html_to_text
 
     text = html_to_text("<p>Pack <strong>light</strong>, eat <b>well</b>: sleep <em>warm</em>.</p>")
-    assert text == "Pack **light**, eat **well**: sleep _warm_.\n"
+    assert text == "Pack light, eat well: sleep warm.\n"
 
 
 def test_templates_see_the_globals_under_the_context_and_leave_it_as_it_was(tmp_path: Path) -> None:

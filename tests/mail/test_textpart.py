@@ -100,3 +100,21 @@ def test_a_value_in_an_attribute_selector_css_can_match_is_inlined_for_each_subs
         rendered = renderer.render(email, context, key=("f", "s"))
         assert rendered.html == renderer.render(email, context).html
         assert ("color: blue" in rendered.html) is (locale == "fr")
+
+
+def test_the_cached_text_part_is_plain_and_shows_a_personal_link_once(tmp_path: Path) -> None:
+    (tmp_path / "t.html").write_text(
+        "<h1>Hi <b>{{ subscriber.first_name }}</b></h1><ul><li>one</li></ul><p></p><p></p>"
+        '<p><a href="{{ unsubscribe_url }}">{{ unsubscribe_url }}</a> '
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
+    )
+    renderer = Renderer(tmp_path)
+    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
+    for token in ("a1", "b2"):
+        links = PreviewLinks(base_url=f"https://funnel.example/{token}")
+        context = template_context(PLAN, email, Subscriber("a@example.com", "Ann Lee"), links)
+        rendered = renderer.render(email, context, key=("f", "s"))
+        url = f"https://funnel.example/{token}/u/preview-{email.id}"
+        assert rendered.text == f"Hi Ann\n\n- one\n\n{url} Unsubscribe ({url})\n"
+        assert rendered.text == html_to_text(rendered.html)
+    assert renderer.text_parts.hits == 2 and renderer.text_parts.misses == 0  # one skeleton for both

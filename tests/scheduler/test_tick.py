@@ -472,7 +472,7 @@ def test_web_links_in_a_sent_email_count_clicks_and_lead_where_they_did(db_url: 
         assert _verified("unsubscribe", unsubscribe) == [message_id]  # the whole Message-ID
         assert "mailto:team@example.com" in hrefs(html)
         for click in clicks:  # the text part shows each link once, counted
-            assert text.count(f"<{click}>") == 1
+            assert text.count(click) == 1
         assert "shop.example" not in text and "blog.example" not in text
         [pixel] = images(html)
         assert html.index(pixel) < html.index("</body>")
