@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
@@ -143,7 +144,7 @@ class Gate:
 
     async def checked(self, request: Request) -> tuple[Session, dict[str, str]] | Response:
         """For a POST: the session and the form's fields, once the CSRF token is right; else the answer."""
-        found = self.require(request)
+        found = await run_in_threadpool(self.require, request)  # a database read: off the event loop
         if not isinstance(found, Session):
             return found
         fields = await csrf.posted(request)
@@ -224,7 +225,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
             log("dashboard_login", logging.WARNING, outcome="wrong_password", ip=ip)
             return login_form(request, next_path, status=401, error="Wrong password.")
         response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
-        gate.open(response)
+        await run_in_threadpool(gate.open, response)
         log("dashboard_login", outcome="ok", ip=ip)
         response.delete_cookie(LOGIN_COOKIE, path=f"{HOME}/login", secure=gate.secure, httponly=True,
                                samesite="strict")
@@ -235,7 +236,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
         found = await gate.checked(request)
         if not isinstance(found, tuple):
             return found
-        gate.revoke(found[0])
+        await run_in_threadpool(gate.revoke, found[0])
         response = RedirectResponse(f"{HOME}/login", status_code=303, headers=HEADERS)
         response.delete_cookie(SESSION_COOKIE, path=HOME, secure=gate.secure, httponly=True,
                                samesite="strict")
