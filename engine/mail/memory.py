@@ -29,6 +29,9 @@ class MemoryTransport:
         self.attempts.append((message, result))
         return result
 
+    async def check(self) -> None:
+        """Nothing to reach: the state is what a test set."""
+
     async def close(self) -> None:
         """Refuse later sends, as a real transport would."""
         self.closed = True

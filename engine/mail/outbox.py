@@ -37,6 +37,9 @@ class OutboxTransport:
             return Result(Outcome.RETRY, None, f"cannot write {path}: {error}")
         return Result(Outcome.SENT, 250, f"written to {path}")
 
+    async def check(self) -> None:
+        """Nothing to check: always ok."""
+
     async def close(self) -> None:
         """Nothing is held open; later sends are refused like the other transports'."""
         self._closed = True

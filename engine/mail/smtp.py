@@ -26,13 +26,17 @@ The transport also keeps its state for /healthz and /metrics (TransportState): d
 from the first connection that cannot be opened (refused, timed out, TLS or AUTH
 failing: the same for every message until someone acts), or after LOST_IN_A_ROW
 attempts in a row lost their connection mid-transaction; ok again as soon as the server
-answers a transaction, whatever its reply.
+answers a transaction, whatever its reply. Emails deferred by an outage are retried
+after a growing back-off (up to 4 hours), so while no session can be opened `check()`
+(called at each tick) tries one at most every PROBE_SECONDS: /healthz turns ok within a
+minute of the server's return, not at the next retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +57,7 @@ _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 # One connection lost mid-transaction is a network hiccup (it is retried); three in a row,
 # with no transaction answered between them, is a server or a network that needs a look.
 LOST_IN_A_ROW = 3
+PROBE_SECONDS = 60.0  # while no connection can be opened, a new try at most this often
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ class _Reachability:
         if self._lost >= LOST_IN_A_ROW or not self.state.ok:
             self._degrade(error)
 
+    @property
+    def unreachable(self) -> bool:
+        """Degraded because no session could be opened (not because sessions broke)."""
+        return not self.state.ok and self._lost == 0
+
     def answered(self) -> None:
         """The server answered a transaction (any reply): it is reachable."""
         self._lost = 0
@@ -125,12 +135,14 @@ class SmtpTransport:
     """Transport over SMTP: up to max_connections kept open and reused, one message on each at a time."""
 
     def __init__(self, settings: SmtpSettings, now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 ) -> None:
+                 probe_seconds: float = PROBE_SECONDS) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.max_connections)
         self._closed = False
         self._reach = _Reachability(now)  # `now`: real time, as monitoring reads it
+        self.probe_seconds = probe_seconds
+        self._tried_at: float | None = None  # time.monotonic() of the last connection that failed
 
     @property
     def state(self) -> TransportState:
@@ -153,7 +165,7 @@ class SmtpTransport:
                         _discard(smtp)
                     connected = await self._connect()
                     if isinstance(connected, Result):
-                        self._reach.cannot_connect(self._why_not(connected))
+                        self._cannot_connect(connected)
                         return connected
                     smtp, reused = connected, False
                 try:
@@ -171,18 +183,33 @@ class SmtpTransport:
                         self._reach.answered()
                     return attempt.result
 
+    async def check(self) -> None:
+        """While no session can be opened, try one (at most every probe_seconds); pooled if it works."""
+        if self._closed or not self._reach.unreachable:
+            return
+        if self._tried_at is not None and time.monotonic() - self._tried_at < self.probe_seconds:
+            return
+        async with self._slots:
+            connected = await self._connect()
+            if isinstance(connected, Result):
+                self._cannot_connect(connected)
+                return
+            self._reach.answered()  # it greeted us (and took TLS and the login): mail can go
+            await self._release(connected, True)
+
     async def close(self) -> None:
         """QUIT every pooled connection; sending afterwards is an error."""
         self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(smtp) for smtp in idle))
 
-    def _why_not(self, refused: Result) -> str:
-        """What a failed connect says, the server's reply (a 421 greeting, a 535 AUTH) named as such."""
-        if refused.code is None:
-            return refused.reply  # "cannot connect to host:port: ..."
+    def _cannot_connect(self, refused: Result) -> None:
+        """Degraded with what a failed connect says; a reply (a 421 greeting, a 535 AUTH) is named so."""
+        self._tried_at = time.monotonic()
         s = self.settings
-        return f"{s.host}:{s.port} refused the session: {refused.code} {refused.reply}"
+        why = refused.reply if refused.code is None else (
+            f"{s.host}:{s.port} refused the session: {refused.code} {refused.reply}")
+        self._reach.cannot_connect(why)  # refused.reply: "cannot connect to host:port: ..."
 
     async def _connect(self) -> aiosmtplib.SMTP | Result:
         """A new connection, greeted, encrypted and logged in as configured; or the RETRY why not."""

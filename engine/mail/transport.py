@@ -67,6 +67,10 @@ class Transport(Protocol):
         """Try once to deliver `message`; never raises for a delivery problem, returns a Result."""
         ...  # pragma: no cover
 
+    async def check(self) -> None:
+        """While degraded, see whether the server can be reached again (called at each tick; cheap)."""
+        ...  # pragma: no cover
+
     async def close(self) -> None:
         """Close pooled connections; sending after close is an error."""
         ...  # pragma: no cover

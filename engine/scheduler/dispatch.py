@@ -57,6 +57,7 @@ class Dispatcher:
         """Send what is due until nothing is, the rate allows no more or a stop is asked; attempts made."""
         limiter = self.policy.limiter
         attempted = 0
+        await self.sender.check_transport()  # /healthz recovers with the server, not at the next retry
         while not self.stopping:
             wanted = limiter.take(self.batch_size)
             if wanted == 0:

@@ -148,6 +148,11 @@ class Sender:
             self.policy.pause(update.domain, update.domain_paused_until)
         return update, str(update.status)
 
+    async def check_transport(self) -> None:
+        """Let a degraded transport look for its server (at each tick), and log a change."""
+        await self.transport.check()
+        self._watch_transport()
+
     def _watch_transport(self) -> None:
         """One WARNING when the transport degrades and one when it recovers, not one per email.
 

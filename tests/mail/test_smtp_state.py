@@ -95,3 +95,30 @@ def test_the_outbox_transport_is_ok_even_when_a_write_fails(tmp_path: Path) -> N
     result = asyncio.run(transport.send(outgoing()))
     assert result.outcome is Outcome.RETRY  # the message waits; there is no server to be degraded
     assert transport.state == OK
+
+
+def test_check_finds_the_server_back_without_an_email_and_pools_the_connection() -> None:
+    handler = RecordingHandler()
+    with running_smtp(handler) as server:
+        port = server.port
+    patient = SmtpTransport(_settings(port))  # probes at most every 60 s
+    eager = SmtpTransport(_settings(port), probe_seconds=0)
+    seen: list[str] = []
+
+    async def run() -> None:
+        for transport in (patient, eager):
+            assert (await transport.send(outgoing())).outcome is Outcome.RETRY
+            await transport.check()  # still down
+            seen.append(transport.state.status)
+        with running_smtp(handler, port=port):
+            await patient.check()  # tried less than a minute ago: waits for the next email or minute
+            await eager.check()
+            seen.extend([patient.state.status, eager.state.status])
+            connections = handler.connections
+            assert (await eager.send(outgoing("dan@example.com"))).outcome is Outcome.SENT
+            assert handler.connections == connections == 1  # the probe's connection carried it
+        await patient.close()
+        await eager.close()
+
+    asyncio.run(run())
+    assert seen == ["degraded", "degraded", "degraded", "ok"]

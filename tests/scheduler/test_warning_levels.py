@@ -79,6 +79,25 @@ def test_a_server_down_for_many_emails_is_one_warning_and_one_recovery(
         h.close()
 
 
+def test_a_change_found_by_the_tick_without_any_email_is_logged_too(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = MemoryTransport()
+    h = Harness(db_url, minimal_project(tmp_path / "project"), MONDAY, transport=transport)
+    try:
+        with caplog.at_level(logging.INFO, logger="funnel"):
+            transport.state = TransportState("degraded", DOWN, datetime.now(UTC))
+            h.tick()
+            h.tick()
+            assert len(_records(caplog, "transport_degraded")) == 1
+            transport.state = OK  # what SmtpTransport.check() does when the server greets it again
+            h.tick()
+        assert len(_records(caplog, "transport_recovered")) == 1
+        assert not transport.attempts
+    finally:
+        h.close()
+
+
 def test_a_failed_reload_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     project = minimal_project(tmp_path / "project")
     live = LiveFunnels(Project(project))
