@@ -17,7 +17,15 @@ from engine.mail.outbox import OutboxTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
 from engine.project.folder import Project
-from engine.scheduler.clock import Clock, ScaledClock, SystemClock, clock_mark, describe_mark, real_time
+from engine.scheduler.clock import (
+    Clock,
+    ScaledClock,
+    SystemClock,
+    clock_mark,
+    describe_mark,
+    real_time,
+    scale_of,
+)
 from engine.scheduler.dispatch import Dispatcher
 from engine.scheduler.funnels import LiveFunnels
 from engine.scheduler.guard import Guard, Paused
@@ -70,8 +78,8 @@ def _alerter(url: str | None, base_url: str) -> Callable[[Paused], None] | None:
     return alert
 
 
-def _send_policy(settings: Settings) -> SendPolicy:
-    """The global rate, per-domain rates and warm-up the settings ask for."""
+def _send_policy(settings: Settings, clock_scale: float = 1.0) -> SendPolicy:
+    """The global rate, per-domain rates and warm-up the settings ask for; rates are per real second."""
     limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
     # Per-domain buckets are per process: N daemons on one database send N times as fast
     # to a domain (docs/delivery.md). A domain rate at or above send_rate never binds.
@@ -83,7 +91,7 @@ def _send_policy(settings: Settings) -> SendPolicy:
     )
     days, day_one = settings.warmup_days, settings.warmup_day_one
     warmup = Warmup(days, day_one) if days and day_one is not None else None
-    return SendPolicy(limiter, throttle, warmup)
+    return SendPolicy(limiter, throttle, warmup, clock_scale)
 
 
 class ClockMismatch(EngineError):
@@ -223,7 +231,7 @@ def build_daemon(
     stoplist = Stoplist(settings.lease_seconds * 2)
     lease = real_time(clock, settings.lease_seconds)  # real seconds, whatever the clock's speed
     metrics = Metrics(db_engine, clock.now, transport=lambda: transport.state)
-    policy = _send_policy(settings)
+    policy = _send_policy(settings, scale_of(clock))
     recorder = Recorder(db_engine, db_executor, stoplist, lease)
     send_settings = SendSettings(
         base_url=settings.links_url,

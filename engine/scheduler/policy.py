@@ -55,10 +55,14 @@ class SendPolicy:
         limiter: RateLimiter,
         throttle: DomainThrottle | None = None,
         warmup: Warmup | None = None,
+        clock_scale: float = 1.0,
     ) -> None:
         self.limiter = limiter
         self.throttle = throttle  # per recipient domain; None: no per-domain limit
         self.warmup = warmup
+        # Clock seconds a real second (--time-scale): a rate's wait, counted in real seconds,
+        # is written as a time of the engine's clock.
+        self.clock_scale = clock_scale
         self.paused_domains: dict[str, datetime] = {}  # 421: this destination refuses for a while
         self._warmup_left: int | None = None  # marketing emails today's warm-up still allows
         self._warmup_logged_until: datetime | None = None  # the day `warmup_limit` was logged for
@@ -95,7 +99,8 @@ class SendPolicy:
             wait = self.throttle.take(domain)
             if wait > 0:
                 reply = f"throttled: {domain} takes {self.throttle.rate_for(domain):g} emails a second"
-                return later(row, now + timedelta(seconds=wait), now, reply).holding("throttle", domain)
+                at = now + timedelta(seconds=wait * self.clock_scale)
+                return later(row, at, now, reply).holding("throttle", domain)
         return None
 
     def spend(self, row: Claimed) -> None:
