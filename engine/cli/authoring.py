@@ -117,8 +117,8 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
 @main.command()
 @click.argument("funnel")
 @click.argument("step_id", metavar="STEP")
-@click.option("--data", help="Subscriber data as JSON: name, email, locale, timezone, fields, magnet, "
-                             "segment, sent_at.")
+@click.option("--data", help="Subscriber data as JSON: name, first_name, last_name, email, locale, "
+                             "timezone, fields, magnet, segment, sent_at.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write STEP.html and STEP.txt into this folder.")
 @pass_project

@@ -23,6 +23,7 @@ def profile_lines(profile: Profile, now: datetime) -> Iterator[str]:
     yield f"{sub['name']} <{sub['email']}>" if sub["name"] else sub["email"]
     yield (f"  status {sub['status']}; locale {sub['locale']}; time zone {tz}; "
            f"since {when(sub['created_at'], tz)}")
+    yield "  " + _names(profile)
     origin = [f"source {sub['source']}"] if sub["source"] else []
     origin += [f"{key} {sub[key]}" for key in UTM_KEYS if sub[key]]
     if origin:
@@ -44,6 +45,18 @@ def profile_lines(profile: Profile, now: datetime) -> Iterator[str]:
         yield "funnels: none"
     for view in profile.enrollments:
         yield from _enrollment(view, profile, tz)
+
+
+def _names(profile: Profile) -> str:
+    """The names given, and the first name emails use (taken from the name only where safe)."""
+    sub = profile.subscriber
+    labels = (("first name", "first_name"), ("last name", "last_name"))
+    given = [f"{label} {sub[key]}" for label, key in labels if sub[key]]
+    used = profile.first_name_in_emails
+    if sub["first_name"]:
+        return "; ".join(given)
+    shown = f"'{used}', from the name" if used else "none (templates write their fallback)"
+    return "; ".join([*given, f"first name in emails {shown}"])
 
 
 def _event(event: Row) -> str:
@@ -122,6 +135,7 @@ def _aligned(table: Sequence[Sequence[str]], indent: str) -> Iterator[str]:
 def profile_json(profile: Profile) -> dict[str, Any]:
     """The profile as JSON-ready data; times in ISO 8601 UTC."""
     subscriber = {k: v for k, v in profile.subscriber.items() if k not in _HIDDEN}
+    subscriber["first_name_in_emails"] = profile.first_name_in_emails
     data: dict[str, Any] = _plain({
         "subscriber": subscriber,
         "consents": [dict(c) for c in profile.consents],

@@ -18,7 +18,8 @@ from engine.mail.render import Rendered, Renderer
 from engine.sequences.plan import EmailStep, Plan
 from engine.sequences.window import zone
 
-DATA_KEYS = ("name", "email", "locale", "timezone", "fields", "magnet", "segment", "sent_at")
+DATA_KEYS = ("name", "first_name", "last_name", "email", "locale", "timezone", "fields", "magnet", "segment",
+             "sent_at")
 
 
 def load_plan(obj: Context, funnel: str) -> Plan:
@@ -87,7 +88,8 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
     subscriber = Subscriber(
         email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
         locale=str(given.get("locale", SAMPLE.locale)), timezone=str(given.get("timezone", "UTC")),
-        fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()})
+        fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()},
+        given_first_name=given.get("first_name"), given_last_name=given.get("last_name"))
     sent_at = None
     if "sent_at" in given:
         sent_at = _parse_sent_at(given["sent_at"])

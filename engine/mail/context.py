@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from engine.mail import names
 from engine.mail.dates import Moment
 from engine.sequences.plan import EmailStep, Plan
 
@@ -71,11 +72,18 @@ class Subscriber:
     locale: str = "en"
     timezone: str = "UTC"
     fields: dict[str, str] = field(default_factory=dict)
+    given_first_name: str | None = None  # as the person gave it (a form, a CSV, the API)
+    given_last_name: str | None = None
 
     @property
     def first_name(self) -> str:
-        """The first word of the name; empty when no name was given."""
-        return self.name.split()[0] if self.name.split() else ""
+        """The first name given, or one taken from the name where that is safe; else empty (names.py)."""
+        return names.first_name(self.name, self.locale, self.given_first_name)
+
+    @property
+    def last_name(self) -> str:
+        """The last name as given; never guessed."""
+        return names.tidy(self.given_last_name)
 
 
 SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan")
@@ -112,7 +120,8 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
             for q in plan.survey.questions]
     context: dict[str, Any] = {
         "subscriber": {"email": subscriber.email, "name": subscriber.name,
-                       "first_name": subscriber.first_name, "locale": subscriber.locale,
+                       "first_name": subscriber.first_name, "last_name": subscriber.last_name,
+                       "locale": subscriber.locale,
                        "timezone": subscriber.timezone, "fields": dict(subscriber.fields)},
         "funnel": {"id": plan.funnel, "name": plan.name},
         "sender": {"name": sender_name, "address": sender_address,

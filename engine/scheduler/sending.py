@@ -206,6 +206,8 @@ class Sender:
             locale=row["locale"],
             timezone=row["timezone"],
             fields=row["fields"] or {},  # template_context copies them for the template
+            given_first_name=row["first_name"],
+            given_last_name=row["last_name"],
         )
         tracking = Tracking(settings.base_url, settings.track_clicks, settings.track_opens)
         try:

@@ -254,6 +254,8 @@ def claim_due_deliveries(
             DELIVERY,
             SUBSCRIBER.c.email,
             SUBSCRIBER.c.name,
+            SUBSCRIBER.c.first_name,
+            SUBSCRIBER.c.last_name,
             SUBSCRIBER.c.locale,
             SUBSCRIBER.c.timezone,
             SUBSCRIBER.c.fields,

@@ -17,6 +17,8 @@ from engine.store.tables import ENROLLMENT, SUBSCRIBER, TAG
 SUBSCRIBER_COLUMNS = (
     "email",
     "name",
+    "first_name",
+    "last_name",
     "locale",
     "timezone",
     "fields",

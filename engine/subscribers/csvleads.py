@@ -23,7 +23,7 @@ from engine.store.subscribers import column_widths
 from engine.subscribers.addresses import check_email
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 
-STANDARD = ("email", "name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
+STANDARD = ("email", "name", "first_name", "last_name", "locale", "timezone", "source", *UTM_KEYS, "magnet")
 # Written by `subscribers export`, read back as nothing (or, for status, as a reason to
 # skip the row): a round trip must not turn them into custom fields.
 EXPORT_ONLY = ("status", "created_at", "stage", "segment", "step")
@@ -111,6 +111,7 @@ class CsvLeads:
         if status.lower() in SKIPPED_STATUSES:
             return Row(line, None, skipped=status.lower())
         lead = Lead(email=given["email"], name=given.get("name", ""), locale=given.get("locale") or None,
+                    first_name=given.get("first_name", ""), last_name=given.get("last_name", ""),
                     timezone=given.get("timezone") or None, source=given.get("source") or None,
                     utm={k: given[k] for k in UTM_KEYS if given.get(k)},
                     fields={name: value[i] for name, i in cols.fields.items() if value[i]},

@@ -20,7 +20,8 @@ from engine.store import reports
 from engine.store.db import DbEngine, Row
 from engine.subscribers.leads import UTM_KEYS
 
-BASE_COLUMNS = ("email", "name", "locale", "timezone", "status", "source", *UTM_KEYS, "created_at")
+BASE_COLUMNS = ("email", "name", "first_name", "last_name", "locale", "timezone", "status", "source",
+                *UTM_KEYS, "created_at")
 FUNNEL_COLUMNS = ("stage", "segment", "step")
 
 

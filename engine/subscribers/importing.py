@@ -23,7 +23,7 @@ from engine.store import queries, reports, subscribers
 from engine.store.db import DbConnection, DbEngine
 from engine.store.rows import email_hash, normalize_email
 from engine.subscribers.csvleads import CsvLeads, Row
-from engine.subscribers.leads import Lead, Proof, add_lead
+from engine.subscribers.leads import Lead, Proof, add_lead, name_columns
 
 BATCH = 500
 
@@ -119,6 +119,7 @@ class Importer:
 
 
 def _values(lead: Lead) -> dict[str, object]:
-    return {"email": lead.email, "name": lead.name, "locale": lead.locale, "timezone": lead.timezone,
+    return {"email": lead.email, "name": lead.name, **name_columns(lead), "locale": lead.locale,
+            "timezone": lead.timezone,
             "source": lead.source, "fields": dict(lead.fields), **lead.utm}
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from engine.flow.state import EventType, Stage
 from engine.flow.step import start
+from engine.mail.names import tidy
 from engine.sequences.plan import Plan
 from engine.store import queries, subscribers
 from engine.store.db import DbConnection
@@ -24,6 +25,8 @@ class Lead:
     email: str
     name: str = ""
     locale: str | None = None
+    first_name: str = ""  # as given; templates never guess over it (engine/mail/names.py)
+    last_name: str = ""
     timezone: str | None = None
     source: str | None = None
     utm: Mapping[str, str] = field(default_factory=dict)
@@ -90,6 +93,7 @@ def add_lead(conn: DbConnection, plan: Plan, lead: Lead, proof: Proof, now: date
     values = {
         "email": lead.email,
         "name": lead.name,
+        **name_columns(lead),
         "locale": lead.locale,
         "timezone": lead.timezone,
         "source": lead.source,
@@ -176,6 +180,7 @@ def _subscriber_row(lead: Lead, key: str, now: datetime) -> dict[str, object]:
         "email": normalize_email(lead.email)[0],
         "email_key": key,
         "name": lead.name,
+        **name_columns(lead),
         "locale": lead.locale or subscribers.DEFAULT_LOCALE,
         "timezone": lead.timezone or subscribers.DEFAULT_TIMEZONE,
         "source": lead.source,
@@ -184,6 +189,11 @@ def _subscriber_row(lead: Lead, key: str, now: datetime) -> dict[str, object]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def name_columns(lead: Lead) -> dict[str, str | None]:
+    """The first and last name columns: as given, on one line; None when not given."""
+    return {"first_name": tidy(lead.first_name) or None, "last_name": tidy(lead.last_name) or None}
 
 
 def _consent_row(subscriber: int, funnel: str, proof: Proof, now: datetime) -> dict[str, object]:

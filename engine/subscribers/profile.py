@@ -18,6 +18,7 @@ from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
 from engine.flow.joining import CONFIRMATION_GAP
 from engine.flow.late import unheeded
 from engine.flow.state import EventType, Facts, Stage
+from engine.mail.names import first_name
 from engine.sequences.plan import Plan
 from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable
@@ -47,6 +48,12 @@ class Profile:
     events: list[Row]
     enrollments: list[EnrollmentView]
     releases: Mapping[str, Row] = field(default_factory=dict)  # those the emails were rendered from, by id
+
+    @property
+    def first_name_in_emails(self) -> str:
+        """What templates get as `subscriber.first_name`: as given, or safely taken from the name, or ""."""
+        sub = self.subscriber
+        return first_name(sub["name"] or "", sub["locale"] or "", sub["first_name"])
 
     def origin(self, delivery: Row) -> Origin | None:
         """The release a delivery was rendered from, and whether that release brought its text."""

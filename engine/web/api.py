@@ -115,6 +115,8 @@ class SubscriberIn(BaseModel):
     email: Annotated[str, _plain(254)]
     funnel: Annotated[str, _plain(100)] | None = None
     name: Annotated[str, _plain(100)] | None = None
+    first_name: Annotated[str, _plain(100)] | None = Field(None, description="as templates greet the person")
+    last_name: Annotated[str, _plain(100)] | None = None
     magnet: Line | None = None
     locale: Line | None = None
     timezone: Line | None = None
@@ -147,6 +149,8 @@ class SubscriberOut(BaseModel):
     id: int
     email: str
     name: str
+    first_name: str | None = Field(description="as given; null when not given")
+    last_name: str | None = Field(description="as given; null when not given")
     status: str
     locale: str | None
     timezone: str | None
@@ -384,7 +388,8 @@ def _feedback(conn: DbConnection, web: Web, subscriber: int, event: EventIn, now
 
 
 def _summary(row: Row, tags: list[str], enrollments: list[Row]) -> SubscriberOut:
-    return SubscriberOut(id=row["id"], email=row["email"], name=row["name"] or "", status=row["status"],
+    return SubscriberOut(id=row["id"], email=row["email"], name=row["name"] or "",
+                         first_name=row["first_name"], last_name=row["last_name"], status=row["status"],
                          locale=row["locale"], timezone=row["timezone"], source=row["source"],
                          fields=dict(row["fields"] or {}), created_at=row["created_at"], tags=sorted(tags),
                          enrollments=[Enrollment(funnel=e["funnel"], stage=e["stage"], segment=e["segment"],

@@ -51,6 +51,8 @@ class SignupBody(BaseModel):
 
     email: str = Field(description="the address to send to (required)", max_length=254)
     name: str | None = Field(None, max_length=100)
+    first_name: str | None = Field(None, max_length=100, description="as templates greet the person")
+    last_name: str | None = Field(None, max_length=100)
     funnel: str | None = Field(None, description="the funnel's id; optional when there is only one")
     magnet: str | None = Field(None, description="a lead magnet's id; default: the funnel's default")
     locale: str | None = Field(None, description="a language tag like en or pt-BR")

@@ -42,6 +42,8 @@ JSON_TYPE = "application/json"
 # Field name -> (most characters, what it is), for the plain text fields.
 TEXT_FIELDS: dict[str, tuple[int, str]] = {
     "name": (100, "the person's name"),
+    "first_name": (100, "the person's first name, as templates greet them"),
+    "last_name": (100, "the person's last name"),
     "funnel": (100, "the funnel's id"),
     "magnet": (100, "a lead magnet's id"),
     "locale": (35, "a language tag like en or pt-BR"),
@@ -245,6 +247,8 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
     lead = Lead(
         email=address,
         name=texts.get("name", ""),
+        first_name=texts.get("first_name", ""),
+        last_name=texts.get("last_name", ""),
         locale=locale,
         timezone=timezone,
         source=texts.get("source") or None,

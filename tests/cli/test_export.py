@@ -40,13 +40,14 @@ def test_an_export_imports_back_into_a_new_database_unchanged(
     result = cli("subscribers", "export")
     assert result.exit_code == 0, result.output
     rows = parse(result.stdout)
-    assert list(rows[0]) == ["email", "name", "locale", "timezone", "status", "source", "utm_source",
-                             "utm_medium", "utm_campaign", "utm_term", "utm_content", "created_at",
-                             "field.city", "field.plan"]
+    assert list(rows[0]) == ["email", "name", "first_name", "last_name", "locale", "timezone", "status",
+                             "source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
+                             "created_at", "field.city", "field.plan"]
     assert [r["email"] for r in rows] == ["ann@example.com", "bob@example.com", "carl@example.com",
                                           "dora@example.com"]
     assert rows[0] | {"created_at": ""} == {
-        "email": "ann@example.com", "name": "Lee, Ann", "locale": "de", "timezone": "Europe/Budapest",
+        "email": "ann@example.com", "name": "Lee, Ann", "first_name": "", "last_name": "", "locale": "de",
+        "timezone": "Europe/Budapest",
         "status": "active", "source": "landing", "utm_source": "google", "utm_medium": "",
         "utm_campaign": "spring", "utm_term": "", "utm_content": "", "created_at": "",
         "field.city": "Szeged\n(south)", "field.plan": "pro"}
