@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -26,6 +27,7 @@ from engine.project.folder import Project
 from engine.store import meta
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
+from engine.store.tables import SUBSCRIBER
 from engine.subscribers.leads import Lead, Proof, add_lead
 from tests.support.project import minimal_project
 
@@ -345,7 +347,7 @@ def test_a_demo_clock_runs_on_its_own_database_and_marks_it(project: Path, env: 
     assert _clock_mark(f"sqlite:///{project / 'funnel.db'}") == {"kind": "real"}
 
 
-def test_a_database_a_demo_wrote_is_refused_by_a_real_run_and_by_commands(
+def test_a_database_a_demo_wrote_is_refused_by_a_real_run_and_commands_share_its_clock(
     project: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     with _Daemon(project, env, "--time-scale", "3600") as daemon:
@@ -354,16 +356,25 @@ def test_a_database_a_demo_wrote_is_refused_by_a_real_run_and_by_commands(
     url = env["FUNNEL_DATABASE_URL"]
     refused = (
         f"Error: {url}: this database was written by a --time-scale 3600 demo; its times are in the "
-        "future: use another database (FUNNEL_DATABASE_URL) or delete it (funnel commands other than "
-        "run --time-scale use the real clock)\n"
+        "future: run it with --time-scale 3600, use another database (FUNNEL_DATABASE_URL) or delete it\n"
     )
     result = _run_once(project, env, "--port", "0")
     assert (result.returncode, result.stderr) == (1, refused)
+    # Commands beside the demo write in its time, not the real clock's: an import lands in its future.
+    (tmp_path / "people.csv").write_text("email\nlate@example.com\n")
+    before = datetime.now(UTC)
     command = subprocess.run(
-        [sys.executable, "-m", "engine", "--project", str(project), "subscribers", "show", "a@example.com"],
+        [sys.executable, "-m", "engine", "--project", str(project), "subscribers", "import",
+         str(tmp_path / "people.csv"), "--funnel", "minimal"],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
     )
-    assert (command.returncode, command.stderr) == (1, refused)
+    assert command.returncode == 0, command.stderr
+    db_engine = make_engine(url)
+    with db_engine.connect() as conn:
+        created = conn.execute(sa.select(SUBSCRIBER.c.created_at)
+                               .where(SUBSCRIBER.c.email == "late@example.com")).scalar_one()
+    db_engine.dispose()
+    assert created > before + timedelta(minutes=30)  # the demo's clock had run ahead
     other_speed = _run_once(project, env, "--port", "0", "--time-scale", "60")
     assert other_speed.returncode == 1
     assert other_speed.stderr == (

@@ -28,7 +28,7 @@ def resume_command(obj: Context, funnel: str, step: str) -> None:
     _check_step(plan, step)
     db_engine = obj.database()
     with db_engine.begin() as conn:
-        woken = pauses.resume(conn, funnel, step, "cli", clock.now())
+        woken = pauses.resume(conn, funnel, step, "cli", obj.clock(clock).now())
     if woken is None:
         click.echo(f"step '{step}' of funnel '{funnel}' is not paused; nothing to do")
         return
@@ -49,7 +49,8 @@ def pause_command(obj: Context, funnel: str, step: str, reason: str) -> None:
     _check_step(plan, step)
     db_engine = obj.database()
     with db_engine.begin() as conn:
-        paused = pauses.pause(conn, funnel, step, pauses.Breach("manual", reason), clock.now())
+        paused = pauses.pause(conn, funnel, step, pauses.Breach("manual", reason),
+                             obj.clock(clock).now())
         waiting = pauses.waiting_at(conn, funnel, step)
     if not paused:
         click.echo(f"step '{step}' of funnel '{funnel}' is already paused")

@@ -10,6 +10,7 @@ import click
 from engine.config import Settings, load_settings
 from engine.errors import EngineError
 from engine.project.folder import Project
+from engine.scheduler.clock import Clock
 from engine.store.db import DbEngine
 
 
@@ -19,6 +20,7 @@ class Context:
     def __init__(self, project: Path) -> None:
         self.root = project
         self.project = Project(project)
+        self.demo_clock: Clock | None = None  # a --time-scale demo's, when its database is open
 
     @cached_property
     def settings(self) -> Settings:
@@ -28,15 +30,24 @@ class Context:
     def database(self) -> DbEngine:
         """The migrated database, disposed when the command ends, however it ends."""
         from engine.daemon.wiring import (
+            command_clock,
             open_database,  # the daemon's wiring is heavy; only commands that need it
         )
 
         try:
-            db_engine = open_database(self.settings, self.root)
+            # A --time-scale demo's database is not refused: its clock is read here, before
+            # any transaction (SQLite allows one writer), and `clock` gives its time.
+            db_engine = open_database(self.settings, self.root, check_clock=False)
+            self.demo_clock = command_clock(db_engine)
         except EngineError as error:
             raise click.ClickException(str(error)) from error
         click.get_current_context().call_on_close(db_engine.dispose)
         return db_engine
+
+    def clock(self, default: Clock) -> Clock:
+        """The time commands write with: an open demo database's own (its daemon runs in the
+        future), else `default` (the command module's clock, which tests freeze)."""
+        return self.demo_clock or default
 
 
 pass_project = click.make_pass_decorator(Context)

@@ -54,7 +54,8 @@ def stats(obj: Context, funnel: str | None, since: datetime | None, as_json: boo
             click.echo(f"{display_path(path)} has errors (run funnel validate); its funnel shows only what "
                        "the database holds", err=True)
     try:
-        report = read_report(obj.database(), plans, funnel, since, now=clock.now())
+        db_engine = obj.database()
+        report = read_report(db_engine, plans, funnel, since, now=obj.clock(clock).now())
     except UnknownFunnelError as error:
         click.echo(str(error), err=True)
         sys.exit(1)

@@ -66,7 +66,8 @@ def import_command(obj: Context, file: Path, funnel: str, double_opt_in: bool) -
     with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("import", total=max(source.lines - 1, 0))
-        importer = Importer(db_engine, plan, source, confirmed=not double_opt_in, clock=clock.now,
+        importer = Importer(db_engine, plan, source, confirmed=not double_opt_in,
+                            clock=obj.clock(clock).now,
                             on_problem=console.out,
                             on_progress=lambda line: progress.update(task, completed=line - 1))
         counts = importer.run()
@@ -113,7 +114,7 @@ def show(obj: Context, email: str, as_json: bool) -> None:
     db_engine = _database(obj)
     result = obj.project.check()
     plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
-    now = clock.now()
+    now = obj.clock(clock).now()
     profile = load_profile(db_engine, email, plans, set(result.ids) - set(plans), now)
     if profile is None:
         blocked = suppression(db_engine, email)
@@ -150,7 +151,7 @@ def forget_command(obj: Context, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase {email} ({what})? This cannot be undone, and the address can never be "
                       "imported or sign up again", abort=True)
-    done = forget(db_engine, email, clock.now())
+    done = forget(db_engine, email, obj.clock(clock).now())
     if done is None:  # erased by someone else between the question and the answer
         click.echo(f"'{email}' is gone already")
         return

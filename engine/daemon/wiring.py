@@ -154,8 +154,8 @@ def _refuse_other_clock(db_engine: DbEngine, mark: dict[str, Any] | None, time_s
     where = f"{shown_url(db_engine)}: this database was written by {describe_mark(mark)}"
     if fast and time_scale == 1.0:
         raise ClockMismatch(
-            f"{where}; its times are in the future: use another database (FUNNEL_DATABASE_URL) or "
-            "delete it (funnel commands other than run --time-scale use the real clock)"
+            f"{where}; its times are in the future: run it with --time-scale {float(mark['scale']):g}, "
+            "use another database (FUNNEL_DATABASE_URL) or delete it"
         )
     if not fast and time_scale != 1.0:
         raise ClockMismatch(
@@ -167,6 +167,15 @@ def _refuse_other_clock(db_engine: DbEngine, mark: dict[str, Any] | None, time_s
             f"{where}; run with --time-scale {float(mark['scale']):g}, or use another database "
             "(FUNNEL_DATABASE_URL) or delete it"
         )
+
+
+def command_clock(db_engine: DbEngine) -> Clock | None:
+    """The clock a command writes with on a --time-scale demo's database: the demo's (commands
+    read and write beside its daemon, in its future); None for any other database."""
+    mark = meta.read(db_engine, "clock")
+    if mark is not None and mark.get("kind") == "fast":
+        return ScaledClock(float(mark["scale"]), datetime.fromisoformat(str(mark["since"])))
+    return None
 
 
 def daemon_clock(db_engine: DbEngine, time_scale: float) -> Clock:
