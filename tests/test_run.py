@@ -123,6 +123,7 @@ class _Daemon:
     def stop(self) -> tuple[int, list[dict[str, Any]]]:
         self.process.send_signal(signal.SIGTERM)
         _, stderr = self.process.communicate(timeout=30)
+        self.stderr = stderr
         return self.process.returncode, [
             json.loads(line) for line in stderr.splitlines() if line.startswith("{")
         ]
@@ -177,12 +178,14 @@ def test_sigterm_lets_the_message_in_flight_finish_and_records_it(project: Path,
                 "FUNNEL_SMTP_TLS": "none",
             },
         ) as daemon:
-            daemon.wait_healthy()
+            # Not wait_healthy(): it waits for the first tick to end, and this one ends only
+            # after the slow server has taken the message.
             assert handler.data_started.wait(20)
             status, logs = daemon.stop()  # while the server is still taking the data
     finally:
         controller.stop()
     assert status == 0
+    assert "Traceback" not in daemon.stderr and "Cancelled" not in daemon.stderr  # the tick ran to its end
     assert len(handler.received) == 1
     assert [line["action"] for line in logs].count("sent") == 1
     db_engine = make_engine(env["FUNNEL_DATABASE_URL"])

@@ -120,9 +120,11 @@ class Runner:
         log("stopping", reason="signal" if status == 0 else "http server failed")
         self.daemon.dispatcher.stopping = True
         if scheduler.running:
-            scheduler.shutdown(wait=False)
+            scheduler.pause()  # no new tick; shutdown() would cancel the running one mid-send
         if self._current is not None:
             await asyncio.gather(self._current, return_exceptions=True)  # finish in-flight sends
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         await self.daemon.transport.close()
         server.should_exit = True
         with contextlib.suppress(SystemExit):
