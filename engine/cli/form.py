@@ -63,7 +63,8 @@ def render_form(plan: Plan, magnet: str | None, action: str) -> str:
     # The magnet is always named, even the default one: if the funnel's default changes
     # later, this form still delivers (and records consent to) the magnet it shows.
     prefix = f"funnel-{plan.funnel}-{chosen.id}"  # unique ids with several forms on one page
-    name_length = TEXT_FIELDS["name"][0]
+    # The first name, asked for as such: templates greet with it, and no name order is guessed.
+    name_length = TEXT_FIELDS["first_name"][0]
     e = escape
     return f"""\
 <!-- Signup form for funnel '{e(plan.funnel)}', made by `funnel form`. -->
@@ -75,8 +76,9 @@ def render_form(plan: Plan, magnet: str | None, action: str) -> str:
     <input type="email" id="{e(prefix)}-email" name="email" required autocomplete="email" maxlength="254">
   </p>
   <p>
-    <label for="{e(prefix)}-name">Name (optional)</label>
-    <input type="text" id="{e(prefix)}-name" name="name" autocomplete="name" maxlength="{name_length}">
+    <label for="{e(prefix)}-first-name">First name (optional)</label>
+    <input type="text" id="{e(prefix)}-first-name" name="first_name" autocomplete="given-name" \
+maxlength="{name_length}">
   </p>
   <div style="{_OFF_SCREEN}" aria-hidden="true">
     <label for="{e(prefix)}-{HONEYPOT}">Leave this empty</label>

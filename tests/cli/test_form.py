@@ -88,8 +88,9 @@ def test_the_form_posts_to_subscribe_with_the_funnel_and_its_magnet(sqlite_cli: 
     email = form.inputs["email"]
     assert email.attrs["type"] == "email" and "required" in email.attrs
     assert email.attrs["autocomplete"] == "email" and email.label == "Email"
-    name = form.inputs["name"]
-    assert "required" not in name.attrs and name.label == "Name (optional)"
+    name = form.inputs["first_name"]  # greeted by it; no name order guessed (Kiss Dóra)
+    assert "required" not in name.attrs and name.label == "First name (optional)"
+    assert name.attrs["autocomplete"] == "given-name"
     assert not email.hidden_by and not name.hidden_by
     assert CONSENT_TEXT in form.texts
     assert "button" in form.tags
