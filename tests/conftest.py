@@ -8,6 +8,11 @@ Hypothesis profiles:
 
 `db_url` / `db_engine` run a test once on SQLite and once on PostgreSQL
 (tests/support/databases.py says when PostgreSQL tests skip and when they fail).
+
+The suite runs on every core with `pytest -n auto` (pytest-xdist): each worker builds its own
+PostgreSQL template and databases (named after PYTEST_XDIST_WORKER) and drops its template at
+its own session's end; servers listen on port 0, files go to tmp_path. The ci profile keeps
+no example database (derandomize), so workers share no hypothesis files either.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from engine.store.db import make_engine
 from tests.support.databases import database, drop_template
+from tests.support.order import waiting_first
 
 settings.register_profile("default", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -45,6 +51,11 @@ def db_engine(db_url: str) -> Iterator[Engine]:
     db_engine.dispose()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n auto`, each worker starts on its share of the tests that mostly wait (support/order.py)."""
+    items[:] = waiting_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Drop the PostgreSQL template database this run made."""
+    """Drop the PostgreSQL template database this process made (under xdist: each worker its own)."""
     drop_template()

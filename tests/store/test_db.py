@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.store.db import durable, make_engine
 from engine.store.migrate import head_revision
-from tests.support.databases import ADMIN_URL, require_postgres
+from tests.support.databases import empty_postgres_database
 
 
 def test_db_upgrade_creates_the_sqlite_file_then_says_it_is_up_to_date(tmp_path: Path) -> None:
@@ -23,22 +23,13 @@ def test_db_upgrade_creates_the_sqlite_file_then_says_it_is_up_to_date(tmp_path:
 
 
 def test_db_upgrade_on_a_fresh_postgresql_database(tmp_path: Path) -> None:
-    require_postgres()
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text('DROP DATABASE IF EXISTS "funnel_upgrade_test"'))
-        conn.execute(sa.text('CREATE DATABASE "funnel_upgrade_test"'))
-    try:
-        url = sa.engine.make_url(ADMIN_URL).set(database="funnel_upgrade_test")
-        env = {"FUNNEL_DATABASE_URL": url.render_as_string(hide_password=False)}
+    with empty_postgres_database() as url:
+        env = {"FUNNEL_DATABASE_URL": url}
         result = CliRunner().invoke(main, ["--project", str(tmp_path), "db", "upgrade"], env=env)
         assert result.exit_code == 0, result.output
         assert "upgraded from revision none (empty)" in result.output
-        assert "funnel_upgrade_test" in result.output and "postgres@" not in result.output
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text('DROP DATABASE IF EXISTS "funnel_upgrade_test" WITH (FORCE)'))
-        admin.dispose()
+        name = sa.engine.make_url(url).database
+        assert name and name in result.output and "postgres@" not in result.output
 
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:

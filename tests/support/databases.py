@@ -1,6 +1,9 @@
 """Test databases: a SQLite file, and a fresh PostgreSQL database per test (from a template).
 
 PostgreSQL is found at FUNNEL_TEST_DATABASE_URL (default: postgresql://postgres@127.0.0.1:5432/postgres).
+Each pytest process (each pytest-xdist worker, `-n auto`) migrates its own template database and
+copies it per test; every name carries the worker (PYTEST_XDIST_WORKER, `main` without xdist) and
+a random part, so workers, and several test runs sharing one server, never meet on a database.
 When it cannot be reached, PostgreSQL tests skip with the reason, unless
 FUNNEL_REQUIRE_POSTGRES=1 (set by .ci/run), which turns the skip into a failure.
 """
@@ -23,6 +26,11 @@ from engine.store.migrate import upgrade
 ADMIN_URL = os.environ.get("FUNNEL_TEST_DATABASE_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _template: str | None = None
+
+
+def _worker() -> str:
+    """This process's pytest-xdist worker ('gw0', 'gw1', ...), or 'main' when not under xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _admin() -> Engine:
@@ -59,7 +67,7 @@ def _ensure_template() -> str:
     """A migrated database to copy: CREATE DATABASE ... TEMPLATE is much faster than migrating."""
     global _template
     if _template is None:
-        name = f"funnel_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        name = f"funnel_template_{_worker()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         admin = _admin()
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -72,7 +80,7 @@ def _ensure_template() -> str:
 
 
 def drop_template() -> None:
-    """Drop this process's template database (at the end of the session)."""
+    """Drop this process's template database (at the end of its session: each xdist worker's own)."""
     global _template
     if _template is not None:
         admin = _admin()
@@ -83,20 +91,35 @@ def drop_template() -> None:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """The URL of a fresh, migrated PostgreSQL database, dropped afterwards."""
-    require_postgres()
-    template = _ensure_template()
-    name = f"funnel_test_{uuid.uuid4().hex[:12]}"
+def _created(template: str | None) -> Iterator[str]:
+    """Create a database of this worker's (a copy of `template`, or empty), yield its URL, drop it."""
+    name = f"funnel_test_{_worker()}_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = _admin()
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
     try:
         yield _url_for(name)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """The URL of a fresh, migrated PostgreSQL database, dropped afterwards."""
+    require_postgres()
+    with _created(_ensure_template()) as url:
+        yield url
+
+
+@contextmanager
+def empty_postgres_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database with no tables yet (for `db upgrade`), dropped afterwards."""
+    require_postgres()
+    with _created(None) as url:
+        yield url
 
 
 @contextmanager
