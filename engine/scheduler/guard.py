@@ -52,22 +52,20 @@ class Paused:
 
 
 def check_guardrails(db_engine: DbEngine, plans: Mapping[str, Plan], now: datetime) -> list[Paused]:
-    """Pause every marketing step that crossed a threshold of its funnel; what was paused now."""
+    """Pause every marketing step that crossed a threshold of its funnel; what was paused now.
+
+    The counting (seconds at a million subscribers) runs in a read transaction, which
+    on SQLite takes no lock; each breached step is then paused in a short write
+    transaction of its own, so ticks and signups never wait for the counting.
+    """
+    with db_engine.connect() as conn:
+        breaches = _breaches(conn, plans)
     paused: list[Paused] = []
-    with db_engine.begin() as conn:
-        held = {(row["funnel"], row["step"]): row for row in pauses.pauses(conn)}
-        for counts in step_counts(conn):
-            plan = plans.get(counts.funnel)
-            email = plan.email(counts.step) if plan else None
-            if plan is None or email is None or not email.marketing:
-                continue  # confirmations and deliveries of the magnet are never held back
-            row = held.get((counts.funnel, counts.step))
-            if row is not None and row["resumed_at"] is None:
-                continue
-            if row is not None:
-                counts = _since(conn, counts, row["resumed_at"])
-            breach = judge(counts, plan.guardrails)
-            if breach is not None and pauses.pause(conn, counts.funnel, counts.step, breach, now):
+    for counts, breach, seen in breaches:
+        with db_engine.begin() as conn:
+            if _pause_row(conn, counts.funnel, counts.step) != seen:
+                continue  # paused or resumed by a person since it was counted: judged next time
+            if pauses.pause(conn, counts.funnel, counts.step, breach, now):
                 waiting = pauses.waiting_at(conn, counts.funnel, counts.step)
                 paused.append(Paused(counts.funnel, counts.step, breach, waiting, now))
     for each in paused:
@@ -75,6 +73,35 @@ def check_guardrails(db_engine: DbEngine, plans: Mapping[str, Plan], now: dateti
             detail=each.breach.detail, waiting=each.waiting,
             hint=f"funnel resume {each.funnel} {each.step}")
     return paused
+
+
+# A step's pause row as the check saw it: (paused_at, resumed_at), or None when it never was.
+_Seen = tuple[datetime, datetime | None] | None
+
+
+def _breaches(conn: DbConnection, plans: Mapping[str, Plan]) -> list[tuple[StepCounts, pauses.Breach, _Seen]]:
+    """The running marketing steps past a threshold, with their pause row as it was read."""
+    held = {(row["funnel"], row["step"]): row for row in pauses.pauses(conn)}
+    found = []
+    for counts in step_counts(conn):
+        plan = plans.get(counts.funnel)
+        email = plan.email(counts.step) if plan else None
+        if plan is None or email is None or not email.marketing:
+            continue  # confirmations and deliveries of the magnet are never held back
+        row = held.get((counts.funnel, counts.step))
+        if row is not None and row["resumed_at"] is None:
+            continue
+        if row is not None:
+            counts = _since(conn, counts, row["resumed_at"])
+        breach = judge(counts, plan.guardrails)
+        if breach is not None:
+            found.append((counts, breach, (row["paused_at"], row["resumed_at"]) if row is not None else None))
+    return found
+
+
+def _pause_row(conn: DbConnection, funnel: str, step: str) -> _Seen:
+    row = next((r for r in pauses.pauses(conn, funnel) if r["step"] == step), None)
+    return (row["paused_at"], row["resumed_at"]) if row is not None else None
 
 
 def _since(conn: DbConnection, counts: StepCounts, resumed_at: datetime) -> StepCounts:

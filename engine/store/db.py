@@ -22,6 +22,8 @@ Row = RowMapping
 # A writer waits this long for another one (a CLI command beside the daemon) before
 # SQLite answers "database is locked"; our own write transactions last milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# The key in a SQLite connection's `info` that remembers its PRAGMA query_only.
+_QUERY_ONLY = "funnel_query_only"
 
 
 class DatabaseError(EngineError):
@@ -59,7 +61,9 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **optio
 
         sa.event.listen(db_engine, "connect", on_connect)
         # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over
-        # (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL").
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL"): reads
+        # begin DEFERRED and read-only, writes IMMEDIATE (_sqlite_begin).
+        db_engine._connection_cls = _SqliteConnection
         sa.event.listen(db_engine, "begin", _sqlite_begin)
         return db_engine
     if url.startswith("postgresql"):
@@ -83,10 +87,37 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor.close()
 
 
+class _SqliteConnection(Connection):
+    """A SQLite connection that tells `_sqlite_begin` which transactions SQLAlchemy began by itself.
+
+    SQLAlchemy begins a transaction on its own (autobegin) at the first statement on a
+    `db_engine.connect()` that did not call `begin()`: those are the reads. A transaction
+    asked for, by `db_engine.begin()`, `conn.begin()` or `durable()`, is a write.
+    """
+
+    autobegun = False
+
+    def _autobegin(self) -> None:
+        self.autobegun = True
+        try:
+            super()._autobegin()
+        finally:
+            self.autobegun = False
+
+
 def _sqlite_begin(conn: Connection) -> None:
-    # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
-    # instead of one failing with "database is locked" when it upgrades a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A read (autobegun on `db_engine.connect()`) begins DEFERRED: in WAL mode it takes no
+    # lock at all and sees one moment until it ends, so a 30 s report beside the daemon
+    # holds back neither a tick nor a signup. query_only makes a write in it fail at once
+    # ("attempt to write a readonly database") instead of sometimes, under load, failing
+    # with SQLITE_BUSY when the read lock cannot be upgraded: writes use `db_engine.begin()`.
+    # A write begins IMMEDIATE: it takes the write lock at BEGIN, so two writers queue on
+    # busy_timeout instead of one failing with "database is locked" on the upgrade.
+    reading = getattr(conn, "autobegun", False)
+    if conn.info.get(_QUERY_ONLY) is not reading:
+        conn.exec_driver_sql(f"PRAGMA query_only={int(reading)}")
+        conn.info[_QUERY_ONLY] = reading
+    conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 @contextmanager
@@ -130,10 +161,12 @@ def snapshot(db_engine: Engine) -> Iterator[Connection]:
     with db_engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # READ COMMITTED would let a tick commit between two of the report's statements.
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        # SQLite: every transaction here begins IMMEDIATE (_sqlite_begin), one writer-free moment.
-        with conn.begin():
-            yield conn
+            with conn.execution_options(isolation_level="REPEATABLE READ").begin():
+                yield conn
+            return
+        # SQLite: the read transaction autobegun at the first statement sees one moment (WAL)
+        # until the connection closes, and takes no lock (_sqlite_begin).
+        yield conn
 
 
 def check_connection(db_engine: Engine) -> None:
