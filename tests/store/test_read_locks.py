@@ -11,23 +11,36 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from engine.scheduler import guard
 from engine.scheduler.guard import check_guardrails
-from engine.store.db import DbEngine, durable, make_engine, snapshot
-from engine.store.tables import ENROLLMENT, META, SUBSCRIBER
+from engine.sequences.plan import Plan
+from engine.store import pauses
+from engine.store.db import DbConnection, DbEngine, durable, make_engine, snapshot
+from engine.store.tables import DELIVERY, ENROLLMENT, META, SUBSCRIBER
+from engine.subscribers import inbound
 from tests.scheduler.harness import Harness
 from tests.support.databases import sqlite_database
 from tests.support.project import minimal_project
 from tests.web.served import serve
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, inside minimal's weekday 08:00-11:00 window
+MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+GUARDRAILS = """
+guardrails:
+  min_sends: 10
+  unsubscribe_rate: 20%
+  bounce_rate: off
+  complaint_rate: 5%
+"""
 LOCK_WAIT_MS = 1_000
 HOLD_SECONDS = 15  # the slow read's longest hold; the test ends it once everything has been tried
 
@@ -107,6 +120,45 @@ def test_a_guardrail_check_that_pauses_nothing_waits_for_no_writer(db_url: str, 
         with held_open(write):  # a check that queued for the lock would fail with "database is locked"
             plans = harness.daemon.live.current.plans
             assert check_guardrails(harness.db_engine, plans, harness.clock.now()) == []
+    finally:
+        harness.close()
+
+
+def test_a_step_a_person_paused_and_resumed_while_it_was_counted_is_not_paused_on_the_old_numbers(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = minimal_project(tmp_path / "project")
+    sequence = project / "sequences" / "minimal.yaml"
+    sequence.write_text(sequence.read_text() + GUARDRAILS)
+    harness = Harness(db_url, project, MONDAY)
+    try:
+        names = [f"a{i}@example.com" for i in range(10)]
+        for name in names:
+            harness.add(name, answers={"level": "new"})
+            harness.event(name, "confirmed", funnel="minimal")
+        harness.run_until(MONDAY + timedelta(days=2, hours=4))  # e1 goes out Wednesday 08:00
+        with harness.db_engine.begin() as conn:  # 3 of 10 unsubscribe from e1: over the 20%
+            for row in conn.execute(sa.select(DELIVERY).where(DELIVERY.c.step == "e1").limit(3)).mappings():
+                inbound.unsubscribe(conn, row["subscriber_id"], "minimal", harness.clock.now(),
+                                    row["message_id"], came_from=("minimal", "e1"))
+        counted = guard._breaches
+
+        def counted_then_a_person_acts(conn: DbConnection, plans: Mapping[str, Plan]) -> Any:
+            found = counted(conn, plans)
+            assert [(counts.step, breach.metric) for counts, breach, _ in found] == [("e1", "unsubscribes")]
+            with harness.db_engine.begin() as other:  # `funnel pause`, then `funnel resume`
+                pauses.pause(other, "minimal", "e1", pauses.Breach("manual", "checking"), harness.clock.now())
+                pauses.resume(other, "minimal", "e1", "ops", harness.clock.now())
+            return found
+
+        monkeypatch.setattr(guard, "_breaches", counted_then_a_person_acts)
+        plans = harness.daemon.live.current.plans
+        assert check_guardrails(harness.db_engine, plans, harness.clock.now()) == []
+        with harness.db_engine.connect() as conn:
+            assert [(row["step"], row["metric"]) for row in pauses.pauses(conn)] == [("e1", "manual")]
+            assert pauses.paused_steps(conn) == {}
+            history = [(e["action"], e["metric"]) for e in reversed(pauses.guardrail_events(conn))]
+        assert history == [("paused", "manual"), ("resumed", None)]
     finally:
         harness.close()
 
