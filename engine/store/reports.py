@@ -78,10 +78,10 @@ def export_rows(db_engine: Engine, funnel: str | None) -> Iterator[RowMapping]:
     """Every subscriber (of `funnel`, with their position in it) in id order, streamed.
 
     PostgreSQL sends the rows through a server-side cursor, STREAM_BATCH at a time, in
-    one read transaction (readers never block the daemon there). On SQLite every
-    transaction of this engine takes the write lock (BEGIN IMMEDIATE), and exporting a
-    million rows takes seconds, longer than the daemon's 10 s busy timeout; so SQLite is
-    read in pages of STREAM_BATCH by id, each page its own short transaction.
+    one read transaction (readers never block the daemon there). SQLite is read in pages
+    of STREAM_BATCH by id, each page its own short read transaction: it takes no lock
+    either (engine/store/db.py), and a read held open for the whole export (seconds at a
+    million rows) would keep SQLite from folding its WAL file back meanwhile.
     """
     if db_engine.dialect.name == "postgresql":
         with db_engine.connect() as conn:
