@@ -115,7 +115,10 @@ def _sqlite_begin(conn: Connection) -> None:
     # busy_timeout instead of one failing with "database is locked" on the upgrade.
     reading = getattr(conn, "autobegun", False)
     if conn.info.get(_QUERY_ONLY) is not reading:
-        conn.exec_driver_sql(f"PRAGMA query_only={int(reading)}")
+        # On the driver connection: a setting of the connection, not a statement of the work.
+        raw = conn.connection.driver_connection
+        assert raw is not None  # a connection beginning a transaction has one
+        raw.execute(f"PRAGMA query_only={int(reading)}")
         conn.info[_QUERY_ONLY] = reading
     conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
