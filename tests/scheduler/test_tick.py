@@ -334,7 +334,8 @@ def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(
         try:
             h.add("ana@example.com")
             blocker = make_engine(url).connect()
-            blocker.exec_driver_sql("UPDATE subscriber SET name = 'x'")  # BEGIN IMMEDIATE: holds the lock
+            blocker.begin()  # a write transaction: BEGIN IMMEDIATE holds the lock
+            blocker.exec_driver_sql("UPDATE subscriber SET name = 'x'")
             with pytest.raises(sa.exc.OperationalError, match="database is locked"):
                 h.tick()
             blocker.rollback()

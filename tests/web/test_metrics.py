@@ -138,7 +138,10 @@ def _down(url: str) -> Iterator[None]:
     """The database refuses every connection (PostgreSQL) or is locked by another writer (SQLite)."""
     if url.startswith("sqlite"):
         locker = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")  # a long migration, a backup holding the lock
+        # A tool holding the file to itself: in WAL mode a writer does not keep reads out (they
+        # take no lock), an exclusive locking mode does, once no other connection is open.
+        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+        locker.execute("BEGIN EXCLUSIVE")
         try:
             yield
         finally:
@@ -171,6 +174,7 @@ def test_a_database_that_is_down_leaves_out_its_gauges_and_still_answers_200(
         with serve(harness) as http:
             signup = http.post("/subscribe", json={"email": "a@example.com", "funnel": "minimal"})
             assert signup.status_code == 201
+            harness.db_engine.dispose()  # the pooled connections reconnect: on SQLite, to a locked file
             with _down(db_url):
                 down = scrape(http)
             assert value(down, "funnel_up") == 1 and value(down, "funnel_database_up") == 0
