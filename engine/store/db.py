@@ -93,6 +93,9 @@ class _SqliteConnection(Connection):
     SQLAlchemy begins a transaction on its own (autobegin) at the first statement on a
     `db_engine.connect()` that did not call `begin()`: those are the reads. A transaction
     asked for, by `db_engine.begin()`, `conn.begin()` or `durable()`, is a write.
+    `_connection_cls` and `_autobegin` are SQLAlchemy's own (2.0 to 2.1); should they change,
+    every transaction falls back to a write, which is safe, and tests/store/test_read_locks.py
+    fails.
     """
 
     autobegun = False
@@ -107,7 +110,7 @@ class _SqliteConnection(Connection):
 
 def _sqlite_begin(conn: Connection) -> None:
     # A read (autobegun on `db_engine.connect()`) begins DEFERRED: in WAL mode it takes no
-    # lock at all and sees one moment until it ends, so a 30 s report beside the daemon
+    # lock a writer waits for and sees one moment until it ends, so a 30 s report beside the daemon
     # holds back neither a tick nor a signup. query_only makes a write in it fail at once
     # ("attempt to write a readonly database") instead of sometimes, under load, failing
     # with SQLITE_BUSY when the read lock cannot be upgraded: writes use `db_engine.begin()`.
