@@ -5,9 +5,11 @@ engine's statements. The plain indexes are dropped for the load and made again a
 (one sort each instead of a random insert per row); the unique ones, which the tables'
 definitions carry, stay. Foreign keys are not checked while loading (the rows are made
 consistent): SQLite's are off by default, PostgreSQL's triggers are skipped with
-session_replication_role = replica, which needs the superuser the benchmark runs as. Times arrive as whole epoch seconds and leave as each database
-stores them: SQLAlchemy's SQLite text ('2026-03-02 09:00:00.000000', UTC) and a
-PostgreSQL timestamptz. Ids are given; PostgreSQL's sequences are moved past them after.
+session_replication_role = replica, which needs the superuser the benchmark runs as.
+
+Times arrive as whole epoch seconds and leave as each database stores them: SQLAlchemy's
+SQLite text ('2026-03-02 09:00:00.000000', UTC) and a PostgreSQL timestamptz. Ids are
+given; PostgreSQL's sequences are moved past them after.
 """
 
 from __future__ import annotations

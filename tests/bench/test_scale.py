@@ -34,7 +34,7 @@ def test_generated_list_walks_every_stage_with_numbers_that_add_up(db_url: str) 
     db_engine = make_engine(db_url)
     try:
         with db_engine.connect() as conn:
-            stages = Counter(dict(conn.execute(
+            stages: Counter[str] = Counter(dict(conn.execute(
                 sa.select(ENROLLMENT.c.stage, sa.func.count()).group_by(ENROLLMENT.c.stage)).all()))
             reached = {row[0] for row in conn.execute(sa.select(MILESTONE.c.stage).distinct())}
             numbers = funnel_numbers(conn, FUNNEL)[FUNNEL]
@@ -67,9 +67,10 @@ def test_time_reads_every_figure_and_ends_with_json(tmp_path: Path) -> None:
                            cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     assert timed.returncode == 0, timed.stderr
     figures = json.loads(timed.stdout.splitlines()[-1])
-    for key in ("stats_funnel_json_s", "stats_all_s", "stats_since_s", "api_stats_s", "dashboard_overview_s",
-                "dashboard_funnel_s", "dashboard_guardrails_s", "dashboard_subscriber_s", "dashboard_search_s",
-                "subscriber_show_s", "subscriber_show_in_process_s", "export_s", "guardrail_check_s"):
+    for key in ("stats_funnel_json_s", "stats_all_s", "stats_since_s", "api_stats_s",
+                "dashboard_overview_s", "dashboard_funnel_s", "dashboard_guardrails_s",
+                "dashboard_subscriber_s", "dashboard_search_s", "subscriber_show_s",
+                "subscriber_show_in_process_s", "export_s", "guardrail_check_s"):
         assert figures[key] > 0, key
     assert figures["export_peak_rss_mb"] > 0 and figures["daemon_idle_rss_mb"] > 0
     assert figures["daemon_errors"] == 0
