@@ -12,9 +12,9 @@ consents, deliveries, events and milestones as the engine writes them (bench/sca
 SQLite by executemany in big transactions, PostgreSQL by COPY (bench/scale_load.py). On
 PostgreSQL without --url it creates a database funnel_scale_<random> on 127.0.0.1:5432
 (user postgres, trust) and prints its URL; `drop` removes it. A million subscribers take
-about 4.4 GB on either database; when the disk cannot hold N, it makes the most that fit. Nothing in the database is
-due for six hours after it was generated, so a daemon started on it is idle: time it
-within those hours.
+about 4.4 GB on either database; when the disk cannot hold N, it makes the most that
+fit. Nothing in the database is due for six hours after it was generated, so a daemon
+started on it is idle: time it within those hours.
 
 `time` runs each operator read through the engine's real code, median of 3: the `funnel`
 commands as processes (start-up included, as the operator waits for it), the guardrail
