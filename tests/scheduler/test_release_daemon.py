@@ -17,10 +17,9 @@ from engine.store.tables import RELEASE
 from engine.subscribers.profile import Origin, load_profile
 from engine.web.dashboard import timeline
 from tests.scheduler.harness import Harness
-from tests.support.project import minimal_project
+from tests.support.project import magnet_with_a_part_per_locale, minimal_project
 
 MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # the minimal funnel's window: weekdays 08:00-11:00
-PART = '{% include "t/part-" ~ subscriber.locale ~ ".html" %}'
 
 
 @pytest.fixture
@@ -49,11 +48,7 @@ def _magnet(h: Harness) -> dict[str, object]:
 def test_a_template_the_files_lack_for_one_subscriber_holds_the_email_until_the_files_are_fixed(
     db_url: str, project: Path
 ) -> None:
-    # A computed include name gets past validate (it checks the sample's 'en' part only).
-    templates = project / "templates" / "t"
-    (templates / "part-en.html").write_text("<p>English part</p>")
-    magnet = templates / "magnet.html"
-    magnet.write_text(magnet.read_text().replace("{% endblock %}", PART + "{% endblock %}"))
+    templates = magnet_with_a_part_per_locale(project)
     h = Harness(db_url, project, MONDAY)
     try:
         h.add("ana@example.com", locale="hu")
@@ -199,10 +194,7 @@ def test_a_restart_on_edited_files_compares_with_the_release_the_database_served
 def test_the_next_email_waits_for_one_held_for_its_files_so_the_inbox_keeps_the_path_s_order(
     db_url: str, project: Path
 ) -> None:
-    templates = project / "templates" / "t"
-    (templates / "part-en.html").write_text("<p>English part</p>")
-    magnet = templates / "magnet.html"
-    magnet.write_text(magnet.read_text().replace("{% endblock %}", PART + "{% endblock %}"))
+    templates = magnet_with_a_part_per_locale(project)
     h = Harness(db_url, project, MONDAY)
     try:
         h.add("ana@example.com", locale="hu", answers={"level": "new"})

@@ -9,21 +9,16 @@ from pathlib import Path
 import pytest
 
 from tests.scheduler.harness import Harness
-from tests.support.project import minimal_project
+from tests.support.project import magnet_with_a_part_per_locale, minimal_project
 
 MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # the minimal funnel's window: weekdays 08:00-11:00
-PART = '{% include "t/part-" ~ subscriber.locale ~ ".html" %}'
 
 
 def test_emails_held_for_their_files_are_logged_once_a_batch_with_their_count(
     db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A computed include name gets past validate (it checks the sample's 'en' part only).
     project = minimal_project(tmp_path / "project")
-    templates = project / "templates" / "t"
-    (templates / "part-en.html").write_text("<p>English part</p>")
-    magnet = templates / "magnet.html"
-    magnet.write_text(magnet.read_text().replace("{% endblock %}", PART + "{% endblock %}"))
+    magnet_with_a_part_per_locale(project)
     h = Harness(db_url, project, MONDAY)
     try:
         people = [f"p{i}@example.com" for i in range(3)]

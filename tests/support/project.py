@@ -35,3 +35,17 @@ def funnels_project(folder: Path, names: list[str]) -> Path:
             copy = text.replace("funnel: minimal", f"funnel: {name}", 1)
             (project / "sequences" / f"{name}.yaml").write_text(copy)
     return project
+
+
+PART = '{% include "t/part-" ~ subscriber.locale ~ ".html" %}'
+
+
+def magnet_with_a_part_per_locale(project: Path) -> Path:
+    """The minimal magnet includes t/part-<locale>.html, and only the 'en' part exists: validate
+    checks the sample's 'en' part only, so the files load and break for any other locale (an
+    email the release cannot render: held). Returns the templates' t/ folder."""
+    templates = project / "templates" / "t"
+    (templates / "part-en.html").write_text("<p>English part</p>")
+    magnet = templates / "magnet.html"
+    magnet.write_text(magnet.read_text().replace("{% endblock %}", PART + "{% endblock %}"))
+    return templates
