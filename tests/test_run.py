@@ -398,3 +398,17 @@ def test_a_demo_clock_refuses_a_database_a_real_run_wrote(project: Path, env: di
         "uses funnel-demo.db) or point it at another database\n"
     )
     assert _clock_mark(env["FUNNEL_DATABASE_URL"]) == {"kind": "real"}
+
+
+def test_a_database_a_newer_version_migrated_stops_the_start_with_one_line(
+    project: Path, env: dict[str, str]
+) -> None:
+    db_engine = make_engine(env["FUNNEL_DATABASE_URL"])
+    upgrade(db_engine)
+    with db_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    db_engine.dispose()
+    result = _run_once(project, env, "--port", "0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: the database sqlite:///") and result.stderr.count("\n") == 1
+    assert "is at schema revision 0099, which this version of funnel-engine does not know" in result.stderr

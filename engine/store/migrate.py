@@ -8,7 +8,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine
+
+from engine.store.db import DatabaseError, shown_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,10 +23,39 @@ def _config(conn: Connection) -> Config:
     return config
 
 
+class NewerSchema(DatabaseError):
+    """The database was migrated by a newer version of the engine than this one."""
+
+
 def upgrade(db_engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` (the newest by default); a no-op when it is there."""
+    """Bring the schema to `revision` (the newest by default); a no-op when it is there.
+
+    NewerSchema when a newer version of the engine migrated the database past what this
+    version ships: this version must not write into a schema it does not know.
+    """
+    found = current_revision(db_engine)
+    if found is not None and not _ships(found):
+        raise NewerSchema(
+            f"the database {shown_url(db_engine)} is at schema revision {found}, which this version "
+            f"of funnel-engine does not know (its newest is {head_revision()}): a newer version "
+            "migrated it; run that version, or restore a backup taken before the upgrade (docs/deploy.md)"
+        )
     with db_engine.begin() as conn:
         command.upgrade(_config(conn), revision)
+
+
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config)
+
+
+def _ships(revision: str) -> bool:
+    """Whether this version of the engine has migration `revision`."""
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:  # "Can't locate revision identified by ..."
+        return False
 
 
 def current_revision(db_engine: Engine) -> str | None:
@@ -34,9 +66,7 @@ def current_revision(db_engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     """The newest revision this version of the engine ships."""
-    with_nothing = Config()
-    with_nothing.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(with_nothing).get_current_head()
+    return _scripts().get_current_head()
 
 
 def revision(db_engine: Engine, message: str) -> None:

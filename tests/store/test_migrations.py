@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Engine
@@ -91,3 +92,15 @@ def test_0004_adds_given_names_meta_and_dashboard_sessions_and_takes_them_away(d
     assert {c["name"] for c in inspector.get_columns("dashboard_session")} == {
         "id", "created_at", "expires_at", "revoked_at"}
     assert migrate.current_revision(db_engine) == migrate.head_revision() == "0004"
+
+
+def test_a_database_a_newer_version_migrated_is_refused_and_left_alone(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(migrate.NewerSchema) as refused:
+        migrate.upgrade(db_engine)
+    assert str(refused.value).endswith(
+        "is at schema revision 0099, which this version of funnel-engine does not know (its newest is "
+        f"{migrate.head_revision()}): a newer version migrated it; run that version, or restore a backup "
+        "taken before the upgrade (docs/deploy.md)")
+    assert migrate.current_revision(db_engine) == "0099"  # nothing was written
