@@ -254,12 +254,12 @@ def build_daemon(
     dispatcher = Dispatcher(
         db_engine, db_executor, clock, policy, sender, recorder, lease, settings.batch_size
     )
+    guard = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
+                  alert=_alerter(settings.alert_webhook, settings.links_url))
     ticker = Ticker(
-        db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain
+        db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain,
+        metrics=metrics, guard=guard,
     )
-    ticker.metrics = metrics
-    ticker.guard = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
-                         alert=_alerter(settings.alert_webhook, settings.links_url))
     # Web writes (signups, clicks, unsubscribes) have their own thread: a signup does not
     # wait behind a tick's batch.
     web_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-web-db")

@@ -46,6 +46,8 @@ class Ticker:
         db_executor: Executor,
         batch_size: int,
         message_id_domain: str | None = None,
+        metrics: Metrics | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.db_engine = db_engine
         self.live = live
@@ -55,8 +57,8 @@ class Ticker:
         self.batch_size = batch_size
         self.message_id_domain = message_id_domain
         self.last: TickReport | None = None
-        self.metrics: Metrics | None = None  # tick durations for /metrics
-        self.guard: Guard | None = None  # the guardrail check, every guardrail_seconds
+        self.metrics = metrics  # tick durations for /metrics
+        self.guard = guard  # the guardrail check, every guardrail_seconds
 
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:
