@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from engine.flow.status import SubscriberStatus
+from engine.flow.status import BLOCKED_STATUSES, SubscriberStatus
 from engine.logs import log
 from engine.mail.compose import ComposeError, TemplateFileError, Tracking, compose
 from engine.mail.context import Subscriber
@@ -30,7 +30,6 @@ from engine.scheduler.policy import SendPolicy
 from engine.scheduler.recording import Recorder, RetryRules, after_attempt
 from engine.scheduler.stoplist import Stoplist
 from engine.stats.metrics import Metrics
-from engine.store import queries
 from engine.store.status import DeliveryStatus
 
 # A render the files broke (engine/mail/compose.py, TemplateFileError) is tried again this
@@ -176,7 +175,7 @@ class Sender:
         """The message to send, or the update that explains why it is not sent now."""
         now = self.clock.now()
         status = "suppressed" if row["suppressed"] else row["subscriber_status"]
-        if status in (*queries.BLOCKED_STATUSES, "suppressed") or (
+        if status in (*BLOCKED_STATUSES, "suppressed") or (
             row["marketing"] and status == SubscriberStatus.UNSUBSCRIBED
         ):
             return final(row, DeliveryStatus.SUPPRESSED, now, reply=f"not sent: the address is {status}")

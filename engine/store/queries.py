@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
-from engine.flow.status import BLOCKED_STATUSES as BLOCKED_STATUSES  # the scheduler reads it here
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.rows import email_hash, normalize_email
 from engine.store.status import NOT_SENT, PENDING, DeliveryStatus
