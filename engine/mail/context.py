@@ -86,7 +86,8 @@ class Subscriber:
         return names.tidy(self.given_last_name)
 
 
-SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan")
+SAMPLE = Subscriber(email="alex.morgan@example.com", name="Alex Morgan", given_first_name="Alex",
+                    given_last_name="Morgan")
 # Forms may leave the name out: templates must render for such subscribers too.
 SAMPLES = (SAMPLE, Subscriber(email="someone@example.com"))
 # The names a template may use; the validator reports any other as undefined.

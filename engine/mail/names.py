@@ -8,12 +8,15 @@ from `name` only when
 - the subscriber's language does not write the family name first (FAMILY_NAME_FIRST), and
   the name holds no Chinese, Japanese or Korean script (written family name first whatever
   the locale says);
-- the name is one word (what someone types who wants to be called that), or two words of
-  which the first is neither an initial nor a title ("A. Lee", "J Lee", "Dr Lee");
+- the name is one word (what someone types who wants to be called that);
 - or it is written "Family, Given", with one word after the comma: that one.
 
-Anything else (three words, "Lee, Ann Mary", a Hungarian-locale "Kiss Dóra") gives an
-empty first name, and templates write their fallback: `{{ subscriber.first_name or "there" }}`.
+Two words are never split: "Ann Lee" and "Kiss Dóra" look alike, and the locale cannot
+tell them apart (an import without a locale column makes everyone `en`; a Hungarian
+list imported so would greet every Dóra "Hi Kiss,"). Anything else gives an empty first
+name, and templates write their fallback: `{{ subscriber.first_name or "there" }}`. A
+form made by `funnel form` asks for `first_name`, and a CSV can carry a `first_name`
+column, so the name is given, not guessed.
 For a family-name-first locale the second word is not taken either: the locale says
 which language the person reads, not in which order they typed their name into a form
 (many Hungarians write "Dóra Kiss" on an English form).
@@ -46,7 +49,7 @@ def first_name(name: str, locale: str, given: str | None = None) -> str:
     words = rest.split() if comma else family.split()
     if comma:
         return words[0] if len(words) == 1 and family.strip() else ""
-    if len(words) == 1 or (len(words) == 2 and not _initial_or_title(words[0])):
+    if len(words) == 1 and not _initial_or_title(words[0]):
         return words[0]
     return ""
 

@@ -16,7 +16,7 @@ PEOPLE = """\
 email,name,first_name,last_name,locale
 dora@example.com,Kiss Dóra,Dóra,Kiss,hu
 kiss@example.com,Kiss Dóra,,,hu
-ann@example.com,Ann Lee,,,en
+ann@example.com,Ann,,,en
 bo@example.com,,Bo, Bo Jr ,en
 """
 

@@ -19,7 +19,8 @@ def _parse(data: bytes) -> EmailMessage:
 
 def test_send_test_writes_to_the_outbox_and_touches_no_database(project: Path, tmp_path: Path) -> None:
     cli = Cli(project, f"sqlite:///{tmp_path / 'never.db'}")
-    result = cli("send-test", "minimal", "magnet", "--to", "me@example.com", "--data", '{"name": "Zed Zane"}',
+    data = '{"name": "Zed Zane", "first_name": "Zed"}'
+    result = cli("send-test", "minimal", "magnet", "--to", "me@example.com", "--data", data,
                  FUNNEL_BASE_URL="https://funnel.example")
     assert result.exit_code == 0, result.output
     (written,) = (project / "outbox").iterdir()

@@ -18,7 +18,7 @@ from tests.scheduler.harness import Harness
 SHOWN = """\
 Ann Lee <ann@example.com>
   status active; locale en; time zone Europe/Budapest; since Mon 2026-03-02 09:00 Europe/Budapest
-  first name in emails 'Ann', from the name
+  first name in emails none (templates write their fallback)
   utm_source ads
   fields: city=Szeged
 consent (Europe/Budapest time):

@@ -112,7 +112,8 @@ def test_the_cached_text_part_is_plain_and_shows_a_personal_link_once(tmp_path: 
     email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
     for token in ("a1", "b2"):
         links = PreviewLinks(base_url=f"https://funnel.example/{token}")
-        context = template_context(PLAN, email, Subscriber("a@example.com", "Ann Lee"), links)
+        ann = Subscriber("a@example.com", "Ann Lee", given_first_name="Ann")
+        context = template_context(PLAN, email, ann, links)
         rendered = renderer.render(email, context, key=("f", "s"))
         url = f"https://funnel.example/{token}/u/preview-{email.id}"
         assert rendered.text == f"Hi Ann\n\n- one\n\n{url} Unsubscribe ({url})\n"
