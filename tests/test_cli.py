@@ -176,7 +176,7 @@ def test_bad_arguments_say_what_is_wrong(args: list[str], message: str,
 
 def test_preview_writes_html_and_text_with_escaped_subscriber_data(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    data = json.dumps({"name": "<b>Eve</b> Smith"})
+    data = json.dumps({"name": "<b>Eve</b> Smith", "first_name": "<b>Eve</b>"})
     result = funnel("preview", "sequences/good/minimal.yaml", "e1", "--data", data,
                     "--out", str(tmp_path), cwd=DATA, monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output

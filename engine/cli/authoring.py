@@ -105,7 +105,8 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
                     reader=not idle)
     timeline = simulate(plan, script)
     renderer = Renderer(obj.project.templates_dir)
-    subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone)
+    subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone,
+                            given_first_name=SAMPLE.given_first_name, given_last_name=SAMPLE.given_last_name)
     rows = [_row(plan, renderer, subscriber, magnet, entry) for entry in timeline.entries]
     if as_json:
         emails = [{k: v for k, v in r.items() if k != "note"} for r in rows if r["step"]]

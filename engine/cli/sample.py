@@ -89,7 +89,10 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
         email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
         locale=str(given.get("locale", SAMPLE.locale)), timezone=str(given.get("timezone", "UTC")),
         fields={str(k): str(v) for k, v in dict(given.get("fields", {})).items()},
-        given_first_name=given.get("first_name"), given_last_name=given.get("last_name"))
+        # The sample's own names unless --data names someone else (whose first name is then
+        # given, or taken from the name as for a real subscriber).
+        given_first_name=given.get("first_name", None if "name" in given else SAMPLE.given_first_name),
+        given_last_name=given.get("last_name", None if "name" in given else SAMPLE.given_last_name))
     sent_at = None
     if "sent_at" in given:
         sent_at = _parse_sent_at(given["sent_at"])

@@ -73,7 +73,7 @@ def test_a_tick_that_runs_again_sends_nothing_twice(harness: Harness) -> None:
 
 
 def test_the_message_carries_the_headers_of_a_marketing_email(harness: Harness) -> None:
-    harness.add("ana@example.com", name="Ana Kovács")
+    harness.add("ana@example.com", name="Ana Kovács", first_name="Ana")
     harness.tick()
     harness.event("ana@example.com", "confirmed")
     harness.tick()
