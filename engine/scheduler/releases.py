@@ -29,7 +29,10 @@ def release_recorder(db_engine: DbEngine, clock: Clock, shown_database: str) -> 
 
     def went_live(funnels: Funnels) -> None:
         release, now = funnels.release, clock.now()
-        with db_engine.begin() as conn:
+        # The report reads every enrollment (seconds on a big list): it reads in a read
+        # transaction, which on SQLite holds back no writer, and only the record below takes
+        # the write lock. A daemon that finds the release recorded meanwhile writes nothing.
+        with db_engine.connect() as conn:
             last = latest_release(conn)
             if last is not None and last["hash"] == release.hash:
                 return  # a restart on the same files, or another daemon recorded it first
@@ -42,6 +45,10 @@ def release_recorder(db_engine: DbEngine, clock: Clock, shown_database: str) -> 
                 impact = impact_at(conn, shown_database, funnels.plans, complete=True,
                                    changed_emails=summary["emails_changed"])
                 summary["impact"] = impact.as_json()
+        with db_engine.begin() as conn:
+            now_last = latest_release(conn)
+            if now_last is not None and now_last["hash"] == release.hash:
+                return  # another daemon recorded it while this one counted
             record_release(conn, release.id, release.hash, now, summary)
             # The new files may render what the old ones could not: try it at the next tick.
             woken = wake_held(conn, now, RENDER_HELD_RETRY)
