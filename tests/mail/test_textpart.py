@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,20 +61,39 @@ def test_values_with_markup_characters_appear_as_written() -> None:
     assert html.unescape(rendered.html) == html.unescape(RENDERER.render(email, context).html)
 
 
-def test_a_value_in_an_attribute_css_can_match_is_inlined_for_each_subscriber(tmp_path: Path) -> None:
-    (tmp_path / "t.html").write_text(
+# A class or an attribute selector the CSS matches only for some subscribers: the
+# cached render (key=) must inline each subscriber's own HTML, not the first one's.
+_PER_SUBSCRIBER_CSS = {
+    "class": (
         "<style>.gold { color: #b8860b; }</style>"
         '<p class="{{ subscriber.fields.tier }}">Hello {{ subscriber.name }}</p>'
-        '<a href="{{ unsubscribe_url }}">unsubscribe</a>'
-    )
+        '<a href="{{ unsubscribe_url }}">unsubscribe</a>',
+        [Subscriber("a@example.com", "Ann", fields={"tier": tier})
+         for tier in ("silver", "gold", "silver", "gold")],
+        "color: #b8860b",
+        lambda subscriber: subscriber.fields["tier"] == "gold",
+    ),
+    "attribute selector": (
+        "<style>p[lang=fr] { color: blue; }</style>"
+        '<p lang="{{ subscriber.locale }}">Bonjour {{ subscriber.name }}</p>',
+        [Subscriber("a@example.com", "Ann", locale=locale) for locale in ("en", "fr", "en", "fr")],
+        "color: blue",
+        lambda subscriber: subscriber.locale == "fr",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_PER_SUBSCRIBER_CSS))
+def test_a_value_css_can_match_is_inlined_for_each_subscriber(case: str, tmp_path: Path) -> None:
+    source, subscribers, style, styled = _PER_SUBSCRIBER_CSS[case]
+    (tmp_path / "t.html").write_text(source)
     renderer = Renderer(tmp_path)
     email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
-    for tier in ("silver", "gold", "silver", "gold"):
-        subscriber = Subscriber("a@example.com", "Ann", fields={"tier": tier})
+    for subscriber in subscribers:
         context = template_context(PLAN, email, subscriber, PreviewLinks())
         rendered = renderer.render(email, context, key=("f", "s"))
         assert rendered.html == renderer.render(email, context).html
-        assert ("color: #b8860b" in rendered.html) is (tier == "gold")
+        assert (style in rendered.html) is styled(subscriber)
 
 
 def test_the_names_a_template_uses_include_its_layout_and_its_subject() -> None:
@@ -82,24 +102,6 @@ def test_the_names_a_template_uses_include_its_layout_and_its_subject() -> None:
     assert names is not None and "survey" in names and "unsubscribe_url" in names  # the footer's
     nurture = RENDERER.names(EMAILS[0].template, "{{ subscriber.first_name }}, hi")
     assert nurture is not None and "survey" not in nurture and "subscriber" in nurture
-
-
-def test_a_value_in_an_attribute_selector_css_can_match_is_inlined_for_each_subscriber(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "t.html").write_text(
-        "<style>p[lang=fr] { color: blue; }</style>"
-        '<p lang="{{ subscriber.locale }}">Bonjour {{ subscriber.name }}</p>'
-    )
-    renderer = Renderer(tmp_path)
-    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
-    for locale in ("en", "fr", "en", "fr"):
-        context = template_context(
-            PLAN, email, Subscriber("a@example.com", "Ann", locale=locale), PreviewLinks()
-        )
-        rendered = renderer.render(email, context, key=("f", "s"))
-        assert rendered.html == renderer.render(email, context).html
-        assert ("color: blue" in rendered.html) is (locale == "fr")
 
 
 def test_the_cached_text_part_is_plain_and_shows_a_personal_link_once(tmp_path: Path) -> None:
