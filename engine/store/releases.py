@@ -51,8 +51,8 @@ def has_releases(conn: Connection) -> bool:
 
 def latest_release(conn: Connection) -> RowMapping | None:
     """The release that went live last, or None before the first."""
-    statement = sa.select(RELEASE).order_by(RELEASE.c.went_live_at.desc(), RELEASE.c.id).limit(1)
-    return conn.execute(statement).mappings().first()
+    newest = recent_releases(conn, 1)
+    return newest[0] if newest else None
 
 
 def recent_releases(conn: Connection, limit: int) -> list[RowMapping]:
