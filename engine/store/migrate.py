@@ -16,10 +16,11 @@ from engine.store.db import DatabaseError, shown_url
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _config(conn: Connection) -> Config:
+def _config(conn: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = conn
+    if conn is not None:
+        config.attributes["connection"] = conn
     return config
 
 
@@ -45,9 +46,7 @@ def upgrade(db_engine: Engine, revision: str = "head") -> None:
 
 
 def _scripts() -> ScriptDirectory:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config)
+    return ScriptDirectory.from_config(_config())
 
 
 def _ships(revision: str) -> bool:
