@@ -124,10 +124,11 @@ def load_json(body: bytes | str) -> Any:
     The one JSON reader of every route: `{"type": "purchase", "type": "complaint"}` must
     not be a complaint to us and a purchase to the shop that sent it (issue 13).
     """
-    return json.loads(body, object_pairs_hook=_unique_keys)
+    return json.loads(body, object_pairs_hook=unique_keys)
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The pairs as a dict; DuplicateKeys when a key repeats (a JSON object's, or a form's fields)."""
     values: dict[str, Any] = {}
     twice: list[str] = []
     for key, value in pairs:

@@ -30,6 +30,7 @@ from engine.web.body import (
     duplicate_key_problems,
     load_json,
     read_capped,
+    unique_keys,
 )
 
 MAX_BODY = 64 * 1024  # a signup form is a few hundred bytes
@@ -114,7 +115,7 @@ def _json_values(body: bytes) -> dict[str, Any]:
     try:
         data = load_json(body)
     except DuplicateKeys as error:
-        raise Refusal(422, tuple((p["loc"][1], p["msg"]) for p in duplicate_key_problems(error))) from error
+        raise _repeated(error) from error
     except (ValueError, RecursionError) as error:
         raise Refusal(422, (("body", f"the body is not valid JSON: {error}"[:200]),)) from error
     if not isinstance(data, dict):
@@ -169,15 +170,15 @@ async def _multipart_values(request: Request) -> dict[str, Any]:
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    twice = []
-    for key, value in pairs:
-        if key in values:
-            twice.append((key[:100], f"'{key[:100]}' was sent more than once; send it once"))
-        values[key] = value
-    if twice:
-        raise Refusal(422, tuple(twice))
-    return values
+    try:
+        return unique_keys(pairs)
+    except DuplicateKeys as error:
+        raise _repeated(error) from error
+
+
+def _repeated(error: DuplicateKeys) -> Refusal:
+    """The 422 for a field sent twice, in a form or a JSON body alike."""
+    return Refusal(422, tuple((p["loc"][1], p["msg"]) for p in duplicate_key_problems(error)))
 
 
 @lru_cache(maxsize=1)
