@@ -101,7 +101,7 @@ def db() -> None:
 def upgrade(obj: Context) -> None:
     """Create or migrate the database to this version's schema (funnel run does it too)."""
     try:
-        db_engine = open_database(obj.settings, obj.root, migrate=False, check_clock=False)
+        db_engine = open_database(obj.settings, obj.root, migrate=False)
         before = current_revision(db_engine)
         migrate(db_engine)
         after = current_revision(db_engine)

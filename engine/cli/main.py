@@ -37,7 +37,7 @@ class Context:
         try:
             # A --time-scale demo's database is not refused: its clock is read here, before
             # any transaction (SQLite allows one writer), and `clock` gives its time.
-            db_engine = open_database(self.settings, self.root, check_clock=False)
+            db_engine = open_database(self.settings, self.root)
             self.demo_clock = command_clock(db_engine)
         except EngineError as error:
             raise click.ClickException(str(error)) from error

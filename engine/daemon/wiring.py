@@ -99,12 +99,12 @@ class ClockMismatch(EngineError):
 
 
 def open_database(
-    settings: Settings, project: Path, migrate: bool = True, time_scale: float = 1.0, check_clock: bool = True
+    settings: Settings, project: Path, migrate: bool = True, time_scale: float = 1.0
 ) -> DbEngine:
     """The database engine, reachable and (by default) migrated to the newest schema.
 
-    `time_scale`: the clock that will write it (1.0: real time, what every command but
-    `funnel run --time-scale` uses); a database another kind of clock wrote is refused.
+    `time_scale` picks the default file (database_url); whether the database's clock mark
+    allows that clock is daemon_clock's question, asked once, as the daemon marks it.
     """
     url = database_url(settings, project, time_scale)
     _check_sqlite_folder(url)
@@ -113,8 +113,6 @@ def open_database(
         check_connection(db_engine)
         if migrate:
             upgrade(db_engine)
-        if check_clock:
-            _refuse_other_clock(db_engine, meta.read(db_engine, "clock"), time_scale)
     except DbError as error:
         db_engine.dispose()
         reason = getattr(error, "orig", None) or error
@@ -185,8 +183,14 @@ def daemon_clock(db_engine: DbEngine, time_scale: float) -> Clock:
     one database (and a restart) reads the same time and honours each other's leases.
     """
     wanted: Clock = ScaledClock(time_scale) if time_scale != 1.0 else SystemClock()
-    mark = meta.keep_first(db_engine, "clock", clock_mark(wanted), datetime.now(UTC))
-    _refuse_other_clock(db_engine, mark, time_scale)  # another daemon marked it first, differently
+    try:
+        mark = meta.keep_first(db_engine, "clock", clock_mark(wanted), datetime.now(UTC))
+    except DbError as error:
+        raise DatabaseError(
+            f"cannot mark the database {shown_url(db_engine)} with its clock: {error}; check that it is "
+            "writable (or FUNNEL_DATABASE_URL) and start again"
+        ) from error
+    _refuse_other_clock(db_engine, mark, time_scale)  # another kind of clock marked it first
     if mark.get("kind") == "fast":
         return ScaledClock(time_scale, datetime.fromisoformat(str(mark["since"])))
     return wanted
