@@ -182,16 +182,7 @@ def cohort_groups(
         groups[key] = {"counts": StageCounts(**values), "revenue": {}, "purchases": 0}
     bought = (
         sa.select(*keys, EVENT.c.currency, sa.func.sum(EVENT.c.amount), sa.func.count())
-        .select_from(
-            _WITH_SUBSCRIBER.join(
-                EVENT,
-                sa.and_(
-                    EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
-                    EVENT.c.type == EventType.PURCHASE.value,
-                    *counted_purchase(ENROLLMENT),
-                ),
-            )
-        )
+        .select_from(with_counted_purchases(_WITH_SUBSCRIBER))
         .group_by(*keys, EVENT.c.currency)
     )
     for row in conn.execute(cohort_of(bought, funnel, since)):
@@ -285,6 +276,18 @@ def counted_purchase(enrollment: sa.FromClause) -> tuple[sa.ColumnElement[bool],
     return (
         sa.or_(EVENT.c.funnel == enrollment.c.funnel, EVENT.c.funnel.is_(None)),
         EVENT.c.at >= enrollment.c.created_at,
+    )
+
+
+def with_counted_purchases(enrollments: sa.FromClause) -> sa.Join:
+    """`enrollments` (ENROLLMENT, or a join holding it) joined to the purchases that count for each."""
+    return enrollments.join(
+        EVENT,
+        sa.and_(
+            EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
+            EVENT.c.type == EventType.PURCHASE.value,
+            *counted_purchase(ENROLLMENT),
+        ),
     )
 
 

@@ -13,8 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.flow.state import EventType
-from engine.store.funnelstats import Money, add_money, cohort_of, counted_purchase
+from engine.store.funnelstats import Money, add_money, cohort_of, with_counted_purchases
 from engine.store.tables import ENROLLMENT, EVENT
 
 
@@ -49,16 +48,7 @@ def product_sales(
             .over(partition_by=(ENROLLMENT.c.id, EVENT.c.product), order_by=EVENT.c.currency)
             .label("nth"),
         )
-        .select_from(
-            ENROLLMENT.join(
-                EVENT,
-                sa.and_(
-                    EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
-                    EVENT.c.type == EventType.PURCHASE.value,
-                    *counted_purchase(ENROLLMENT),
-                ),
-            )
-        )
+        .select_from(with_counted_purchases(ENROLLMENT))
         .group_by(ENROLLMENT.c.funnel, ENROLLMENT.c.id, EVENT.c.product, EVENT.c.currency),
         funnel,
         since,
