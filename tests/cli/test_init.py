@@ -233,6 +233,20 @@ def _ticked(health: httpx.Response) -> bool:
     return health.status_code == 200 and health.json()["checks"]["scheduler"] == "ok"
 
 
+def _wait_ticked(process: subprocess.Popen[str], port: int) -> None:
+    """Wait until the daemon `process` started answers /healthz with a tick done; fail if it ends."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            if _ticked(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)):
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the daemon never became healthy"
+        time.sleep(0.1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -247,20 +261,12 @@ def test_funnel_run_starts_on_the_starter_and_a_signup_gets_its_confirmation(new
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if _ticked(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)):
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the daemon never became healthy"
-            time.sleep(0.1)
+        _wait_ticked(process, port)
         answer = httpx.post(f"http://127.0.0.1:{port}/subscribe",
                             json={"email": "ann@example.com", "funnel": "home-bakery"}, timeout=10)
         assert answer.status_code == 201, answer.text
         outbox = new_project / "outbox"
+        deadline = time.monotonic() + 30
         while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
             time.sleep(0.1)
         [message] = outbox.glob("*.eml")
@@ -298,16 +304,7 @@ def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
     daemon = subprocess.Popen(["bash", "-c", lines[-1]], env=env, cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert daemon.poll() is None, daemon.communicate()
-            try:
-                if _ticked(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)):
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the daemon never became healthy"
-            time.sleep(0.1)
+        _wait_ticked(daemon, port)
         os.killpg(daemon.pid, signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
         assert daemon.returncode == 0 and "Traceback" not in stderr, stderr
