@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from engine.logs import log
-from engine.project.release import Release, changes
+from engine.project.release import changes
 from engine.scheduler.clock import Clock
 from engine.scheduler.funnels import Funnels, OnRelease
 from engine.scheduler.sending import RENDER_HELD_RETRY
 from engine.store.db import DbEngine
-from engine.store.releases import latest_release, record_release, wake_held
+from engine.store.releases import files_of, latest_release, record_release, wake_held
 from engine.subscribers.impact import impact_at
 
 
@@ -40,7 +40,7 @@ def release_recorder(db_engine: DbEngine, clock: Clock, shown_database: str) -> 
             if last is None:  # the first release: nothing before it to compare, nobody's path changes
                 summary.update(changes(None, release))
             else:
-                before = Release.from_record(last["hash"], last["summary"].get("files", {}))
+                before = files_of(last)
                 summary.update(changes(before, release), previous=last["id"])
                 impact = impact_at(conn, shown_database, funnels.plans, complete=True,
                                    changed_emails=summary["emails_changed"])

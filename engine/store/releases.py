@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from engine.project.release import Release
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.status import DeliveryStatus
 from engine.store.tables import DELIVERY, RELEASE
@@ -59,6 +60,11 @@ def recent_releases(conn: Connection, limit: int) -> list[RowMapping]:
     """The newest `limit` releases, newest first."""
     statement = sa.select(RELEASE).order_by(RELEASE.c.went_live_at.desc(), RELEASE.c.id).limit(limit)
     return list(conn.execute(statement).mappings())
+
+
+def files_of(row: RowMapping) -> Release | None:
+    """The release a row describes, to compare with; None for a row written before rows kept their files."""
+    return Release.from_record(row["hash"], row["summary"].get("files", {}))
 
 
 def releases_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, RowMapping]:

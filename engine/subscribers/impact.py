@@ -106,7 +106,7 @@ def against_database(db_engine: DbEngine | None, shown: str, plans: Mapping[str,
         changed: list[str] = []
         if release is not None and releases.has_releases(conn):
             last = releases.latest_release(conn)
-            before = Release.from_record(last["hash"], last["summary"].get("files", {})) if last else None
+            before = releases.files_of(last) if last else None
             changed = changes(before, release)["emails_changed"] if before else []
         return impact_at(conn, shown, plans, complete, changed)
 
@@ -125,12 +125,11 @@ def impact_at(conn: DbConnection, shown: str, plans: Mapping[str, Plan], complet
 
 
 def _queued(conn: DbConnection, plan: Plan, changed_emails: Collection[str]) -> list[Change]:
-    """Emails decided but not yet composed whose text the edit changes, or whose step it removes."""
+    """Emails decided but not yet composed whose text the edit changes."""
     prefix = plan.funnel + "/"
     steps = [key[len(prefix):] for key in changed_emails if key.startswith(prefix)]
-    found = [Change("queued_text", n, f"{n:,} queued '{step}' go out with the changed text", {"step": step})
-             for step, n in sorted(releases.queued_by_step(conn, plan.funnel, steps).items())]
-    return found
+    return [Change("queued_text", n, f"{n:,} queued '{step}' go out with the changed text", {"step": step})
+            for step, n in sorted(releases.queued_by_step(conn, plan.funnel, steps).items())]
 
 
 def _live(groups: Sequence[Mapping[Any, Any]]) -> int:
