@@ -5,9 +5,6 @@ redirects (14c), and hostile stored messages and rows that made pages answer 500
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +13,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from engine.store.db import make_engine
 from engine.store.tables import DASHBOARD_SESSION, SUBSCRIBER
 from engine.web.dashboard.auth import (
     DEVICE_COOKIE,
@@ -27,7 +23,7 @@ from engine.web.dashboard.auth import (
 )
 from engine.web.dashboard.session import SESSION_LIFETIME
 from tests.scheduler.harness import Harness
-from tests.support.databases import ADMIN_URL
+from tests.support.outage import database_down
 from tests.support.project import minimal_project
 from tests.web.conftest import START
 from tests.web.dashboard_site import PASSWORD, Dash, csrf_of, dashboard, log_in
@@ -121,39 +117,11 @@ def test_expired_session_rows_are_deleted_at_the_next_login(db_url: str, tmp_pat
         assert not {hashlib.sha256(sid).hexdigest() for sid in (b"old-1", b"old-2")} & ids
 
 
-@contextmanager
-def _database_down(url: str) -> Iterator[None]:
-    """SQLite: another process holds the file in exclusive mode. PostgreSQL: refuses connections."""
-    if url.startswith("sqlite"):
-        locker = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
-        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")
-        locker.execute("CREATE TABLE IF NOT EXISTS _lock (x INTEGER)")
-        try:
-            yield
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
-        return
-    name = sa.engine.make_url(url).database
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
-        yield
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-    finally:
-        admin.dispose()
-
-
 def test_with_the_database_down_the_dashboard_answers_503_not_500(db_url: str, tmp_path: Path) -> None:
     with dashboard(db_url, tmp_path, busy_timeout_ms=200) as dash:
         assert log_in(dash.http).status_code == 303
         dash.harness.db_engine.dispose()  # SQLite: a file open elsewhere cannot be taken exclusively
-        with _database_down(db_url):
+        with database_down(db_url):
             page = dash.http.get("/dashboard/outbox")  # the session's row cannot be read
             assert page.status_code == 503, page.text[:300]
             assert page.headers["retry-after"] == "30"

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.stats.metrics import CONTENT_TYPE, Counter, Metrics, escape_label
@@ -20,7 +16,7 @@ from engine.store.pauses import Breach, pause
 from engine.web.app import Health, create_app
 from engine.web.signup_form import HONEYPOT
 from tests.scheduler.harness import Harness
-from tests.support.databases import ADMIN_URL
+from tests.support.outage import database_down
 from tests.support.project import minimal_project
 from tests.web.conftest import START, Site
 from tests.web.served import serve
@@ -133,35 +129,6 @@ def test_the_numbers_follow_signups_sends_pauses_and_the_clock(site: Site) -> No
     assert value(after, "funnel_last_tick_timestamp_seconds") is not None
 
 
-@contextmanager
-def _down(url: str) -> Iterator[None]:
-    """The database refuses every connection (PostgreSQL) or is locked by another writer (SQLite)."""
-    if url.startswith("sqlite"):
-        locker = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        # A tool holding the file to itself: in WAL mode a writer does not keep reads out (they
-        # take no lock), an exclusive locking mode does, once no other connection is open.
-        locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
-        return
-    name = sa.engine.make_url(url).database
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
-        yield
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-    finally:
-        admin.dispose()
-
-
 def test_a_database_that_is_down_leaves_out_its_gauges_and_still_answers_200(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -175,7 +142,7 @@ def test_a_database_that_is_down_leaves_out_its_gauges_and_still_answers_200(
             signup = http.post("/subscribe", json={"email": "a@example.com", "funnel": "minimal"})
             assert signup.status_code == 201
             harness.db_engine.dispose()  # the pooled connections reconnect: on SQLite, to a locked file
-            with _down(db_url):
+            with database_down(db_url):
                 down = scrape(http)
             assert value(down, "funnel_up") == 1 and value(down, "funnel_database_up") == 0
             assert value(down, "funnel_enrollments_due") is None
