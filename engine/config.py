@@ -373,7 +373,10 @@ def _create_secret(path: Path) -> None:
     fails and both use the winner's file. (O_EXCL on the file itself let a second process
     read it still empty: 131 of 300 racing pairs did.)
     """
-    fd, temporary = tempfile.mkstemp(prefix=SECRET_FILE + ".", suffix=".tmp", dir=path.parent)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=SECRET_FILE + ".", suffix=".tmp", dir=path.parent)
+    except OSError as error:  # a read-only project folder (a container's mount) fails here, not at link
+        raise _cannot_create(path, error) from error
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:  # mkstemp: mode 0600
             handle.write(secrets.token_urlsafe(32) + "\n")
@@ -384,14 +387,18 @@ def _create_secret(path: Path) -> None:
         except FileExistsError:
             return  # another process won: its key is the key
         except OSError as error:
-            raise ConfigError(
-                f"{path}: cannot create the link-signing key ({error}); make the folder writable, or set "
-                f"{ENV_PREFIX}SECRET_KEY to at least {SECRET_MIN_LENGTH} random characters, e.g. the "
-                f"output of {_MAKE_ONE}"
-            ) from error
+            raise _cannot_create(path, error) from error
         _sync_folder(path.parent)
     finally:
         os.unlink(temporary)
+
+
+def _cannot_create(path: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"{path}: cannot create the link-signing key ({error}); make the folder writable, or set "
+        f"{ENV_PREFIX}SECRET_KEY to at least {SECRET_MIN_LENGTH} random characters, e.g. the "
+        f"output of {_MAKE_ONE}"
+    )
 
 
 def _sync_folder(folder: Path) -> None:

@@ -97,6 +97,18 @@ def test_a_short_secret_in_the_settings_is_refused_with_the_fix(tmp_path: Path) 
     assert not (tmp_path / ".funnel-secret").exists()  # refused, not replaced by a generated key
 
 
+def test_a_key_that_cannot_be_created_names_the_fix_not_a_traceback(tmp_path: Path) -> None:
+    # Stands in for a read-only project folder (tests run as root, which chmod does not stop):
+    # the temporary file cannot be made in either case.
+    gone = tmp_path / "gone"
+    with pytest.raises(ConfigError) as error:
+        secret_key(Settings(), gone)
+    assert str(error.value).startswith(f"{gone / '.funnel-secret'}: cannot create the link-signing key (")
+    assert str(error.value).endswith("make the folder writable, or set FUNNEL_SECRET_KEY to at least 32 "
+                                     "random characters, e.g. the output of python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))'")
+
+
 def _race(rounds: list[Path], start: Barrier, keys: Queue) -> None:  # type: ignore[type-arg]
     settings = Settings()
     for folder in rounds:
