@@ -26,6 +26,7 @@ from engine.logs import log
 from engine.store import queries, sentmail, signups, subscribers
 from engine.store.db import DbConnection, Row
 from engine.subscribers import inbound
+from engine.subscribers.addresses import MAX_LENGTH
 from engine.subscribers.leads import Proof, add_lead
 from engine.web.body import StrictJsonRoute
 from engine.web.context import Web
@@ -62,7 +63,7 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Annotated[str, _plain(254)] | None = Field(None, description="the subscriber's address")
+    email: Annotated[str, _plain(MAX_LENGTH)] | None = Field(None, description="the subscriber's address")
     subscriber_id: int | None = Field(None, ge=1, le=2**62, description="or the subscriber's id")
     type: str = Field(
         pattern=r"^[a-z][a-z0-9_.-]{0,49}$",
@@ -112,7 +113,7 @@ class SubscriberIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Annotated[str, _plain(254)]
+    email: Annotated[str, _plain(MAX_LENGTH)]
     funnel: Annotated[str, _plain(100)] | None = None
     name: Annotated[str, _plain(100)] | None = None
     first_name: Annotated[str, _plain(100)] | None = Field(None, description="as templates greet the person")
@@ -350,7 +351,7 @@ def router(web: Web) -> APIRouter:
     @routes.get("/subscribers/{email}", response_model=SubscriberDetail,
                 responses={404: {"description": "no such subscriber"}},
                 summary="One subscriber with their funnels, events and emails")
-    async def get_subscriber(email: Annotated[str, _plain(254)]) -> SubscriberDetail:
+    async def get_subscriber(email: Annotated[str, _plain(MAX_LENGTH)]) -> SubscriberDetail:
         detail = await run_in_threadpool(_detail, web, email)
         if detail is None:
             raise HTTPException(404, "no subscriber with this address")

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from engine.logs import log
 from engine.sequences.plan import Plan
 from engine.store.db import DbConnection, Unavailable
+from engine.subscribers.addresses import MAX_LENGTH
 from engine.subscribers.leads import UTM_KEYS, Added, Proof, add_new_leads
 from engine.web.context import Web, client_ip
 from engine.web.limits import address_key, ip_key, retry_after
@@ -49,7 +50,7 @@ class SignupBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    email: str = Field(description="the address to send to (required)", max_length=254)
+    email: str = Field(description="the address to send to (required)", max_length=MAX_LENGTH)
     name: str | None = Field(None, max_length=100)
     first_name: str | None = Field(None, max_length=100, description="as templates greet the person")
     last_name: str | None = Field(None, max_length=100)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from engine.errors import did_you_mean
 from engine.sequences.plan import Plan
-from engine.subscribers.addresses import check_email
+from engine.subscribers.addresses import MAX_LENGTH, check_email
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
 from engine.web.body import (
     BodyCut,
@@ -204,7 +204,7 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
     problems: list[tuple[str, str]] = []
     texts: dict[str, str] = {}
     for key, value in values.items():
-        limit = TEXT_FIELDS.get(key, (2000, ""))[0] if key != "email" else 254
+        limit = TEXT_FIELDS.get(key, (2000, ""))[0] if key != "email" else MAX_LENGTH
         problem = text_problem(value, limit if key in RESERVED else 500)
         if problem:
             problems.append((key[:100], problem))
