@@ -184,6 +184,15 @@ def daemon_clock(db_engine: DbEngine, time_scale: float) -> Clock:
     """
     wanted: Clock = ScaledClock(time_scale) if time_scale != 1.0 else SystemClock()
     try:
+        if time_scale != 1.0 and meta.read(db_engine, "clock") is None and meta.has_sent_mail(db_engine):
+            # Mail went out before databases recorded their clock (migration 0004): a real-time
+            # run's, most likely. Marking it fast now would write the future into it.
+            raise ClockMismatch(
+                f"{shown_url(db_engine)}: this database holds mail sent before databases recorded "
+                "their clock, by a real-time run most likely; a --time-scale demo would write the "
+                "future into it: leave FUNNEL_DATABASE_URL unset (a demo uses funnel-demo.db) or "
+                "point it at another database"
+            )
         mark = meta.keep_first(db_engine, "clock", clock_mark(wanted), datetime.now(UTC))
     except DbError as error:
         raise DatabaseError(

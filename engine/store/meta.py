@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.store.db import DbEngine
-from engine.store.tables import META
+from engine.store.tables import DELIVERY, META
 
 
 def read(db_engine: DbEngine, key: str) -> dict[str, Any] | None:
@@ -37,3 +37,9 @@ def keep_first(db_engine: DbEngine, key: str, value: dict[str, Any], now: dateti
         kept = read(db_engine, key)
         assert kept is not None  # the row that made the insert fail
         return kept
+
+
+def has_sent_mail(db_engine: DbEngine) -> bool:
+    """Whether any email was ever decided in this database (a daemon has run on it)."""
+    with db_engine.connect() as conn:
+        return conn.execute(sa.select(DELIVERY.c.id).limit(1)).first() is not None
