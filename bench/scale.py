@@ -36,7 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from bench.postgres import create_database, drop_database
 from bench.scale_load import ORDER, Loader, PostgresLoader, SqliteLoader
 from bench.scale_people import FUNNEL, Ids, Population, first_marathon
 from bench.workspace import ROOT
@@ -53,7 +53,6 @@ from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BATCH = 20_000  # subscribers per transaction
 RUNS = 3
 SECRET = "bench-scale-" + "s" * 32
@@ -120,17 +119,7 @@ def database_bytes(kind: str, target: str) -> int:
 
 def create_postgres(name: str | None = None) -> str:
     """A new empty database on 127.0.0.1:5432: its URL."""
-    name = name or f"funnel_scale_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        raise SystemExit(f"cannot create a database at {ADMIN_URL}: {error.orig}; start PostgreSQL "
-                         "there (user postgres, trust authentication) or use --database sqlite") from error
-    finally:
-        admin.dispose()
-    return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return create_database("funnel_scale_", name)
 
 
 def postgres_folder(url: str) -> str:
@@ -151,12 +140,7 @@ def drop_postgres(url: str) -> None:
     name = sa.engine.make_url(url).database or ""
     if not name.startswith("funnel_scale_"):
         raise SystemExit(f"refusing to drop {name!r}: only databases named funnel_scale_* are this tool's")
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    drop_database(url)
 
 
 # --- time ----------------------------------------------------------------------------------

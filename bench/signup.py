@@ -41,11 +41,11 @@ import sqlalchemy as sa
 
 from bench.httpload import Measured, measure
 from bench.machine import sample
+from bench.postgres import create_database, drop_database
 from bench.workspace import ROOT, workspace
 from engine.store.db import make_engine
 from engine.store.tables import DELIVERY, SUBSCRIBER
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WARMUP_SECONDS = 1.0  # requests before the clock starts: connections open, code paths warm
 _CLOCK_TICK = os.sysconf("SC_CLK_TCK")  # /proc times are in clock ticks
 
@@ -71,20 +71,11 @@ def database(kind: str, sqlite_url: str) -> Iterator[str]:
     if kind == "sqlite":
         yield sqlite_url
         return
-    name = f"funnel_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    url = create_database("funnel_bench_")
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        raise SystemExit(f"cannot create a database at {ADMIN_URL}: {error.orig}; start PostgreSQL "
-                         "there (user postgres, trust authentication) or use --database sqlite") from error
-    try:
-        yield sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(url)
 
 
 @contextmanager
