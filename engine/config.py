@@ -55,6 +55,10 @@ class Settings(BaseModel):
     smtp_timeout: float = Field(30.0, gt=0, description="seconds to wait for any SMTP reply")
     smtp_connections: int = Field(8, ge=1, le=256, description="SMTP connections kept open at most")
     smtp_cafile: str | None = Field(None, description="CA bundle to trust for a private SMTP server")
+    workers: int = Field(
+        1, ge=1, le=64, description="processes that tick and send (the first also serves HTTP); "
+                                    "each keeps its own smtp_connections"
+    )
     base_url: str | None = Field(
         None,
         description="public URL of the daemon, used in links; default: http://host:port it listens on",

@@ -10,8 +10,10 @@ import click
 from engine.cli.main import Context, main, pass_project
 from engine.config import database_url
 from engine.daemon.listen import CannotListen, bound_port, listen
+from engine.daemon.pool import WorkerPool
 from engine.daemon.runner import Runner
 from engine.daemon.wiring import build_daemon, open_database
+from engine.daemon.worker import label_logs
 from engine.errors import EngineError, SequenceFileError
 from engine.logs import setup_logging
 from engine.store.migrate import current_revision, head_revision
@@ -48,14 +50,22 @@ class _CannotListen(_CannotStart):
     "uses funnel-demo.db unless FUNNEL_DATABASE_URL is set.",
 )
 @click.option("--force", is_flag=True, help="Allow --time-scale with a transport that really sends.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Processes that tick and send, this one included (default: setting 'workers', 1); "
+    "each keeps smtp_connections open.",
+)
 @pass_project
-def run(obj: Context, host: str | None, port: int | None, time_scale: float, force: bool) -> None:
+def run(
+    obj: Context, host: str | None, port: int | None, time_scale: float, force: bool, workers: int | None
+) -> None:
     """Run the daemon: scheduler, sending and the HTTP server, until SIGTERM."""
     try:
         settings = obj.settings
     except EngineError as error:
         raise _CannotStart(str(error)) from error
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
     settings = settings.model_copy(update=overrides)
     if time_scale != 1.0 and settings.transport != "outbox" and not force:
         raise click.UsageError(
@@ -64,6 +74,8 @@ def run(obj: Context, host: str | None, port: int | None, time_scale: float, for
             "(FUNNEL_TRANSPORT=outbox) or add --force"
         )
     setup_logging(settings.log_level)
+    if settings.workers > 1:
+        label_logs(1)  # the extra workers are 2..N
     # The socket first: a port in use fails here, before the database, threads or scheduler start.
     try:
         sock = listen(settings.host, settings.port)
@@ -88,7 +100,8 @@ def run(obj: Context, host: str | None, port: int | None, time_scale: float, for
             f"cannot start: {error.strerror or error} ({error.filename or 'a file'}); make the project "
             "folder writable for this user, or run from a folder you own"
         ) from error
-    sys.exit(asyncio.run(Runner(daemon, sock).run()))
+    pool = WorkerPool(settings, obj.root, time_scale, daemon.metrics) if settings.workers > 1 else None
+    sys.exit(asyncio.run(Runner(daemon, sock, pool=pool).run()))
 
 
 @main.group()

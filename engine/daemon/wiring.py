@@ -79,15 +79,22 @@ def _alerter(url: str | None, base_url: str) -> Callable[[Paused], None] | None:
 
 
 def _send_policy(settings: Settings, clock_scale: float = 1.0) -> SendPolicy:
-    """The global rate, per-domain rates and warm-up the settings ask for; rates are per real second."""
-    limiter = RateLimiter(settings.send_rate, settings.send_rate * settings.tick_seconds)
+    """The global rate, per-domain rates and warm-up the settings ask for; rates are per real second.
+
+    With `workers` processes each gets 1/workers of every rate, so that one `funnel run` sends
+    at most `send_rate` however many processes share the work (the warm-up counts in the
+    database and needs no share).
+    """
+    share = 1.0 / settings.workers
+    send_rate = settings.send_rate * share
+    limiter = RateLimiter(send_rate, send_rate * settings.tick_seconds)
     # Per-domain buckets are per process: N daemons on one database send N times as fast
     # to a domain (docs/delivery.md). A domain rate at or above send_rate never binds.
     throttle = DomainThrottle(
-        settings.domain_send_rate,
-        settings.domain_rate_overrides,
+        settings.domain_send_rate * share,
+        {domain: rate * share for domain, rate in settings.domain_rate_overrides.items()},
         burst_seconds=settings.tick_seconds,
-        ceiling=settings.send_rate,
+        ceiling=send_rate,
     )
     days, day_one = settings.warmup_days, settings.warmup_day_one
     warmup = Warmup(days, day_one) if days and day_one is not None else None
@@ -230,11 +237,13 @@ def build_daemon(
     transport: Transport | None = None,
     db_engine: DbEngine | None = None,
     time_scale: float = 1.0,
+    guard: bool = True,
 ) -> Daemon:
     """Wire a daemon for `project`; tests hand in their own clock, transport or database.
 
     Without a clock, the daemon runs real time or `time_scale` times faster, as the
-    database's clock mark allows (see daemon_clock).
+    database's clock mark allows (see daemon_clock). `guard=False` leaves the guardrail
+    check to another process (the parent of `--workers N` runs it once for all).
     """
     db_engine = db_engine or open_database(settings, project, time_scale=time_scale)
     if clock is None:
@@ -267,11 +276,11 @@ def build_daemon(
     dispatcher = Dispatcher(
         db_engine, db_executor, clock, policy, sender, recorder, lease, settings.batch_size
     )
-    guard = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
-                  alert=_alerter(settings.alert_webhook, settings.links_url))
+    checker = Guard(db_engine, lambda: live.current.plans, settings.guardrail_seconds,
+                    alert=_alerter(settings.alert_webhook, settings.links_url)) if guard else None
     ticker = Ticker(
         db_engine, live, dispatcher, clock, db_executor, settings.batch_size, settings.message_id_domain,
-        metrics=metrics, guard=guard,
+        metrics=metrics, guard=checker,
     )
     # Web writes (signups, clicks, unsubscribes) have their own thread: a signup does not
     # wait behind a tick's batch.

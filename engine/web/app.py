@@ -32,6 +32,8 @@ class Health:
     now: Callable[[], datetime]
     stale_after_seconds: float
     transport: Callable[[], TransportState] | None = None  # None: not reported (no sending here)
+    # funnel run --workers N: the extra workers' check ("ok", "1 of 2 alive", "stale: ...") and counts
+    workers: Callable[[], tuple[str, dict[str, object]]] | None = None
 
 
 def create_app(health: Health, web: Web | None = None) -> FastAPI:
@@ -130,7 +132,10 @@ def create_app(health: Health, web: Web | None = None) -> FastAPI:
                 body["status"] = "degraded"
                 # 503, so that an uptime check alerts: mail is not leaving (docs/operations.md).
                 healthy = healthy and "transport" in (exclude or ())
-        if checks["database"] != "ok" or checks["scheduler"].startswith("stale"):
+        if health.workers is not None:
+            checks["workers"], body["workers"] = health.workers()
+            healthy = healthy and not checks["workers"].startswith("stale")
+        if checks["database"] != "ok" or any(c.startswith("stale") for c in checks.values()):
             body["status"] = "unhealthy"
         return JSONResponse(body, status_code=200 if healthy else 503)
 
