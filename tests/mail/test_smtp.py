@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -21,9 +22,11 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.mail.message import build_message, new_message_id
-from engine.mail.smtp import SmtpSettings, SmtpTransport
+from engine.mail.smtp import SmtpSettings, SmtpTransport, _stuffed
 from engine.mail.transport import Outcome, Outgoing, Result
 from tests.mail.test_message import parse_compat32, rfc2047_display_name
 from tests.support.smtp_server import DROP, RecordingHandler, SmtpServer, planned_reply, running_smtp
@@ -399,3 +402,18 @@ def test_the_process_server_fails_the_planned_recipients_and_logs_the_rest(tmp_p
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     accepted = [m for m, outcome in zip(messages, planned, strict=True) if outcome is Outcome.SENT] + deferred
     assert lines == [{"rcpt": m.rcpt_to, "message_id": m.message_id} for m in accepted]
+
+
+def _stuffed_by_lines(data: bytes) -> bytes:
+    """RFC 5321 §4.5.2 said line by line: every CRLF, CR or LF ends a line; a leading '.' doubled."""
+    lines = [b"." + line if line.startswith(b".") else line for line in re.split(rb"\r\n|\r|\n", data)]
+    stuffed = b"\r\n".join(lines)
+    return stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b"."
+
+
+_LINE_PIECES = st.sampled_from([b".", b"a", b"\r", b"\n", b"\r\n", b".."])
+
+
+@given(st.binary(max_size=60) | st.lists(_LINE_PIECES).map(b"".join))
+def test_the_data_is_stuffed_line_by_line(data: bytes) -> None:
+    assert _stuffed(data) == _stuffed_by_lines(data)
