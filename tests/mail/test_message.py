@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine.mail.message import build_message, check_address, new_message_id
+from engine.mail.message import _quoted_printable, build_message, check_address, new_message_id
 
 DATE = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 MESSAGE_ID = "0123456789abcdef0123456789abcdef@funnel.example.com"
@@ -305,3 +306,18 @@ def test_any_name_and_subject_give_exactly_the_expected_headers(name: str, subje
     assert "".join(mailbox.display_name.split()) == "".join(sanitized(name).split())
     assert str(message["Subject"]) == sanitized(subject)
     assert not message["To"].defects and not message["Subject"].defects
+
+
+# Lines that meet every rule of b2a_qp: long ones (soft breaks), '=' and non-ASCII (escaped),
+# a space or tab before the line's end, a lone '.', a 'From ' start.
+_QP_PIECES = ["a", " ", "\t", ".", "=", "é", "\u2014", "\n", "From ", "x" * 70]
+_QP_TEXT = st.lists(st.sampled_from(_QP_PIECES)).map("".join)
+
+
+@given(_QP_TEXT, _QP_TEXT)
+@example("x" * 75 + " \nnext", "")
+@example(".\n.", ". \n")
+def test_quoted_printable_line_by_line_is_b2a_qp_of_the_whole(first: str, second: str) -> None:
+    body = first + "\n" + second
+    for _ in range(2):  # encoded, then looked up
+        assert _quoted_printable(body) == binascii.b2a_qp(body.encode(), istext=True)
