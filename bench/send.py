@@ -1,14 +1,20 @@
 """How fast the engine sends, next to raw aiosmtplib pushing pre-built messages to the same sink.
 
-    python -m bench.send [--subscribers 5000] [--connections 64] [--database-url URL]
+    python -m bench.send [--subscribers 5000] [--connections 64] [--processes 1]
+                         [--database sqlite|postgresql | --database-url URL]
 
 N subscribers of the shipped first-marathon funnel are due for their first nurture
 email now. The engine's real tick claims them, runs step(), queues the deliveries,
 renders each email (Jinja, CSS inlining, the text part), builds the message, sends it
 over pooled aiosmtplib connections to Postfix's smtp-sink, and records every outcome.
-In the same run, bench/raw_baseline.py sends N pre-built messages of similar size over
-the same number of connections to the same sink. The last line is JSON with both rates
-and their ratio.
+With `--processes P` (P > 1), P engine processes (bench/send_process.py, each with
+`--connections` connections, as `funnel run --workers P` runs them) tick the one database
+at once, started together; the rate is from the first one's start to the last one's end.
+In the same run, bench/raw_baseline.py sends N pre-built messages of similar size from
+one process over the same number of connections in all (P x connections) to the same
+sink. Every email must be sent exactly once: each delivery row `sent`, and smtp-sink
+counting exactly N messages from the engine. The last line is JSON with both rates and
+their ratio.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +35,11 @@ import sqlalchemy as sa
 
 from bench.machine import others_cores, sample
 from bench.messages import build_sample_messages
+from bench.postgres import create_database, drop_database
 from bench.raw_baseline import raw_send
-from bench.smtp_sink import running_sink
+from bench.send_process import bench_settings
+from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
-from engine.config import Settings
 from engine.daemon.wiring import build_daemon
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import make_engine
@@ -86,23 +97,10 @@ def fill(url: str, count: int) -> None:
     db_engine.dispose()
 
 
-def engine_rate(url: str, project: Path, port: int, connections: int, count: int) -> float:
-    """Emails per second from the first tick to the last recorded outcome."""
-    settings = Settings.model_validate(
-        {
-            "secret_key": "bench-" + "b" * 32,
-            "database_url": url,
-            "transport": "smtp",
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_tls": "none",
-            "smtp_connections": connections,
-            "send_rate": 1e9,
-            "batch_size": 1000,
-            "base_url": "https://funnel.example",
-        }
-    )
-    daemon = build_daemon(settings, project, clock=FrozenClock(NOW), db_engine=make_engine(url))
+def engine_rate(url: str, project: Path, port: int, connections: int, count: int) -> tuple[float, float]:
+    """Emails per second from the first tick to the last recorded outcome, in this process; CPU seconds."""
+    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(NOW),
+                          db_engine=make_engine(url))
 
     async def run() -> float:
         began = time.perf_counter()
@@ -116,16 +114,71 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
         await daemon.transport.close()
         return count / elapsed
 
+    cpu = time.process_time()
     rate = asyncio.run(run())
-    with daemon.db_engine.connect() as conn:
+    cpu = time.process_time() - cpu
+    daemon.db_executor.shutdown()
+    daemon.db_engine.dispose()
+    return rate, cpu
+
+
+def processes_rate(url: str, project: Path, port: int, connections: int, count: int,
+                   processes: int) -> tuple[float, list[dict[str, float]]]:
+    """Emails per second of `processes` engine processes ticking `url` together, and each one's report."""
+    command = [sys.executable, "-m", "bench.send_process", url, str(project), str(port), str(connections),
+               NOW.isoformat()]
+    started = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    try:
+        for process in started:  # each has built its daemon (imports, the release) before the clock runs
+            assert process.stdin is not None and process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("an engine process failed to start (its error is above)")
+        for process in started:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        reports = []
+        for process in started:
+            out, _ = process.communicate(timeout=600)
+            if process.returncode != 0:
+                raise RuntimeError(f"an engine process exited with {process.returncode}")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+    if sum(r["attempted"] for r in reports) != count:
+        raise RuntimeError(f"the processes attempted {[r['attempted'] for r in reports]}, not {count} in all")
+    elapsed = max(r["ended"] for r in reports) - min(r["began"] for r in reports)
+    return count / elapsed, reports
+
+
+def check_sent_once(url: str, count: int, sink_messages: int) -> None:
+    """Every delivery `sent`, and the sink got exactly `count` messages: none lost, none twice."""
+    db_engine = make_engine(url)
+    with db_engine.connect() as conn:
         statuses: dict[str, int] = dict(
             conn.execute(sa.select(DELIVERY.c.status, sa.func.count()).group_by(DELIVERY.c.status)).all()
         )
-    daemon.db_executor.shutdown()
-    daemon.db_engine.dispose()
+    db_engine.dispose()
     if statuses != {"sent": count}:
         raise RuntimeError(f"not every email was sent: {statuses}")
-    return rate
+    if sink_messages != count:
+        raise RuntimeError(f"smtp-sink received {sink_messages:,} messages for {count:,} emails")
+
+
+@contextmanager
+def _database(kind: str, url: str | None) -> Iterator[str | None]:
+    """The --database-url, a throwaway PostgreSQL database, or None (a SQLite file in the workspace)."""
+    if url or kind == "sqlite":
+        yield url
+        return
+    created = create_database("funnel_bench_send_")
+    try:
+        yield created
+    finally:
+        drop_database(created)
 
 
 def main() -> None:
@@ -134,20 +187,39 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--subscribers", type=int, default=5000)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--database-url", help="an empty database (default: a temporary SQLite file)")
+    parser.add_argument("--connections", type=int, default=64, help="SMTP connections per engine process")
+    parser.add_argument("--processes", type=int, default=1, help="engine processes ticking the one database")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--database-url", help="an empty database (default: per --database)")
     args = parser.parse_args()
-    with workspace(args.database_url) as (project, url):
+    reports: list[dict[str, float]] = []
+    with _database(args.database, args.database_url) as given, workspace(given) as (project, url), \
+            tempfile.TemporaryDirectory() as scratch:
         fill(url, args.subscribers)
-        with running_sink() as port:
+        counters = Path(scratch) / "sink-counters"
+        with running_sink(counters_file=counters) as port:
             start = sample()
-            engine = engine_rate(url, project, port, args.connections, args.subscribers)
+            probe = read_counters(counters).messages  # the sink's start-up probe sent none, but be sure
+            if args.processes > 1:
+                engine, reports = processes_rate(
+                    url, project, port, args.connections, args.subscribers, args.processes
+                )
+                cpu = sum(r["cpu_seconds"] for r in reports)
+            else:
+                engine, cpu = engine_rate(url, project, port, args.connections, args.subscribers)
             middle = sample()
-            raw = asyncio.run(raw_send(port, build_sample_messages(args.subscribers), args.connections))
+            check_sent_once(url, args.subscribers, read_counters(counters).messages - probe)
+            connections = args.connections * args.processes
+            raw = asyncio.run(raw_send(port, build_sample_messages(args.subscribers), connections))
             end = sample()
     busy = max(others_cores(start, middle), others_cores(middle, end))
-    print(f"{args.subscribers:,} emails, {args.connections} connections, to smtp-sink on loopback")
+    database = "postgresql" if url.startswith("postgresql") else "sqlite"
+    print(f"{args.subscribers:,} emails, {args.processes} engine process(es) x {args.connections} "
+          f"connections, {database}, to smtp-sink on loopback")
     print(f"  engine (decide, render, build, send, record): {engine:8,.0f} emails/s")
+    for i, report in enumerate(reports, 1):
+        print(f"    process {i}: {report['attempted']:,.0f} emails, {report['cpu_seconds']:.2f} CPU s")
+    print(f"  engine CPU per email (every engine process): {cpu / args.subscribers * 1000:8.3f} ms")
     print(f"  raw aiosmtplib, pre-built messages:           {raw:8,.0f} emails/s")
     print(
         f"  ratio {engine / raw:.2f}"
@@ -158,10 +230,14 @@ def main() -> None:
         json.dumps(
             {
                 "emails": args.subscribers,
+                "processes": args.processes,
                 "connections": args.connections,
+                "database": database,
                 "engine_emails_per_s": round(engine),
                 "raw_emails_per_s": round(raw),
                 "ratio": round(engine / raw, 3),
+                "engine_cpu_ms_per_email": round(cpu / args.subscribers * 1000, 3),
+                "exactly_once": True,
             }
         )
     )

@@ -1,0 +1,93 @@
+"""One engine process of `python -m bench.send --processes N`: ticks the shared database until done.
+
+    python -m bench.send_process URL PROJECT SMTP_PORT CONNECTIONS NOW
+
+Builds the daemon's parts (as `funnel run` does, with a frozen clock at NOW, bench.send's moment),
+prints `ready`, waits for `go` on stdin, then ticks until a tick finds nothing to do and the
+database has nothing due or queued that another process has not claimed. The last line is
+JSON: when it began and ended (time.time(), comparable between processes), how many emails
+it attempted, and the CPU seconds it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from engine.config import Settings
+from engine.daemon.wiring import build_daemon
+from engine.scheduler.clock import FrozenClock
+from engine.store.db import DbEngine, make_engine
+from engine.store.tables import DELIVERY, ENROLLMENT
+
+
+def bench_settings(url: str, port: int, connections: int) -> Settings:
+    """The daemon's settings of every bench.send engine run: SMTP to the sink, no rate limit."""
+    return Settings.model_validate(
+        {
+            "secret_key": "bench-" + "b" * 32,
+            "database_url": url,
+            "transport": "smtp",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_tls": "none",
+            "smtp_connections": connections,
+            "send_rate": 1e9,
+            "batch_size": 1000,
+            "base_url": "https://funnel.example",
+        }
+    )
+
+
+def _left(db_engine: DbEngine, now: datetime) -> int:
+    """Enrollments due and deliveries queued: work some process can still claim."""
+    with db_engine.connect() as conn:
+        due = conn.execute(
+            sa.select(sa.func.count()).select_from(ENROLLMENT).where(ENROLLMENT.c.next_run_at <= now)
+        ).scalar_one()
+        queued = conn.execute(
+            sa.select(sa.func.count()).select_from(DELIVERY).where(DELIVERY.c.status == "queued")
+        ).scalar_one()
+    return int(due) + int(queued)
+
+
+def main() -> None:
+    """Build, wait for go, tick until the shared work is done, print the JSON line."""
+    url, project, port, connections = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    now = datetime.fromisoformat(sys.argv[5])
+    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(now),
+                          db_engine=make_engine(url), guard=False)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("bench.send_process: expected 'go' on stdin")
+
+    async def run() -> tuple[float, float, int]:
+        began = time.time()
+        attempted = 0
+        while True:
+            report = await daemon.ticker.tick()
+            attempted += report.attempted
+            if report.attempted == 0 and report.decided == 0:
+                if _left(daemon.db_engine, now) == 0:
+                    break
+                await asyncio.sleep(0.005)  # another process holds the lock or the rows: look again
+        ended = time.time()
+        await daemon.transport.close()
+        return began, ended, attempted
+
+    cpu = time.process_time()
+    began, ended, attempted = asyncio.run(run())
+    cpu = time.process_time() - cpu
+    daemon.db_executor.shutdown()
+    daemon.db_engine.dispose()
+    print(json.dumps({"began": began, "ended": ended, "attempted": attempted, "cpu_seconds": round(cpu, 3)}))
+
+
+if __name__ == "__main__":
+    main()
