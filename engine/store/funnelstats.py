@@ -7,10 +7,10 @@ before the cohort. Stages come from the `milestone` rows (the first time an enro
 entered a stage), not from where enrollments stand now: someone who went on to sales
 still counts as having reached nurture.
 
-Three statements do the work whatever the list's size: one GROUP BY over the cohort with
-its stages pivoted out of `milestone` and `event` (joined by hash), one over its
-purchases, one over its latest answers. Python then only adds up the few groups they
-return (funnel x segment x source). The same purchases per product are `products.py`'s.
+The numbers are read from the stats tallies (`tallies.py`), which database triggers keep
+as those rows are written: one statement over a few thousand rows whatever the list's size.
+Python then adds up the groups (funnel x segment x source, per signup day and per mask of
+stages reached). The same purchases per product are `products.py`'s.
 """
 
 from __future__ import annotations
@@ -18,29 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.flow.state import EventType, Stage
-from engine.store.tables import ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER
+from engine.store.tallies import TallyRow, tally_rows
+from engine.store.tally_sql import REACHED
 
 # The funnel's main stages, in order: each one's conversion is taken over the one before.
 MAIN_STAGES = ("signed_up", "confirmed", "answered", "nurture", "sales", "purchased", "customers")
-# The stage (a milestone row) each count is made of.
-_MILESTONES = {
-    # Entering the magnet stage is what confirming (or needing no confirmation) does.
-    "confirmed": Stage.MAGNET,
-    "nurture": Stage.NURTURE,
-    "sales": Stage.SALES,
-    "customers": Stage.CUSTOMER,
-    "winback": Stage.WINBACK,
-    "sunset": Stage.SUNSET,
-}
-_WITH_SUBSCRIBER = ENROLLMENT.join(SUBSCRIBER, SUBSCRIBER.c.id == ENROLLMENT.c.subscriber_id)
-# The counts made of events of the enrollment's subscriber, and the event each needs.
-_DID = {"answered": EventType.ANSWER, "purchased": EventType.PURCHASE, "unsubscribed": EventType.UNSUBSCRIBE}
+# The counts made of `enrollment.reached` bits, beside signed_up (every enrollment).
+_COUNTED = ("signed_up", *REACHED)
 # Money is a currency -> amount; a purchase without a currency is kept under "".
 Money = dict[str, float]
 # Float sums of prices pick up noise (0.1 + 0.2); no currency has more than 4 decimals.
@@ -144,8 +131,9 @@ def funnel_numbers(
     conn: Connection, funnel: str | None = None, since: datetime | None = None
 ) -> dict[str, FunnelNumbers]:
     """Funnel -> its cohort's numbers, for one funnel or every funnel with enrollments."""
+    rows = tally_rows(conn, funnel, since, ("cohort", "revenue", "answer"))
     found: dict[str, FunnelNumbers] = {}
-    for group in cohort_groups(conn, funnel, since):
+    for group in _groups(rows):
         numbers = found.setdefault(group.funnel, FunnelNumbers(group.funnel))
         numbers.totals += group.counts
         numbers.segments[group.segment] = numbers.segments.get(group.segment, StageCounts()) + group.counts
@@ -154,7 +142,7 @@ def funnel_numbers(
         add_money(source.revenue, group.revenue)
         add_money(numbers.revenue, group.revenue)
         numbers.purchases += group.purchases
-    for answer in latest_answers(conn, funnel, since):
+    for answer in _answers(rows):
         found.setdefault(answer.funnel, FunnelNumbers(answer.funnel)).answers.append(answer)
     return found
 
@@ -162,133 +150,53 @@ def funnel_numbers(
 def cohort_groups(
     conn: Connection, funnel: str | None = None, since: datetime | None = None
 ) -> list[CohortGroup]:
-    """The cohort's stage counts and purchases per (funnel, segment, source, utm_source): two statements."""
-    keys = (ENROLLMENT.c.funnel, ENROLLMENT.c.segment, SUBSCRIBER.c.source, SUBSCRIBER.c.utm_source)
-    reached, did = _reached(funnel), _did(funnel, since)
-    flags = [*(reached.c[name] for name in _MILESTONES), *(did.c[name] for name in _DID)]
-    counted = (
-        sa.select(*keys, sa.func.count().label("signed_up"),
-                  *(sa.func.sum(sa.func.coalesce(flag, 0)).label(flag.name) for flag in flags))
-        .select_from(
-            _WITH_SUBSCRIBER.outerjoin(reached, reached.c.enrollment_id == ENROLLMENT.c.id)
-            .outerjoin(did, did.c.enrollment_id == ENROLLMENT.c.id)
-        )
-        .group_by(*keys)
-    )
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for found in conn.execute(cohort_of(counted, funnel, since)).mappings():
-        values = {name: int(found[name] or 0) for name in ("signed_up", *_MILESTONES, *_DID)}
-        key = tuple(found[k.name] for k in keys)
-        groups[key] = {"counts": StageCounts(**values), "revenue": {}, "purchases": 0}
-    bought = (
-        sa.select(*keys, EVENT.c.currency, sa.func.sum(EVENT.c.amount), sa.func.count())
-        .select_from(with_counted_purchases(_WITH_SUBSCRIBER))
-        .group_by(*keys, EVENT.c.currency)
-    )
-    for row in conn.execute(cohort_of(bought, funnel, since)):
-        group = groups[tuple(row[:4])]  # a purchase's enrollment is in the cohort, so its group is there
-        if row[5] is not None:
-            add_money(group["revenue"], {row[4] or "": float(row[5])})
-        group["purchases"] += int(row[6])
-    return [CohortGroup(*key, **values) for key, values in groups.items()]
+    """The cohort's stage counts and purchases per (funnel, segment, source, utm_source)."""
+    return _groups(tally_rows(conn, funnel, since, ("cohort", "revenue")))
 
 
 def latest_answers(
     conn: Connection, funnel: str | None = None, since: datetime | None = None
 ) -> list[AnswerCount]:
     """Per (funnel, question, answer): the cohort's subscribers whose latest answer to it that is."""
-    ranked = cohort_of(
-        sa.select(
-            ENROLLMENT.c.funnel,
-            EVENT.c.question,
-            EVENT.c.answer,
-            sa.func.row_number()
-            .over(
-                partition_by=(ENROLLMENT.c.funnel, EVENT.c.subscriber_id, EVENT.c.question),
-                order_by=(EVENT.c.at.desc(), EVENT.c.id.desc()),
-            )
-            .label("rank"),
-        ).select_from(
-            ENROLLMENT.join(
-                EVENT,
-                sa.and_(
-                    EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
-                    EVENT.c.funnel == ENROLLMENT.c.funnel,
-                    EVENT.c.type == EventType.ANSWER.value,
-                ),
-            )
-        ),
-        funnel,
-        since,
-    ).where(EVENT.c.question.is_not(None), EVENT.c.answer.is_not(None)).subquery()
-    keys = (ranked.c.funnel, ranked.c.question, ranked.c.answer)
-    statement = sa.select(*keys, sa.func.count()).where(ranked.c.rank == 1).group_by(*keys).order_by(*keys)
-    return [AnswerCount(f, q, a, int(n)) for f, q, a, n in conn.execute(statement)]
+    return _answers(tally_rows(conn, funnel, since, ("answer",)))
 
 
-def cohort_of(statement: sa.Select[Any], funnel: str | None, since: datetime | None) -> sa.Select[Any]:
-    """`statement` (over ENROLLMENT) narrowed to the cohort: one funnel or all, signed up since `since`."""
-    if funnel is not None:
-        statement = statement.where(ENROLLMENT.c.funnel == funnel)
-    if since is not None:
-        statement = statement.where(ENROLLMENT.c.created_at >= since)
-    return statement
+# (funnel, segment, source, utm_source)
+_Group = tuple[str, str | None, str | None, str | None]
 
 
-def _reached(funnel: str | None) -> sa.Subquery:
-    """Per enrollment with milestones, 1 or 0 for each counted stage: one pass over `milestone`."""
-    # A pivot joined by hash, not an EXISTS per stage and enrollment: on 100,000 enrollments
-    # PostgreSQL ran the EXISTS form as 900,000 index probes (~3.7 s), this in well under a second.
-    stages = {name: MILESTONE.c.stage == stage.value for name, stage in _MILESTONES.items()}
-    pivot = (sa.func.max(sa.case((test, 1), else_=0)).label(name) for name, test in stages.items())
-    counted = [stage.value for stage in _MILESTONES.values()]
-    statement = sa.select(MILESTONE.c.enrollment_id, *pivot).where(MILESTONE.c.stage.in_(counted))
-    if funnel is not None:
-        statement = statement.where(MILESTONE.c.funnel == funnel)
-    return statement.group_by(MILESTONE.c.enrollment_id).subquery("reached")
+def _groups(rows: list[TallyRow]) -> list[CohortGroup]:
+    """The cohort and revenue tallies (per signup day and `reached` mask) added up per group."""
+    counts: dict[_Group, dict[str, int]] = {}
+    revenue: dict[_Group, Money] = {}
+    purchases: dict[_Group, int] = {}
+    for row in rows:
+        key: _Group = (row.funnel, row.k1 or None, row.k2 or None, row.k3 or None)
+        if row.kind == "cohort":
+            mask, values = int(row.k4), counts.setdefault(key, dict.fromkeys(_COUNTED, 0))
+            values["signed_up"] += row.n
+            for name, bit in REACHED.items():
+                if mask & bit:
+                    values[name] += row.n
+        elif row.kind == "revenue":
+            purchases[key] = purchases.get(key, 0) + row.n
+            if row.priced:  # purchases without an amount count, and add no money
+                add_money(revenue.setdefault(key, {}), {row.k4: row.amount})
+    return [
+        CohortGroup(key[0], key[1], key[2], key[3], counts=StageCounts(**values),
+                    revenue=revenue.get(key, {}), purchases=purchases.get(key, 0))
+        for key, values in sorted(counts.items(), key=lambda item: tuple(str(k) for k in item[0]))
+        if values["signed_up"]
+    ]
 
 
-def _did(funnel: str | None, since: datetime | None) -> sa.Subquery:
-    """Per cohort enrollment with events, 1 or 0 for answered, purchased and unsubscribed."""
-    mine = ENROLLMENT.alias("mine")
-    same = EVENT.c.funnel == mine.c.funnel
-    tests = {
-        "answered": sa.and_(EVENT.c.type == EventType.ANSWER.value, same),
-        "purchased": sa.and_(EVENT.c.type == EventType.PURCHASE.value, *counted_purchase(mine)),
-        "unsubscribed": sa.and_(EVENT.c.type == EventType.UNSUBSCRIBE.value, same),
-    }
-    pivot = (sa.func.max(sa.case((test, 1), else_=0)).label(name) for name, test in tests.items())
-    statement = sa.select(mine.c.id.label("enrollment_id"), *pivot).select_from(
-        mine.join(EVENT, sa.and_(EVENT.c.subscriber_id == mine.c.subscriber_id,
-                                 EVENT.c.type.in_([kind.value for kind in _DID.values()])))
-    )
-    if funnel is not None:
-        statement = statement.where(mine.c.funnel == funnel)
-    if since is not None:
-        statement = statement.where(mine.c.created_at >= since)
-    return statement.group_by(mine.c.id).subquery("did")
-
-
-def counted_purchase(enrollment: sa.FromClause) -> tuple[sa.ColumnElement[bool], ...]:
-    """The join conditions that make a purchase event count for `enrollment`."""
-    # A purchase without a funnel (the shop's) counts for every funnel the buyer is in, but
-    # only after signing up to it: buying first and signing up later is no conversion.
-    return (
-        sa.or_(EVENT.c.funnel == enrollment.c.funnel, EVENT.c.funnel.is_(None)),
-        EVENT.c.at >= enrollment.c.created_at,
-    )
-
-
-def with_counted_purchases(enrollments: sa.FromClause) -> sa.Join:
-    """`enrollments` (ENROLLMENT, or a join holding it) joined to the purchases that count for each."""
-    return enrollments.join(
-        EVENT,
-        sa.and_(
-            EVENT.c.subscriber_id == ENROLLMENT.c.subscriber_id,
-            EVENT.c.type == EventType.PURCHASE.value,
-            *counted_purchase(ENROLLMENT),
-        ),
-    )
+def _answers(rows: list[TallyRow]) -> list[AnswerCount]:
+    summed: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        if row.kind == "answer":
+            key = (row.funnel, row.k1, row.k2)
+            summed[key] = summed.get(key, 0) + row.n
+    return [AnswerCount(*key, count) for key, count in sorted(summed.items()) if count]
 
 
 def add_money(total: Money, more: Mapping[str, float]) -> None:

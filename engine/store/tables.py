@@ -112,7 +112,11 @@ class Enrollment(SQLModel, table=True):
     resume_step: str | None = Field(default=None, max_length=100)
     # When the tick should look at this row next; NULL: only an event wakes it.
     next_run_at: datetime | None = Field(default=None, index=True, sa_type=_utc())
-    created_at: datetime = Field(sa_type=_utc())
+    # The stages and deeds it reached, as tally_sql.REACHED's bits: kept by database triggers
+    # from its milestones and events, for the stats tallies. Never written by the engine.
+    reached: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Indexed: a stats read with --since recounts the hours of its first day from here.
+    created_at: datetime = Field(index=True, sa_type=_utc())
     updated_at: datetime = Field(sa_type=_utc())
 
 
@@ -260,6 +264,42 @@ class DashboardSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=_utc())
 
 
+class Tally(SQLModel, table=True):
+    """A change to a stats count, appended by a database trigger (engine/store/tally_sql.py).
+
+    Appending never waits for another writer; `tallies.fold` sums these into `tally_total`.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=10)  # cohort|revenue|product|customer|answer
+    funnel: str = Field(max_length=100)
+    day: str = Field(max_length=10)  # the enrollment's signup day, UTC, YYYY-MM-DD
+    k1: str = Field(default="", max_length=200)  # the kind's key parts ('' for none)
+    k2: str = Field(default="", max_length=200)
+    k3: str = Field(default="", max_length=200)
+    k4: str = Field(default="", max_length=200)
+    n: int = 0
+    amount: float = 0.0
+    priced: int = 0  # of `n` purchases, how many had an amount
+
+
+class TallyTotal(SQLModel, table=True):
+    """The sum of every folded `tally` row, one row per key."""
+
+    __tablename__ = "tally_total"
+
+    kind: str = Field(primary_key=True, max_length=10)
+    funnel: str = Field(primary_key=True, max_length=100)
+    day: str = Field(primary_key=True, max_length=10)
+    k1: str = Field(primary_key=True, max_length=200)
+    k2: str = Field(primary_key=True, max_length=200)
+    k3: str = Field(primary_key=True, max_length=200)
+    k4: str = Field(primary_key=True, max_length=200)
+    n: int = 0
+    amount: float = 0.0
+    priced: int = 0
+
+
 METADATA = SQLModel.metadata
 SUBSCRIBER = METADATA.tables["subscriber"]
 CONSENT = METADATA.tables["consent"]
@@ -274,3 +314,5 @@ GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]
 RELEASE = METADATA.tables["release"]
 META = METADATA.tables["meta"]
 DASHBOARD_SESSION = METADATA.tables["dashboard_session"]
+TALLY = METADATA.tables["tally"]
+TALLY_TOTAL = METADATA.tables["tally_total"]

@@ -1,4 +1,4 @@
-"""Migrations on filled databases: 0002 down and up again (milestones backfilled), 0003 down and up."""
+"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0005 down and up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import Engine
 
-from engine.store import migrate
+from engine.flow.state import Stage, State
+from engine.store import migrate, queries, signups, subscribers
+from engine.store.funnelstats import funnel_numbers
 from engine.store.releases import record_release
 from engine.store.tables import MILESTONE, RELEASE, UtcDateTime
 
@@ -91,7 +93,27 @@ def test_0004_adds_given_names_meta_and_dashboard_sessions_and_takes_them_away(d
     assert {c["name"] for c in inspector.get_columns("meta")} == {"key", "value", "updated_at"}
     assert {c["name"] for c in inspector.get_columns("dashboard_session")} == {
         "id", "created_at", "expires_at", "revoked_at"}
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(db_engine) == "0005"
+
+
+def test_0005_counts_the_tallies_of_the_list_there_and_keeps_them_from_then_on(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        sid = subscribers.upsert_subscriber(conn, {"email": "a@example.com", "source": "blog"}, AT)[0]
+        eid = signups.enroll(conn, sid, "f", State(Stage.CONFIRMING, AT, segment="pro"), AT)[0]
+        command.downgrade(migrate._config(conn), "0004")
+        # Written by a version before 0005: no trigger counts these.
+        conn.execute(sa.insert(MILESTONE).values(enrollment_id=eid, subscriber_id=sid, funnel="f",
+                                                 stage="nurture", at=AT))
+        queries.record_event(conn, sid, "purchase", AT, funnel="f", wake=False, amount=9.5, currency="EUR")
+    assert "tally" not in sa.inspect(db_engine).get_table_names()
+    migrate.upgrade(db_engine)
+    with db_engine.begin() as conn:
+        counts = funnel_numbers(conn, "f")["f"]
+        assert (counts.totals.signed_up, counts.totals.nurture, counts.totals.purchased) == (1, 1, 1)
+        assert counts.revenue == {"EUR": 9.5}
+        queries.record_event(conn, sid, "unsubscribe", AT, funnel="f", wake=False)  # the triggers count it
+        assert funnel_numbers(conn, "f")["f"].totals.unsubscribed == 1
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0005"
 
 
 def test_a_database_a_newer_version_migrated_is_refused_and_left_alone(db_engine: Engine) -> None:

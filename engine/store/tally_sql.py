@@ -1,0 +1,352 @@
+"""The database triggers that keep the stats tallies, written once for SQLite and PostgreSQL.
+
+Every write that changes a funnel's numbers (an enrollment added, moved to another segment
+or deleted; a milestone; an answer, purchase or unsubscribe; a subscriber's source) appends
+signed rows to `tally` in the same transaction, from inside the database. No write path of
+the engine (the tick, signups, the API, imports, erasure, a hand-written SQL fix) can
+forget to count, and appending never waits on another writer: several daemons on one
+PostgreSQL never queue behind one hot counter row. `tallies.fold` later sums the appended
+rows into `tally_total`; a read adds both.
+
+What each kind of tally row counts (docs/stats.md, "How the numbers stay fast"):
+
+- `cohort`: enrollments, per (funnel, day signed up, segment, source, utm_source) and the
+  `reached` mask of stages and deeds (`REACHED`), one +1 per enrollment;
+- `revenue`: purchases that count for an enrollment, per the same key and currency
+  (`n` purchases, `amount` their sum, `priced` how many had an amount);
+- `product`: the same purchases per (funnel, day, product, currency);
+- `customer`: enrollments with at least one purchase of a product, per (funnel, day, product);
+- `answer`: enrollments whose latest answer to a question is an answer, per (funnel, day,
+  question, answer).
+
+`enrollment.reached` itself is kept by the milestone and event triggers; the enrollment
+triggers turn each change of it (or of the segment) into a -1 for the old key and a +1 for
+the new. Milestones and events are deleted only with their enrollment (erasure), so a bit
+is never taken back.
+
+A key part that is NULL is stored as '' (a unique key treats NULLs as distinct); the
+readers turn '' back into None. Segment, source, utm_source and product are never '' in
+rows the engine writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from engine.flow.state import EventType, Stage
+
+# The bits of `enrollment.reached`: the stages counted from milestones, then the deeds
+# counted from events. Adding one needs a migration that sets it for the rows there.
+REACHED = {
+    "confirmed": 1,  # entered the magnet stage: what confirming (or needing no confirmation) does
+    "nurture": 2,
+    "sales": 4,
+    "customers": 8,
+    "winback": 16,
+    "sunset": 32,
+    "answered": 64,  # gave a survey answer in this funnel
+    "purchased": 128,  # a purchase that counts for this enrollment (funnelstats.counted_purchase)
+    "unsubscribed": 256,  # unsubscribed from this funnel
+}
+MILESTONE_BITS = {
+    Stage.MAGNET.value: REACHED["confirmed"],
+    Stage.NURTURE.value: REACHED["nurture"],
+    Stage.SALES.value: REACHED["sales"],
+    Stage.CUSTOMER.value: REACHED["customers"],
+    Stage.WINBACK.value: REACHED["winback"],
+    Stage.SUNSET.value: REACHED["sunset"],
+}
+ANSWER, PURCHASE, UNSUBSCRIBE = EventType.ANSWER.value, EventType.PURCHASE.value, EventType.UNSUBSCRIBE.value
+TRIGGERS = (
+    "tally_enrollment_insert",
+    "tally_enrollment_update",
+    "tally_enrollment_delete",
+    "tally_subscriber_update",
+    "tally_subscriber_delete",
+    "tally_milestone_insert",
+    "tally_event_insert",
+    "tally_event_delete",
+)
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+
+    def day(self, column: str) -> str:
+        """The UTC date of a stored time, as 'YYYY-MM-DD'."""
+        if self.name == "sqlite":
+            return f"substr({column}, 1, 10)"  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', in UTC
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def differs(self, a: str, b: str) -> str:
+        """NULL-safe a != b."""
+        return f"{a} IS NOT {b}" if self.name == "sqlite" else f"{a} IS DISTINCT FROM {b}"
+
+    def same(self, a: str, b: str) -> str:
+        """NULL-safe a == b."""
+        return f"{a} IS {b}" if self.name == "sqlite" else f"{a} IS NOT DISTINCT FROM {b}"
+
+
+_COLUMNS = "kind, funnel, day, k1, k2, k3, k4, n, amount, priced"
+_SOURCE = "(SELECT source FROM subscriber WHERE id = {e}.subscriber_id)"
+_UTM = "(SELECT utm_source FROM subscriber WHERE id = {e}.subscriber_id)"
+
+
+def _cohort(d: _Dialect, e: str, sign: int, source: str | None = None, utm: str | None = None) -> str:
+    """One enrollment row's cohort tally (`e` is NEW or OLD), with its subscriber's source."""
+    source = source or _SOURCE.format(e=e)
+    utm = utm or _UTM.format(e=e)
+    return (
+        f"INSERT INTO tally ({_COLUMNS}) VALUES ('cohort', {e}.funnel, {d.day(f'{e}.created_at')}, "
+        f"coalesce({e}.segment, ''), coalesce({source}, ''), coalesce({utm}, ''), "
+        f"CAST({e}.reached AS VARCHAR(12)), {sign}, 0, 0)"
+    )
+
+
+def _counted(e: str, p: str = "p") -> str:
+    """The purchase events `p` that count for enrollment `e` (funnelstats.counted_purchase)."""
+    return (
+        f"{p}.subscriber_id = {e}.subscriber_id AND {p}.type = '{PURCHASE}' "
+        f"AND ({p}.funnel = {e}.funnel OR {p}.funnel IS NULL) AND {p}.at >= {e}.created_at"
+    )
+
+
+def _revenue(d: _Dialect, e: str, sign: int, where: str = "", source: str | None = None,
+             utm: str | None = None) -> str:
+    """Every counted purchase of enrollment `e` as revenue tallies, per currency."""
+    source = source or _SOURCE.format(e=e)
+    utm = utm or _UTM.format(e=e)
+    return (
+        f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', {e}.funnel, {d.day(f'{e}.created_at')}, "
+        f"coalesce({e}.segment, ''), coalesce({source}, ''), coalesce({utm}, ''), coalesce(p.currency, ''), "
+        f"{sign} * count(*), {sign} * coalesce(sum(p.amount), 0), {sign} * count(p.amount) "
+        f"FROM event p WHERE {_counted(e)} {where} GROUP BY coalesce(p.currency, '')"
+    )
+
+
+def _products(d: _Dialect, e: str, sign: int) -> list[str]:
+    """Every counted purchase of enrollment `e` as product and customer tallies."""
+    day = d.day(f"{e}.created_at")
+    return [
+        f"INSERT INTO tally ({_COLUMNS}) SELECT 'product', {e}.funnel, {day}, coalesce(p.product, ''), "
+        f"coalesce(p.currency, ''), '', '', {sign} * count(*), {sign} * coalesce(sum(p.amount), 0), "
+        f"{sign} * count(p.amount) FROM event p WHERE {_counted(e)} "
+        "GROUP BY coalesce(p.product, ''), coalesce(p.currency, '')",
+        f"INSERT INTO tally ({_COLUMNS}) SELECT 'customer', {e}.funnel, {day}, coalesce(p.product, ''), "
+        f"'', '', '', {sign}, 0, 0 FROM event p WHERE {_counted(e)} GROUP BY coalesce(p.product, '')",
+    ]
+
+
+def _newer(q: str, p: str) -> str:
+    """Event `q` is later than `p`: by time, then by id (two answers in the same second)."""
+    return f"({q}.at > {p}.at OR ({q}.at = {p}.at AND {q}.id > {p}.id))"
+
+
+def _same_question(q: str, p: str) -> str:
+    return (
+        f"{q}.subscriber_id = {p}.subscriber_id AND {q}.funnel = {p}.funnel AND {q}.type = '{ANSWER}' "
+        f"AND {q}.question = {p}.question AND {q}.answer IS NOT NULL"
+    )
+
+
+def _latest_answers(d: _Dialect, e: str, sign: int) -> str:
+    """Enrollment `e`'s latest answer to each question as answer tallies (funnelstats.latest_answers)."""
+    return (
+        f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', {e}.funnel, {d.day(f'{e}.created_at')}, "
+        f"p.question, p.answer, '', '', {sign}, 0, 0 FROM event p "
+        f"WHERE p.subscriber_id = {e}.subscriber_id AND p.funnel = {e}.funnel AND p.type = '{ANSWER}' "
+        "AND p.question IS NOT NULL AND p.answer IS NOT NULL "
+        f"AND NOT EXISTS (SELECT 1 FROM event q WHERE {_same_question('q', 'p')} AND {_newer('q', 'p')})"
+    )
+
+
+def _event_bits(e: str) -> str:
+    """The deed bits the events already stored give enrollment `e` (for one added after them)."""
+    return (
+        f"(CASE WHEN EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = {e}.subscriber_id "
+        f"AND p.type = '{ANSWER}' AND p.funnel = {e}.funnel) THEN {REACHED['answered']} ELSE 0 END) "
+        f"| (CASE WHEN EXISTS (SELECT 1 FROM event p WHERE {_counted(e)}) "
+        f"THEN {REACHED['purchased']} ELSE 0 END) "
+        f"| (CASE WHEN EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = {e}.subscriber_id "
+        f"AND p.type = '{UNSUBSCRIBE}' AND p.funnel = {e}.funnel) THEN {REACHED['unsubscribed']} ELSE 0 END)"
+    )
+
+
+def _set_bit(bit: int | str, where: str) -> str:
+    return f"UPDATE enrollment SET reached = reached | {bit} WHERE {where} AND (reached & {bit}) = 0"
+
+
+def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
+    """Trigger name -> (timing and event, WHEN condition or '', statements)."""
+    deeds = f"p.type IN ('{ANSWER}', '{PURCHASE}', '{UNSUBSCRIBE}')"
+    stage_bit = "CASE NEW.stage " + " ".join(f"WHEN '{s}' THEN {b}" for s, b in MILESTONE_BITS.items())
+    stage_bit += " END"
+    buyers = (
+        "FROM enrollment e JOIN subscriber s ON s.id = e.subscriber_id "
+        "WHERE e.subscriber_id = {r}.subscriber_id "
+        "AND ({r}.funnel IS NULL OR e.funnel = {r}.funnel) AND e.created_at <= {r}.at"
+    )
+
+    def purchase(r: str, sign: int) -> list[str]:
+        """Tallies of purchase event `r` (NEW or OLD) for every enrollment it counts for."""
+        day = d.day("e.created_at")
+        amount = f"coalesce({r}.amount, 0)"
+        priced = f"CASE WHEN {r}.amount IS NULL THEN 0 ELSE {sign} END"
+        # A customer of a product is counted by their first purchase of it and uncounted by
+        # their last: `r` is the only one (the others are looked for without it).
+        only = (f"NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id AND {_counted('e', 'q')} "
+                f"AND coalesce(q.product, '') = coalesce({r}.product, ''))")
+        return [
+            f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', e.funnel, {day}, coalesce(e.segment, ''), "
+            f"coalesce(s.source, ''), coalesce(s.utm_source, ''), coalesce({r}.currency, ''), {sign}, "
+            f"{sign} * {amount}, {priced} " + buyers.format(r=r),
+            f"INSERT INTO tally ({_COLUMNS}) SELECT 'product', e.funnel, {day}, coalesce({r}.product, ''), "
+            f"coalesce({r}.currency, ''), '', '', {sign}, {sign} * {amount}, {priced} " + buyers.format(r=r),
+            f"INSERT INTO tally ({_COLUMNS}) SELECT 'customer', e.funnel, {day}, coalesce({r}.product, ''), "
+            f"'', '', '', {sign}, 0, 0 " + buyers.format(r=r) + f" AND {only}",
+        ]
+
+    def answer(r: str, sign: int) -> list[str]:
+        """Answer event `r` added (+1) or taken away (-1): move the latest answer's tally."""
+        if_answer = f"{r}.type = '{ANSWER}' AND {r}.question IS NOT NULL AND {r}.answer IS NOT NULL"
+        # The latest answer to the question without `r`: it loses its place when `r` is newer.
+        other = (f"p.id <> {r}.id AND NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id "
+                 f"AND {_same_question('q', 'p')} AND {_newer('q', 'p')})")
+        r_is_latest = (f"NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id "
+                       f"AND {_same_question('q', r)} AND {_newer('q', r)})")
+        day = d.day("e.created_at")
+        enrolled = f"e.subscriber_id = {r}.subscriber_id AND e.funnel = {r}.funnel"
+        return [
+            f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', e.funnel, {day}, p.question, p.answer, '', '', "
+            f"{-sign}, 0, 0 FROM enrollment e JOIN event p ON p.subscriber_id = e.subscriber_id "
+            f"AND p.funnel = e.funnel AND p.type = '{ANSWER}' AND p.question = {r}.question "
+            f"AND p.answer IS NOT NULL WHERE {enrolled} AND {if_answer} AND {other} AND {r_is_latest}",
+            f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', e.funnel, {day}, {r}.question, {r}.answer, "
+            f"'', '', {sign}, 0, 0 FROM enrollment e WHERE {enrolled} AND {if_answer} AND {r_is_latest}",
+        ]
+
+    moved = f"{d.differs('OLD.segment', 'NEW.segment')}"
+    mine = "subscriber_id = NEW.subscriber_id AND funnel = NEW.funnel"
+    return {
+        "tally_enrollment_insert": ("AFTER INSERT ON enrollment", "", [
+            _cohort(d, "NEW", 1),
+            # Events stored before the enrollment (rare: an answer or purchase that came
+            # first) count as soon as it exists; the UPDATE is counted by the update trigger.
+            f"UPDATE enrollment SET reached = reached | {_event_bits('NEW')} WHERE id = NEW.id "
+            f"AND EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = NEW.subscriber_id AND {deeds})",
+            _revenue(d, "NEW", 1),
+            *_products(d, "NEW", 1),
+            _latest_answers(d, "NEW", 1),
+        ]),
+        "tally_enrollment_update": (
+            "AFTER UPDATE OF reached, segment ON enrollment",
+            f"{d.differs('OLD.reached', 'NEW.reached')} OR {moved}",
+            [
+                _cohort(d, "OLD", -1),
+                _cohort(d, "NEW", 1),
+                _revenue(d, "OLD", -1, f"AND {moved}"),
+                _revenue(d, "NEW", 1, f"AND {moved}"),
+            ],
+        ),
+        "tally_enrollment_delete": ("AFTER DELETE ON enrollment", "", [
+            _cohort(d, "OLD", -1),
+            _revenue(d, "OLD", -1),
+            *_products(d, "OLD", -1),
+            _latest_answers(d, "OLD", -1),
+        ]),
+        "tally_subscriber_update": (
+            "AFTER UPDATE OF source, utm_source ON subscriber",
+            f"{d.differs('OLD.source', 'NEW.source')} OR {d.differs('OLD.utm_source', 'NEW.utm_source')}",
+            [
+                stmt
+                for sign, r in ((-1, "OLD"), (1, "NEW"))
+                for stmt in (
+                    f"INSERT INTO tally ({_COLUMNS}) SELECT 'cohort', e.funnel, {d.day('e.created_at')}, "
+                    f"coalesce(e.segment, ''), coalesce({r}.source, ''), coalesce({r}.utm_source, ''), "
+                    f"CAST(e.reached AS VARCHAR(12)), {sign}, 0, 0 "
+                    "FROM enrollment e WHERE e.subscriber_id = NEW.id",
+                    f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', e.funnel, {d.day('e.created_at')}, "
+                    f"coalesce(e.segment, ''), coalesce({r}.source, ''), coalesce({r}.utm_source, ''), "
+                    f"coalesce(p.currency, ''), {sign} * count(*), {sign} * coalesce(sum(p.amount), 0), "
+                    f"{sign} * count(p.amount) FROM enrollment e JOIN event p ON {_counted('e')} "
+                    "WHERE e.subscriber_id = NEW.id GROUP BY e.id, e.funnel, e.created_at, e.segment, "
+                    "coalesce(p.currency, '')",
+                )
+            ],
+        ),
+        # The enrollments go first, while the subscriber (their source) is still there to
+        # name their tallies; a foreign key's cascade would run after it is gone.
+        "tally_subscriber_delete": ("BEFORE DELETE ON subscriber", "", [
+            "DELETE FROM enrollment WHERE subscriber_id = OLD.id",
+        ]),
+        "tally_milestone_insert": (
+            "AFTER INSERT ON milestone",
+            "NEW.stage IN (" + ", ".join(f"'{s}'" for s in MILESTONE_BITS) + ")",
+            [_set_bit(f"({stage_bit})", "id = NEW.enrollment_id")],
+        ),
+        "tally_event_insert": (
+            "AFTER INSERT ON event",
+            f"NEW.type IN ('{ANSWER}', '{PURCHASE}', '{UNSUBSCRIBE}')",
+            [
+                _set_bit(REACHED["answered"], f"NEW.type = '{ANSWER}' AND {mine}"),
+                _set_bit(REACHED["unsubscribed"], f"NEW.type = '{UNSUBSCRIBE}' AND {mine}"),
+                _set_bit(REACHED["purchased"],
+                         f"NEW.type = '{PURCHASE}' AND subscriber_id = NEW.subscriber_id "
+                         "AND (NEW.funnel IS NULL OR funnel = NEW.funnel) AND created_at <= NEW.at"),
+                *(f"{stmt} AND NEW.type = '{PURCHASE}'" for stmt in purchase("NEW", 1)),
+                *answer("NEW", 1),
+            ],
+        ),
+        # BEFORE: each deleted event is looked at with the ones deleted before it gone and
+        # itself still there, on both databases (PostgreSQL runs AFTER row triggers once the
+        # whole statement is done, when an erasure's other answers are gone too).
+        "tally_event_delete": (
+            "BEFORE DELETE ON event",
+            f"OLD.type IN ('{ANSWER}', '{PURCHASE}')",
+            [*(f"{stmt} AND OLD.type = '{PURCHASE}'" for stmt in purchase("OLD", -1)), *answer("OLD", -1)],
+        ),
+    }
+
+
+def _sqlite(name: str, when_on: str, condition: str, statements: list[str]) -> list[str]:
+    when = f" WHEN {condition}" if condition else ""
+    body = "".join(f"  {stmt};\n" for stmt in statements)
+    return [f"CREATE TRIGGER {name} {when_on} FOR EACH ROW{when}\nBEGIN\n{body}END"]
+
+
+def _postgresql(name: str, when_on: str, condition: str, statements: list[str]) -> list[str]:
+    when = f" WHEN ({condition})" if condition else ""
+    returned = "OLD" if when_on.startswith("BEFORE") else "NULL"
+    body = "".join(f"  {stmt};\n" for stmt in statements)
+    return [
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN\n{body}  RETURN {returned};\nEND\n$$",
+        f"CREATE TRIGGER {name} {when_on} FOR EACH ROW{when} EXECUTE FUNCTION {name}()",
+    ]
+
+
+def trigger_ddl(dialect: str) -> list[str]:
+    """The statements that create every tally trigger on `dialect` ('sqlite' or 'postgresql')."""
+    make = _sqlite if dialect == "sqlite" else _postgresql
+    return [ddl for name, (when_on, condition, stmts) in _bodies(_Dialect(dialect)).items()
+            for ddl in make(name, when_on, condition, stmts)]
+
+
+def install(conn: Connection) -> None:
+    """Create the tally triggers (a migration does, once)."""
+    for ddl in trigger_ddl(conn.dialect.name):
+        conn.exec_driver_sql(ddl)
+
+
+def uninstall(conn: Connection) -> None:
+    """Drop the tally triggers (a downgrade; a bulk load that rebuilds the tallies after)."""
+    for name in TRIGGERS:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+        else:
+            table = name.split("_")[1]
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
