@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, cast
 
 import aiosmtplib
 
@@ -52,6 +52,8 @@ _POLICY = re.compile(r"5\.7\.\d{1,3}\b")  # RFC 3463 enhanced status: security o
 # What a broken or silent connection raises: aiosmtplib's errors, OSError (refused, reset,
 # TLS failures) and TimeoutError (itself an OSError since 3.11, named for the reader).
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+# The replies that let a transaction go on, as aiosmtplib's mail() and rcpt() take them.
+_ACCEPTED = {"MAIL": (250,), "RCPT": (250, 251), "DATA": (354,)}
 # One connection lost mid-transaction is a network hiccup (it is retried); three in a row,
 # with no transaction answered between them, is a server or a network that needs a look.
 LOST_IN_A_ROW = 3
@@ -241,6 +243,8 @@ class SmtpTransport:
 
     async def _transact(self, smtp: aiosmtplib.SMTP, message: Outgoing) -> _Attempt:
         """MAIL, RCPT, DATA and the data, each reply judged by its phase (the table above)."""
+        if smtp.supports_extension("pipelining") and _can_pipeline(smtp.protocol):
+            return await self._pipelined(smtp, smtp.protocol, message)
         phase = "MAIL"
         try:
             await smtp.mail(message.mail_from)
@@ -260,6 +264,56 @@ class SmtpTransport:
             return await self._refused(smtp, phase, error.code, error.message)
         except _CONNECTION_ERRORS as error:
             _discard(smtp)
+            if phase == "BODY":
+                return _Attempt(Result(Outcome.UNKNOWN, None, f"connection lost after the data: {error}"),
+                                False, lost=True)
+            return _Attempt(Result(Outcome.RETRY, None, f"connection lost at {phase}: {error}"), False,
+                            stale=phase == "MAIL", lost=True)
+
+    async def _pipelined(self, smtp: aiosmtplib.SMTP, protocol: Any, message: Outgoing) -> _Attempt:
+        """MAIL, RCPT and DATA in one write (RFC 2920), their replies read in order, then the data.
+
+        The same phases and judgements as one command at a time (the table above): the
+        first refused phase decides, the replies after it are read (RFC 2920 §3.1) and the
+        data is not sent. Two writes and two waits a message instead of four: about 65 µs
+        of CPU less per message at 64 connections to smtp-sink.
+        """
+        timeout = self.settings.timeout
+        refused: tuple[str, int, str] | None = None  # the first phase the server refused
+        phase, reply = "MAIL", None
+        try:
+            protocol.write(b"MAIL FROM:<%b>\r\nRCPT TO:<%b>\r\nDATA\r\n"
+                           % (message.mail_from.encode("ascii"), message.rcpt_to.encode("ascii")))
+            for phase in ("MAIL", "RCPT", "DATA"):
+                reply = await _reply(protocol, timeout)
+                if refused is None and reply.code not in _ACCEPTED[phase]:
+                    refused = (phase, reply.code, reply.message)
+                if reply.code == 421:  # the server closes the connection: nothing more will come
+                    break
+            if refused is not None:
+                if phase == "DATA" and reply is not None and reply.code == 354:
+                    # DATA taken although MAIL or RCPT was refused (RFC 2920 §3.1): end the
+                    # empty data; with no recipient there is nothing to deliver.
+                    phase = "END"
+                    protocol.write(b".\r\n")
+                    await _reply(protocol, timeout)
+                return await self._refused(smtp, *refused)
+            phase = "BODY"
+            # The data ends with the CRLF that completes the terminating "<CRLF>.<CRLF>".
+            protocol.write(_stuffed(message.data) + b"\r\n")
+            reply = await _reply(protocol, self.settings.data_timeout)
+            if 200 <= reply.code < 300:
+                return _Attempt(_reply_result(Outcome.SENT, reply.code, reply.message), True)
+            return await self._refused(smtp, phase, reply.code, reply.message)
+        except aiosmtplib.SMTPResponseException as error:  # not an SMTP reply: the session is lost
+            if refused is not None:
+                _discard(smtp)
+                return await self._refused(smtp, *refused)
+            return await self._refused(smtp, phase, error.code, error.message)
+        except _CONNECTION_ERRORS as error:
+            _discard(smtp)
+            if refused is not None:  # the server had answered: its refusal stands
+                return await self._refused(smtp, *refused)
             if phase == "BODY":
                 return _Attempt(Result(Outcome.UNKNOWN, None, f"connection lost after the data: {error}"),
                                 False, lost=True)
@@ -301,6 +355,31 @@ class SmtpTransport:
             await _quit(smtp)
         else:
             _discard(smtp)
+
+
+def _can_pipeline(protocol: object) -> bool:
+    """Whether aiosmtplib's protocol lets the replies a packet brought at once be read one by one.
+
+    aiosmtplib does not pipeline: a packet's first reply is handed to the waiting reader
+    and the others stay in its buffer, which `_read_response_from_buffer` (aiosmtplib
+    3 and 4) parses. A version without it sends one command at a time.
+    """
+    return callable(getattr(protocol, "_read_response_from_buffer", None))
+
+
+async def _reply(protocol: Any, timeout: float) -> aiosmtplib.SMTPResponse:
+    """The next reply: one that came in an earlier packet, else the next to arrive.
+
+    The timeout is asyncio.timeout's, not read_response's: with one, aiosmtplib waits
+    through asyncio.wait_for, whose extra loop turn lets a second packet arrive while
+    the first reply's waiter is done, and aiosmtplib drops data that comes then. Waited
+    directly, the reader takes the reply and sets a new waiter before the next packet.
+    """
+    buffered = protocol._read_response_from_buffer()
+    if buffered is not None:
+        return cast(aiosmtplib.SMTPResponse, buffered)
+    async with asyncio.timeout(timeout):
+        return cast(aiosmtplib.SMTPResponse, await protocol.read_response(timeout=None))
 
 
 def _invalid_envelope(message: Outgoing) -> Result | None:

@@ -84,14 +84,26 @@ def arrived(handler: RecordingHandler, message: Outgoing) -> EmailMessage:
     return parsed(received.data)
 
 
-@pytest.fixture
-def handler() -> RecordingHandler:
+class PipeliningHandler(RecordingHandler):
+    """The same server offering PIPELINING (RFC 2920): the transport sends MAIL, RCPT and DATA at once."""
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """Add PIPELINING before the last line of the EHLO reply."""
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+@pytest.fixture(params=["one command at a time", "pipelined"])
+def handler(request: pytest.FixtureRequest) -> RecordingHandler:
+    """Every test of a phase's reply runs against a server without PIPELINING and one with it."""
     replies = {"later@example.com": "451 4.3.0 try later", "ghost@example.com": "550 5.1.1 no such user",
                "busy@example.com": "421 4.7.0 too busy, closing",
                "relay@elsewhere.org": "554 5.7.1 <relay@elsewhere.org>: Relay access denied"}
     after_data = {"spam@example.com": "554 5.7.1 looks like spam", "full@example.com": "452 4.3.1 disk full",
                   "tired@example.com": "421 4.7.0 closing", "drop@example.com": DROP}
-    return RecordingHandler(replies.get, after_data=after_data.get)
+    kind = PipeliningHandler if request.param == "pipelined" else RecordingHandler
+    return kind(replies.get, after_data=after_data.get)
 
 
 @pytest.fixture
@@ -417,3 +429,63 @@ _LINE_PIECES = st.sampled_from([b".", b"a", b"\r", b"\n", b"\r\n", b".."])
 @given(st.binary(max_size=60) | st.lists(_LINE_PIECES).map(b"".join))
 def test_the_data_is_stuffed_line_by_line(data: bytes) -> None:
     assert _stuffed(data) == _stuffed_by_lines(data)
+
+
+async def _answers_whole_groups(received: list[bytes], rcpt_reply: bytes) -> asyncio.Server:
+    """A server offering PIPELINING that answers MAIL, RCPT and DATA only once all three came, in one packet.
+
+    A client waiting for MAIL's reply before it sends RCPT waits in vain. It answers 354
+    to DATA even after refusing the recipient, as RFC 2920 §3.1 says a server must not.
+    """
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mx.test\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-mx.test\r\n250 PIPELINING\r\n")
+        group = b""
+        while line := await reader.readline():
+            if line in (b"RSET\r\n", b"QUIT\r\n"):
+                received.append(line)
+                writer.write(b"250 2.0.0 ok\r\n" if line == b"RSET\r\n" else b"221 bye\r\n")
+                continue
+            group += line
+            if line != b"DATA\r\n":
+                continue
+            received.append(group)
+            group = b""
+            writer.write(b"250 2.1.0 sender ok\r\n" + rcpt_reply + b"\r\n354 go ahead\r\n")
+            data = b""
+            while (line := await reader.readline()) not in (b".\r\n", b""):
+                data += line
+            received.append(data + line)
+            writer.write(b"250 2.0.0 queued\r\n")
+        writer.close()
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+def _send_to_whole_groups(rcpt_reply: bytes) -> tuple[Result, list[bytes]]:
+    received: list[bytes] = []
+
+    async def run() -> Result:
+        server = await _answers_whole_groups(received, rcpt_reply)
+        port = server.sockets[0].getsockname()[1]
+        transport = SmtpTransport(SmtpSettings("127.0.0.1", port, tls="none", local_hostname="client.test",
+                                               timeout=2.0))
+        try:
+            return await transport.send(outgoing())
+        finally:
+            await transport.close()
+            server.close()
+    return asyncio.run(run()), received
+
+
+def test_mail_rcpt_and_data_go_together_to_a_server_that_offers_pipelining() -> None:
+    result, received = _send_to_whole_groups(b"250 2.1.5 ok")
+    assert result.outcome is Outcome.SENT, result
+    assert received[0] == b"MAIL FROM:<sam@example.com>\r\nRCPT TO:<ann@example.com>\r\nDATA\r\n"
+    assert received[1].startswith(b"Date: ") and received[1].endswith(b"\r\n.\r\n")
+
+
+def test_a_refused_recipient_sends_no_data_even_when_data_is_answered_354() -> None:
+    result, received = _send_to_whole_groups(b"550 5.1.1 no such user")
+    assert (result.outcome, result.code) == (Outcome.BOUNCED, 550)
+    assert received[1:3] == [b".\r\n", b"RSET\r\n"]  # the empty data ended, then the session reset
