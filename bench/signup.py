@@ -159,6 +159,22 @@ def _line(label: str, m: Measured) -> str:
             f"p99 {f['p99_ms']:6.1f} ms")
 
 
+def _cpu_per_request(found: Results) -> dict[str, float]:
+    """Milliseconds of the daemon's CPU per answered request, per run (ticks included).
+
+    Less noisy than the rates when other work shares the cores: a run that got half a
+    core still spends the same CPU per request.
+    """
+    return {name: round(1000 * found.cpu[name][0] / m.rate, 3) if m.rate else 0.0
+            for name, m in found.runs.items()}
+
+
+def _cpu_ratio(per_request: dict[str, float], clients: int) -> float:
+    """The bare route's CPU per request over the signup's: the ratio if the daemon had a core to itself."""
+    signup = per_request["signup"]
+    return per_request[f"bare_{clients}"] / signup if signup else 0.0
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'es' if count != 1 else ''}"
 
@@ -256,6 +272,10 @@ def report(args: argparse.Namespace, found: Results) -> bool:
     for name, (daemon_cores, client_cores, others) in found.cpu.items():
         print(f"  cpu during {name}: daemon {daemon_cores:.2f} cores, clients {client_cores:.2f}, "
               f"everything else {others:.2f} (of {os.cpu_count()})")
+    per_request = _cpu_per_request(found)
+    cpu_ratio = _cpu_ratio(per_request, args.clients)
+    print("  daemon cpu per request: " + ", ".join(f"{name} {ms:.3f} ms" for name, ms in per_request.items())
+          + f"; cpu ratio {cpu_ratio:.2f} (bare / signup: the ratio with a core of its own)")
     print(json.dumps({
         "database": args.database,
         "concurrency": args.concurrency,
@@ -276,6 +296,8 @@ def report(args: argparse.Namespace, found: Results) -> bool:
         "deliveries_at_end": found.deliveries,
         "log_problems": dict(found.problems),
         "cpu_cores": {name: [round(v, 2) for v in values] for name, values in found.cpu.items()},
+        "daemon_cpu_ms_per_request": per_request,
+        "cpu_ratio": round(cpu_ratio, 3),
     }))
     return count_ok
 
