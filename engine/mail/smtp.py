@@ -361,8 +361,9 @@ def _can_pipeline(protocol: object) -> bool:
     """Whether aiosmtplib's protocol lets the replies a packet brought at once be read one by one.
 
     aiosmtplib does not pipeline: a packet's first reply is handed to the waiting reader
-    and the others stay in its buffer, which `_read_response_from_buffer` (aiosmtplib
-    3 and 4) parses. A version without it sends one command at a time.
+    and the others stay in its buffer, which its `_read_response_from_buffer` parses
+    (a private method, read here as of aiosmtplib 4.0; the SMTP tests run every phase
+    pipelined). A version without it sends one command at a time.
     """
     return callable(getattr(protocol, "_read_response_from_buffer", None))
 
