@@ -116,7 +116,7 @@ def compose(
         if is_file_problem(error):
             raise TemplateFileError(render_problem(email.template, error), email.template) from error
         raise ComposeError(render_problem(email.template, error)) from error
-    return Outgoing(message_id, plan.sender_parts[1], subscriber.email, data)
+    return Outgoing(message_id, plan.sender_parts[1], subscriber.email, data, crlf=True)
 
 
 def is_file_problem(error: Exception) -> bool:

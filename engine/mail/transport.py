@@ -16,6 +16,9 @@ class Outgoing:
     mail_from: str  # envelope sender (bare address)
     rcpt_to: str  # envelope recipient (bare address); never taken from the headers
     data: bytes  # the whole message, CRLF line endings
+    # Every line of `data` ends in CRLF and no CR or LF stands alone (build_message's bytes):
+    # the SMTP transport then only doubles leading dots instead of rewriting every line end.
+    crlf: bool = False
 
 
 class Outcome(StrEnum):

@@ -277,6 +277,14 @@ def test_bodies_decode_back_exactly() -> None:
         assert part.get_content_charset() == "utf-8"
 
 
+@given(name=untrusted, subject=untrusted, html=untrusted, text=untrusted)
+@example(name="a\rb", subject="c\nd", html="<p>\r</p>\n.x\r\n", text="\n\n\r")
+def test_every_line_ends_in_crlf_whatever_the_values(name: str, subject: str, html: str, text: str) -> None:
+    # What Outgoing.crlf promises the SMTP transport for every composed message.
+    data = build(to_name=name, subject=subject, html=html, text=text)
+    assert data.count(b"\n") == data.count(b"\r") == data.count(b"\r\n")
+
+
 def test_bare_cr_and_lf_in_a_body_become_crlf() -> None:
     message = parse(build(text="a\rb\nc\r\nd", html="<p>\r</p>"))
     assert body_parts(message) == ["a\nb\nc\nd", "<p>\n</p>"]

@@ -431,6 +431,11 @@ def test_the_data_is_stuffed_line_by_line(data: bytes) -> None:
     assert _stuffed(data) == _stuffed_by_lines(data)
 
 
+@given(st.lists(st.lists(st.sampled_from([b".", b"a", b"..", b" "])).map(b"".join)).map(b"\r\n".join))
+def test_data_known_to_be_crlf_is_stuffed_the_same(data: bytes) -> None:
+    assert _stuffed(data, crlf=True) == _stuffed(data)
+
+
 async def _answers_whole_groups(received: list[bytes], rcpt_reply: bytes) -> asyncio.Server:
     """A server offering PIPELINING that answers MAIL, RCPT and DATA only once all three came, in one packet.
 
