@@ -169,6 +169,9 @@ class WorkerPool:
         with contextlib.suppress(ConnectionError):
             process.stdin.write(json.dumps(order).encode() + b"\n")
             await process.stdin.drain()
+        if self._wake.is_set():  # stop() came while it was being started: it missed the SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         async for line in process.stdout:
             self._reported(slot, line)
         status = await process.wait()

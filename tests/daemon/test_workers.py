@@ -7,12 +7,15 @@ out once its lease runs out, and a parent killed with -9 takes its workers with 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from engine.config import Settings
+from engine.daemon.pool import WorkerPool
 from engine.store.db import make_engine
 from engine.store.tables import DELIVERY
+from engine.web.app import Health, create_app
 from tests.scheduler.daemons import (
     add_subscribers,
     instant_project,
@@ -173,9 +179,46 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
         daemon.kill()
         daemon.wait(10)
         began = time.monotonic()
-        wait_for(lambda: all(_gone(pid) for pid in pids), 30, "the workers to notice and stop")
+        try:
+            wait_for(lambda: all(_gone(pid) for pid in pids), 30, "the workers to notice and stop")
+        finally:  # orphans nobody else would stop
+            for pid in pids:
+                if not _gone(pid):
+                    os.kill(pid, signal.SIGKILL)
     assert time.monotonic() - began < 30
     gone = _lines(log, "parent_gone")
     assert sorted(line["worker"] for line in gone) == [2, 3]
     stopped = {line["worker"]: line["status"] for line in _lines(log, "stopped")}
     assert stopped == {2: 0, 3: 0}
+
+
+def test_a_worker_that_keeps_dying_is_restarted_with_back_off_and_healthz_answers_503(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"workers": 2, "secret_key": "k" * 32})
+    # A stand-in worker that reads its order and exits 3 at once, every time it is started.
+    dying = [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit(3)"]
+    pool = WorkerPool(settings, tmp_path, 1.0, command=dying)
+    db_engine = make_engine(f"sqlite:///{tmp_path / 'funnel.db'}")
+    now = datetime.now(UTC)
+    app = create_app(Health(db_engine, lambda: now, lambda: now, 60.0,
+                            workers=lambda: pool.health(datetime.now(UTC), 1.0)))
+
+    async def run() -> tuple[int, httpx.Response]:
+        await pool.start()
+        # Dies at once, again 1 s later, and would be started again 2 s after that.
+        await asyncio.sleep(2.5)
+        restarts = pool.slots[0].restarts
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+            answer = await client.get("/healthz")
+        await pool.stop(kill_after=5)
+        return restarts, answer
+
+    try:
+        restarts, answer = asyncio.run(run())
+    finally:
+        db_engine.dispose()
+    assert restarts == 1
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["status"] == "unhealthy" and body["checks"]["scheduler"] == "ok"
+    assert body["checks"]["workers"] == "stale: no worker ticked (last never)"
+    assert body["workers"] == {"processes": 2, "alive": 1, "ticking": 1, "restarts": 1}
