@@ -190,6 +190,8 @@ def text_problem(value: str, limit: int) -> str | None:
     """What is wrong with one line of text a stranger sent, or None."""
     if len(value) > limit:
         return f"is {len(value)} characters long; at most {limit} are allowed"
+    if value.isascii() and value.isprintable():  # most posts: no control character, no surrogate
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -100,12 +100,16 @@ def test_an_unknown_funnel_is_a_404_with_its_name(site: Site) -> None:
 
 
 def test_control_characters_and_line_breaks_are_refused(site: Site) -> None:
-    for name in ("Ann\r\nBcc: victim@example.com", "Ann\x00", "Ann\u2028"):
+    for name in ("Ann\r\nBcc: victim@example.com", "Ann\x00", "Ann\x7f", "Ann\u2028", "Ann\u0085"):
         body = {"email": "ann@example.com", "funnel": "minimal", "name": name}
         response = site.http.post("/subscribe", json=body)
         assert response.status_code == 422, name
         assert response.json()["detail"][0]["loc"] == ["body", "name"]
     assert counts(site)["subscriber"] == 0
+    # A tab is no line break, and plain ASCII (the fast path of text_problem) is no different.
+    for n, name in enumerate(("Kiss\tDóra", "Ann\tLee", "Ann Lee ~!")):
+        body = {"email": f"ann{n}@example.com", "funnel": "minimal", "name": name}
+        assert site.http.post("/subscribe", json=body).status_code == 201, name
 
 
 def test_a_redirect_must_be_on_the_allow_list(site: Site, tmp_path: Path) -> None:
