@@ -1,6 +1,6 @@
-"""The `funnel` command line: each module adds its commands to the one group."""
+"""The `funnel` command line: each module adds its commands to the one group when it is imported,
+which happens when its command is run (engine/cli/main.py, COMMANDS)."""
 
-from engine.cli import authoring, daemon, form, guardrails, init, stats, subscribers, testmail
 from engine.cli.main import main
 
-__all__ = ["authoring", "daemon", "form", "guardrails", "init", "main", "stats", "subscribers", "testmail"]
+__all__ = ["main"]

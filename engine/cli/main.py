@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
-from engine.config import Settings, load_settings
+from engine.config import Settings, database_url, load_settings
 from engine.errors import EngineError
 from engine.project.folder import Project
-from engine.scheduler.clock import Clock
-from engine.store.db import DbEngine
+from engine.scheduler.clock import Clock, ScaledClock
+from engine.store import meta
+from engine.store.db import DbEngine, DbError, make_engine
+
+T = TypeVar("T")
 
 
 class Context:
@@ -44,6 +51,30 @@ class Context:
         click.get_current_context().call_on_close(db_engine.dispose)
         return db_engine
 
+    def read(self, reader: Callable[[DbEngine], T]) -> T:
+        """What `reader` reads from the database as it stands: for the commands that only read.
+
+        The database is not migrated first: the check imports Alembic and the daemon's wiring,
+        0.17 s of CPU, more than `subscribers show` then takes to read. A database that cannot
+        answer (not made yet, an older schema, unreachable) is opened as `database` opens it,
+        migrated or its error shown, and `reader` asked again (it must only read).
+        """
+        try:
+            db_engine = make_engine(database_url(self.settings, self.root))
+        except EngineError:
+            return reader(self.database())  # the same error, worded as every command words it
+        click.get_current_context().call_on_close(db_engine.dispose)
+        try:
+            # As engine/daemon/wiring.py command_clock reads it: a --time-scale demo's clock.
+            mark = meta.read(db_engine, "clock")
+            if mark is not None and mark.get("kind") == "fast":
+                since = datetime.fromisoformat(str(mark["since"]))
+                self.demo_clock = ScaledClock(float(mark["scale"]), since)
+            return reader(db_engine)
+        except DbError:
+            pass
+        return reader(self.database())
+
     def clock(self, default: Clock) -> Clock:
         """The time commands write with: an open demo database's own (its daemon runs in the
         future), else `default` (the command module's clock, which tests freeze)."""
@@ -52,8 +83,34 @@ class Context:
 
 pass_project = click.make_pass_decorator(Context)
 
+# Which module adds each command (with `@main.command()` when imported). Only the command
+# run is imported: all of them take about 1 s to import (the daemon's alone brings in the web
+# app, the scheduler and FastAPI), which `funnel subscribers show` would otherwise wait for.
+# tests/cli/test_commands.py checks that this names every command.
+COMMANDS = {
+    "db": "engine.cli.daemon", "run": "engine.cli.daemon",
+    "form": "engine.cli.form", "init": "engine.cli.init",
+    "pause": "engine.cli.guardrails", "resume": "engine.cli.guardrails",
+    "preview": "engine.cli.authoring", "schema": "engine.cli.authoring",
+    "simulate": "engine.cli.authoring", "validate": "engine.cli.authoring",
+    "send-test": "engine.cli.testmail", "stats": "engine.cli.stats",
+    "subscribers": "engine.cli.subscribers",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    """A group that imports a command's module when the command is looked up (COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The project folder (with sequences/ and templates/).")
 @click.version_option(package_name="funnel-engine")

@@ -6,12 +6,11 @@ import csv
 import json
 import sys
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.profile_text import profile_json, profile_lines
@@ -20,10 +19,8 @@ from engine.errors import UnknownFunnelError, display_path
 from engine.scheduler.clock import Clock, SystemClock
 from engine.store import reports
 from engine.store.db import DbEngine
-from engine.subscribers.csvleads import CsvLeads, ImportFileError
 from engine.subscribers.exporting import cells, field_names, header, rows
-from engine.subscribers.importing import Importer
-from engine.subscribers.profile import forget, load_profile, rows_to_forget, suppression
+from engine.subscribers.profile import Profile, forget, load_profile, rows_to_forget, suppression
 
 # What time these commands take it to be; tests put a FrozenClock here.
 clock: Clock = SystemClock()
@@ -46,6 +43,14 @@ def _database(obj: Context) -> DbEngine:
 @pass_project
 def import_command(obj: Context, file: Path, funnel: str, double_opt_in: bool) -> None:
     """Add the people of a CSV file (header row; an 'email' column) to a funnel; exit 1 on bad rows."""
+    # Imported here, not above: rich and the address checker take 0.1 s to import, which the
+    # other subscribers commands (show, above all) would wait for without using them.
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from engine.subscribers.csvleads import CsvLeads, ImportFileError
+    from engine.subscribers.importing import Importer
+
     plan = load_plan(obj, funnel)
     try:
         source = CsvLeads(file, plan, display_path(file))
@@ -86,7 +91,7 @@ def export(obj: Context, funnel: str | None, out: Path | None) -> None:
     if funnel is not None:
         with db_engine.connect() as conn:
             known = set(reports.funnel_names(conn))
-        known |= {f.plan.funnel for f in obj.project.check().funnels}
+        known |= {f.plan.funnel for f in obj.project.load_plans().funnels}
         if funnel not in known:
             click.echo(str(UnknownFunnelError(funnel, sorted(known))), err=True)
             sys.exit(1)
@@ -111,13 +116,17 @@ def export(obj: Context, funnel: str | None, out: Path | None) -> None:
 @pass_project
 def show(obj: Context, email: str, as_json: bool) -> None:
     """Everything stored about one subscriber, and what each funnel sends them next and why it waits."""
-    db_engine = _database(obj)
-    result = obj.project.check()
+    result = obj.project.load_plans()
     plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
-    now = obj.clock(clock).now()
-    profile = load_profile(db_engine, email, plans, set(result.ids) - set(plans), now)
+    broken = set(result.ids) - set(plans)
+
+    def look_up(db_engine: DbEngine) -> tuple[datetime, Profile | None, tuple[str, datetime] | None]:
+        now = obj.clock(clock).now()
+        profile = load_profile(db_engine, email, plans, broken, now)
+        return now, profile, suppression(db_engine, email) if profile is None else None
+
+    now, profile, blocked = obj.read(look_up)
     if profile is None:
-        blocked = suppression(db_engine, email)
         why = "; check the spelling (case does not matter)"
         if blocked:
             what = "forgotten" if blocked[0] == "forgotten" else f"suppressed ({blocked[0]})"

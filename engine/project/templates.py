@@ -1,4 +1,10 @@
-"""Check every template a funnel uses: found, compiles, uses only defined variables, has a footer."""
+"""Check every template a funnel uses: found, compiles, uses only defined variables, has a footer.
+
+A full check renders each email with sample subscribers (the footer, whatever fails only at run
+time): 80% of its time on the shipped examples (0.29 s of 0.35 s), and the variable check is
+most of the rest. A checker made with `full=False` (the commands that only read the list)
+checks only that each template is found and compiles, with what it extends and includes.
+"""
 
 from __future__ import annotations
 
@@ -29,9 +35,10 @@ _FOOTER_FIX = ("extend the shared layout ({% extends \"layout.html\" %}) or add 
 class TemplateChecker:
     """Checks templates once each, however many emails or funnels share them."""
 
-    def __init__(self, renderer: Renderer) -> None:
+    def __init__(self, renderer: Renderer, full: bool = True) -> None:
         self.renderer = renderer
         self.env = renderer.env
+        self.full = full  # False: found and compiles only; no variable check, no sample renders
         # Keyed by (template, the funnel's var names): `vars.x` is defined per funnel, so a
         # template two funnels share is checked once for each set of vars.
         self._file_errors: dict[_Key, list[SequenceError]] = {}
@@ -42,7 +49,7 @@ class TemplateChecker:
         """Every template problem of this funnel (each template file reported once)."""
         errors: list[SequenceError] = []
         written = {e.id: e for e in all_emails(funnel)}
-        sample = template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks())
+        sample = template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks()) if self.full else None
         for email in plan.emails():
             node = written.get(email.id)
             if node is None:  # a duplicate id: already reported by the validator
@@ -60,8 +67,9 @@ class TemplateChecker:
                         self._reported.add(key)
                         errors.extend(e for e in self._file_errors[key] if e not in errors)
                 continue
-            subject_at = None if subject_errors else (*node._where, "subject")
-            errors.extend(self._sample(plan, email, where, marks, subject_at))
+            if sample is not None:
+                subject_at = None if subject_errors else (*node._where, "subject")
+                errors.extend(self._sample(plan, email, where, marks, subject_at))
         return errors
 
     def _exists(self, name: str) -> bool:
@@ -81,18 +89,22 @@ class TemplateChecker:
                                                      "under templates/"))
 
     def _subject(self, email: EmailStep, where: tuple[str | int, ...], marks: Marks,
-                 sample: dict[str, Any]) -> list[SequenceError]:
+                 sample: dict[str, Any] | None) -> list[SequenceError]:
         try:
             tree = self.env.parse(email.subject)
         except TemplateSyntaxError as exc:
             return [marks.error(where, f"subject does not compile: {exc.message}",
                                 "check the {{ }} and {% %} pairs in the subject")]
+        if sample is None:
+            return []
         pos = marks.at(where)
         return [SequenceError(marks.path, pos.line, pos.column, f"subject uses {problem}", fix)
                 for _line, problem, fix, _word in _undefined(tree, sample)]
 
-    def _scan(self, key: _Key, sample: dict[str, Any]) -> tuple[_Key, ...]:
-        """Check a template and every template it extends or includes; their keys."""
+    def _scan(self, key: _Key, sample: dict[str, Any] | None) -> tuple[_Key, ...]:
+        """Check a template and every template it extends or includes; their keys.
+
+        Its variables are checked against `sample` (None: not checked)."""
         if key in self._family:
             return self._family[key]
         name, shape = key
@@ -122,7 +134,7 @@ class TemplateChecker:
                                         "check the {{ }} and {% %} pairs and the tag names "
                                         "on this line"))
             return self._family[key]
-        for line, problem, fix, word in _undefined(tree, sample):
+        for line, problem, fix, word in _undefined(tree, sample) if sample is not None else ():
             errors.append(SequenceError(shown, line, _column(lines, line, word),
                                         f"template uses {problem}", fix))
         family = [key]

@@ -6,11 +6,12 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from engine.scheduler.clock import FrozenClock
-from engine.store import queries
+from engine.scheduler.clock import FrozenClock, ScaledClock, clock_mark
+from engine.store import meta, queries
 from engine.store.tables import RELEASE, TAG
 from tests.cli.conftest import MONDAY, Cli, write
 from tests.scheduler.harness import Harness
@@ -120,3 +121,58 @@ def test_a_late_answer_that_changed_nothing_is_shown(cli: Cli, db_url: str, proj
                          "the segment only before the first nurture email")
     shown = json.loads(cli("subscribers", "show", "ann@example.com", "--json").stdout)
     assert shown["enrollments"][0]["late_answer"].startswith("late answer level=pro")
+
+
+WAITS = ("  why:  spacing: 'e1' is due at Wed 2026-03-04 09:00 Europe/Budapest, "
+         "2d after the nurture path began")
+BROKEN = "  why:  its sequence file has errors (run funnel validate); the daemon keeps the last good version"
+
+
+@pytest.mark.parametrize("template", [
+    "<p>No footer: neither an unsubscribe link nor the postal address.</p>",
+    '{% extends "layout.html" %}{% block body %}{{ subscriber.fields.size.upper() }}{% endblock %}',
+    '{% extends "layout.html" %}{% block body %}{{ subscriber.shoe_size }}{% endblock %}',
+], ids=["no-footer", "fails-with-sample-data", "undefined-variable"])
+def test_a_template_that_only_validate_finds_wrong_does_not_stop_show(
+        cli: Cli, db_url: str, project: Path, clock: FrozenClock, tmp_path: Path, template: str) -> None:
+    """show loads the plans without rendering the templates with sample subscribers (the footer,
+    what fails only when rendered) nor checking their variables: validate's matters."""
+    _signed_up(cli, db_url, project, tmp_path)
+    write(project / "templates" / "t" / "e2.html", template)
+    clock.advance(timedelta(hours=1))
+    shown = cli("subscribers", "show", "ann@example.com")
+    assert shown.exit_code == 0 and shown.stdout.splitlines()[-1] == WAITS, shown.output
+    checked = cli("validate")
+    assert checked.exit_code == 1 and "e2" in checked.output, checked.output
+
+
+@pytest.mark.parametrize(("path", "old", "new"), [
+    ("sequences/minimal.yaml", "spacing: 2d", "spacing: 2x"),
+    ("sequences/minimal.yaml", "name: Minimal funnel", 'name: "Minimal funnel'),
+    ("sequences/minimal.yaml", "template: t/e2.html", "template: t/e2-gone.html"),
+    ("templates/t/e2.html", None, '{% extends "layout.html" %}{% block body %}{% if %}{% endblock %}'),
+    ("templates/t/e2.html", None, '{% extends "layout.html" %}{% block body %}{% include "t/gone.html" %}'
+                                  '{% endblock %}'),
+], ids=["bad-delay", "yaml-syntax", "template-not-found", "template-does-not-compile",
+        "template-includes-a-missing-one"])
+def test_a_funnel_whose_files_do_not_compile_is_broken_in_show(
+        cli: Cli, db_url: str, project: Path, clock: FrozenClock, tmp_path: Path, path: str,
+        old: str | None, new: str) -> None:
+    """A file that does not load or compile, or a template that is not there or does not compile:
+    the daemon keeps the last good release, and show says so."""
+    _signed_up(cli, db_url, project, tmp_path)
+    target = project / path
+    write(target, new if old is None else target.read_text().replace(old, new))
+    lines = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
+    assert lines[-1] == BROKEN
+    assert cli("validate").exit_code == 1
+
+
+def test_show_reads_a_demo_database_at_the_demo_time(cli: Cli, db_url: str, db_engine: Engine, project: Path,
+                                                     clock: FrozenClock, tmp_path: Path) -> None:
+    """A --time-scale demo's database is read at its own time, not the command's clock."""
+    _signed_up(cli, db_url, project, tmp_path)
+    wednesday = MONDAY + timedelta(days=2)  # a clock this slow stays at Wednesday 08:00 UTC
+    meta.keep_first(db_engine, "clock", clock_mark(ScaledClock(1e-9, wednesday)), MONDAY)
+    lines = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
+    assert lines[-1] == "  why:  'e1' is due now: it goes out at the daemon's next tick"
