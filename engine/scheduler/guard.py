@@ -17,7 +17,7 @@ from typing import Any
 from engine.logs import log
 from engine.sequences.plan import Plan
 from engine.stats.guardrails import judge
-from engine.store import pauses
+from engine.store import pauses, tallies
 from engine.store.db import DbConnection, DbEngine
 from engine.store.stepstats import StepCounts, step_counts
 
@@ -105,7 +105,7 @@ def _pause_row(conn: DbConnection, funnel: str, step: str) -> _Seen:
 
 
 def _since(conn: DbConnection, counts: StepCounts, resumed_at: datetime) -> StepCounts:
-    fresh = step_counts(conn, counts.funnel, steps=[counts.step], mail_since=resumed_at)
+    fresh = step_counts(conn, counts.funnel, resumed_at, steps=[counts.step])
     return fresh[0] if fresh else StepCounts(counts.funnel, counts.step)
 
 
@@ -132,8 +132,13 @@ class Guard:
         return self.last is None or self.monotonic() - self.last >= self.interval
 
     def check(self, now: datetime) -> list[Paused]:
-        """Judge every step now (in the database thread); alerts go out after the commit."""
+        """Fold the stats tallies, then judge every step now (in the database thread); alerts go
+        out after the commit."""
         self.last = self.monotonic()
+        # The rows the triggers appended since the last check, summed into the totals (a
+        # short write: a minute's changes), so that reads stay a few thousand rows.
+        with self.db_engine.begin() as conn:
+            tallies.fold(conn)
         paused = check_guardrails(self.db_engine, self.plans(), now)
         if self.alert is not None:
             for each in paused:

@@ -11,24 +11,23 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.flow.state import EventType
-from engine.store.status import LEFT, PENDING, DeliveryStatus
-from engine.store.tables import DELIVERY, EVENT
+from engine.store.status import DeliveryStatus
+from engine.store.tallies import tally_rows
+from engine.store.tally_sql import ACTED, PENDING_AS
 
-# Left the engine and got an answer from the receiving server: what rates are taken over.
-SENT_STATUSES = LEFT
-# Still on its way: queued, being sent, or waiting to retry after a 4xx.
-PENDING_STATUSES = PENDING
-# Unique people per step, from events that name the email they came from.
-_PEOPLE = {
-    EventType.OPEN.value: "opened",
-    EventType.CLICK.value: "clicked",
-    EventType.UNSUBSCRIBE.value: "unsubscribed",
-    EventType.COMPLAINT.value: "complained",
+# Which counts a mail tally's status adds to: `sent` (the base of every rate) is what left
+# the engine and got an answer from the receiving server; suppressed mail counts in none.
+_STATUS_COUNTS: dict[str, tuple[str, ...]] = {
+    DeliveryStatus.SENT.value: ("sent", "delivered"),
+    DeliveryStatus.BOUNCED.value: ("sent", "bounced"),
+    DeliveryStatus.UNKNOWN.value: ("sent",),
+    DeliveryStatus.FAILED.value: ("failed",),
+    DeliveryStatus.REJECTED.value: ("failed",),
+    PENDING_AS: ("pending",),
 }
+_COUNTS = ("sent", "delivered", "bounced", "failed", "pending", *ACTED)
 
 
 @dataclass(frozen=True)
@@ -64,69 +63,24 @@ def step_counts(
     funnel: str | None = None,
     since: datetime | None = None,
     steps: Iterable[str] | None = None,
-    mail_since: datetime | None = None,
 ) -> list[StepCounts]:
-    """Every step that has mail, of one funnel or all, counting mail and events from `since` on.
+    """Every step that has mail, of one funnel or all: the mail decided from `since` on, and what
+    its recipients did with it (unique people per step), from the mail tallies.
 
-    `mail_since` counts only mail decided from then on, and only the events of that mail:
-    after a resume, unsubscribes still coming in from the emails sent before it must not
-    count against the new sends.
+    Counting only the events of the mail counted keeps every rate a share of its own sends:
+    after a guardrail's resume, unsubscribes still coming in from the emails sent before it
+    do not count against the new sends.
     """
+    wanted = set(steps) if steps is not None else None
     found: dict[tuple[str, str], dict[str, int]] = {}
-    status = DELIVERY.c.status
-
-    def count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-        return sa.func.sum(sa.case((condition, 1), else_=0))
-
-    mail = sa.select(
-        DELIVERY.c.funnel,
-        DELIVERY.c.step,
-        count_if(status.in_(SENT_STATUSES)),
-        count_if(status == DeliveryStatus.SENT),
-        count_if(status == DeliveryStatus.BOUNCED),
-        count_if(status.in_((DeliveryStatus.FAILED, DeliveryStatus.REJECTED))),
-        count_if(status.in_(PENDING_STATUSES)),
-    ).group_by(DELIVERY.c.funnel, DELIVERY.c.step)
-    mail = _narrow(mail, DELIVERY, DELIVERY.c.created_at, funnel, since or mail_since, steps)
-    for row in conn.execute(mail):
-        found[(row[0], row[1])] = dict(
-            zip(
-                ("sent", "delivered", "bounced", "failed", "pending"),
-                (int(v or 0) for v in row[2:]),
-                strict=True,
-            )
-        )
-    people = sa.select(
-        EVENT.c.funnel, EVENT.c.step, EVENT.c.type, sa.func.count(sa.distinct(EVENT.c.subscriber_id))
-    ).where(EVENT.c.step.is_not(None), EVENT.c.funnel.is_not(None), EVENT.c.type.in_(list(_PEOPLE)))
-    if mail_since is not None:
-        of_new_mail = sa.and_(
-            DELIVERY.c.subscriber_id == EVENT.c.subscriber_id,
-            DELIVERY.c.funnel == EVENT.c.funnel,
-            DELIVERY.c.step == EVENT.c.step,
-            DELIVERY.c.created_at >= mail_since,
-        )
-        people = people.join(DELIVERY, of_new_mail)
-    people = _narrow(
-        people.group_by(EVENT.c.funnel, EVENT.c.step, EVENT.c.type), EVENT, EVENT.c.at, funnel, since, steps
-    )
-    for event_funnel, step, kind, count in conn.execute(people):
-        found.setdefault((event_funnel, step), {})[_PEOPLE[kind]] = int(count)
+    for row in tally_rows(conn, funnel, since, ("mail",)):
+        if wanted is not None and row.k1 not in wanted:
+            continue
+        counts = found.setdefault((row.funnel, row.k1), dict.fromkeys(_COUNTS, 0))
+        for name in _STATUS_COUNTS.get(row.k2, ()):
+            counts[name] += row.n
+        acted = int(row.k3)
+        for name, bit in ACTED.items():
+            if acted & bit:
+                counts[name] += row.n
     return [StepCounts(funnel=f, step=s, **values) for (f, s), values in sorted(found.items())]
-
-
-def _narrow(
-    statement: sa.Select[Any],
-    table: sa.Table,
-    when: sa.ColumnElement[datetime],
-    funnel: str | None,
-    since: datetime | None,
-    steps: Iterable[str] | None,
-) -> sa.Select[Any]:
-    if funnel is not None:
-        statement = statement.where(table.c.funnel == funnel)
-    if since is not None:
-        statement = statement.where(when >= since)
-    if steps is not None:
-        statement = statement.where(table.c.step.in_(list(steps)))
-    return statement

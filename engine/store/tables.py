@@ -94,7 +94,11 @@ class Tag(SQLModel, table=True):
 class Enrollment(SQLModel, table=True):
     """One subscriber's position in one funnel: the interpreter's State as a row."""
 
-    __table_args__ = (sa.UniqueConstraint("subscriber_id", "funnel", name="uq_enrollment_subscriber_funnel"),)
+    __table_args__ = (
+        sa.UniqueConstraint("subscriber_id", "funnel", name="uq_enrollment_subscriber_funnel"),
+        # A stats read with --since recounts the hours of its first day from here.
+        sa.Index("ix_enrollment_funnel_created_at", "funnel", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
@@ -115,7 +119,7 @@ class Enrollment(SQLModel, table=True):
     # The stages and deeds it reached, as tally_sql.REACHED's bits: kept by database triggers
     # from its milestones and events, for the stats tallies. Never written by the engine.
     reached: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    # Indexed: a stats read with --since recounts the hours of its first day from here.
+    # Indexed alone too, for the same recount over every funnel.
     created_at: datetime = Field(index=True, sa_type=_utc())
     updated_at: datetime = Field(sa_type=_utc())
 
@@ -150,6 +154,9 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_subscriber_created", "subscriber_id", "created_at"),
         # Per-step numbers (funnel stats, the guardrail check) group by these.
         sa.Index("ix_delivery_funnel_step_status", "funnel", "step", "status"),
+        # A stats read with --since (and the guardrails' since the last resume) recounts the
+        # hours of its first day from here.
+        sa.Index("ix_delivery_created_at", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -174,6 +181,9 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=_utc())
     # The release (files) its message was rendered from; NULL until it is composed.
     release: str | None = Field(default=None, max_length=12)
+    # What the recipient did with it, as tally_sql.ACTED's bits: kept by a database trigger
+    # from the events naming its step, for the stats tallies. Never written by the engine.
+    acted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Suppression(SQLModel, table=True):

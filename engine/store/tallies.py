@@ -25,10 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType
-from engine.store.tables import ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TALLY, TALLY_TOTAL
-from engine.store.tally_sql import MILESTONE_BITS, REACHED
+from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TALLY, TALLY_TOTAL
+from engine.store.tally_sql import ACTED_EVENTS, MILESTONE_BITS, PENDING_AS, PENDING_STATUSES, REACHED
 
-KINDS = ("cohort", "revenue", "product", "customer", "answer")
+KINDS = ("cohort", "revenue", "product", "customer", "answer", "mail")
 _KEY = ("kind", "funnel", "day", "k1", "k2", "k3", "k4")
 # PostgreSQL: one folder at a time, whatever daemon it runs in (an advisory lock's key).
 _FOLD_LOCK = 7_240_514
@@ -51,11 +51,20 @@ class TallyRow:
 
 
 def tally_rows(
-    conn: Connection, funnel: str | None = None, since: datetime | None = None, kinds: Iterable[str] = KINDS
+    conn: Connection,
+    funnel: str | None = None,
+    since: datetime | None = None,
+    kinds: Iterable[str] = KINDS,
+    *,
+    by_day: bool = False,
 ) -> list[TallyRow]:
-    """Every tally of `kinds` for the cohort of `funnel` (or every funnel) that signed up from `since` on."""
+    """Every tally of `kinds` for the cohort of `funnel` (or every funnel) that signed up from `since` on.
+
+    Summed over the signup days (`day` is '') unless `by_day`; a key may come twice when
+    `since` is inside a day (its whole days, then its first day's remaining hours).
+    """
     kinds = list(kinds)
-    found = _kept(conn, funnel, _first_whole_day(since), kinds)
+    found = _kept(conn, funnel, _first_whole_day(since), kinds, by_day)
     if since is not None and since != _midnight(since):
         found += recount(conn, funnel, since, _midnight(since) + timedelta(days=1), kinds)
     return found
@@ -73,8 +82,10 @@ def _first_whole_day(since: datetime | None) -> str | None:
     return (first if first == since else first + timedelta(days=1)).date().isoformat()
 
 
-def _kept(conn: Connection, funnel: str | None, first_day: str | None, kinds: list[str]) -> list[TallyRow]:
-    """The totals plus the appended rows, per key, in one statement."""
+def _kept(
+    conn: Connection, funnel: str | None, first_day: str | None, kinds: list[str], by_day: bool
+) -> list[TallyRow]:
+    """The totals plus the appended rows, per key (and day), in one statement."""
     parts = []
     for table in (TALLY_TOTAL, TALLY):
         part = sa.select(*(table.c[k] for k in _KEY), table.c.n, table.c.amount, table.c.priced)
@@ -85,9 +96,11 @@ def _kept(conn: Connection, funnel: str | None, first_day: str | None, kinds: li
             part = part.where(table.c.day >= first_day)
         parts.append(part)
     both = sa.union_all(*parts).subquery()
-    keys = [both.c[k] for k in _KEY]
+    keys = [both.c[k] for k in _KEY if by_day or k != "day"]
+    day = both.c.day if by_day else sa.literal("")
     statement = (
-        sa.select(*keys, sa.func.sum(both.c.n), sa.func.sum(both.c.amount), sa.func.sum(both.c.priced))
+        sa.select(*keys[:2], day, *keys[-4:],
+                  sa.func.sum(both.c.n), sa.func.sum(both.c.amount), sa.func.sum(both.c.priced))
         .group_by(*keys)
         .having(sa.or_(sa.func.sum(both.c.n) != 0, sa.func.sum(both.c.priced) != 0))
     )
@@ -140,6 +153,7 @@ def replace_totals(conn: Connection) -> None:
     For a migration and a bulk load, with no daemon writing: the appended rows are dropped.
     """
     set_reached(conn)
+    set_acted(conn)
     conn.execute(sa.delete(TALLY))
     conn.execute(sa.delete(TALLY_TOTAL))
     for row in recount(conn):
@@ -174,6 +188,16 @@ def set_reached(conn: Connection, enrollment_ids: Iterable[int] | None = None) -
     conn.execute(statement)
 
 
+def set_acted(conn: Connection) -> None:
+    """Compute `delivery.acted` from the events naming each email's step (the triggers keep it after)."""
+    d = DELIVERY
+    bit = sa.case(*((EVENT.c.type == kind, b) for kind, b in ACTED_EVENTS.items()), else_=0)
+    mine = (EVENT.c.subscriber_id == d.c.subscriber_id, EVENT.c.funnel == d.c.funnel,
+            EVENT.c.step == d.c.step, EVENT.c.type.in_(list(ACTED_EVENTS)))
+    acted = sa.select(sa.func.coalesce(sa.func.sum(sa.distinct(bit)), 0)).where(*mine).scalar_subquery()
+    conn.execute(sa.update(d).values(acted=acted).where(sa.exists().where(*mine)))
+
+
 def day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
     """A stored time's UTC date as 'YYYY-MM-DD', as the triggers write it."""
     if conn.dialect.name == "sqlite":
@@ -188,7 +212,7 @@ def recount(
     end: datetime | None = None,
     kinds: Iterable[str] = KINDS,
 ) -> list[TallyRow]:
-    """The tallies counted from the rows, for enrollments created in [start, end) (all without)."""
+    """The tallies counted from the rows, for enrollments (emails, for `mail`) created in [start, end)."""
     e, s, p = ENROLLMENT, SUBSCRIBER, EVENT
     day = day_of(conn, e.c.created_at)
     blank = sa.literal("")
@@ -247,6 +271,20 @@ def recount(
         sa.literal("answer"), ranked.c.funnel, ranked.c.day, ranked.c.question, ranked.c.answer, blank, blank,
         sa.func.count(), sa.literal(0.0), sa.literal(0),
     ).where(ranked.c.rank == 1).group_by(ranked.c.funnel, ranked.c.day, ranked.c.question, ranked.c.answer)
+    d = DELIVERY
+    status = sa.case((d.c.status.in_(PENDING_STATUSES), PENDING_AS), else_=d.c.status)
+    mail_day = day_of(conn, d.c.created_at)
+    mail = sa.select(
+        sa.literal("mail"), d.c.funnel, mail_day, d.c.step, status, sa.cast(d.c.acted, sa.String(12)), blank,
+        sa.func.count(), sa.literal(0.0), sa.literal(0),
+    ).group_by(d.c.funnel, mail_day, d.c.step, status, d.c.acted)
+    if funnel is not None:
+        mail = mail.where(d.c.funnel == funnel)
+    if start is not None:
+        mail = mail.where(d.c.created_at >= start)
+    if end is not None:
+        mail = mail.where(d.c.created_at < end)
+    statements["mail"] = mail
     found: list[TallyRow] = []
     for kind in kinds:
         statement = statements[kind]

@@ -17,12 +17,17 @@ What each kind of tally row counts (docs/stats.md, "How the numbers stay fast"):
 - `product`: the same purchases per (funnel, day, product, currency);
 - `customer`: enrollments with at least one purchase of a product, per (funnel, day, product);
 - `answer`: enrollments whose latest answer to a question is an answer, per (funnel, day,
-  question, answer).
+  question, answer);
+- `mail`: emails, per (funnel, day decided, step, status, `acted` mask): the status with
+  queued, sending and deferred as one `pending`, and the mask of what the recipient did
+  with it (`ACTED`: opened, clicked, unsubscribed, complained), which the event trigger
+  keeps on the delivery row. A step's unique people are its deliveries with the bit: one
+  delivery per enrollment and step, one enrollment per subscriber and funnel.
 
-`enrollment.reached` itself is kept by the milestone and event triggers; the enrollment
-triggers turn each change of it (or of the segment) into a -1 for the old key and a +1 for
-the new. Milestones and events are deleted only with their enrollment (erasure), so a bit
-is never taken back.
+`enrollment.reached` and `delivery.acted` are kept by the milestone and event triggers; the
+enrollment and delivery triggers turn each change of them (or of the segment, or of the
+status) into a -1 for the old key and a +1 for the new. Milestones and events are deleted
+only with their enrollment (erasure), so a bit is never taken back.
 
 A key part that is NULL is stored as '' (a unique key treats NULLs as distinct); the
 readers turn '' back into None. Segment, source, utm_source and product are never '' in
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
+from engine.store.status import PENDING
 
 # The bits of `enrollment.reached`: the stages counted from milestones, then the deeds
 # counted from events. Adding one needs a migration that sets it for the rows there.
@@ -50,6 +56,18 @@ REACHED = {
     "purchased": 128,  # a purchase that counts for this enrollment (funnelstats.counted_purchase)
     "unsubscribed": 256,  # unsubscribed from this funnel
 }
+# The bits of `delivery.acted`: what the recipient did with the email (events naming its step).
+ACTED = {"opened": 1, "clicked": 2, "unsubscribed": 4, "complained": 8}
+ACTED_EVENTS = {
+    EventType.OPEN.value: ACTED["opened"],
+    EventType.CLICK.value: ACTED["clicked"],
+    EventType.UNSUBSCRIBE.value: ACTED["unsubscribed"],
+    EventType.COMPLAINT.value: ACTED["complained"],
+}
+# The statuses a mail tally keeps apart; the others are on their way and count as one.
+_ACTED_TYPES = ", ".join(f"'{kind}'" for kind in ACTED_EVENTS)
+PENDING_AS = "pending"
+PENDING_STATUSES = tuple(status.value for status in PENDING)
 MILESTONE_BITS = {
     Stage.MAGNET.value: REACHED["confirmed"],
     Stage.NURTURE.value: REACHED["nurture"],
@@ -68,6 +86,9 @@ TRIGGERS = (
     "tally_milestone_insert",
     "tally_event_insert",
     "tally_event_delete",
+    "tally_delivery_insert",
+    "tally_delivery_update",
+    "tally_delivery_delete",
 )
 
 
@@ -175,8 +196,26 @@ def _event_bits(e: str) -> str:
     )
 
 
-def _set_bit(bit: int | str, where: str) -> str:
-    return f"UPDATE enrollment SET reached = reached | {bit} WHERE {where} AND (reached & {bit}) = 0"
+def _set_bit(bit: int | str, where: str, table: str = "enrollment", column: str = "reached") -> str:
+    return f"UPDATE {table} SET {column} = {column} | {bit} WHERE {where} AND ({column} & {bit}) = 0"
+
+
+def _status(column: str) -> str:
+    """A delivery status as its mail tally keeps it."""
+    pending = ", ".join(f"'{status}'" for status in PENDING_STATUSES)
+    return f"(CASE WHEN {column} IN ({pending}) THEN '{PENDING_AS}' ELSE {column} END)"
+
+
+def _mail(d: _Dialect, r: str, sign: int) -> str:
+    """One delivery row's mail tally (`r` is NEW or OLD)."""
+    return (
+        f"INSERT INTO tally ({_COLUMNS}) VALUES ('mail', {r}.funnel, {d.day(f'{r}.created_at')}, {r}.step, "
+        f"{_status(f'{r}.status')}, CAST({r}.acted AS VARCHAR(12)), '', {sign}, 0, 0)"
+    )
+
+
+def _acted_bit(kind: str) -> str:
+    return "CASE " + kind + " " + " ".join(f"WHEN '{k}' THEN {b}" for k, b in ACTED_EVENTS.items()) + " END"
 
 
 def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
@@ -289,8 +328,12 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
         ),
         "tally_event_insert": (
             "AFTER INSERT ON event",
-            f"NEW.type IN ('{ANSWER}', '{PURCHASE}', '{UNSUBSCRIBE}')",
+            f"NEW.type IN ('{ANSWER}', '{PURCHASE}', {_ACTED_TYPES})",
             [
+                _set_bit(f"({_acted_bit('NEW.type')})",
+                         f"NEW.type IN ({_ACTED_TYPES}) AND NEW.step IS NOT NULL "
+                         "AND subscriber_id = NEW.subscriber_id AND funnel = NEW.funnel AND step = NEW.step",
+                         table="delivery", column="acted"),
                 _set_bit(REACHED["answered"], f"NEW.type = '{ANSWER}' AND {mine}"),
                 _set_bit(REACHED["unsubscribed"], f"NEW.type = '{UNSUBSCRIBE}' AND {mine}"),
                 _set_bit(REACHED["purchased"],
@@ -308,6 +351,21 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
             f"OLD.type IN ('{ANSWER}', '{PURCHASE}')",
             [*(f"{stmt} AND OLD.type = '{PURCHASE}'" for stmt in purchase("OLD", -1)), *answer("OLD", -1)],
         ),
+        "tally_delivery_insert": ("AFTER INSERT ON delivery", "", [
+            _mail(d, "NEW", 1),
+            # Events that name the step before the email exists (none the engine writes).
+            "UPDATE delivery SET acted = (SELECT coalesce(sum(DISTINCT " + _acted_bit("p.type") + "), 0) "
+            "FROM event p WHERE p.subscriber_id = NEW.subscriber_id AND p.funnel = NEW.funnel "
+            f"AND p.step = NEW.step AND p.type IN ({_ACTED_TYPES})) "
+            "WHERE id = NEW.id AND EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = NEW.subscriber_id "
+            "AND p.funnel = NEW.funnel AND p.step = NEW.step)",
+        ]),
+        "tally_delivery_update": (
+            "AFTER UPDATE OF status, acted ON delivery",
+            f"{_status('OLD.status')} <> {_status('NEW.status')} OR OLD.acted <> NEW.acted",
+            [_mail(d, "OLD", -1), _mail(d, "NEW", 1)],
+        ),
+        "tally_delivery_delete": ("AFTER DELETE ON delivery", "", [_mail(d, "OLD", -1)]),
     }
 
 

@@ -25,7 +25,9 @@ from engine.flow.state import Stage, State
 from engine.store import erasure, milestones, queries, signups, subscribers, tallies
 from engine.store.funnelstats import funnel_numbers
 from engine.store.products import product_sales
-from engine.store.tables import ENROLLMENT, SUBSCRIBER, TALLY, TALLY_TOTAL
+from engine.store.status import DeliveryStatus
+from engine.store.stepstats import step_counts
+from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER, TALLY, TALLY_TOTAL
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 STAGES = [Stage.MAGNET, Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK, Stage.SUNSET, Stage.SURVEY]
@@ -78,41 +80,57 @@ class History:
         mine = queries.enrollments_of(conn, sid)
         if not mine and choice < 0.9:
             return
-        if choice < 0.35:
+        if choice < 0.32:
             e = r.choice(mine)
             milestone = {"enrollment_id": e["id"], "subscriber_id": sid, "funnel": e["funnel"],
                          "stage": r.choice(STAGES).value, "at": self.moment()}
             milestones.record_milestones(conn, [milestone])
-        elif choice < 0.42:
+        elif choice < 0.37:
             e = r.choice(mine)
             conn.execute(sa.update(ENROLLMENT).where(ENROLLMENT.c.id == e["id"])
                          .values(segment=r.choice([None, "a", "b"])))
-        elif choice < 0.47:
+        elif choice < 0.41:
             source, utm = r.choice([None, "blog", "ads"]), r.choice([None, "x", "y"])
             changed = sa.update(SUBSCRIBER).where(SUBSCRIBER.c.id == sid)
             conn.execute(changed.values(source=source, utm_source=utm))
-        elif choice < 0.62:
+        elif choice < 0.52:
             at = r.choice([self.moment(), mine[0]["created_at"]])  # the same second as another, now and then
             question, answer = r.choice(["goal", "level", None]), r.choice(["a", "b", "c", None])
             queries.record_event(conn, sid, "answer", at, funnel=r.choice(["f", "g"]), wake=False,
                                  question=question, answer=answer)
-        elif choice < 0.77:
+        elif choice < 0.62:
             bought = {"product": r.choice(["book", "course", None]),
                       "currency": r.choice(["USD", "EUR", None]),
                       "amount": r.choice([None, 10.0, 19.99, 0.1])}
             queries.record_event(conn, sid, "purchase", self.moment(), funnel=r.choice(["f", "g", None]),
                                  wake=False, **bought)
-        elif choice < 0.84:
+        elif choice < 0.67:
             queries.record_event(conn, sid, r.choice(["unsubscribe", "click"]), self.moment(),
                                  funnel=r.choice(["f", "g", None]), wake=False)
-        elif choice < 0.88:
+        elif choice < 0.70:
             row = conn.execute(sa.select(SUBSCRIBER.c.email).where(SUBSCRIBER.c.id == sid)).first()
             if row is not None:
                 erasure.erase_subscriber(conn, sid, row.email, self.moment())
             self.forget(sid)
-        elif choice < 0.9:
+        elif choice < 0.71:
             conn.execute(sa.delete(SUBSCRIBER).where(SUBSCRIBER.c.id == sid))  # the foreign keys cascade
             self.forget(sid)
+        elif choice < 0.90:
+            # An email of a step, moved through statuses, and what its recipient did with it.
+            e = r.choice(mine)
+            step = r.choice(["e1", "e2"])
+            at = self.moment()
+            queries.queue_deliveries(conn, [{
+                "enrollment_id": e["id"], "subscriber_id": sid, "funnel": e["funnel"], "step": step,
+                "message_id": f"<{e['id']}.{step}@example.com>", "status": "queued", "created_at": at,
+                "updated_at": at, "next_attempt_at": at}])
+            for _ in range(r.randrange(3)):
+                this = sa.update(DELIVERY).where(DELIVERY.c.enrollment_id == e["id"], DELIVERY.c.step == step)
+                conn.execute(this.values(status=r.choice([s.value for s in DeliveryStatus])))
+            if r.random() < 0.6:
+                queries.record_event(conn, sid, r.choice(["open", "click", "unsubscribe", "complaint"]),
+                                     self.moment(), funnel=r.choice([e["funnel"], e["funnel"], None]),
+                                     step=r.choice([step, step, "e3", None]), wake=False)
         elif choice < 0.96:
             # A signup into the other funnel of someone who already answered, bought or left.
             at = self.moment()
@@ -126,6 +144,7 @@ def _recounted(conn: Connection, **narrow: Any) -> list[tallies.TallyRow]:
     savepoint = conn.begin_nested()
     try:
         tallies.set_reached(conn)
+        tallies.set_acted(conn)
         return tallies.recount(conn, **narrow)
     finally:
         savepoint.rollback()
@@ -135,16 +154,20 @@ def _recounted(conn: Connection, **narrow: Any) -> list[tallies.TallyRow]:
 def test_the_kept_tallies_equal_a_recount_after_any_history(db_engine: Engine, seed: int) -> None:
     with db_engine.connect() as conn, conn.begin():
         history = History(conn, seed)
-        for _ in range(220):
+        for _ in range(300):
             history.step()
         masks = dict(conn.execute(sa.select(ENROLLMENT.c.id, ENROLLMENT.c.reached)).all())
+        acted = dict(conn.execute(sa.select(DELIVERY.c.id, DELIVERY.c.acted)).all())
         savepoint = conn.begin_nested()
         tallies.set_reached(conn)
+        tallies.set_acted(conn)
         assert dict(conn.execute(sa.select(ENROLLMENT.c.id, ENROLLMENT.c.reached)).all()) == masks
+        assert dict(conn.execute(sa.select(DELIVERY.c.id, DELIVERY.c.acted)).all()) == acted
         savepoint.rollback()
-        assert masks and any(masks.values())  # the history reached stages: the test compares something
+        # The history reached stages and people acted on mail: the test compares something.
+        assert any(masks.values()) and any(acted.values())
 
-        kept = _summed(tallies.tally_rows(conn))
+        kept = _summed(tallies.tally_rows(conn, by_day=True))
         assert kept == _summed(_recounted(conn))
         assert {key[0] for key in kept} == set(tallies.KINDS)
 
@@ -152,10 +175,14 @@ def test_the_kept_tallies_equal_a_recount_after_any_history(db_engine: Engine, s
         assert _summed(tallies.tally_rows(conn, "f", since), by_day=False) == _summed(
             _recounted(conn, funnel="f", start=since), by_day=False)
 
-        before = (funnel_numbers(conn), sorted(map(repr, product_sales(conn))))
+        def reads() -> tuple[object, ...]:
+            return (funnel_numbers(conn), sorted(map(repr, product_sales(conn))),
+                    step_counts(conn, since=since))
+
+        before = reads()
         tallies.fold(conn)
         assert conn.execute(sa.select(sa.func.count()).select_from(TALLY)).scalar_one() == 0
-        assert (funnel_numbers(conn), sorted(map(repr, product_sales(conn)))) == before
+        assert reads() == before
 
 
 def test_folding_sums_the_appended_rows_and_drops_the_keys_that_cancel_out(db_engine: Engine) -> None:

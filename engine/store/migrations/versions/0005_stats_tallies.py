@@ -1,4 +1,4 @@
-"""stats tallies: enrollment.reached, the tally and tally_total tables, the triggers that keep them
+"""stats tallies: enrollment.reached, delivery.acted, the tally and tally_total tables, their triggers
 
 Revision ID: 0005
 Revises: 0004
@@ -37,6 +37,10 @@ def upgrade() -> None:
     with op.batch_alter_table("enrollment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reached", sa.Integer(), server_default="0", nullable=False))
         batch_op.create_index("ix_enrollment_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_enrollment_funnel_created_at", ["funnel", "created_at"], unique=False)
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("acted", sa.Integer(), server_default="0", nullable=False))
+        batch_op.create_index("ix_delivery_created_at", ["created_at"], unique=False)
     op.create_table("tally", sa.Column("id", sa.Integer(), nullable=False), *_tally_columns(),
                     sa.PrimaryKeyConstraint("id"))
     op.create_table("tally_total", *_tally_columns(),
@@ -53,6 +57,10 @@ def downgrade() -> None:
     tally_sql.uninstall(op.get_bind())
     op.drop_table("tally_total")
     op.drop_table("tally")
+    with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_delivery_created_at")
+        batch_op.drop_column("acted")
     with op.batch_alter_table("enrollment", schema=None) as batch_op:
+        batch_op.drop_index("ix_enrollment_funnel_created_at")
         batch_op.drop_index("ix_enrollment_created_at")
         batch_op.drop_column("reached")
