@@ -1,6 +1,6 @@
 """One engine process of `python -m bench.send --processes N`: ticks the shared database until done.
 
-    python -m bench.send_process URL PROJECT SMTP_PORT CONNECTIONS NOW
+    python -m bench.send_process URL PROJECT SMTP_PORT CONNECTIONS NOW BATCH_SIZE
 
 Builds the daemon's parts (as `funnel run` does, with a frozen clock at NOW, bench.send's moment),
 prints `ready`, waits for `go` on stdin, then ticks until a tick finds nothing to do and the
@@ -27,7 +27,7 @@ from engine.store.db import DbEngine, make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT
 
 
-def bench_settings(url: str, port: int, connections: int) -> Settings:
+def bench_settings(url: str, port: int, connections: int, batch_size: int = 1000) -> Settings:
     """The daemon's settings of every bench.send engine run: SMTP to the sink, no rate limit."""
     return Settings.model_validate(
         {
@@ -39,7 +39,7 @@ def bench_settings(url: str, port: int, connections: int) -> Settings:
             "smtp_tls": "none",
             "smtp_connections": connections,
             "send_rate": 1e9,
-            "batch_size": 1000,
+            "batch_size": batch_size,
             "base_url": "https://funnel.example",
         }
     )
@@ -61,7 +61,8 @@ def main() -> None:
     """Build, wait for go, tick until the shared work is done, print the JSON line."""
     url, project, port, connections = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     now = datetime.fromisoformat(sys.argv[5])
-    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(now),
+    settings = bench_settings(url, port, connections, int(sys.argv[6]))
+    daemon = build_daemon(settings, project, clock=FrozenClock(now),
                           db_engine=make_engine(url), guard=False)
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
