@@ -8,6 +8,7 @@ decides what commits together.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -171,16 +172,21 @@ def record_event(
     return True
 
 
+# Built once: the outcome commit runs it at every commit, and building a statement (with its
+# cache key) costs more than running this one (~50 of its ~80 µs).
+_UNSUBSCRIBES_AFTER = (
+    sa.select(EVENT.c.id, EVENT.c.subscriber_id, EVENT.c.funnel, EVENT.c.at)
+    .where(EVENT.c.id > sa.bindparam("after"), EVENT.c.type == "unsubscribe")
+    .order_by(EVENT.c.id)
+)
+
+
 def unsubscribes_after(conn: Connection, event_id: int, since: datetime | None = None) -> list[RowMapping]:
     """Unsubscribe events newer than `event_id` (and recorded at `since` or later), oldest first."""
-    statement = (
-        sa.select(EVENT.c.id, EVENT.c.subscriber_id, EVENT.c.funnel, EVENT.c.at)
-        .where(EVENT.c.id > event_id, EVENT.c.type == "unsubscribe")
-        .order_by(EVENT.c.id)
-    )
+    statement = _UNSUBSCRIBES_AFTER
     if since is not None:
         statement = statement.where(EVENT.c.at >= since)
-    return list(conn.execute(statement).mappings())
+    return list(conn.execute(statement, {"after": event_id}).mappings())
 
 
 def last_event_id(conn: Connection) -> int:
@@ -286,8 +292,7 @@ def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> N
     # Only a composed message names its release: the others leave the column as it is.
     for group in (_same_columns(updates, True), _same_columns(updates, False)):
         _update_by_id(conn, DELIVERY, [u for u in group if u["status"] != deferred])
-        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] == deferred],
-                      DELIVERY.c.status == DeliveryStatus.SENDING)
+        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] == deferred], still_sending=True)
 
 
 def _same_columns(updates: Sequence[Mapping[str, Any]], release: bool) -> list[Mapping[str, Any]]:
@@ -295,14 +300,25 @@ def _same_columns(updates: Sequence[Mapping[str, Any]], release: bool) -> list[M
 
 
 def _update_by_id(
-    conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]], *only: sa.ColumnElement[bool]
+    conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]], still_sending: bool = False
 ) -> None:
-    """One executemany UPDATE: every update names the row by `_id` and sets the same columns."""
+    """One executemany UPDATE: every update names the row by `_id` and sets the same columns.
+
+    `still_sending`: only rows whose status is still 'sending'.
+    """
     if not updates:
         return
-    columns: dict[str, Any] = {k: sa.bindparam(k) for k in updates[0] if k != "_id"}
-    statement = sa.update(table).where(table.c.id == sa.bindparam("_id"), *only).values(**columns)
+    statement = _update_statement(table, tuple(k for k in updates[0] if k != "_id"), still_sending)
     conn.execute(statement, list(updates))
+
+
+@functools.cache
+def _update_statement(table: sa.Table, columns: tuple[str, ...], still_sending: bool) -> sa.Update:
+    """The UPDATE of `_update_by_id`, built once per table and columns: building one and its cache
+    key costs ~100 µs, as much as writing ten rows, and the outcome commit runs it at every commit."""
+    only = [table.c.status == DeliveryStatus.SENDING] if still_sending else []
+    values: dict[str, Any] = {k: sa.bindparam(k) for k in columns}
+    return sa.update(table).where(table.c.id == sa.bindparam("_id"), *only).values(**values)
 
 
 def cancel_pending_deliveries(
