@@ -87,11 +87,12 @@ class Project:
         else:
             checker = TemplateChecker(Renderer.from_files(self.templates_dir, snapshot.templates), full)
             files = list(snapshot.sequences)
+        unloaded: dict[str, Path] = {}  # the ids of files that do not load: broken, not gone
         for path in files:
             result.files.append(path)
             loaded, errors, declared = self._check_file(path, checker, snapshot)
             if loaded is None and declared is not None:
-                result.ids.setdefault(declared, path)  # broken, not gone: show says so
+                unloaded.setdefault(declared, path)
             if loaded is not None:
                 first = result.ids.setdefault(loaded.plan.funnel, path)
                 if first != path:
@@ -104,6 +105,8 @@ class Project:
             if loaded is not None and not errors:
                 result.funnels.append(loaded)
                 result.warnings.extend(warn_funnel(loaded.model, loaded.plan, loaded.marks))
+        for name, path in unloaded.items():  # after: a file that loads keeps its id (and its checks)
+            result.ids.setdefault(name, path)
         return result
 
     def load_plans(self) -> CheckResult:
