@@ -176,3 +176,13 @@ def test_show_reads_a_demo_database_at_the_demo_time(cli: Cli, db_url: str, db_e
     meta.keep_first(db_engine, "clock", clock_mark(ScaledClock(1e-9, wednesday)), MONDAY)
     lines = cli("subscribers", "show", "ann@example.com").stdout.splitlines()
     assert lines[-1] == "  why:  'e1' is due now: it goes out at the daemon's next tick"
+
+
+def test_a_broken_file_does_not_take_the_id_of_a_good_one(
+        cli: Cli, db_url: str, project: Path, clock: FrozenClock, tmp_path: Path) -> None:
+    """A file that does not load, declaring the id of a funnel another file defines well (an
+    old copy, say), leaves that funnel as it is."""
+    _signed_up(cli, db_url, project, tmp_path)
+    write(project / "sequences" / "a-copy.yaml", "funnel: minimal\nname: [unclosed\n")
+    clock.advance(timedelta(hours=1))
+    assert cli("subscribers", "show", "ann@example.com").stdout.splitlines()[-1] == WAITS
