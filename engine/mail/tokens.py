@@ -32,9 +32,13 @@ def _signature(secret: str, payload: str) -> str:
     return _b64(digest[:SIGNATURE_BYTES])
 
 
+# json.dumps with separators builds a new encoder at every call (~3 µs, two tokens an email).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def sign(secret: str, purpose: str, values: list[str], issued: datetime) -> str:
     """A token for `purpose` carrying `values`, issued at `issued`."""
-    body = json.dumps([purpose, int(issued.timestamp()), *values], separators=(",", ":"))
+    body = _COMPACT.encode([purpose, int(issued.timestamp()), *values])
     payload = _b64(body.encode("utf-8"))
     return f"{payload}.{_signature(secret, payload)}"
 
