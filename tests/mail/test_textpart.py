@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from engine.mail.context import PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer, html_to_text
+from engine.mail.textpart import _MARKER, _Marked
 from engine.project.folder import Project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +122,12 @@ def test_the_cached_text_part_is_plain_and_shows_a_personal_link_once(tmp_path: 
         assert rendered.text == f"Hi Ann\n\n- one\n\n{url} Unsubscribe ({url})\n"
         assert rendered.text == html_to_text(rendered.html)
     assert renderer.text_parts.hits == 2 and renderer.text_parts.misses == 0  # one skeleton for both
+
+
+_MARKED_PIECES = ["a", "qzfm", "mfzq", "qzfm0mfzq", "qzfm1mfzq", "qzfm12mfzq", "qzfmmfzq", "1"]
+
+
+@given(st.lists(st.sampled_from(_MARKED_PIECES)).map("".join))
+def test_a_skeleton_is_filled_in_as_the_marker_regex_would(text: str) -> None:
+    values = [f"<{i}>" for i in range(13)]
+    assert _Marked(text).fill(values) == _MARKER.sub(lambda m: values[int(m[1])], text)
