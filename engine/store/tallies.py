@@ -190,12 +190,24 @@ def set_reached(conn: Connection, enrollment_ids: Iterable[int] | None = None) -
 
 def set_acted(conn: Connection) -> None:
     """Compute `delivery.acted` from the events naming each email's step (the triggers keep it after)."""
-    d = DELIVERY
+    d, e = DELIVERY, ENROLLMENT
     bit = sa.case(*((EVENT.c.type == kind, b) for kind, b in ACTED_EVENTS.items()), else_=0)
-    mine = (EVENT.c.subscriber_id == d.c.subscriber_id, EVENT.c.funnel == d.c.funnel,
-            EVENT.c.step == d.c.step, EVENT.c.type.in_(list(ACTED_EVENTS)))
-    acted = sa.select(sa.func.coalesce(sa.func.sum(sa.distinct(bit)), 0)).where(*mine).scalar_subquery()
-    conn.execute(sa.update(d).values(acted=acted).where(sa.exists().where(*mine)))
+    # From the events (a few per subscriber) to their email, through the enrollment: one
+    # pass, where a subquery per email let SQLite scan each step's events for every one.
+    acted = (
+        sa.select(d.c.id, sa.func.sum(sa.distinct(bit)))
+        .select_from(
+            EVENT.join(e, sa.and_(e.c.subscriber_id == EVENT.c.subscriber_id, e.c.funnel == EVENT.c.funnel))
+            .join(d, sa.and_(d.c.enrollment_id == e.c.id, d.c.step == EVENT.c.step))
+        )
+        .where(EVENT.c.type.in_(list(ACTED_EVENTS)))
+        .group_by(d.c.id)
+    )
+    conn.execute(sa.update(d).values(acted=0).where(d.c.acted != 0))
+    found = [{"_id": int(i), "_acted": int(a)} for i, a in conn.execute(acted)]
+    if found:
+        by_id = sa.update(d).where(d.c.id == sa.bindparam("_id")).values(acted=sa.bindparam("_acted"))
+        conn.execute(by_id, found)
 
 
 def day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
