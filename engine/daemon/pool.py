@@ -134,7 +134,11 @@ class WorkerPool:
     async def _keep(self, slot: _Slot) -> None:
         """Run the slot's worker until the pool stops, restarting it with back-off when it exits."""
         while not self.stopping:
-            status = await self._run_once(slot)
+            error = None
+            try:
+                status: int | None = await self._run_once(slot)
+            except OSError as failed:  # could not even start it (out of processes or file handles)
+                status, error = None, f"{type(failed).__name__}: {failed}"[:500]
             if self._wake.is_set():  # stop() was called while it ran
                 log("worker_stopped", worker=slot.number, status=status)
                 return
@@ -142,7 +146,8 @@ class WorkerPool:
             slot.quick_exits = slot.quick_exits + 1 if ran < STEADY_SECONDS else 1
             delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (slot.quick_exits - 1))
             log("worker_exited", logging.ERROR, worker=slot.number, status=status,
-                signal=_signal_name(status), ran_seconds=round(ran, 1), restart_in=delay)
+                signal=_signal_name(status), ran_seconds=round(ran, 1), restart_in=delay,
+                **({"error": error} if error else {}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             slot.restarts += 0 if self.stopping else 1
@@ -196,9 +201,9 @@ class WorkerPool:
         slot.sends = sends
 
 
-def _signal_name(status: int) -> str | None:
+def _signal_name(status: int | None) -> str | None:
     """SIGKILL for -9 (asyncio's way of saying a signal ended the process); None for an exit."""
-    if status >= 0:
+    if status is None or status >= 0:
         return None
     try:
         return signal.Signals(-status).name

@@ -227,11 +227,17 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
     assert stopped == {2: 0, 3: 0}
 
 
-def test_a_worker_that_keeps_dying_is_restarted_with_back_off_and_healthz_answers_503(tmp_path: Path) -> None:
+# Stand-in workers: one that reads its order and exits 3 at once, one that cannot be started at all.
+DYING = [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit(3)"]
+MISSING = ["/nonexistent/funnel-worker"]
+
+
+@pytest.mark.parametrize("command", [DYING, MISSING], ids=["exits", "cannot-start"])
+def test_a_worker_that_keeps_dying_is_restarted_with_back_off_and_healthz_answers_503(
+    tmp_path: Path, command: list[str]
+) -> None:
     settings = Settings.model_validate({"workers": 2, "secret_key": "k" * 32})
-    # A stand-in worker that reads its order and exits 3 at once, every time it is started.
-    dying = [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit(3)"]
-    pool = WorkerPool(settings, tmp_path, 1.0, command=dying)
+    pool = WorkerPool(settings, tmp_path, 1.0, command=command)
     db_engine = make_engine(f"sqlite:///{tmp_path / 'funnel.db'}")
     now = datetime.now(UTC)
     app = create_app(Health(db_engine, lambda: now, lambda: now, 60.0,
