@@ -53,7 +53,7 @@ REACHED = {
     "winback": 16,
     "sunset": 32,
     "answered": 64,  # gave a survey answer in this funnel
-    "purchased": 128,  # a purchase that counts for this enrollment (funnelstats.counted_purchase)
+    "purchased": 128,  # a purchase that counts for this enrollment (_counted)
     "unsubscribed": 256,  # unsubscribed from this funnel
 }
 # The bits of `delivery.acted`: what the recipient did with the email (events naming its step).
@@ -116,13 +116,18 @@ _SOURCE = "(SELECT source FROM subscriber WHERE id = {e}.subscriber_id)"
 _UTM = "(SELECT utm_source FROM subscriber WHERE id = {e}.subscriber_id)"
 
 
-def _cohort(d: _Dialect, e: str, sign: int, source: str | None = None, utm: str | None = None) -> str:
-    """One enrollment row's cohort tally (`e` is NEW or OLD), with its subscriber's source."""
-    source = source or _SOURCE.format(e=e)
-    utm = utm or _UTM.format(e=e)
+def _group(d: _Dialect, e: str) -> str:
+    """Enrollment `e`'s cohort key (funnel, day, segment, source, utm_source) as tally columns."""
     return (
-        f"INSERT INTO tally ({_COLUMNS}) VALUES ('cohort', {e}.funnel, {d.day(f'{e}.created_at')}, "
-        f"coalesce({e}.segment, ''), coalesce({source}, ''), coalesce({utm}, ''), "
+        f"{e}.funnel, {d.day(f'{e}.created_at')}, coalesce({e}.segment, ''), "
+        f"coalesce({_SOURCE.format(e=e)}, ''), coalesce({_UTM.format(e=e)}, '')"
+    )
+
+
+def _cohort(d: _Dialect, e: str, sign: int) -> str:
+    """One enrollment row's cohort tally (`e` is NEW or OLD), with its subscriber's source."""
+    return (
+        f"INSERT INTO tally ({_COLUMNS}) VALUES ('cohort', {_group(d, e)}, "
         f"CAST({e}.reached AS VARCHAR(12)), {sign}, 0, 0)"
     )
 
@@ -138,21 +143,18 @@ def _plain(column: str) -> str:
 
 
 def _counted(e: str, p: str = "p") -> str:
-    """The purchase events `p` that count for enrollment `e` (funnelstats.counted_purchase)."""
+    """The purchase events `p` that count for enrollment `e`: this funnel's or every funnel's
+    (the shop's), bought at or after the signup (buying first is no conversion)."""
     return (
         f"{p}.subscriber_id = {e}.subscriber_id AND {p}.type = '{PURCHASE}' "
         f"AND ({p}.funnel = {e}.funnel OR {p}.funnel IS NULL) AND {p}.at >= {e}.created_at"
     )
 
 
-def _revenue(d: _Dialect, e: str, sign: int, where: str = "", source: str | None = None,
-             utm: str | None = None) -> str:
+def _revenue(d: _Dialect, e: str, sign: int, where: str = "") -> str:
     """Every counted purchase of enrollment `e` as revenue tallies, per currency."""
-    source = source or _SOURCE.format(e=e)
-    utm = utm or _UTM.format(e=e)
     return (
-        f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', {e}.funnel, {d.day(f'{e}.created_at')}, "
-        f"coalesce({e}.segment, ''), coalesce({source}, ''), coalesce({utm}, ''), coalesce(p.currency, ''), "
+        f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', {_group(d, e)}, coalesce(p.currency, ''), "
         f"{sign} * count(*), {sign} * coalesce(sum(p.amount), 0), {sign} * count(p.amount) "
         f"FROM event p WHERE {_counted(e)} {where} GROUP BY coalesce(p.currency, '')"
     )
