@@ -71,7 +71,7 @@ def funnel_report(
     """Every funnel's numbers (or one's); raises UnknownFunnelError naming the known funnels.
 
     Stage counts are of the cohort that signed up from `since` on; step counts are of the
-    mail created and the events that happened from `since` on.
+    mail decided from `since` on and what its recipients did with it.
     """
     known = sorted(set(plans) | set(funnel_names(conn)))
     if funnel is not None and funnel not in known:
