@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from engine.sequences.plan import Plan
-from engine.store import queries, reports, subscribers
+from engine.store import queries, reports, subscribers, tallies
 from engine.store.db import DbConnection, DbEngine
 from engine.store.rows import email_hash, normalize_email
 from engine.subscribers.csvleads import CsvLeads, Row
@@ -98,6 +98,9 @@ class Importer:
                     outcome = self._add(conn, lead, proof, now)
                     setattr(counts, outcome, getattr(counts, outcome) + 1)
                 seen.add(key)
+            # The batch's stats changes summed at once: an import of a million, with no daemon
+            # running to fold them, would leave millions of rows for every read to add up.
+            tallies.fold(conn)
 
     def _add(self, conn: DbConnection, lead: Lead, proof: Proof, now: datetime) -> str:
         """Enroll one new lead: 'added', or 'already'/'suppressed' when a signup got there first."""
