@@ -436,8 +436,8 @@ def _stuffed(data: bytes, crlf: bool = False) -> bytes:
     """The data as sent after 354: CRLF lines, leading dots doubled (RFC 5321 §4.5.2), then '.'.
 
     Every CRLF, bare CR and bare LF ends a line; `crlf`: they are all CRLF already
-    (Outgoing.crlf). bytes.replace, not regular expressions: each pass over a 6 KB message
-    costs a few µs, the two regexes it replaced 120 (they tried their pattern at every byte).
+    (Outgoing.crlf). bytes.replace, not regular expressions: the two regexes it replaced
+    cost ~40 µs more CPU per 6 KB message (they tried their pattern at every byte).
     """
     if not crlf:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
