@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from engine.store import tallies
 from engine.store.rows import email_hash
 from engine.store.tables import CONSENT, ENROLLMENT, SUBSCRIBER, SUPPRESSION, TAG
 
@@ -40,9 +41,12 @@ def enrolled_keys(conn: Connection, funnel: str, keys: Iterable[str]) -> set[str
 
 
 def funnel_names(conn: Connection) -> list[str]:
-    """Every funnel that has enrollments, whether or not its file is still there."""
-    statement = sa.select(ENROLLMENT.c.funnel).distinct().order_by(ENROLLMENT.c.funnel)
-    return list(conn.execute(statement).scalars())
+    """Every funnel that has enrollments, whether or not its file is still there.
+
+    From the cohort tallies (a few thousand rows) rather than the enrollments: DISTINCT over a
+    million of them took 0.35 s on PostgreSQL, a third of a `funnel stats`.
+    """
+    return tallies.funnels(conn)
 
 
 def custom_field_names(conn: Connection, funnel: str | None = None) -> list[str]:

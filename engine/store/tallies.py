@@ -74,6 +74,16 @@ def _midnight(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(UTC).date(), time(0), UTC)
 
 
+def funnels(conn: Connection) -> list[str]:
+    """The funnels that have enrollments now, by their cohort tallies."""
+    parts = [sa.select(table.c.funnel, table.c.n).where(table.c.kind == "cohort")
+             for table in (TALLY_TOTAL, TALLY)]
+    both = sa.union_all(*parts).subquery()
+    statement = (sa.select(both.c.funnel).group_by(both.c.funnel).having(sa.func.sum(both.c.n) > 0)
+                 .order_by(both.c.funnel))
+    return [str(name) for name in conn.execute(statement).scalars()]
+
+
 def _first_whole_day(since: datetime | None) -> str | None:
     """The first signup day every hour of which is in the cohort."""
     if since is None:

@@ -170,6 +170,8 @@ def test_the_kept_tallies_equal_a_recount_after_any_history(db_engine: Engine, s
         kept = _summed(tallies.tally_rows(conn, by_day=True))
         assert kept == _summed(_recounted(conn))
         assert {key[0] for key in kept} == set(tallies.KINDS)
+        enrolled = conn.execute(sa.select(ENROLLMENT.c.funnel).distinct().order_by(ENROLLMENT.c.funnel))
+        assert tallies.funnels(conn) == list(enrolled.scalars())
 
         since = T0 + timedelta(days=1, hours=13, minutes=7)  # inside a day: whole days kept, the rest counted
         assert _summed(tallies.tally_rows(conn, "f", since), by_day=False) == _summed(
