@@ -369,9 +369,13 @@ def _can_pipeline(protocol: object) -> bool:
     aiosmtplib does not pipeline: a packet's first reply is handed to the waiting reader
     and the others stay in its buffer, which its `_read_response_from_buffer` parses
     (a private method, read here as of aiosmtplib 4.0; the SMTP tests run every phase
-    pipelined). A version without it sends one command at a time.
+    pipelined). A version without it sends one command at a time. So does another event
+    loop than asyncio's own (uvloop): libuv may read a socket twice before the reader
+    runs, and aiosmtplib drops what comes while its last reply waits (see _reply).
     """
-    return callable(getattr(protocol, "_read_response_from_buffer", None))
+    loop = type(asyncio.get_running_loop())
+    return loop.__module__.startswith("asyncio.") and callable(
+        getattr(protocol, "_read_response_from_buffer", None))
 
 
 async def _reply(protocol: Any, timeout: float) -> aiosmtplib.SMTPResponse:
