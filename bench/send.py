@@ -37,7 +37,7 @@ from bench.machine import others_cores, sample
 from bench.messages import build_sample_messages
 from bench.postgres import create_database, drop_database
 from bench.raw_baseline import raw_send
-from bench.send_process import bench_settings
+from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
 from engine.daemon.wiring import build_daemon
@@ -105,15 +105,8 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
 
     async def run() -> float:
         began = time.perf_counter()
-        sent = 0
-        while sent < count:
-            report = await daemon.ticker.tick()
-            sent += report.attempted
-            if report.attempted == 0 and report.decided == 0:
-                raise RuntimeError("nothing left to send before every email went out")
-        elapsed = time.perf_counter() - began
-        await daemon.transport.close()
-        return count / elapsed
+        await send_all(daemon, count)
+        return count / (time.perf_counter() - began)
 
     cpu = time.process_time()
     rate = asyncio.run(run())

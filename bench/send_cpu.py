@@ -39,9 +39,9 @@ from typing import Any
 from bench.postgres import create_database, drop_database
 from bench.raw_baseline import raw_send
 from bench.send import NOW, fill
+from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import running_sink
 from bench.workspace import workspace
-from engine.config import Settings
 from engine.daemon.wiring import build_daemon
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.scheduler.clock import FrozenClock
@@ -59,40 +59,14 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.process_time() - cpu, time.perf_counter() - wall
 
 
-def _settings(url: str, port: int, connections: int) -> Settings:
-    return Settings.model_validate(
-        {
-            "secret_key": "bench-" + "b" * 32,
-            "database_url": url,
-            "transport": "smtp",
-            "smtp_host": "127.0.0.1",
-            "smtp_port": port,
-            "smtp_tls": "none",
-            "smtp_connections": connections,
-            "send_rate": 1e9,
-            "batch_size": 1000,
-            "base_url": "https://funnel.example",
-        }
-    )
-
-
 def whole(url: str, project: Any, port: int, count: int, connections: int) -> tuple[float, float]:
     """(CPU, wall) seconds per email of the daemon's ticks sending `count` emails, as bench.send runs them."""
     fill(url, count)
-    daemon = build_daemon(_settings(url, port, connections), project, clock=FrozenClock(NOW),
+    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(NOW),
                           db_engine=make_engine(url))
 
-    async def run() -> None:
-        sent = 0
-        while sent < count:
-            report = await daemon.ticker.tick()
-            sent += report.attempted
-            if report.attempted == 0 and report.decided == 0:
-                raise RuntimeError("nothing left to send before every email went out")
-        await daemon.transport.close()
-
     try:
-        _, cpu, wall = _timed(lambda: asyncio.run(run()))
+        _, cpu, wall = _timed(lambda: asyncio.run(send_all(daemon, count)))
     finally:
         daemon.db_executor.shutdown()
         daemon.web_executor.shutdown()
@@ -105,7 +79,7 @@ def one_pass(
 ) -> dict[str, tuple[float, float]]:
     """(CPU, wall) seconds per email of each part but the whole, in one new database."""
     fill(url, count)
-    daemon = build_daemon(_settings(url, port, connections), project, clock=FrozenClock(NOW),
+    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(NOW),
                           db_engine=make_engine(url))
     ticker, dispatcher = daemon.ticker, daemon.dispatcher
     sender, recorder = dispatcher.sender, dispatcher.recorder

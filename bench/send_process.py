@@ -21,10 +21,21 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from engine.config import Settings
-from engine.daemon.wiring import build_daemon
+from engine.daemon.wiring import Daemon, build_daemon
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import DbEngine, make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT
+
+
+async def send_all(daemon: Daemon, count: int) -> None:
+    """Tick until `count` emails were attempted, then close the SMTP pool (every bench.send engine run)."""
+    sent = 0
+    while sent < count:
+        report = await daemon.ticker.tick()
+        sent += report.attempted
+        if report.attempted == 0 and report.decided == 0:
+            raise RuntimeError("nothing left to send before every email went out")
+    await daemon.transport.close()
 
 
 def bench_settings(url: str, port: int, connections: int, batch_size: int = 1000) -> Settings:
