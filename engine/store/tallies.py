@@ -160,8 +160,13 @@ def _add_to_totals(conn: Connection, rows: sa.Select[Any]) -> None:
 def replace_totals(conn: Connection) -> None:
     """Count every tally afresh from the rows (`reached` first) and make that the totals.
 
-    For a migration and a bulk load, with no daemon writing: the appended rows are dropped.
+    For a migration, a bulk load and `funnel db recount`. Writers wait until it commits: on
+    SQLite the write transaction holds the one lock; on PostgreSQL the tables are locked
+    against writes first, or a change committed while it counts would be counted twice.
     """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE subscriber, enrollment, milestone, event, delivery, tally, "
+                             "tally_total IN SHARE ROW EXCLUSIVE MODE")
     set_reached(conn)
     set_acted(conn)
     conn.execute(sa.delete(TALLY))
@@ -174,6 +179,14 @@ def replace_totals(conn: Connection) -> None:
 
 def set_reached(conn: Connection, enrollment_ids: Iterable[int] | None = None) -> None:
     """Compute `enrollment.reached` from the milestones and events (the triggers keep it after)."""
+    statement = sa.update(ENROLLMENT).values(reached=_reached_from_rows())
+    if enrollment_ids is not None:
+        statement = statement.where(ENROLLMENT.c.id.in_(list(enrollment_ids)))
+    conn.execute(statement)
+
+
+def _reached_from_rows() -> sa.ColumnElement[int]:
+    """An enrollment's `reached` mask as its milestones and events make it (correlated to ENROLLMENT)."""
     e = ENROLLMENT
     stage_bit = sa.case(*((MILESTONE.c.stage == s, b) for s, b in MILESTONE_BITS.items()), else_=0)
     stages = sa.select(sa.func.coalesce(sa.func.sum(stage_bit), 0)).where(
@@ -192,14 +205,21 @@ def set_reached(conn: Connection, enrollment_ids: Iterable[int] | None = None) -
         .op("|")(did("unsubscribed", EVENT.c.type == EventType.UNSUBSCRIBE.value,
                      EVENT.c.funnel == e.c.funnel))
     )
-    statement = sa.update(e).values(reached=stages.op("|")(deeds))
-    if enrollment_ids is not None:
-        statement = statement.where(e.c.id.in_(list(enrollment_ids)))
-    conn.execute(statement)
+    return stages.op("|")(deeds)
 
 
 def set_acted(conn: Connection) -> None:
     """Compute `delivery.acted` from the events naming each email's step (the triggers keep it after)."""
+    d = DELIVERY
+    conn.execute(sa.update(d).values(acted=0).where(d.c.acted != 0))
+    found = [{"_id": i, "_acted": a} for i, a in _acted_from_rows(conn).items()]
+    if found:
+        by_id = sa.update(d).where(d.c.id == sa.bindparam("_id")).values(acted=sa.bindparam("_acted"))
+        conn.execute(by_id, found)
+
+
+def _acted_from_rows(conn: Connection) -> dict[int, int]:
+    """Delivery id -> its `acted` mask as the events naming its step make it (those with any)."""
     d, e = DELIVERY, ENROLLMENT
     bit = sa.case(*((EVENT.c.type == kind, b) for kind, b in ACTED_EVENTS.items()), else_=0)
     # From the events (a few per subscriber) to their email, through the enrollment: one
@@ -213,11 +233,39 @@ def set_acted(conn: Connection) -> None:
         .where(EVENT.c.type.in_(list(ACTED_EVENTS)))
         .group_by(d.c.id)
     )
-    conn.execute(sa.update(d).values(acted=0).where(d.c.acted != 0))
-    found = [{"_id": int(i), "_acted": int(a)} for i, a in conn.execute(acted)]
-    if found:
-        by_id = sa.update(d).where(d.c.id == sa.bindparam("_id")).values(acted=sa.bindparam("_acted"))
-        conn.execute(by_id, found)
+    return {int(i): int(a) for i, a in conn.execute(acted)}
+
+
+def differences(conn: Connection) -> list[str]:
+    """What the kept tallies and masks get wrong against a recount from the rows; [] when exact.
+
+    Reads only (safe beside running daemons, in one snapshot): the masks are compared with
+    what the milestones and events make them, then the tallies with a recount of the rows.
+    """
+    found: list[str] = []
+    e, d = ENROLLMENT, DELIVERY
+    wrong = conn.execute(sa.select(sa.func.count()).where(e.c.reached != _reached_from_rows())).scalar_one()
+    if wrong:
+        found.append(f"{wrong} enrollments' reached mask differs from their milestones and events")
+    expected = _acted_from_rows(conn)
+    kept = {int(i): int(a) for i, a in conn.execute(sa.select(d.c.id, d.c.acted).where(d.c.acted != 0))}
+    off = sum(1 for i in expected.keys() | kept.keys() if expected.get(i, 0) != kept.get(i, 0))
+    if off:
+        found.append(f"{off} emails' acted mask differs from the events naming their step")
+    if not found:  # with the masks right, the recount counts what the tallies should hold
+        kept_rows, counted = _by_key(tally_rows(conn, by_day=True)), _by_key(recount(conn))
+        none = (0, 0.0, 0)
+        for name in sorted(kept_rows.keys() | counted.keys()):
+            if kept_rows.get(name, none) != counted.get(name, none):
+                found.append(f"{' '.join(part for part in name if part)}: kept {kept_rows.get(name, none)}, "
+                             f"counted {counted.get(name, none)} (n, amount, priced)")
+    return found
+
+
+def _by_key(rows: Iterable[TallyRow]) -> dict[tuple[str, ...], tuple[int, float, int]]:
+    """Tally rows by their whole key, money rounded against float noise."""
+    return {(r.kind, r.funnel, r.day, r.k1, r.k2, r.k3, r.k4): (r.n, round(r.amount, 6), r.priced)
+            for r in rows}
 
 
 def day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
