@@ -75,6 +75,8 @@ def check_guardrails(db_engine: DbEngine, plans: Mapping[str, Plan], now: dateti
     return paused
 
 
+# How often the tallies are folded, in real seconds: a busy daemon appends three rows an email.
+FOLD_SECONDS = 5.0
 # A step's pause row as the check saw it: (paused_at, resumed_at), or None when it never was.
 _Seen = tuple[datetime, datetime | None] | None
 
@@ -110,7 +112,8 @@ def _since(conn: DbConnection, counts: StepCounts, resumed_at: datetime) -> Step
 
 
 class Guard:
-    """Runs `check_guardrails` at most every `interval` seconds of real time and sends the alerts."""
+    """Runs `check_guardrails` at most every `interval` seconds of real time and sends the alerts;
+    folds the stats tallies every `FOLD_SECONDS` between the checks."""
 
     def __init__(
         self,
@@ -126,21 +129,38 @@ class Guard:
         self.alert = alert
         self.monotonic = monotonic
         self.last: float | None = None
+        self.folded: float | None = None
 
     def due(self) -> bool:
-        """Whether a check is due now."""
-        return self.last is None or self.monotonic() - self.last >= self.interval
+        """Whether a check, or a fold of the tallies, is due now."""
+        return self._due(self.last, self.interval) or self._due(self.folded, FOLD_SECONDS)
+
+    def _due(self, last: float | None, every: float) -> bool:
+        return last is None or self.monotonic() - last >= every
+
+    def run(self, now: datetime) -> list[Paused]:
+        """The tick's periodic work (in the database thread): a check when its interval has
+        passed, else a fold of the tallies when that is due."""
+        if self._due(self.last, self.interval):
+            return self.check(now)
+        if self._due(self.folded, FOLD_SECONDS):
+            self._fold()
+        return []
 
     def check(self, now: datetime) -> list[Paused]:
-        """Fold the stats tallies, then judge every step now (in the database thread); alerts go
-        out after the commit."""
+        """Fold the stats tallies, then judge every step now; alerts go out after the commit."""
         self.last = self.monotonic()
-        # The rows the triggers appended since the last check, summed into the totals (a
-        # short write: a minute's changes), so that reads stay a few thousand rows.
-        with self.db_engine.begin() as conn:
-            tallies.fold(conn)
+        self._fold()
         paused = check_guardrails(self.db_engine, self.plans(), now)
         if self.alert is not None:
             for each in paused:
                 self.alert(each)
         return paused
+
+    def _fold(self) -> None:
+        """The rows the triggers appended since the last fold, summed into the totals: a short
+        write (a few seconds' changes: 0.015 s for 10,000 rows on SQLite, 0.67 s for the 450,000
+        a minute of 2,500 emails/s would leave), so that reads stay a few thousand rows."""
+        self.folded = self.monotonic()
+        with self.db_engine.begin() as conn:
+            tallies.fold(conn)

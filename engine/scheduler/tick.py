@@ -88,7 +88,7 @@ class Ticker:
                 break
         if self.guard is not None and self.guard.due():
             try:
-                await in_db_thread(self.db_executor, self.guard.check, self.clock.now())
+                await in_db_thread(self.db_executor, self.guard.run, self.clock.now())
             except Exception as error:  # a locked database: judged again next time; sending goes on
                 log("guardrail_check_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
         attempted = await self.dispatcher.dispatch()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from unittest.mock import patch
 
 import pytest
 import sqlalchemy as sa
@@ -17,11 +18,11 @@ from click.testing import CliRunner
 
 import engine.cli.guardrails as guardrails_cli
 from engine.cli import main
-from engine.scheduler.guard import Guard, check_guardrails
+from engine.scheduler.guard import FOLD_SECONDS, Guard, check_guardrails
 from engine.stats.alerts import post_alert
 from engine.store import pauses, queries
 from engine.store.stepstats import step_counts
-from engine.store.tables import DELIVERY, ENROLLMENT, GUARDRAIL_EVENT, STEP_PAUSE
+from engine.store.tables import DELIVERY, ENROLLMENT, GUARDRAIL_EVENT, STEP_PAUSE, TALLY
 from engine.subscribers import inbound
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
@@ -231,5 +232,32 @@ def test_a_failed_alert_is_logged_and_the_pause_holds(db_url: str, project: Path
         assert "alert_failed" in [r.getMessage() for r in caplog.records]
         with h.db_engine.connect() as conn:
             assert pauses.paused_steps(conn) == {"minimal": frozenset({"e1"})}
+    finally:
+        h.close()
+
+
+def test_the_tallies_are_folded_every_few_seconds_and_the_steps_judged_every_interval(
+        db_url: str, project: Path) -> None:
+    h = Harness(db_url, project, MONDAY)
+    try:
+        clock = [0.0]
+        guard = Guard(h.db_engine, lambda: h.daemon.live.current.plans, 60, monotonic=lambda: clock[0])
+        guard.run(h.clock.now())
+        _signup(h, ["f1", "f2"])  # the triggers append their tallies
+        with h.db_engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(TALLY)).scalar_one() > 0
+        clock[0] = FOLD_SECONDS - 0.1
+        assert not guard.due()
+        clock[0] = FOLD_SECONDS
+        assert guard.due()
+        judged: list[bool] = []
+        with patch("engine.scheduler.guard.check_guardrails", lambda *a: judged.append(True) or []):
+            assert guard.run(h.clock.now()) == []
+            assert judged == []  # folded only: the interval has not passed
+            with h.db_engine.connect() as conn:
+                assert conn.execute(sa.select(sa.func.count()).select_from(TALLY)).scalar_one() == 0
+            clock[0] = 60.0
+            guard.run(h.clock.now())
+            assert judged == [True]
     finally:
         h.close()
