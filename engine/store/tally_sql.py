@@ -132,6 +132,19 @@ def _cohort(d: _Dialect, e: str, sign: int) -> str:
     )
 
 
+def _before(r: str, sign: int, q: str) -> str:
+    """The other events event `r` is judged against: for an insert (`sign` 1), those stored
+    before it, for a delete, every other one still there.
+
+    As if the rows of one INSERT were inserted one by one, in id order: PostgreSQL runs
+    AFTER row triggers once the whole statement is done, when each sees the rows inserted
+    after it too (two answers in one INSERT would each find the other newer). The ids of
+    one INSERT grow in row order, and every stored event's id is smaller. A delete is
+    looked at BEFORE (tally_event_delete), with the rows deleted before it gone on both.
+    """
+    return f"{q}.id < {r}.id" if sign > 0 else f"{q}.id <> {r}.id"
+
+
 def _plain(column: str) -> str:
     """A text column the planner must not pick an index of: the event lookups go by subscriber.
 
@@ -252,7 +265,7 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
         priced = f"CASE WHEN {r}.amount IS NULL THEN 0 ELSE {sign} END"
         # A customer of a product is counted by their first purchase of it and uncounted by
         # their last: `r` is the only one (the others are looked for without it).
-        only = (f"NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id AND {_counted('e', 'q')} "
+        only = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {_before(r, sign, 'q')} AND {_counted('e', 'q')} "
                 f"AND coalesce(q.product, '') = coalesce({r}.product, ''))")
         return [
             f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', e.funnel, {day}, coalesce(e.segment, ''), "
@@ -268,9 +281,10 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
         """Answer event `r` added (+1) or taken away (-1): move the latest answer's tally."""
         if_answer = f"{r}.type = '{ANSWER}' AND {r}.question IS NOT NULL AND {r}.answer IS NOT NULL"
         # The latest answer to the question without `r`: it loses its place when `r` is newer.
-        other = (f"p.id <> {r}.id AND NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id "
+        other = (f"{_before(r, sign, 'p')} AND NOT EXISTS (SELECT 1 FROM event q "
+                 f"WHERE {_before(r, sign, 'q')} "
                  f"AND {_same_question('q', 'p')} AND {_newer('q', 'p')})")
-        r_is_latest = (f"NOT EXISTS (SELECT 1 FROM event q WHERE q.id <> {r}.id "
+        r_is_latest = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {_before(r, sign, 'q')} "
                        f"AND {_same_question('q', r)} AND {_newer('q', r)})")
         day = d.day("e.created_at")
         enrolled = f"e.subscriber_id = {r}.subscriber_id AND e.funnel = {r}.funnel"

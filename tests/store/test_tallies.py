@@ -27,7 +27,7 @@ from engine.store.funnelstats import funnel_numbers
 from engine.store.products import product_sales
 from engine.store.status import DeliveryStatus
 from engine.store.stepstats import step_counts
-from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER, TALLY, TALLY_TOTAL
+from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, TALLY, TALLY_TOTAL
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 STAGES = [Stage.MAGNET, Stage.NURTURE, Stage.SALES, Stage.CUSTOMER, Stage.WINBACK, Stage.SUNSET, Stage.SURVEY]
@@ -201,3 +201,23 @@ def test_folding_sums_the_appended_rows_and_drops_the_keys_that_cancel_out(db_en
                                         TALLY_TOTAL.c.k4, TALLY_TOTAL.c.n)).all()
         assert totals == [("cohort", "2026-03-02", "blog", "1", 1)]  # mask 0's row cancelled out: gone
         assert tallies.fold(conn) == 0
+
+
+def test_events_inserted_several_in_one_statement_are_counted_as_if_one_by_one(db_engine: Engine) -> None:
+    """PostgreSQL runs AFTER row triggers once the statement is done: each row then sees the others."""
+    with db_engine.connect() as conn, conn.begin():
+        sid = subscribers.upsert_subscriber(conn, {"email": "a@example.com"}, T0)[0]
+        signups.enroll(conn, sid, "f", State(Stage.CONFIRMING, T0), T0)
+        queries.record_event(conn, sid, "answer", T0, funnel="f", wake=False, question="level", answer="new")
+        empty = ("external_id", "name", "step", "question", "answer", "product", "amount", "currency")
+        base = {**dict.fromkeys(empty), "subscriber_id": sid, "funnel": "f", "data": {}}
+        conn.execute(sa.insert(EVENT).values([  # one INSERT of four rows
+            {**base, "type": "answer", "at": T0 + timedelta(hours=1), "question": "level", "answer": "pro"},
+            {**base, "type": "answer", "at": T0 + timedelta(hours=2), "question": "level", "answer": "racer"},
+            {**base, "type": "purchase", "at": T0 + timedelta(hours=3), "product": "book", "amount": 5.0},
+            {**base, "type": "purchase", "at": T0 + timedelta(hours=4), "product": "book", "amount": 5.0},
+        ]))
+        kept = _summed(tallies.tally_rows(conn, by_day=True))
+        assert kept == _summed(_recounted(conn))
+        assert kept[("answer", "f", "2026-03-02", "level", "racer", "", "")] == (1, 0.0, 0)
+        assert kept[("customer", "f", "2026-03-02", "book", "", "", "")] == (1, 0.0, 0)
