@@ -1,13 +1,15 @@
-"""What the stats triggers cost an email's writes: its INSERT and two status changes, with and without them.
+"""What the stats triggers cost an email's writes (and a click's), with and without them.
 
     python -m bench.tally_cost [--emails 3000] [--rounds 4] [--database sqlite|postgresql]
 
 The engine writes a delivery row when it decides an email, marks it `sending` when a
 daemon claims it and `sent` when the server took it. This does the same to N rows in
 three statements, in a new database with the tally triggers (migration 0005) and in one
-without them (`tally_sql.uninstall`), alternating, and prints the best of the rounds per
-email: the process's CPU on SQLite (the database runs in this process), the wall time
-on PostgreSQL (the server's work is in another process). The last line is JSON.
+without them (`tally_sql.uninstall`), alternating; then records a click on each email
+(`queries.record_event`, one transaction), which sets the email's `acted` bit. It prints
+the best of the rounds per email and per click: the process's CPU on SQLite (the
+database runs in this process), the wall time on PostgreSQL (the server's work is in
+another process). The last line is JSON.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from engine.store.tables import DELIVERY
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
 
-def per_email(url: str, emails: int, triggers: bool) -> float:
-    """Seconds per email (CPU on SQLite, wall on PostgreSQL) of the three writes, in a new database."""
+def per_email(url: str, emails: int, triggers: bool) -> tuple[float, float]:
+    """Seconds per email of the three writes, and per click (CPU on SQLite, wall on PostgreSQL)."""
     db_engine = make_engine(url)
     upgrade(db_engine)
     with db_engine.begin() as conn:
@@ -45,16 +47,20 @@ def per_email(url: str, emails: int, triggers: bool) -> float:
     rows = [{"enrollment_id": e, "subscriber_id": s, "funnel": "f", "step": "e1", "message_id": f"<{e}@b>",
              "status": "queued", "created_at": NOW, "updated_at": NOW, "next_attempt_at": NOW}
             for s, e in enrolled]
-    sqlite = url.startswith("sqlite")
-    cpu, wall = time.process_time(), time.perf_counter()
+    clock = time.process_time if url.startswith("sqlite") else time.perf_counter
+    began = clock()
     with db_engine.begin() as conn:
         queries.queue_deliveries(conn, rows)
     for status in ("sending", "sent"):
         with db_engine.begin() as conn:
             conn.execute(sa.update(DELIVERY).values(status=status))
-    spent = time.process_time() - cpu if sqlite else time.perf_counter() - wall
+    written = clock()
+    with db_engine.begin() as conn:
+        for sid, _ in enrolled:
+            queries.record_event(conn, sid, "click", NOW, funnel="f", step="e1", wake=False)
+    clicked = clock()
     db_engine.dispose()
-    return spent / emails
+    return (written - began) / emails, (clicked - written) / emails
 
 
 def main() -> None:
@@ -63,7 +69,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
-    best = {True: float("inf"), False: float("inf")}
+    best = {(t, part): float("inf") for t in (True, False) for part in (0, 1)}
     for _ in range(args.rounds):
         for triggers in (False, True):
             if args.database == "sqlite":
@@ -75,14 +81,17 @@ def main() -> None:
                     spent = per_email(url, args.emails, triggers)
                 finally:
                     drop_database(url)
-            best[triggers] = min(best[triggers], spent)
-            print(f"{'with' if triggers else 'without'} the triggers: {spent * 1e6:7.1f} µs per email")
+            for part in (0, 1):
+                best[(triggers, part)] = min(best[(triggers, part)], spent[part])
+            print(f"{'with' if triggers else 'without'} the triggers: {spent[0] * 1e6:7.1f} µs per email, "
+                  f"{spent[1] * 1e6:7.1f} µs per click")
     what = "CPU" if args.database == "sqlite" else "wall time"
-    without, with_ = best[False] * 1e6, best[True] * 1e6
-    print(f"best of {args.rounds}: {without:.1f} µs without, {with_:.1f} µs with ({what})")
-    print(json.dumps({"database": args.database, "emails": args.emails, "measure": what,
-                      "without_us": round(best[False] * 1e6, 1), "with_us": round(best[True] * 1e6, 1),
-                      "added_us": round((best[True] - best[False]) * 1e6, 1)}))
+    figures: dict[str, object] = {"database": args.database, "emails": args.emails, "measure": what}
+    for part, name in ((0, "email"), (1, "click")):
+        without, with_ = best[(False, part)] * 1e6, best[(True, part)] * 1e6
+        print(f"best of {args.rounds}, per {name}: {without:.1f} µs without, {with_:.1f} µs with ({what})")
+        figures[f"{name}_without_us"], figures[f"{name}_with_us"] = round(without, 1), round(with_, 1)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
