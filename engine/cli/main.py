@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
@@ -14,7 +13,7 @@ import click
 from engine.config import Settings, database_url, load_settings
 from engine.errors import EngineError
 from engine.project.folder import Project
-from engine.scheduler.clock import Clock, ScaledClock
+from engine.scheduler.clock import Clock, marked_clock
 from engine.store import meta
 from engine.store.db import DbEngine, DbError, make_engine
 
@@ -65,11 +64,7 @@ class Context:
             return reader(self.database())  # the same error, worded as every command words it
         click.get_current_context().call_on_close(db_engine.dispose)
         try:
-            # As engine/daemon/wiring.py command_clock reads it: a --time-scale demo's clock.
-            mark = meta.read(db_engine, "clock")
-            if mark is not None and mark.get("kind") == "fast":
-                since = datetime.fromisoformat(str(mark["since"]))
-                self.demo_clock = ScaledClock(float(mark["scale"]), since)
+            self.demo_clock = marked_clock(meta.read(db_engine, "clock"))  # a --time-scale demo's
             return reader(db_engine)
         except DbError:
             pass

@@ -23,6 +23,7 @@ from engine.scheduler.clock import (
     SystemClock,
     clock_mark,
     describe_mark,
+    marked_clock,
     real_time,
     scale_of,
 )
@@ -177,10 +178,7 @@ def _refuse_other_clock(db_engine: DbEngine, mark: dict[str, Any] | None, time_s
 def command_clock(db_engine: DbEngine) -> Clock | None:
     """The clock a command writes with on a --time-scale demo's database: the demo's (commands
     read and write beside its daemon, in its future); None for any other database."""
-    mark = meta.read(db_engine, "clock")
-    if mark is not None and mark.get("kind") == "fast":
-        return ScaledClock(float(mark["scale"]), datetime.fromisoformat(str(mark["since"])))
-    return None
+    return marked_clock(meta.read(db_engine, "clock"))
 
 
 def daemon_clock(db_engine: DbEngine, time_scale: float) -> Clock:

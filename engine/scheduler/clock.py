@@ -86,6 +86,14 @@ def clock_mark(clock: Clock) -> dict[str, Any]:
     return {"kind": "real"}
 
 
+def marked_clock(mark: dict[str, Any] | None) -> Clock | None:
+    """The clock a "clock" mark names when it is a --time-scale demo's (the one that started the
+    database's fast time); None for a real-time database or one without a mark."""
+    if mark is not None and mark.get("kind") == "fast":
+        return ScaledClock(float(mark["scale"]), datetime.fromisoformat(str(mark["since"])))
+    return None
+
+
 def describe_mark(mark: dict[str, Any]) -> str:
     """A mark in words: 'a real-time run' or 'a --time-scale 3600 demo'."""
     if mark.get("kind") == "fast":
