@@ -27,6 +27,7 @@ class Context:
         self.root = project
         self.project = Project(project)
         self.demo_clock: Clock | None = None  # a --time-scale demo's, when its database is open
+        self._opened = False  # whether the database (and so its clock mark) was read yet
 
     @cached_property
     def settings(self) -> Settings:
@@ -45,6 +46,7 @@ class Context:
             # any transaction (SQLite allows one writer), and `clock` gives its time.
             db_engine = open_database(self.settings, self.root)
             self.demo_clock = command_clock(db_engine)
+            self._opened = True
         except EngineError as error:
             raise click.ClickException(str(error)) from error
         click.get_current_context().call_on_close(db_engine.dispose)
@@ -65,6 +67,7 @@ class Context:
         click.get_current_context().call_on_close(db_engine.dispose)
         try:
             self.demo_clock = marked_clock(meta.read(db_engine, "clock"))  # a --time-scale demo's
+            self._opened = True
             return reader(db_engine)
         except DbError:
             pass
@@ -72,7 +75,13 @@ class Context:
 
     def clock(self, default: Clock) -> Clock:
         """The time commands write with: an open demo database's own (its daemon runs in the
-        future), else `default` (the command module's clock, which tests freeze)."""
+        future), else `default` (the command module's clock, which tests freeze).
+
+        Only once the database was opened (`database` or `read`): before, a demo's clock is
+        not known yet, and the real time would write the past into its future.
+        """
+        if not self._opened:
+            raise RuntimeError("Context.clock() before the database was opened: open it first")
         return self.demo_clock or default
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
-from engine.cli.main import COMMANDS, main
+import pytest
+
+from engine.cli.main import COMMANDS, Context, main
+from engine.scheduler.clock import SystemClock
 
 
 def test_commands_names_the_module_of_every_command() -> None:
@@ -25,3 +29,10 @@ def test_subscribers_show_does_not_import_the_daemon() -> None:
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_commands_clock_is_asked_only_after_its_database_is_open(tmp_path: Path) -> None:
+    """A --time-scale demo's database has a clock of its own; before it is read, none can be given."""
+    context = Context(tmp_path)
+    with pytest.raises(RuntimeError, match="before the database was opened"):
+        context.clock(SystemClock())
