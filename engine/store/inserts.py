@@ -22,11 +22,36 @@ def insert_ignoring_conflicts(
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     key = next(iter(table.primary_key.columns))
+    if dialect is postgresql and len(rows) > 1 and _arrays_can_carry(table, rows[0]):
+        return len(conn.execute(_unnest_insert(table, rows, unique).returning(key)).all())
     statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(key)
     # rowcount is not reliable for batched inserts on every driver; counting RETURNING rows is.
     if len(rows) == 1:
         return len(conn.execute(statement, dict(rows[0])).all())
     return len(conn.execute(statement, list(rows)).all())
+
+
+def _arrays_can_carry(table: sa.Table, row: Mapping[str, Any]) -> bool:
+    """Whether every column of `row` can travel as a PostgreSQL array (JSON ones are left out)."""
+    return not any(isinstance(table.c[name].type, sa.JSON) for name in row)
+
+
+def _unnest_insert(
+    table: sa.Table, rows: Sequence[Mapping[str, Any]], unique: Sequence[str]
+) -> postgresql.Insert:
+    """INSERT ... SELECT FROM unnest(one array per column) ON CONFLICT DO NOTHING, on PostgreSQL.
+
+    One short statement whatever the number of rows. The multi-row VALUES that SQLAlchemy
+    writes otherwise (insertmanyvalues) is parsed by psycopg in Python: 418 KB of SQL for
+    1,000 queued emails, 117 ms for 3,000, about 39 µs an email of the deciding tick.
+    """
+    names = list(rows[0])
+    arrays = [sa.bindparam(f"unnest_{name}", [row[name] for row in rows],
+                           type_=postgresql.ARRAY(table.c[name].type)) for name in names]
+    source = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    chosen = sa.select(*(source.c[name] for name in names))
+    statement = postgresql.insert(table).from_select(names, chosen)
+    return statement.on_conflict_do_nothing(index_elements=list(unique))
 
 
 def insert_new(
