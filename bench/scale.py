@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from bench.healthz import wait_until_healthy
 from bench.postgres import create_database, drop_database
 from bench.scale_load import ORDER, Loader, PostgresLoader, SqliteLoader
 from bench.scale_people import FUNNEL, Ids, Population, first_marathon
@@ -231,16 +232,7 @@ def daemon(project: Path, url: str) -> Iterator[tuple[str, int, float]]:
     base = f"http://127.0.0.1:{port}"
     began = time.perf_counter()
     try:
-        while True:
-            if process.poll() is not None or time.perf_counter() - began > 300:
-                raise RuntimeError("the daemon did not start; its log ends:\n"
-                                   + log_path.read_text(errors="replace")[-3000:])
-            try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_healthy(process, base, log_path, 300)
         yield base, process.pid, time.perf_counter() - began
     finally:
         process.terminate()

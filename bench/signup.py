@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from bench.healthz import wait_until_healthy
 from bench.httpload import Measured, measure
 from bench.machine import sample
 from bench.postgres import create_database, drop_database
@@ -88,17 +89,7 @@ def server(project: Path, url: str) -> Iterator[tuple[str, subprocess.Popen[byte
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the daemon did not start; its log ends:\n{tail}")
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_healthy(process, base_url, log_path, 60)
         yield base_url, process
     finally:
         process.send_signal(signal.SIGTERM)
