@@ -177,12 +177,9 @@ def replace_totals(conn: Connection) -> None:
             n=row.n, amount=row.amount, priced=row.priced))
 
 
-def set_reached(conn: Connection, enrollment_ids: Iterable[int] | None = None) -> None:
+def set_reached(conn: Connection) -> None:
     """Compute `enrollment.reached` from the milestones and events (the triggers keep it after)."""
-    statement = sa.update(ENROLLMENT).values(reached=_reached_from_rows())
-    if enrollment_ids is not None:
-        statement = statement.where(ENROLLMENT.c.id.in_(list(enrollment_ids)))
-    conn.execute(statement)
+    conn.execute(sa.update(ENROLLMENT).values(reached=_reached_from_rows()))
 
 
 def _reached_from_rows() -> sa.ColumnElement[int]:
@@ -268,7 +265,7 @@ def _by_key(rows: Iterable[TallyRow]) -> dict[tuple[str, ...], tuple[int, float,
             for r in rows}
 
 
-def day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
+def _day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
     """A stored time's UTC date as 'YYYY-MM-DD', as the triggers write it."""
     if conn.dialect.name == "sqlite":
         return sa.func.substr(column, 1, 10)
@@ -284,7 +281,7 @@ def recount(
 ) -> list[TallyRow]:
     """The tallies counted from the rows, for enrollments (emails, for `mail`) created in [start, end)."""
     e, s, p = ENROLLMENT, SUBSCRIBER, EVENT
-    day = day_of(conn, e.c.created_at)
+    day = _day_of(conn, e.c.created_at)
     blank = sa.literal("")
 
     def narrowed(statement: sa.Select[Any]) -> sa.Select[Any]:
@@ -343,7 +340,7 @@ def recount(
     ).where(ranked.c.rank == 1).group_by(ranked.c.funnel, ranked.c.day, ranked.c.question, ranked.c.answer)
     d = DELIVERY
     status = sa.case((d.c.status.in_(PENDING_STATUSES), PENDING_AS), else_=d.c.status)
-    mail_day = day_of(conn, d.c.created_at)
+    mail_day = _day_of(conn, d.c.created_at)
     mail = sa.select(
         sa.literal("mail"), d.c.funnel, mail_day, d.c.step, status, sa.cast(d.c.acted, sa.String(12)), blank,
         sa.func.count(), sa.literal(0.0), sa.literal(0),
