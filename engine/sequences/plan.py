@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from enum import StrEnum
 from functools import cached_property
 
 from engine.sequences.values import Ratio
-from engine.sequences.window import FrequencyCap, SendWindow
+from engine.sequences.window import FrequencyCap, SendWindow, zone
 
 
 class Role(StrEnum):
@@ -31,6 +31,7 @@ class PathKind(StrEnum):
     SALES = "sales"
     CUSTOMER = "customer"
     WINBACK = "winback"
+    BROADCAST = "broadcast"  # a one-off email from broadcasts/ (docs/broadcasts.md)
 
 
 # The step id of the resent confirmation: the confirmation's id and this suffix.
@@ -169,6 +170,71 @@ class WinbackPlan:
     path: PathPlan
 
 
+class RatioBreak(StrEnum):
+    """What a sale broadcast does where it would break the ratio for a recipient."""
+
+    SKIP = "skip"  # they do not get the broadcast
+    DEFER = "defer"  # they get it; their next sequence sale waits until the ratio allows it
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who of a funnel's enrollments a broadcast goes to: every condition given must hold.
+
+    A condition left at its default does not narrow the audience. The unsubscribed, the
+    suppressed, the unconfirmed and those in win-back or sunset are always left out
+    (engine/flow/broadcasts.py), whatever these say.
+    """
+
+    segments: frozenset[str] | None = None  # in one of these segments
+    stages: frozenset[str] | None = None  # at one of these stages (engine.flow.state.Stage values)
+    # question -> accepted answers: their latest answer to each question is one of these
+    answers: tuple[tuple[str, frozenset[str]], ...] = ()
+    tags: frozenset[str] = frozenset()  # has every one of these tags
+    without_tags: frozenset[str] = frozenset()  # has none of these tags
+    # bought one of these products; the empty set: bought anything
+    bought: frozenset[str] | None = None
+    # bought none of these products; the empty set: never bought anything
+    not_bought: frozenset[str] | None = None
+    engaged_within: timedelta | None = None  # opened or clicked an email within this long
+    signed_up_after: datetime | None = None  # the enrollment began at or after (UTC)
+    signed_up_before: datetime | None = None  # the enrollment began before (UTC)
+
+
+@dataclass(frozen=True)
+class BroadcastPlan:
+    """A compiled broadcast: one email to an audience of one funnel, at one time."""
+
+    id: str
+    name: str
+    funnel: str
+    source: str  # the broadcast file, as errors show it
+    email: EmailStep  # path BROADCAST; its id is the broadcast's id
+    audience: Audience
+    # `local`: `at` is a wall-clock time (naive) in each recipient's own time zone;
+    # otherwise one instant (aware, UTC).
+    at: datetime
+    local: bool
+    use_window: bool = True  # inside the funnel's send window
+    when_ratio_breaks: RatioBreak = RatioBreak.SKIP
+    attribution: timedelta = timedelta(days=7)  # a purchase within this long counts for it
+
+    def due_at(self, timezone: str) -> datetime:
+        """When it goes to a recipient in `timezone` (UTC); a local time that a DST gap
+        skips goes at the same wall time shifted by the gap, as zoneinfo resolves it."""
+        if not self.local:
+            return self.at
+        return self.at.replace(tzinfo=zone(timezone)).astimezone(UTC)
+
+    def first_due(self) -> datetime:
+        """The earliest moment it goes to anyone: `at` in the easternmost zone (UTC+14)."""
+        return self.at - timedelta(hours=14) if self.local else self.at
+
+    def last_due(self) -> datetime:
+        """The latest moment it goes to anyone: `at` in the westernmost zone (UTC-12)."""
+        return self.at + timedelta(hours=12) if self.local else self.at
+
+
 @dataclass(frozen=True)
 class Plan:
     """A compiled funnel."""
@@ -199,6 +265,8 @@ class Plan:
     winback: WinbackPlan | None = None
     # Product id -> the segment whose customer path a purchase of it starts.
     products: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The broadcasts (broadcasts/*.yaml) that go to this funnel's people, in file order.
+    broadcasts: tuple[BroadcastPlan, ...] = ()
 
     def customer_segment(self, segment: SegmentPlan, product: str | None) -> tuple[SegmentPlan, str]:
         """The segment whose customer path a purchase of `product` starts, and why.
@@ -248,6 +316,12 @@ class Plan:
                 yield from segment.path(kind).steps
         if self.winback:
             yield from self.winback.path.steps
+        for broadcast in self.broadcasts:
+            yield broadcast.email
+
+    def broadcast(self, broadcast_id: str | None) -> BroadcastPlan | None:
+        """The broadcast with this id, if the release has it."""
+        return next((b for b in self.broadcasts if b.id == broadcast_id), None)
 
     @cached_property
     def sender_parts(self) -> tuple[str, str]:
