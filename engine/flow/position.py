@@ -22,9 +22,12 @@ def position(path: PathPlan, done: Sequence[Done]) -> int | None:
     "Last" is the latest in time, not the furthest in the file: moving an email they got to
     the end of the path must not make them skip every email in between. A `send_to_passed`
     email does not count: it may have been sent behind them, and counting it would move
-    them back (or, moved ahead later, forward over emails they never got).
+    them back (or, moved ahead later, forward over emails they never got). Nor does a
+    deferred sale (engine/flow/broadcasts.py): it goes after the emails that follow it.
     """
     for each in reversed(done):
+        if each.deferred:  # a sale that waited for the ratio went (or waits) out of the path's order
+            continue
         index = path.index(each.step)
         if index is not None and not path.steps[index].send_to_passed:
             return index

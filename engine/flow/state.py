@@ -65,12 +65,19 @@ class Event:
 
 @dataclass(frozen=True)
 class Done:
-    """An email of this enrollment that was sent (or skipped on purpose)."""
+    """An email of this enrollment that was sent (or skipped on purpose).
+
+    A sequence sale that a broadcast's sale kept out of the ratio's window is deferred, not
+    skipped (engine/flow/broadcasts.py): noted `deferred` and `skipped` while it waits, and
+    once more, `deferred` and not skipped, when it goes. Deferred entries never mark a
+    position in the path (engine/flow/position.py).
+    """
 
     step: str
     path: PathKind
     role: Role
     skipped: bool = False
+    deferred: bool = False
 
 
 @dataclass(frozen=True)

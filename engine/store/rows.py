@@ -19,8 +19,10 @@ def state_of(row: Mapping[Any, Any]) -> State:
         step=row["step"],
         last_sent_at=row["last_sent_at"],
         deadline=row["deadline"],
+        # [step, path, role, skipped] and, for a sale deferred by the ratio, a fifth: true.
         done=tuple(
-            Done(step, PathKind(path), Role(role), bool(skipped)) for step, path, role, skipped in row["done"]
+            Done(entry[0], PathKind(entry[1]), Role(entry[2]), bool(entry[3]), len(entry) > 4 and bool(entry[4]))
+            for entry in row["done"]
         ),
         reason=row["reason"],
         resume_stage=Stage(row["resume_stage"]) if row["resume_stage"] else None,
@@ -37,7 +39,8 @@ def state_values(state: State) -> dict[str, Any]:
         "step": state.step,
         "last_sent_at": state.last_sent_at,
         "deadline": state.deadline,
-        "done": [[d.step, d.path.value, d.role.value, d.skipped] for d in state.done],
+        "done": [[d.step, d.path.value, d.role.value, d.skipped, *((True,) if d.deferred else ())]
+                 for d in state.done],
         "reason": state.reason,
         "resume_stage": state.resume_stage.value if state.resume_stage else None,
         "resume_step": state.resume_step,
