@@ -24,6 +24,14 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Defer:
+    """This sale waits: a broadcast's sale is in the ratio's window; it goes once the ratio allows."""
+
+    email: EmailStep
+    reason: str
+
+
+@dataclass(frozen=True)
 class EnterSegment:
     """The subscriber now belongs to a segment."""
 
@@ -46,4 +54,4 @@ class End:
     reason: str
 
 
-Action = Send | Skip | EnterSegment | EnterPath | End
+Action = Send | Skip | Defer | EnterSegment | EnterPath | End

@@ -115,6 +115,8 @@ def words(plan: Plan, wait: waits.Wait, timezone: str) -> str:
             if at != allowed and window:
                 text += f"; the send window ({window.text}) opens at {when(at, tz)}"
             return text
+        case waits.BroadcastDue(email, at):
+            return f"broadcast '{email.id}' goes to them at {when(at, tz)}"
         case waits.SunsetDue(after):
             return (f"win-back emails sent; sunset if there is no click within {format_delay(after)} "
                     "of the last")

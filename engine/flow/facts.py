@@ -38,6 +38,7 @@ def facts_for(
     paused: Mapping[str, frozenset[str]],
     confirmations: Iterable[datetime] = (),
     held: Iterable[str] = (),
+    broadcasts: Iterable[tuple[str, datetime]] = (),
 ) -> Facts:
     """The facts of one enrollment in `funnel`.
 
@@ -45,7 +46,8 @@ def facts_for(
     emails in every funnel (the last CAP_HISTORY is enough); `paused`: the paused step ids
     of every funnel; `confirmations`: when confirmation requests were decided for the
     address (the last engine.flow.joining.CONFIRMATION_GAP is enough); `held`: the steps of
-    this enrollment whose emails are held for their files.
+    this enrollment whose emails are held for their files; `broadcasts`: the broadcasts it
+    is a recipient of, (id, when due to it).
     """
     return Facts(
         timezone=timezone,
@@ -57,6 +59,7 @@ def facts_for(
         status=status,
         confirmations=tuple(confirmations),
         held=tuple(held),
+        broadcasts=tuple(broadcasts),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from engine.flow.actions import Action, EnterPath, Send
+from engine.flow.broadcasts import matches
 from engine.flow.facts import facts_for
 from engine.flow.late import unheeded
 from engine.flow.state import Event, EventType, Facts, Stage, State
@@ -45,6 +46,7 @@ class Script:
     # A reader opens every marketing email an hour after it arrives; an idle subscriber opens
     # nothing, which shows the win-back emails and the sunset.
     reader: bool = True
+    tags: frozenset[str] = frozenset()  # the tags they have from the start (tag events add more)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,17 @@ def simulate(plan: Plan, script: Script) -> Timeline:
     state = start(plan, script.start)
     timeline = Timeline()
     now = script.start
+    # A broadcast takes its audience at its first moment (engine/scheduler/broadcasts.py): from
+    # those who signed up before it, as they stand then.
+    unasked = {b.id: b.first_due() for b in plan.broadcasts if b.first_due() > script.start}
     while True:
+        for broadcast in plan.broadcasts:
+            if unasked.get(broadcast.id, until + timedelta(days=1)) <= now:
+                del unasked[broadcast.id]
+                if matches(broadcast.audience, state, facts.until(now), _tags(script, facts, now),
+                           script.start, now):
+                    facts = replace(facts, broadcasts=(*facts.broadcasts,
+                                                       (broadcast.id, broadcast.due_at(script.timezone))))
         outcome = step(plan, state, facts, now)
         for action in outcome.actions:
             timeline.entries.append(Entry(now, outcome.state.segment, outcome.state.stage, action))
@@ -109,7 +121,7 @@ def simulate(plan: Plan, script: Script) -> Timeline:
                 late = unheeded(plan, state, facts.until(now), event)
                 if late:
                     timeline.entries.append(Entry(now, state.segment, state.stage, Ignored(event, late)))
-        upcoming = [e.at for e in facts.events if e.at > now]
+        upcoming = [e.at for e in facts.events if e.at > now] + list(unasked.values())
         if outcome.wake_at is not None:
             upcoming.append(max(outcome.wake_at, now + timedelta(seconds=1)))
         if not upcoming or min(upcoming) > until:
@@ -117,6 +129,17 @@ def simulate(plan: Plan, script: Script) -> Timeline:
         now = min(upcoming)
     timeline.final = state
     return timeline
+
+
+def _tags(script: Script, facts: Facts, now: datetime) -> frozenset[str]:
+    """The tags the scripted subscriber has at `now`: the script's, then tag and untag events in order."""
+    tags = set(script.tags)
+    for event in sorted((e for e in facts.events if e.at <= now and e.name), key=lambda e: e.at):
+        if event.type is EventType.TAG:
+            tags.add(event.name or "")
+        elif event.type is EventType.UNTAG:
+            tags.discard(event.name or "")
+    return frozenset(tags)
 
 
 def _why_ignored(plan: Plan, state: State, event: Event) -> str | None:

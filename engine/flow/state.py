@@ -121,6 +121,9 @@ class Facts:
     # This enrollment's emails held because the files cannot render them (engine/scheduler/sending.py):
     # the next email waits for them, so that what the person receives keeps the path's order.
     held: tuple[str, ...] = ()
+    # The broadcasts this enrollment is a recipient of, with when each is due to it: (id, UTC).
+    # Those it already got or skipped are in State.done (engine/flow/broadcasts.py).
+    broadcasts: tuple[tuple[str, datetime], ...] = ()
 
     def until(self, now: datetime) -> Facts:
         """These facts as they stood at `now`.

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from engine.flow import waits
-from engine.flow.actions import Action, End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.actions import Action, Defer, End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.broadcasts import deferred_waiting, on_broadcasts, pending
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
 from engine.flow.late import late_answer
 from engine.flow.moves import Move, end, send
@@ -52,7 +53,7 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     """Advance one enrollment to `now`: send what is due, move on, say when to wake next."""
     facts = facts.until(now)
     if facts.status in BLOCKED_STATUSES and state.stage is not Stage.ENDED:
-        return _blocked(state, facts.status)
+        return _blocked(plan, state, facts)
     actions: list[Action] = []
     entered: list[Stage] = []
     # Every move sends, skips or changes stage, so the loop ends; the bound is a guard.
@@ -70,16 +71,45 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
     raise RuntimeError(f"funnel '{plan.funnel}': step() made no progress at {now}")  # pragma: no cover
 
 
-def _blocked(state: State, status: str) -> Outcome:
-    """A bounced or complained address ends the enrollment, whatever it waited for."""
-    reason = f"the address {status}"
-    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason)
+def _blocked(plan: Plan, state: State, facts: Facts) -> Outcome:
+    """A bounced or complained address ends the enrollment, whatever it waited for; its pending
+    broadcasts are skipped with it, as nothing will look at the enrollment again."""
+    reason = f"the address {facts.status}"
+    spared = tuple(Done(b.email.id, PathKind.BROADCAST, b.email.role, skipped=True)
+                   for b, _due in pending(plan, state, facts))
+    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason, done=(*state.done, *spared))
+    skips = tuple(Skip(b.email, reason) for b, _due in pending(plan, state, facts))
     # Not in `entered`: ended from outside the funnel's walk, this ending never wrote a
     # milestone, and the stage counts (engine/store/funnelstats.py) stay as they were.
-    return Outcome(ended, (End(reason),), None, waits.AddressBlocked(status))
+    return Outcome(ended, (*skips, End(reason)), None, waits.AddressBlocked(facts.status))
 
 
 def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
+    """The next move, or why none is due: a due broadcast first, then the funnel's own walk;
+    of two waits, the one that ends sooner."""
+    broadcast = on_broadcasts(plan, state, facts, now, _ahead(plan, state, facts))
+    if isinstance(broadcast, Move):
+        return broadcast
+    walked = _walk_funnel(plan, state, facts, now)
+    if broadcast is not None and not isinstance(walked, Move) and (
+            walked.at is None or (broadcast.at is not None and broadcast.at < walked.at)):
+        return broadcast
+    return walked
+
+
+def _ahead(plan: Plan, state: State, facts: Facts) -> tuple[EmailStep, ...]:
+    """The emails still ahead of the enrollment in the path it walks, in order ((): none, or not a path)."""
+    if state.stage.path is None:
+        return ()
+    path = walked_path(plan, state, facts)
+    current = _current(path, state) if path is not None else None
+    if path is None or current is None:
+        return ()
+    index = path.index(current.id)
+    return path.steps[index:] if index is not None else ()
+
+
+def _walk_funnel(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
     if state.stage is Stage.ENDED:
         return waits.Ended(state.reason)
     if facts.first(EventType.UNSUBSCRIBE):
@@ -167,10 +197,14 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
         moved = replace(state, segment=plan.default_segment, step=None)
         return Move(moved, (EnterSegment(plan.default_segment,
                                           f"segment '{state.segment}' was removed"),))
-    email = _current(path, state)
+    deferred = deferred_waiting(state, path.steps)
+    ready = next((e for e in deferred if not _breaks_ratio(plan, state, kind)), None)
+    email = ready or _current(path, state)
+    if email is None and deferred:  # the path is over before the ratio let them go
+        return _drop_deferred(state, deferred)
     if email is None:
         return _path_finished(plan, state, kind, now)
-    if email.id != state.step:
+    if email.id != state.step and ready is None:
         return Move(replace(state, step=email.id))
     if email.id in facts.paused:
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
@@ -199,8 +233,17 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
                         resume_stage=state.stage, resume_step=email.id)
         reason = f"no open or click for {format_delay(now - idle)}"
         return Move(moved, (EnterPath(PathKind.WINBACK, reason),))
+    if ready is not None:  # a deferred sale goes now; the walk stays where it is
+        went = Done(email.id, kind, email.role, deferred=True)
+        return Move(replace(state, done=(*state.done, went), last_sent_at=now), (Send(email, state.segment),))
     if email.role is Role.SALE and kind in _RATIO_PATHS and _breaks_ratio(plan, state, kind):
         after = _after(path, email)
+        if not _breaks_ratio(plan, state, kind, broadcasts=False):
+            # Only a broadcast's emails stand in its way: it waits instead of being lost.
+            waiting = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
+                                                                         skipped=True, deferred=True)))
+            return Move(waiting, (Defer(email, "a broadcast's sale is in the window of the "
+                                               f"{plan.ratio} rule; it goes once the rule allows"),))
         skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                      skipped=True)))
         return Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
@@ -222,15 +265,24 @@ def _after(path: PathPlan, email: EmailStep) -> str | None:
     return nxt.id if nxt else None
 
 
-def _breaks_ratio(plan: Plan, state: State, kind: PathKind) -> bool:
+def _breaks_ratio(plan: Plan, state: State, kind: PathKind, broadcasts: bool = True) -> bool:
     """Whether one more sale now would put too many sales in the last window of emails.
 
     The validator already enforces the ratio on every file; this guards the mixed
-    timelines that editing a live funnel can produce.
+    timelines that editing a live funnel can produce, and the broadcasts that came
+    between the path's emails (`broadcasts=False`: as if they had not).
     """
-    sent = [d.role for d in state.done if d.path is kind and not d.skipped]
+    paths = (kind, PathKind.BROADCAST) if broadcasts else (kind,)
+    sent = [d.role for d in state.done if d.path in paths and not d.skipped]
     recent = sent[-(plan.ratio.window - 1):] if plan.ratio.window > 1 else []
     return not sent or sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale
+
+
+def _drop_deferred(state: State, deferred: list[EmailStep]) -> Move:
+    """The path ended while these sales still waited for the ratio: they are skipped, said so."""
+    dropped = tuple(Done(e.id, e.path, e.role, skipped=True) for e in deferred)
+    reason = "its path ended before the ratio allowed it after a broadcast's sale"
+    return Move(replace(state, done=(*state.done, *dropped)), tuple(Skip(e, reason) for e in deferred))
 
 
 def _idle_since(facts: Facts) -> datetime | None:

@@ -134,6 +134,14 @@ class CapReached:
 
 
 @dataclass(frozen=True)
+class BroadcastDue:
+    """The broadcast `email` goes to this recipient at `at` (their local time, or its one instant)."""
+
+    email: EmailStep
+    at: datetime
+
+
+@dataclass(frozen=True)
 class SunsetDue:
     """The win-back emails went out; without a click within `after` of the last, sunset at `at`."""
 
@@ -143,4 +151,4 @@ class SunsetDue:
 
 Wait = (Ended | AddressBlocked | SalesOver | SunsetStage | ConfirmationClick | ConfirmationAgain
         | ConfirmationGap | SurveyDue | SurveyAnswer | Paused | Held | Spacing | OutsideWindow | CapReached
-        | SunsetDue)
+        | BroadcastDue | SunsetDue)

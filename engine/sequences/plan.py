@@ -228,11 +228,11 @@ class BroadcastPlan:
 
     def first_due(self) -> datetime:
         """The earliest moment it goes to anyone: `at` in the easternmost zone (UTC+14)."""
-        return self.at - timedelta(hours=14) if self.local else self.at
+        return self.at.replace(tzinfo=UTC) - timedelta(hours=14) if self.local else self.at
 
     def last_due(self) -> datetime:
         """The latest moment it goes to anyone: `at` in the westernmost zone (UTC-12)."""
-        return self.at + timedelta(hours=12) if self.local else self.at
+        return self.at.replace(tzinfo=UTC) + timedelta(hours=12) if self.local else self.at
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from engine.sequences.plan import (
+    Audience,
+    BroadcastPlan,
     EmailStep,
     MagnetPlan,
     PathKind,
     PathPlan,
     Plan,
     Question,
+    RatioBreak,
     Role,
     Rule,
     SegmentPlan,
@@ -79,3 +83,19 @@ def make_plan(*segments: SegmentPlan, window: SendWindow | None = None,
         magnets=(MagnetPlan("guide", "Guide", None, transactional("magnet", PathKind.MAGNET)),),
         survey=(survey_plan or survey()) if with_survey else None,
         segments=segs)
+
+
+def broadcast(broadcast_id: str, role: str = "S", at: datetime | None = None, local: bool = False,
+              audience: Audience | None = None, use_window: bool = True,
+              when_ratio_breaks: RatioBreak = RatioBreak.SKIP) -> BroadcastPlan:
+    """A broadcast of the 'test' funnel: `at` an instant (aware) or, `local`, a wall time (naive)."""
+    email = EmailStep(broadcast_id, PathKind.BROADCAST, None, ROLES[role], broadcast_id, "b.html")
+    when = at or datetime(2026, 1, 20, 9, 0, tzinfo=UTC)
+    return BroadcastPlan(id=broadcast_id, name=broadcast_id, funnel="test", source="b.yaml",
+                         email=email, audience=audience or Audience(), at=when, local=local,
+                         use_window=use_window, when_ratio_breaks=when_ratio_breaks)
+
+
+def with_broadcasts(plan: Plan, *broadcasts: BroadcastPlan) -> Plan:
+    """`plan` with these broadcasts, as the project attaches them."""
+    return replace(plan, broadcasts=broadcasts)
