@@ -8,10 +8,12 @@ all of it, so a token cannot be moved to another purpose or changed in any byte.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 # RFC 2104: a 128-bit truncation of HMAC-SHA256 still leaves forgery at 2**-128.
 SIGNATURE_BYTES = 16
@@ -26,10 +28,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@functools.lru_cache(maxsize=16)
+def _keyed(secret: str) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner and outer hashes for `secret`, with the padded key already fed in (RFC 2104).
+
+    Copying these and hashing only the payload is the same HMAC: OpenSSL 3's one-shot
+    hmac.digest looks the algorithm up and keys it anew at every call (3.9 µs here, against
+    1.3 µs for the two copies; two tokens an email).
+    """
+    key = secret.encode("utf-8")
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_INNER_PAD)), hashlib.sha256(key.translate(_OUTER_PAD))
+
+
+_BLOCK = 64  # SHA-256's block size in bytes
+_INNER_PAD = bytes(b ^ 0x36 for b in range(256))
+_OUTER_PAD = bytes(b ^ 0x5C for b in range(256))
+
+
 def _signature(secret: str, payload: str) -> str:
-    # hmac.digest is the one-shot C path: about 4 times faster than hmac.new(...).digest().
-    digest = hmac.digest(secret.encode("utf-8"), payload.encode("ascii"), hashlib.sha256)
-    return _b64(digest[:SIGNATURE_BYTES])
+    inner, outer = _keyed(secret)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(payload.encode("ascii"))
+    outer.update(inner.digest())
+    return _b64(outer.digest()[:SIGNATURE_BYTES])
 
 
 # json.dumps with separators builds a new encoder at every call (~3 µs, two tokens an email).
