@@ -15,17 +15,19 @@ import click
 from engine.cli.main import Context, main, pass_project
 from engine.cli.sample import parse_data, render_sample
 from engine.config import database_url
-from engine.errors import EngineError
+from engine.errors import EngineError, display_path
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer
+from engine.project.folder import LoadedBroadcast
 from engine.project.release import make_release
 from engine.project.summary import summarize
+from engine.sequences.broadcast_model import json_schema as broadcast_schema
 from engine.sequences.model import json_schema
-from engine.sequences.plan import Plan
-from engine.sequences.values import parse_delay
+from engine.sequences.plan import Plan, Role
+from engine.sequences.values import format_delay, parse_delay
 from engine.sequences.window import zone
 from engine.store.db import not_created_yet, shown_url
 from engine.subscribers.impact import Impact, against_database
@@ -39,14 +41,17 @@ from engine.subscribers.impact import Impact, against_database
               help="Print one JSON object: errors, warnings, funnels and the --against-db report.")
 @pass_project
 def validate(obj: Context, paths: tuple[Path, ...], against_db: bool, as_json: bool) -> None:
-    """Check sequence files (default: the project's sequences/); exit 1 on any error."""
+    """Check sequence and broadcast files (default: the project's sequences/ and broadcasts/);
+    exit 1 on any error. A broadcast file named alone is checked with the funnel it goes to."""
     result = obj.project.check(list(paths) or None)
     report: dict[str, Any] = {"errors": [str(e) for e in sorted(set(result.errors))],
                               "warnings": [str(w) for w in sorted(set(result.warnings))],
                               "funnels": [summarize(loaded) for loaded in result.funnels],
+                              "broadcasts": [_broadcast_summary(loaded) for loaded in result.broadcasts],
                               "against_db": None}
-    # Errors, then warnings (they fail nothing), then each funnel's summary.
-    for line in () if as_json else (*report["errors"], *report["warnings"], *report["funnels"]):
+    # Errors, then warnings (they fail nothing), then each funnel's and broadcast's summary.
+    for line in () if as_json else (*report["errors"], *report["warnings"], *report["funnels"],
+                                    *report["broadcasts"]):
         click.echo(line)
     if as_json and (result.errors or not against_db):
         click.echo(json.dumps(report, indent=2))
@@ -143,14 +148,36 @@ def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the schema to this file instead of printing it.")
-def schema(out: Path | None) -> None:
-    """Print the JSON Schema of sequence files, for editors."""
-    text = json.dumps(json_schema(), indent=2) + "\n"
+@click.option("--broadcast", is_flag=True, help="The schema of broadcast files (broadcasts/*.yaml).")
+def schema(out: Path | None, broadcast: bool) -> None:
+    """Print the JSON Schema of sequence files (or of broadcast files), for editors."""
+    text = json.dumps(broadcast_schema() if broadcast else json_schema(), indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}")
+
+
+def _broadcast_summary(loaded: LoadedBroadcast) -> str:
+    """'path: ok, broadcast 'x' (sale) to funnel 'f': segments a, b; stages c; at ...'."""
+    plan = loaded.plan
+    audience = loaded.model.audience
+    who = [f"{key.replace('_', ' ')} {', '.join(value)}" for key, value in
+           (("segments", audience.segments or []), ("stages", audience.stages or []),
+            ("tags", audience.tags), ("without_tags", audience.without_tags)) if value]
+    who += [f"{len(audience.answers)} answer condition{'s' if len(audience.answers) != 1 else ''}"
+            ] if audience.answers else []
+    who += [f"{key.replace('_', ' ')} {', '.join(value) or 'anything'}" for key, value in
+            (("bought", audience.bought), ("not_bought", audience.not_bought)) if value is not None]
+    if audience.engaged_within is not None:
+        who.append(f"engaged within {format_delay(audience.engaged_within)}")
+    when = (f"{plan.at:%Y-%m-%d %H:%M} in each subscriber's time zone" if plan.local
+            else f"{plan.at:%Y-%m-%d %H:%M} UTC")
+    window = "inside the funnel's send window" if plan.use_window else "whatever the send window"
+    ratio = f"; where 4:1 would break: {plan.when_ratio_breaks.value}" if plan.email.role is Role.SALE else ""
+    return (f"{display_path(loaded.path)}: ok, broadcast '{plan.id}' ({plan.email.role.value}) to "
+            f"funnel '{plan.funnel}': {'; '.join(who) or 'everyone'}; at {when}, {window}{ratio}")
 
 
 def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> Impact:

@@ -1,4 +1,5 @@
-"""A release: a project's sequence files and templates read once into memory, named by their content.
+"""A release: a project's sequence files, broadcast files and templates read once into memory,
+named by their content.
 
 A daemon checks and serves the same snapshot (engine/scheduler/funnels.py), so what it
 validated is what it renders: a template renamed or broken on disk afterwards changes
@@ -25,25 +26,30 @@ ID_LENGTH = 12  # hex digits of the content hash that name a release in logs and
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The bytes of every sequence file and every file under templates/, read at one moment."""
+    """The bytes of every sequence file, broadcast file and file under templates/, read at one moment."""
 
     sequences: Mapping[Path, bytes]  # in the order the project lists its sequence files
     templates: Mapping[str, bytes]  # name under templates/ ("t/magnet.html") -> bytes
     root: Path = field(default=Path("."), compare=False)
+    broadcasts: Mapping[Path, bytes] = field(default_factory=dict)  # broadcasts/*.yaml, in name order
 
     def text(self, path: Path) -> str:
-        """A sequence file's text as Path.read_text gives it (FileNotFoundError, UnicodeDecodeError)."""
-        data = self.sequences.get(path)
+        """A sequence or broadcast file's text as Path.read_text gives it (FileNotFoundError,
+        UnicodeDecodeError)."""
+        data = self.sequences.get(path, self.broadcasts.get(path))
         if data is None:
             raise FileNotFoundError(path)
         # read_text's universal newlines, so line:column stay what validate says.
         return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
     def digest(self) -> str:
-        """sha256 over sorted sequence file names and contents, then template names and contents."""
+        """sha256 over sorted sequence file names and contents, then template names and contents,
+        then broadcast files' (none: the hash a project had before broadcasts existed)."""
         sha = hashlib.sha256()
         sequences = {_relative(path, self.root): data for path, data in self.sequences.items()}
-        for kind, files in (("sequence", sequences), ("template", self.templates)):
+        broadcasts = {_relative(path, self.root): data for path, data in self.broadcasts.items()}
+        for kind, files in (("sequence", sequences), ("template", self.templates),
+                            ("broadcast", broadcasts)):
             for name in sorted(files):
                 data = files[name]
                 sha.update(f"{kind}\0{name}\0{len(data)}\0".encode())
@@ -51,13 +57,10 @@ class Snapshot:
         return sha.hexdigest()
 
 
-def read_snapshot(sequence_files: list[Path], templates_dir: Path, root: Path) -> Snapshot:
-    """Every sequence file and every file under templates/ (layouts and includes too), read now."""
-    sequences: dict[Path, bytes] = {}
-    for path in sequence_files:
-        data = _read(path)
-        if data is not None:
-            sequences[path] = data
+def read_snapshot(sequence_files: list[Path], templates_dir: Path, root: Path,
+                  broadcast_files: Iterable[Path] = ()) -> Snapshot:
+    """Every sequence file, broadcast file and file under templates/ (layouts and includes too), read now."""
+    sequences, broadcasts = _read_all(sequence_files), _read_all(broadcast_files)
     templates: dict[str, bytes] = {}
     for folder, _dirs, files in os.walk(templates_dir):
         for name in files:
@@ -65,7 +68,16 @@ def read_snapshot(sequence_files: list[Path], templates_dir: Path, root: Path) -
             data = _read(path)
             if data is not None:
                 templates[path.relative_to(templates_dir).as_posix()] = data
-    return Snapshot(sequences, templates, root)
+    return Snapshot(sequences, templates, root, broadcasts)
+
+
+def _read_all(paths: Iterable[Path]) -> dict[Path, bytes]:
+    found: dict[Path, bytes] = {}
+    for path in paths:
+        data = _read(path)
+        if data is not None:
+            found[path] = data
+    return found
 
 
 @dataclass(frozen=True)

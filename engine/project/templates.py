@@ -23,7 +23,7 @@ from engine.mail.context import SAMPLE, SAMPLES, TOP_LEVEL, PreviewLinks, templa
 from engine.mail.render import Renderer
 from engine.sequences import model as m
 from engine.sequences.loader import Marks
-from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.plan import BroadcastPlan, EmailStep, Plan
 from engine.sequences.validate import all_emails
 
 _Key = tuple[str, tuple[str, ...]]  # a template's name and the var names it is checked with
@@ -49,27 +49,41 @@ class TemplateChecker:
         """Every template problem of this funnel (each template file reported once)."""
         errors: list[SequenceError] = []
         written = {e.id: e for e in all_emails(funnel)}
-        sample = template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks()) if self.full else None
+        sample = self._sample_context(plan)
         for email in plan.emails():
             node = written.get(email.id)
             if node is None:  # a duplicate id: already reported by the validator
                 continue
-            subject_errors = self._subject(email, (*node._where, "subject"), marks, sample)
-            errors.extend(subject_errors)
-            where = (*node._where, "template")
-            if not self._exists(email.template):
-                errors.append(self._not_found(email.template, where, marks))
-                continue
-            family = self._scan((email.template, tuple(sorted(plan.vars))), sample)
-            if any(self._file_errors[key] for key in family):
-                for key in family:
-                    if key not in self._reported:
-                        self._reported.add(key)
-                        errors.extend(e for e in self._file_errors[key] if e not in errors)
-                continue
-            if sample is not None:
-                subject_at = None if subject_errors else (*node._where, "subject")
-                errors.extend(self._sample(plan, email, where, marks, subject_at))
+            errors.extend(e for e in self._email(plan, email, node._where, marks, sample)
+                          if e not in errors)
+        return errors
+
+    def check_broadcast(self, broadcast: BroadcastPlan, plan: Plan, marks: Marks) -> list[SequenceError]:
+        """Every problem of a broadcast's subject and template, checked as one more email of
+        its funnel `plan` (its sender, postal address and vars), at `email:` in its file."""
+        return self._email(plan, broadcast.email, ("email",), marks, self._sample_context(plan))
+
+    def _sample_context(self, plan: Plan) -> dict[str, Any] | None:
+        return template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks()) if self.full else None
+
+    def _email(self, plan: Plan, email: EmailStep, at: tuple[str | int, ...], marks: Marks,
+               sample: dict[str, Any] | None) -> list[SequenceError]:
+        """The subject's and the template's problems of one email written at `at` in its file."""
+        subject_errors = self._subject(email, (*at, "subject"), marks, sample)
+        errors = list(subject_errors)
+        where = (*at, "template")
+        if not self._exists(email.template):
+            return [*errors, self._not_found(email.template, where, marks)]
+        family = self._scan((email.template, tuple(sorted(plan.vars))), sample)
+        if any(self._file_errors[key] for key in family):
+            for key in family:
+                if key not in self._reported:
+                    self._reported.add(key)
+                    errors.extend(e for e in self._file_errors[key] if e not in errors)
+            return errors
+        if sample is not None:
+            subject_at = None if subject_errors else (*at, "subject")
+            errors.extend(self._sample(plan, email, where, marks, subject_at))
         return errors
 
     def _exists(self, name: str) -> bool:

@@ -33,12 +33,12 @@ OnRelease = Callable[[Funnels], None]
 
 
 def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
-    """Every file under sequences/ and templates/ with its modification time and size.
+    """Every file under sequences/, broadcasts/ and templates/ with its modification time and size.
 
     Names are part of it: renaming a file (which keeps its mtime) is a change too.
     """
     found = []
-    for folder in (project.sequences_dir, project.templates_dir):
+    for folder in (project.sequences_dir, project.broadcasts_dir, project.templates_dir):
         for root, _dirs, files in os.walk(folder):
             for name in files:
                 path = os.path.join(root, name)

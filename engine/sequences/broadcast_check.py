@@ -1,0 +1,195 @@
+"""Check a broadcast file: its structure (the model), then against the funnel it goes to.
+
+The structure's errors are worded by structure.py, as a sequence file's are; only the two kinds
+that name the model at a place (an unknown key, a missing key) are worded here, from the
+broadcast's model. A broadcast whose funnel file is broken is checked without the funnel: its
+own mistakes only, none guessed from a funnel that did not load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from engine.errors import SequenceError, did_you_mean
+from engine.sequences import model as m
+from engine.sequences.broadcast_model import LEFT_OUT_STAGES, STAGES, Broadcast
+from engine.sequences.compile import exit_products
+from engine.sequences.loader import Document, Marks, Path
+from engine.sequences.structure import _attach_positions, _data_path, _misspelled, _model_in, _one
+from engine.sequences.validate import all_emails
+from engine.sequences.warnings import WARNING
+
+DOCS = "see docs/broadcasts.md"
+
+
+def parse_broadcast(doc: Document) -> tuple[Broadcast | None, list[SequenceError]]:
+    """Validate the document's structure; the Broadcast (with positions attached) or the errors."""
+    if not isinstance(doc.data, dict):
+        return None, [doc.marks.error((), "a broadcast file must be a set of 'key: value' lines",
+                                      f"start it with 'broadcast: <id>' ({DOCS})")]
+    try:
+        broadcast = Broadcast.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, _translate(exc.errors(), doc)
+    _attach_positions(broadcast, ())
+    return broadcast, []
+
+
+def check_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel | None,
+                    funnel_ids: Iterable[str]) -> list[SequenceError]:
+    """Every rule `broadcast` breaks, in file order.
+
+    `funnel` is its funnel's model when that file loaded; `funnel_ids` every funnel id the
+    project declares, broken files too (a broadcast to a broken funnel is not 'unknown').
+    """
+    errors: list[SequenceError] = []
+    known = sorted(set(funnel_ids))
+    if broadcast.funnel not in known:
+        errors.append(marks.error(("funnel",), f"no funnel '{broadcast.funnel}'",
+                                  did_you_mean(broadcast.funnel, known, f"write one of: {', '.join(known)}"
+                                               if known else "add its sequence file to sequences/")))
+    if funnel is not None:
+        errors.extend(_step_id(broadcast, marks, funnel))
+        errors.extend(_segments(broadcast, marks, funnel))
+    errors.extend(_stages(broadcast, marks))
+    if funnel is not None:
+        errors.extend(_answers(broadcast, marks, funnel))
+    errors.extend(_signup_dates(broadcast, marks))
+    if broadcast.email.role == "education" and broadcast.send.when_ratio_breaks is not None:
+        errors.append(marks.error(("send", "when_ratio_breaks"), "'when_ratio_breaks' is for sale "
+                                  "broadcasts: an education email never breaks the ratio",
+                                  "remove it, or write 'role: sale' if this email sells"))
+    return errors
+
+
+def warn_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> list[SequenceError]:
+    """Settings that may never take effect: products the funnel names nowhere.
+
+    Not errors: purchases come from shops, which may sell what no sequence file names.
+    """
+    named = set(funnel.products)
+    for segment in funnel.segments:
+        named |= exit_products(segment.sales.exit_on) or set()
+    warnings = []
+    for key in ("bought", "not_bought"):
+        for i, product in enumerate(getattr(broadcast.audience, key) or []):
+            if product not in named:
+                fix = did_you_mean(product, sorted(named), "check the product id your shop sends "
+                                   "with purchases (funnel subscribers show lists a subscriber's)")
+                warnings.append(marks.error(("audience", key, i), f"{WARNING}funnel "
+                                            f"'{funnel.funnel}' names no product '{product}' (in "
+                                            "'products:' or an 'exit_on'); nobody may have bought "
+                                            "it", fix))
+    return warnings
+
+
+def _step_id(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> Iterator[SequenceError]:
+    """The broadcast's id is its email's step id in its funnel: it must not be a sequence email's."""
+    if any(email.id == broadcast.broadcast for email in all_emails(funnel)):
+        yield marks.error(("broadcast",), f"broadcast id '{broadcast.broadcast}' is also an email "
+                          f"of funnel '{funnel.funnel}'; its id is its step id in stats, so the "
+                          "two would be counted as one",
+                          f"rename the broadcast, like '{broadcast.broadcast}-broadcast'")
+
+
+def _segments(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> Iterator[SequenceError]:
+    known = [s.id for s in funnel.segments]
+    for i, segment in enumerate(broadcast.audience.segments or []):
+        if segment not in known:
+            yield marks.error(("audience", "segments", i), f"funnel '{funnel.funnel}' has no "
+                              f"segment '{segment}'",
+                              did_you_mean(segment, known, f"write one of: {', '.join(known)}"))
+
+
+def _stages(broadcast: Broadcast, marks: Marks) -> Iterator[SequenceError]:
+    allowed = [s for s in STAGES if s not in LEFT_OUT_STAGES]
+    for i, stage in enumerate(broadcast.audience.stages or []):
+        where = ("audience", "stages", i)
+        if stage in LEFT_OUT_STAGES:
+            yield marks.error(where, f"stage '{stage}' never gets a broadcast: the unconfirmed "
+                              "and those in win-back or sunset are always left out",
+                              f"remove it; the stages are: {', '.join(allowed)}")
+        elif stage not in STAGES:
+            yield marks.error(where, f"no stage '{stage}'",
+                              did_you_mean(stage, allowed, f"write one of: {', '.join(allowed)}"))
+
+
+def _answers(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> Iterator[SequenceError]:
+    answers = broadcast.audience.answers
+    if not answers:
+        return
+    if funnel.survey is None:
+        yield marks.error(("audience", "answers"), f"funnel '{funnel.funnel}' has no survey, so "
+                          "nobody has answers", "remove 'answers:'", key=True)
+        return
+    questions = {q.id: [a.id for a in q.answers] for q in funnel.survey.questions}
+    for question, accepted in answers.items():
+        where: Path = ("audience", "answers", question)
+        if question not in questions:
+            yield marks.error(where, f"funnel '{funnel.funnel}' has no survey question '{question}'",
+                              did_you_mean(question, list(questions),
+                                           f"write one of: {', '.join(questions)}"), key=True)
+            continue
+        listed = [accepted] if isinstance(accepted, str) else accepted
+        for i, answer in enumerate(listed):
+            if answer not in questions[question]:
+                at = where if isinstance(accepted, str) else (*where, i)
+                options = questions[question]
+                yield marks.error(at, f"question '{question}' has no answer '{answer}'",
+                                  did_you_mean(answer, options, f"write one of: {', '.join(options)}"))
+
+
+def _signup_dates(broadcast: Broadcast, marks: Marks) -> Iterator[SequenceError]:
+    after, before = broadcast.audience.signed_up_after, broadcast.audience.signed_up_before
+    if after is not None and before is not None and after >= before:
+        yield marks.error(("audience", "signed_up_before"), "'signed_up_before' is not later than "
+                          "'signed_up_after': nobody signed up in between",
+                          "swap them, or fix one of the dates")
+
+
+# The structure's errors: as structure.py words them, with this file's model at each place.
+
+def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError]:
+    seen: set[Path] = set()
+    errors: list[SequenceError] = []
+    unknown = [_data_path(doc.data, d["loc"], keep_last=True) for d in details
+               if d["type"] == "extra_forbidden"]
+    for detail in details:
+        kind = detail["type"]
+        path = _data_path(doc.data, detail["loc"], keep_last=kind in ("missing", "extra_forbidden"))
+        if path in seen or (kind == "missing" and _misspelled(path, unknown)):
+            continue
+        seen.add(path)
+        if kind == "extra_forbidden":
+            model = _model_at(path[:-1])
+            allowed = sorted(f.alias or n for n, f in model.model_fields.items())
+            fix = did_you_mean(str(path[-1]), allowed, f"allowed keys here: {', '.join(allowed)}")
+            errors.append(doc.marks.error(path, f"unknown key '{path[-1]}' in {model.noun}", fix,
+                                          key=True))
+        elif kind == "missing":
+            model = _model_at(path[:-1])
+            field = next((f for n, f in model.model_fields.items() if (f.alias or n) == path[-1]), None)
+            what = f" ({field.description})" if field is not None and field.description else ""
+            errors.append(doc.marks.error(path[:-1], f"{model.noun} is missing '{path[-1]}'",
+                                          f"add '{path[-1]}:'{what}", key=True))
+        else:
+            error = _one(detail, path, doc)
+            errors.append(error if error.fix != "see docs/sequence-files.md"
+                          else SequenceError(error.path, error.line, error.column, error.problem, DOCS))
+    return errors
+
+
+def _model_at(path: Path) -> type[m.Node]:
+    model: type[m.Node] = Broadcast
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return m.Node
+        model = inner
+    return model
