@@ -21,7 +21,8 @@ def state_of(row: Mapping[Any, Any]) -> State:
         deadline=row["deadline"],
         # [step, path, role, skipped] and, for a sale deferred by the ratio, a fifth: true.
         done=tuple(
-            Done(entry[0], PathKind(entry[1]), Role(entry[2]), bool(entry[3]), len(entry) > 4 and bool(entry[4]))
+            Done(entry[0], PathKind(entry[1]), Role(entry[2]), bool(entry[3]),
+                 deferred=len(entry) > 4 and bool(entry[4]))
             for entry in row["done"]
         ),
         reason=row["reason"],

@@ -20,11 +20,13 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"  # the connection broke after the data went out: it may have arrived
     FAILED = "failed"  # not sendable, or retried for the whole retry lifetime
     SUPPRESSED = "suppressed"  # stopped before it went: unsubscribed, blocked or suppressed
+    CANCELLED = "cancelled"  # its broadcast was cancelled before it went
 
 
 # Not final yet: waiting, being sent, or waiting to retry after a 4xx.
 PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
 # Mail that counts against the frequency cap: everything decided except what never left.
-NOT_SENT = (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.REJECTED, DeliveryStatus.SUPPRESSED)
+NOT_SENT = (DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.REJECTED, DeliveryStatus.SUPPRESSED,
+            DeliveryStatus.CANCELLED)
 # Left the engine and got an answer from the receiving server: what rates are taken over.
 LEFT = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.UNKNOWN)

@@ -184,6 +184,8 @@ class Delivery(SQLModel, table=True):
     # What the recipient did with it, as tally_sql.ACTED's bits: kept by a database trigger
     # from the events naming its step, for the stats tallies. Never written by the engine.
     acted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The experiment's variant it was decided with (docs/experiments.md); NULL: the email has none.
+    variant: str | None = Field(default=None, max_length=100)
 
 
 class Suppression(SQLModel, table=True):
@@ -274,6 +276,48 @@ class DashboardSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=_utc())
 
 
+class Broadcast(SQLModel, table=True):
+    """A broadcast file put on the calendar (`funnel broadcast schedule`); no row: a draft.
+
+    The file says what goes and when; this row says that it may go, how far its audience
+    has been taken, and whether it was cancelled (docs/broadcasts.md).
+    """
+
+    id: str = Field(primary_key=True, max_length=100)  # the file's `broadcast:` id
+    funnel: str = Field(max_length=100)
+    state: str = Field(max_length=20)  # scheduled|taking|sending|cancelled
+    scheduled_at: datetime = Field(sa_type=_utc())
+    scheduled_by: str = Field(default="", max_length=100)
+    release: str | None = Field(default=None, max_length=12)  # the release it was scheduled from
+    # Taking the audience, in batches by enrollment id: the last id taken, and how many so far.
+    taken_through: int = Field(default=0)
+    recipients: int = Field(default=0)
+    audience_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking began
+    taken_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking ended
+    cancelled_at: datetime | None = Field(default=None, sa_type=_utc())
+    cancelled_by: str | None = Field(default=None, max_length=100)
+    updated_at: datetime = Field(sa_type=_utc())
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """One enrollment a broadcast goes to, when it is due to them, and what became of it."""
+
+    __tablename__ = "broadcast_recipient"
+    __table_args__ = (
+        # The tick reads a claimed enrollment's pending broadcasts by enrollment.
+        sa.Index("ix_broadcast_recipient_enrollment", "enrollment_id", "status"),
+        sa.Index("ix_broadcast_recipient_broadcast_status", "broadcast", "status"),
+    )
+
+    broadcast: str = Field(primary_key=True, max_length=100)
+    enrollment_id: int = Field(primary_key=True, foreign_key="enrollment.id", ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
+    due_at: datetime = Field(sa_type=_utc())
+    status: str = Field(default="pending", max_length=20)  # pending|sent|skipped|cancelled
+    reason: str | None = Field(default=None, max_length=300)  # why it was skipped
+    decided_at: datetime | None = Field(default=None, sa_type=_utc())
+
+
 class Tally(SQLModel, table=True):
     """A change to a stats count, appended by a database trigger (engine/store/tally_sql.py).
 
@@ -324,5 +368,7 @@ GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]
 RELEASE = METADATA.tables["release"]
 META = METADATA.tables["meta"]
 DASHBOARD_SESSION = METADATA.tables["dashboard_session"]
+BROADCAST = METADATA.tables["broadcast"]
+BROADCAST_RECIPIENT = METADATA.tables["broadcast_recipient"]
 TALLY = METADATA.tables["tally"]
 TALLY_TOTAL = METADATA.tables["tally_total"]

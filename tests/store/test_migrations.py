@@ -1,4 +1,4 @@
-"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0005 down and up."""
+"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0006 down and up."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_0004_adds_given_names_meta_and_dashboard_sessions_and_takes_them_away(d
     assert {c["name"] for c in inspector.get_columns("meta")} == {"key", "value", "updated_at"}
     assert {c["name"] for c in inspector.get_columns("dashboard_session")} == {
         "id", "created_at", "expires_at", "revoked_at"}
-    assert migrate.current_revision(db_engine) == "0005"
+    assert migrate.current_revision(db_engine) == migrate.head_revision()
 
 
 def test_0005_counts_the_tallies_of_the_list_there_and_keeps_them_from_then_on(db_engine: Engine) -> None:
@@ -113,7 +113,22 @@ def test_0005_counts_the_tallies_of_the_list_there_and_keeps_them_from_then_on(d
         assert counts.revenue == {"EUR": 9.5}
         queries.record_event(conn, sid, "unsubscribe", AT, funnel="f", wake=False)  # the triggers count it
         assert funnel_numbers(conn, "f")["f"].totals.unsubscribed == 1
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0005"
+    assert migrate.current_revision(db_engine) == migrate.head_revision()
+
+
+def test_0006_adds_the_broadcast_tables_and_delivery_variant_and_takes_them_away(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0005")
+    inspector = sa.inspect(db_engine)
+    assert {"broadcast", "broadcast_recipient"}.isdisjoint(inspector.get_table_names())
+    assert "variant" not in {c["name"] for c in inspector.get_columns("delivery")}
+    migrate.upgrade(db_engine)
+    inspector = sa.inspect(db_engine)
+    assert {"broadcast", "broadcast_recipient"} <= set(inspector.get_table_names())
+    assert "variant" in {c["name"] for c in inspector.get_columns("delivery")}
+    assert {i["name"] for i in inspector.get_indexes("broadcast_recipient")} >= {
+        "ix_broadcast_recipient_enrollment", "ix_broadcast_recipient_broadcast_status"}
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0006"
 
 
 def test_a_database_a_newer_version_migrated_is_refused_and_left_alone(db_engine: Engine) -> None:
