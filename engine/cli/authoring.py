@@ -172,6 +172,8 @@ def _broadcast_summary(loaded: LoadedBroadcast) -> str:
             (("bought", audience.bought), ("not_bought", audience.not_bought)) if value is not None]
     if audience.engaged_within is not None:
         who.append(f"engaged within {format_delay(audience.engaged_within)}")
+    who += [f"signed up {words} {moment:%Y-%m-%d %H:%M} UTC" for words, moment in
+            (("from", audience.signed_up_after), ("before", audience.signed_up_before)) if moment]
     when = (f"{plan.at:%Y-%m-%d %H:%M} in each subscriber's time zone" if plan.local
             else f"{plan.at:%Y-%m-%d %H:%M} UTC")
     window = "inside the funnel's send window" if plan.use_window else "whatever the send window"

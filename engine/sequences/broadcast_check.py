@@ -89,9 +89,9 @@ def warn_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> list
 def _step_id(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> Iterator[SequenceError]:
     """The broadcast's id is its email's step id in its funnel: it must not be a sequence email's."""
     if any(email.id == broadcast.broadcast for email in all_emails(funnel)):
-        yield marks.error(("broadcast",), f"broadcast id '{broadcast.broadcast}' is also an email "
-                          f"of funnel '{funnel.funnel}'; its id is its step id in stats, so the "
-                          "two would be counted as one",
+        yield marks.error(("broadcast",), f"broadcast id '{broadcast.broadcast}' is also the id of "
+                          f"an email of funnel '{funnel.funnel}' (a broadcast's id is its step id "
+                          "in stats, so the two would count as one)",
                           f"rename the broadcast, like '{broadcast.broadcast}-broadcast'")
 
 
@@ -111,7 +111,7 @@ def _stages(broadcast: Broadcast, marks: Marks) -> Iterator[SequenceError]:
         if stage in LEFT_OUT_STAGES:
             yield marks.error(where, f"stage '{stage}' never gets a broadcast: the unconfirmed "
                               "and those in win-back or sunset are always left out",
-                              f"remove it; the stages are: {', '.join(allowed)}")
+                              f"remove it (the stages to choose from: {', '.join(allowed)})")
         elif stage not in STAGES:
             yield marks.error(where, f"no stage '{stage}'",
                               did_you_mean(stage, allowed, f"write one of: {', '.join(allowed)}"))

@@ -84,7 +84,7 @@ SignupDate = Annotated[datetime, BeforeValidator(parse_signup_date),
                        WithJsonSchema({"type": "string", "examples": ["2026-01-01",
                                                                       "2026-01-01T09:00:00+01:00"]})]
 Products = Annotated[list[Id], BeforeValidator(_products),
-                     WithJsonSchema({"oneOf": [{"const": "any"}, {"type": "string"},
+                     WithJsonSchema({"anyOf": [{"const": "any"}, {"type": "string"},
                                                {"type": "array", "items": {"type": "string"}}]})]
 # Checked in broadcast_check.py, not here, so that an unknown stage gets 'did you mean'.
 Stage = Annotated[str, WithJsonSchema({"enum": [s for s in STAGES if s not in LEFT_OUT_STAGES]})]
