@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from engine.cli import main
 from engine.project.folder import Project
 from engine.project.release import _relative
 from engine.scheduler.funnels import LiveFunnels, load_funnels
+from engine.sequences.broadcast_model import Audience, Broadcast, BroadcastEmail, Send
 from engine.sequences.plan import PathKind
-from tests.support.project import DATA, ROOT, funnels_project, minimal_project
+from tests.support.project import DATA, ROOT, funnels_project, minimal_project, shipped_project
 
 GOOD = (DATA / "broadcasts" / "good" / "sale.yaml").read_text(encoding="utf-8")
 
@@ -177,3 +179,32 @@ def _touch(path: Path) -> None:
     """Make the change visible to the mtime+size stamp even within one clock tick."""
     info = path.stat()
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+
+
+def _docs() -> str:
+    return (ROOT / "docs" / "broadcasts.md").read_text(encoding="utf-8")
+
+
+def test_the_example_in_the_docs_is_a_valid_broadcast_of_the_shipped_funnels(tmp_path: Path) -> None:
+    block = re.search(r"<!-- example: broadcast.*?-->\n```yaml\n(.*?)```", _docs(), re.S)
+    assert block is not None
+    root = shipped_project(tmp_path / "project")
+    (root / "broadcasts").mkdir()
+    _broadcast(root, "example.yaml", block.group(1))
+    result = Project(root).check()
+    assert [str(e) for e in result.errors] == []
+    [loaded] = result.broadcasts
+    assert loaded.plan.funnel == "first-marathon" and loaded.plan.local
+
+
+def test_the_docs_name_every_key_and_quote_the_pinned_errors() -> None:
+    docs = _docs()
+    for model in (Broadcast, BroadcastEmail, Audience, Send):
+        for name, field in model.model_fields.items():
+            assert f"`{field.alias or name}`" in docs, name
+    pinned = {line for path in (DATA / "broadcasts" / "bad").glob("*.expected")
+              for line in path.read_text(encoding="utf-8").splitlines()}
+    quoted = re.search(r"## Checking a broadcast.*?```\n.*?```\n.*?```\n(.*?)```", docs, re.S)
+    assert quoted is not None
+    for line in quoted.group(1).splitlines():
+        assert line in pinned, line
