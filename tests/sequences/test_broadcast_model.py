@@ -96,3 +96,18 @@ def test_the_schema_passes_the_full_example_and_flags_a_misspelt_key() -> None:
     data["email"]["tempalte"] = data["email"].pop("template")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_funnel_schema_broadcast_prints_the_broadcast_schema_and_plain_schema_the_sequence_one() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from engine.cli import main
+    from engine.sequences.model import json_schema as sequence_schema
+
+    broadcast = CliRunner().invoke(main, ["schema", "--broadcast"])
+    assert broadcast.exit_code == 0 and json.loads(broadcast.output) == json_schema()
+    assert json.loads(broadcast.output)["title"] == "funnel-engine broadcast file"
+    plain = CliRunner().invoke(main, ["schema"])
+    assert json.loads(plain.output) == sequence_schema()
