@@ -168,6 +168,9 @@ class Project:
         text, errors = _read(path, snapshot)
         result.by_file[path] = errors
         doc, more = load_text(text, shown) if text is not None else (None, [])
+        if doc is None and [e.problem for e in more] == ["the file is empty"]:  # worded for sequences
+            more = [SequenceError(shown, 1, 1, "the file is empty",
+                                  "start it with 'broadcast: <id>' (see docs/broadcasts.md)")]
         errors.extend(more)
         broadcast, more = parse_broadcast(doc) if doc is not None and not errors else (None, [])
         errors.extend(more)
@@ -203,7 +206,8 @@ class Project:
         return sequences, broadcasts
 
     def _is_broadcast(self, path: Path) -> bool:
-        if path.parent.resolve() == self.broadcasts_dir.resolve():
+        """In a folder named broadcasts (the project's, or any), or has a `broadcast:` line."""
+        if path.parent.name == "broadcasts" or path.parent.resolve() == self.broadcasts_dir.resolve():
             return True
         try:
             return _BROADCAST.search(path.read_text(encoding="utf-8")) is not None

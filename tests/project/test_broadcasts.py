@@ -208,3 +208,15 @@ def test_the_docs_name_every_key_and_quote_the_pinned_errors() -> None:
     assert quoted is not None
     for line in quoted.group(1).splitlines():
         assert line in pinned, line
+
+
+def test_an_empty_or_unreadable_broadcast_file_says_how_to_start(project: Path) -> None:
+    _broadcast(project, "spring-sale.yaml", "# to do\n")
+    _broadcast(project, "z.yaml", "broadcast: [x\n")
+    result = Project(project).check()
+    shown = _shown(project)
+    assert [str(e) for e in result.errors] == [
+        f"{shown}/broadcasts/spring-sale.yaml:1:1: the file is empty; start it with 'broadcast: <id>' "
+        "(see docs/broadcasts.md)",
+        f"{shown}/broadcasts/z.yaml:2:1: YAML syntax: a list in [ ] is not closed; close it with ']'"]
+    assert result.funnels[0].plan.broadcasts == ()
