@@ -189,10 +189,9 @@ class Project:
         if funnel is not None:
             errors.extend(checker.check_broadcast(plan, funnel.plan, doc.marks))
         result.errors.extend(errors)
-        if not errors:
+        if not errors and funnel is not None:  # without its funnel, not all of it was checked
             result.broadcasts.append(LoadedBroadcast(path, broadcast, plan, doc.marks))
-            if funnel is not None:
-                result.warnings.extend(warn_broadcast(broadcast, doc.marks, funnel.model))
+            result.warnings.extend(warn_broadcast(broadcast, doc.marks, funnel.model))
         return broadcast.funnel
 
     def _split(self, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:
@@ -260,8 +259,8 @@ def _declared(text: str) -> str | None:
 
 
 def _keep_funnels(result: CheckResult, files: set[Path]) -> None:
-    """Leave in `result` only the sequence files `files` (the funnels named broadcasts go to)."""
-    result.files = [path for path in result.files if path in files]
+    """Report only the sequence files `files` (the funnels named broadcasts go to); `result.files`
+    still lists every sequence file checked."""
     result.funnels = [loaded for loaded in result.funnels if loaded.path in files]
     dropped = [path for path in result.by_file if path not in files and path not in result.broadcast_files]
     for path in dropped:

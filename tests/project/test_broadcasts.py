@@ -152,6 +152,9 @@ def test_a_broadcast_to_a_broken_funnel_reports_only_its_own_mistakes(project: P
     assert [str(e) for e in broadcast_errors] == [
         f"{_shown(project)}/broadcasts/spring-sale.yaml:11:12: no stage 'sale'; did you mean 'sales'?"]
     assert result.by_file[sequence]  # the funnel's own error is reported with its own file
+    _broadcast(project, "spring-sale.yaml", GOOD)  # no mistake of its own: not ok either, not all checked
+    result = Project(project).check()
+    assert result.by_file[project / "broadcasts" / "spring-sale.yaml"] == [] and result.broadcasts == []
 
 
 def test_validate_on_a_broadcast_file_checks_it_with_the_funnel_it_needs_only(
@@ -220,3 +223,14 @@ def test_an_empty_or_unreadable_broadcast_file_says_how_to_start(project: Path) 
         "(see docs/broadcasts.md)",
         f"{shown}/broadcasts/z.yaml:2:1: YAML syntax: a list in [ ] is not closed; close it with ']'"]
     assert result.funnels[0].plan.broadcasts == ()
+
+
+def test_validate_on_a_broadcast_to_an_unknown_funnel_says_only_that(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _broadcast(project, "spring-sale.yaml", GOOD.replace("funnel: minimal", "funnel: minimall"))
+    monkeypatch.chdir(project)
+    run = CliRunner().invoke(main, ["validate", "broadcasts/spring-sale.yaml"])
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        1, "broadcasts/spring-sale.yaml:4:9: no funnel 'minimall'; did you mean 'minimal'?\n",
+        "1 error in 1 file\n")
