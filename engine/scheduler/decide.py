@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.flow import waits
-from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
+from engine.flow.actions import Defer, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
 from engine.flow.joining import CONFIRMATION_GAP
 from engine.flow.state import Event, Facts, Stage
@@ -24,7 +24,8 @@ from engine.flow.step import Outcome, step
 from engine.logs import log
 from engine.mail.message import new_message_id
 from engine.scheduler.funnels import Funnels
-from engine.sequences.plan import Plan
+from engine.sequences.plan import PathKind, Plan
+from engine.store import broadcasts as calendar
 from engine.store import queries
 from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.milestones import record_milestones
@@ -58,6 +59,7 @@ def decide_due(
         milestones: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
+        recipients: list[dict[str, Any]] = []
         missing: list[int] = []
         for row in rows:
             plan = funnels.plans.get(row["funnel"])
@@ -79,6 +81,8 @@ def decide_due(
                 _log_action(action, row, plan)
                 if isinstance(action, Send):
                     deliveries.append(_delivery(row, action, plan, now, message_domain(plan)))
+                if isinstance(action, Send | Skip) and action.email.path is PathKind.BROADCAST:
+                    recipients.append(_recipient(row, action, now))
             milestones.extend(_milestones(row, outcome, now))
             updates.append(
                 {
@@ -90,6 +94,7 @@ def decide_due(
             )
         queries.save_enrollments(conn, updates)
         queued = queries.queue_deliveries(conn, deliveries)
+        calendar.settle(conn, recipients)
         record_milestones(conn, milestones)
         queries.postpone_enrollments(conn, missing, now + MISSING_FUNNEL_RETRY, now)
     return Decided(len(rows), queued)
@@ -106,6 +111,7 @@ class _Known:
     # batch's added by Facts.after_send (the rule `step` applies within one call).
     sends: defaultdict[int, Facts]
     held: dict[int, tuple[str, ...]]  # per enrollment: its emails held for their files
+    broadcasts: dict[int, tuple[tuple[str, datetime], ...]]  # per enrollment: its pending broadcasts
 
     @classmethod
     def read(cls, conn: DbConnection, rows: list[Row], funnels: Funnels, now: datetime) -> _Known:
@@ -129,6 +135,9 @@ class _Known:
             paused=paused_steps(conn),
             sends=sends,
             held=held_steps(conn, [row["id"] for row in rows]),
+            # Read only while the release has broadcasts: no cost to a project without them.
+            broadcasts=calendar.pending_for(conn, [row["id"] for row in rows])
+            if any(plan.broadcasts for plan in funnels.plans.values()) else {},
         )
 
     def facts(self, row: Row) -> Facts:
@@ -139,7 +148,8 @@ class _Known:
         return facts_for(row["funnel"], timezone=subscriber["timezone"], status=subscriber["status"],
                          magnet=row["magnet"], joined_at=row["created_at"], events=self.events.get(sid, ()),
                          marketing_sent=sent.marketing_sent, paused=self.paused,
-                         confirmations=sent.confirmations, held=self.held.get(row["id"], ()))
+                         confirmations=sent.confirmations, held=self.held.get(row["id"], ()),
+                         broadcasts=self.broadcasts.get(row["id"], ()))
 
     def add_sends(self, row: Row, outcome: Outcome, now: datetime) -> None:
         """Count what `outcome` sends for the subscriber's next enrollments in this batch."""
@@ -176,12 +186,22 @@ def _delivery(row: Row, action: Send, plan: Plan, now: datetime, domain: str) ->
     }
 
 
+def _recipient(row: Row, action: Send | Skip, now: datetime) -> dict[str, Any]:
+    """What became of a broadcast for one recipient: sent (queued), or skipped and why."""
+    skipped = isinstance(action, Skip)
+    return {"broadcast": action.email.id, "enrollment_id": row["id"],
+            "status": calendar.SKIPPED if skipped else calendar.SENT,
+            "reason": action.reason if isinstance(action, Skip) else None, "decided_at": now}
+
+
 def _log_action(action: object, row: Row, plan: Plan) -> None:
     where = {"funnel": plan.funnel, "enrollment": row["id"], "subscriber": row["subscriber_id"]}
     if isinstance(action, Send):
         log("queued", step=action.email.id, role=action.email.role.value, **where)
     elif isinstance(action, Skip):
         log("skipped", step=action.email.id, reason=action.reason, **where)
+    elif isinstance(action, Defer):
+        log("deferred", step=action.email.id, reason=action.reason, **where)
     elif isinstance(action, EnterSegment):
         log("entered_segment", segment=action.segment, reason=action.reason, **where)
     elif isinstance(action, EnterPath):

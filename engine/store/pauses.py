@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
+from engine.store.broadcasts import wake_waiting
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.tables import ENROLLMENT, GUARDRAIL_EVENT, STEP_PAUSE
 
@@ -93,7 +94,8 @@ def resume(conn: Connection, funnel: str, step: str, by: str, now: datetime) -> 
         .where(ENROLLMENT.c.funnel == funnel, ENROLLMENT.c.step == step, ENROLLMENT.c.stage.in_(_WALKING))
         .values(next_run_at=now, updated_at=now)
     )
-    return int(woken.rowcount)
+    # A broadcast's recipients wait for it wherever they are in their paths.
+    return int(woken.rowcount) + wake_waiting(conn, step, now)
 
 
 def waiting_at(conn: Connection, funnel: str, step: str) -> int:

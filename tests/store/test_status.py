@@ -17,10 +17,11 @@ def test_a_status_is_its_plain_string_in_json_text_and_comparisons() -> None:
 
 def test_the_groups_of_statuses_are_the_ones_the_queries_always_used() -> None:
     assert PENDING == ("queued", "deferred", "sending")  # /metrics shows them in this order
-    assert set(NOT_SENT) == {"failed", "bounced", "rejected", "suppressed"}
+    assert set(NOT_SENT) == {"failed", "bounced", "rejected", "suppressed", "cancelled"}
     assert set(LEFT) == {"sent", "bounced", "unknown"}
     assert BLOCKED_STATUSES == ("bounced", "complained")
     assert {s.value for s in DeliveryStatus} == {
-        "queued", "deferred", "sending", "sent", "bounced", "rejected", "unknown", "failed", "suppressed"
+        "queued", "deferred", "sending", "sent", "bounced", "rejected", "unknown", "failed", "suppressed",
+        "cancelled",
     }
     assert {s.value for s in SubscriberStatus} == {"active", "unsubscribed", "bounced", "complained"}

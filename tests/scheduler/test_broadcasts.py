@@ -1,0 +1,181 @@
+"""Broadcasts through the daemon's ticks on a real database (SQLite and PostgreSQL): the audience taken,
+each recipient's local time, exactly once, skips with their reasons, cancelling."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.store import broadcasts as calendar
+from engine.store.tables import BROADCAST_RECIPIENT
+from tests.scheduler.harness import Harness
+from tests.support.project import minimal_project
+
+MONDAY = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # the minimal funnel's window: weekdays 08:00-11:00
+WEDNESDAY_0930 = datetime(2026, 3, 4, 9, 30, tzinfo=UTC)
+
+
+def _broadcast(
+    project: Path,
+    broadcast_id: str,
+    at: str,
+    role: str = "education",
+    audience: str = "  segments: [one]\n",
+    extra: str = "",
+) -> None:
+    folder = project / "broadcasts"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{broadcast_id}.yaml").write_text(
+        f"broadcast: {broadcast_id}\nfunnel: minimal\nemail:\n"
+        "  subject: News for {{ subscriber.first_name }}\n"
+        f'  template: t/news.html\n  role: {role}\naudience:\n{audience}send:\n  at: "{at}"\n{extra}'
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = minimal_project(tmp_path / "project")
+    funnel = project / "sequences" / "minimal.yaml"  # room for a broadcast beside a nurture email a day
+    funnel.write_text(
+        funnel.read_text().replace("  spacing: 2d\n", "  spacing: 2d\n  frequency_cap: 2/day\n")
+    )
+    (project / "templates" / "t" / "news.html").write_text(
+        (project / "templates" / "t" / "e1.html").read_text().replace("this is e1", "here is the news")
+    )
+    return project
+
+
+@pytest.fixture
+def harness(db_url: str, project: Path) -> Iterator[Harness]:
+    _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    h = Harness(db_url, project, MONDAY)
+    yield h
+    h.close()
+
+
+def _join(h: Harness, email: str, level: str, timezone: str = "UTC") -> None:
+    h.add(email, first_name=email.split("@")[0].title(), timezone=timezone)
+    h.tick()
+    h.event(email, "confirmed")
+    h.event(email, "answer", funnel="minimal", question="level", answer=level)
+
+
+def _schedule(h: Harness, broadcast_id: str) -> None:
+    plan = h.daemon.live.current.plans["minimal"].broadcast(broadcast_id)
+    assert plan is not None
+    with h.db_engine.begin() as conn:
+        assert calendar.schedule(conn, plan, h.daemon.live.current.release.id, h.clock.now(), "test")
+
+
+def _recipients(h: Harness, broadcast_id: str) -> dict[int, tuple[str, str | None]]:
+    with h.db_engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(BROADCAST_RECIPIENT).where(BROADCAST_RECIPIENT.c.broadcast == broadcast_id)
+        )
+        return {r.enrollment_id: (r.status, r.reason) for r in rows}
+
+
+def test_a_scheduled_broadcast_reaches_its_audience_once_at_its_time(harness: Harness) -> None:
+    h = harness
+    _join(h, "ana@example.com", "new")
+    _join(h, "bob@example.com", "pro")  # segment two: not in the audience
+    _join(h, "cy@example.com", "new")
+    h.event("cy@example.com", "unsubscribe", funnel="minimal")  # gone: never taken
+    h.run_until(MONDAY + timedelta(hours=20))
+    assert "news" not in h.sent_steps()  # a draft never goes
+    _schedule(h, "news")
+    h.run_until(WEDNESDAY_0930 + timedelta(days=2), every=timedelta(minutes=30))
+    news = [d for d in h.deliveries() if d["step"] == "news"]
+    assert [(d["status"], d["funnel"]) for d in news] == [("sent", "minimal")]
+    assert WEDNESDAY_0930 <= news[0]["sent_at"] < WEDNESDAY_0930 + timedelta(minutes=30)
+    assert h.sent_steps("ana@example.com").count("news") == 1
+    assert list(_recipients(h, "news").values()) == [("sent", None)]
+    with h.db_engine.connect() as conn:
+        state = calendar.row(conn, "news")
+        assert state is not None and (state["state"], state["recipients"]) == ("sending", 1)
+        assert calendar.progress(conn, "news").by_status == {"sent": 1}
+    # Ana's path went on around it: the broadcast took none of her sequence's emails.
+    steps = h.sent_steps("ana@example.com")
+    assert [s for s in steps if s != "news"][:4] == ["confirm", "magnet", "e1", "e2"]
+
+
+def test_local_time_each_recipient_gets_it_at_their_own_0930(db_url: str, project: Path) -> None:
+    _broadcast(project, "local", "2026-03-04 09:30", audience="  stages: [nurture]\n")
+    h = Harness(db_url, project, MONDAY - timedelta(hours=9))
+    try:
+        _join(h, "tokyo@example.com", "new", timezone="Asia/Tokyo")
+        _join(h, "york@example.com", "pro", timezone="America/New_York")
+        h.run_until(MONDAY + timedelta(days=1))
+        _schedule(h, "local")
+        h.run_until(datetime(2026, 3, 5, 12, 0, tzinfo=UTC), every=timedelta(minutes=15))
+        for rcpt in ("tokyo@example.com", "york@example.com"):
+            assert h.sent_steps(rcpt).count("local") == 1
+        times = sorted(d["sent_at"] for d in h.deliveries() if d["step"] == "local")
+        # 09:30 in Tokyo is 00:30 UTC; in New York (EST) 14:30 UTC: each within a tick of it.
+        assert datetime(2026, 3, 4, 0, 30, tzinfo=UTC) <= times[0] < datetime(2026, 3, 4, 0, 45, tzinfo=UTC)
+        assert datetime(2026, 3, 4, 14, 30, tzinfo=UTC) <= times[1] < datetime(2026, 3, 4, 14, 45, tzinfo=UTC)
+    finally:
+        h.close()
+
+
+def test_cancelling_stops_whoever_has_not_had_it(db_url: str, project: Path) -> None:
+    _broadcast(project, "local", "2026-03-04 09:30", audience="  stages: [nurture]\n")
+    h = Harness(db_url, project, MONDAY - timedelta(hours=9))
+    try:
+        _join(h, "tokyo@example.com", "new", timezone="Asia/Tokyo")
+        _join(h, "york@example.com", "pro", timezone="America/New_York")
+        h.run_until(MONDAY + timedelta(days=1))
+        _schedule(h, "local")
+        h.run_until(datetime(2026, 3, 4, 6, 0, tzinfo=UTC), every=timedelta(minutes=15))
+        assert h.sent_steps("tokyo@example.com").count("local") == 1  # Tokyo's 09:30 came
+        with h.db_engine.begin() as conn:
+            stopped = calendar.cancel(conn, "local", "minimal", h.clock.now(), "test")
+        assert stopped == calendar.Cancelled(recipients=1, deliveries=0)
+        h.run_until(datetime(2026, 3, 6, 12, 0, tzinfo=UTC), every=timedelta(hours=1))
+        assert "local" not in h.sent_steps("york@example.com")
+        assert Counter(status for status, _ in _recipients(h, "local").values()) == {
+            "sent": 1,
+            "cancelled": 1,
+        }
+        with h.db_engine.begin() as conn, pytest.raises(calendar.CalendarError, match="new `broadcast:` id"):
+            plan = h.daemon.live.current.plans["minimal"].broadcast("local")
+            assert plan is not None
+            calendar.schedule(conn, plan, None, h.clock.now(), "test")
+    finally:
+        h.close()
+
+
+def test_a_sale_broadcast_skips_whoever_it_would_break_the_ratio_for_and_says_why(
+    db_url: str, project: Path
+) -> None:
+    _broadcast(
+        project,
+        "sale",
+        WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        role="sale",
+        audience="  signed_up_after: 2026-01-01\n",
+        extra="  when_ratio_breaks: defer\n",
+    )
+    h = Harness(db_url, project, MONDAY)
+    try:
+        _join(h, "early@example.com", "new")  # will have had e1, e2 by Wednesday
+        h.run_until(MONDAY + timedelta(days=1, hours=23))
+        h.add("fresh@example.com", first_name="Fresh")  # signs up Tuesday: no education yet, unconfirmed
+        _schedule(h, "sale")
+        h.run_until(WEDNESDAY_0930 + timedelta(days=1), every=timedelta(minutes=30))
+        reasons = sorted(reason or status for status, reason in _recipients(h, "sale").values())
+        assert reasons == ["sent", "they have not confirmed their address"]
+        assert h.sent_steps("early@example.com").count("sale") == 1
+        # Her own sale (s1) came after e4, too close behind the broadcast's: it waited (deferred)
+        # behind e5 until four education emails had followed the broadcast's sale.
+        h.run_until(WEDNESDAY_0930 + timedelta(days=14), every=timedelta(hours=6))
+        steps = h.sent_steps("early@example.com")
+        at = steps.index("sale")
+        assert steps[at : at + 6] == ["sale", "e2", "e3", "e4", "e5", "s1"]
+    finally:
+        h.close()
