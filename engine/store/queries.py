@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
 from engine.store.inserts import insert_ignoring_conflicts
+from engine.store.manyrows import execute_many
 from engine.store.rows import email_hash, normalize_email
 from engine.store.status import NOT_SENT, PENDING, DeliveryStatus
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, SUPPRESSION
@@ -233,7 +235,21 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
 
 def queue_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Queue emails to send; one per enrollment and step, however often this is called."""
+    if conn.dialect.name == "sqlite" and rows:
+        # One executemany of a one-row INSERT instead of SQLAlchemy's multi-row VALUES with
+        # RETURNING, whose SQL and parameters it builds row by row in Python: the rows skipped
+        # as already queued count 0 in the driver's rowcount. (PostgreSQL's unnest insert is
+        # one statement already: inserts.py.)
+        return execute_many(conn, _queue_statement(tuple(rows[0])), rows)
     return insert_ignoring_conflicts(conn, DELIVERY, rows, ["enrollment_id", "step"])
+
+
+@functools.cache
+def _queue_statement(columns: tuple[str, ...]) -> sa.Insert:
+    """SQLite's INSERT of one queued email with these columns, skipping one already queued."""
+    values: dict[str, Any] = {k: sa.bindparam(k) for k in columns}
+    statement = sqlite.insert(DELIVERY).values(values)
+    return statement.on_conflict_do_nothing(index_elements=["enrollment_id", "step"])
 
 
 def claim_due_deliveries(
@@ -309,7 +325,7 @@ def _update_by_id(
     if not updates:
         return
     statement = _update_statement(table, tuple(k for k in updates[0] if k != "_id"), still_sending)
-    conn.execute(statement, list(updates))
+    execute_many(conn, statement, updates)
 
 
 @functools.cache
