@@ -43,7 +43,9 @@ def first_name(name: str, locale: str, given: str | None = None) -> str:
     """The first name templates use (see the module's docstring for when it is taken from `name`)."""
     if tidy(given):
         return tidy(given)
-    if _language(locale) in FAMILY_NAME_FIRST or any(_cjk(c) for c in name):
+    # An ASCII name holds no CJK script: most names skip the look-up of every character's
+    # Unicode name (~4 µs for a 16-character name, at every email).
+    if _language(locale) in FAMILY_NAME_FIRST or (not name.isascii() and any(_cjk(c) for c in name)):
         return ""
     family, comma, rest = name.partition(",")
     words = rest.split() if comma else family.split()
