@@ -92,6 +92,7 @@ pass_project = click.make_pass_decorator(Context)
 # app, the scheduler and FastAPI), which `funnel subscribers show` would otherwise wait for.
 # tests/cli/test_commands.py checks that this names every command.
 COMMANDS = {
+    "broadcast": "engine.cli.broadcasts",
     "db": "engine.cli.daemon", "run": "engine.cli.daemon",
     "form": "engine.cli.form", "init": "engine.cli.init",
     "pause": "engine.cli.guardrails", "resume": "engine.cli.guardrails",
