@@ -183,7 +183,8 @@ def _unstructured_header(name: str, value: str) -> str:
 
 def _raw_ok(value: str) -> bool:
     """Whether cleaned text can be written as it is: ASCII, no encoded-word look-alike, short words."""
-    return value.isascii() and "=?" not in value and all(len(w) <= _RAW_WORD for w in value.split(" "))
+    return value.isascii() and "=?" not in value and (
+        len(value) <= _RAW_WORD or all(len(w) <= _RAW_WORD for w in value.split(" ")))
 
 
 def _encoded_words(value: str, first_room: int) -> list[str]:
@@ -206,6 +207,9 @@ def _encoded_words(value: str, first_room: int) -> list[str]:
 
 def _fold(name: str, words: list[str], limit: int) -> str:
     """`Name: w1 w2 ...`, each line filled up to `limit`; every break is CRLF before a space."""
+    joined = " ".join(words)
+    if words and len(name) + 2 + len(joined) <= limit:  # one line: most To and Subject headers
+        return f"{name}: {joined}"
     lines, line = [], name + ":"
     for word in words:
         if len(line) + 1 + len(word) > limit and line != name + ":":
@@ -247,17 +251,17 @@ def _quoted_printable(body: str) -> bytes:
     lines = body.split("\n")
     last = lines.pop()
     known = _QP_LINES
-    out = []
-    for line in lines:
-        encoded = known.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp((line + "\n").encode("utf-8", "replace"), istext=True)
-            if len(known) >= _QP_LINES_MAX:
-                known.clear()
-            known[line] = encoded
-        out.append(encoded)
+    out = list(map(known.get, lines))  # the look-ups in C: a few lines an email are new
+    if None in out:
+        for i, encoded in enumerate(out):
+            if encoded is None:
+                line = lines[i]
+                encoded = out[i] = binascii.b2a_qp((line + "\n").encode("utf-8", "replace"), istext=True)
+                if len(known) >= _QP_LINES_MAX:
+                    known.clear()
+                known[line] = encoded
     out.append(binascii.b2a_qp(last.encode("utf-8", "replace"), istext=True))
-    return b"".join(out)
+    return b"".join(out)  # type: ignore[arg-type]  # every None was filled in
 
 
 def _part(content_type: str, body: str) -> bytes:
