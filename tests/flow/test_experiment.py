@@ -175,7 +175,7 @@ def test_a_decision_shows_each_variant_with_its_uncertainty() -> None:
     a, b, c = decision.arms
     assert (a.variant, a.sends, a.successes, a.rate) == ("A", 602, 30, 30 / 602)
     assert a.interval == credible_interval(30, 602)
-    assert a.interval[0] < a.rate < a.interval[1]
+    assert a.interval[0] < 30 / 602 < a.interval[1]
     assert c.rate is None and c.interval == pytest.approx((0.025, 0.975))  # nothing known: uniform
     assert sum(e.probability_best for e in decision.arms) == pytest.approx(1)
     assert b.probability_best == probability_best(arms)["B"]
