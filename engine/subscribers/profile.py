@@ -20,6 +20,7 @@ from engine.flow.late import unheeded
 from engine.flow.state import EventType, Facts, Stage
 from engine.mail.names import first_name
 from engine.sequences.plan import Plan
+from engine.store import broadcasts as calendar
 from engine.store import queries, reports
 from engine.store.db import DbConnection, DbEngine, Row, durable
 from engine.store.erasure import erase_subscriber, rows_about
@@ -92,13 +93,14 @@ def load_profile(db_engine: DbEngine, address: str, plans: Mapping[str, Plan], b
         enrollments = queries.enrollments_of(conn, sid)
         confirmations = _confirmations(conn, sid, enrollments, plans, now)
         held = held_steps(conn, [row["id"] for row in enrollments])
+        broadcasts = calendar.pending_for(conn, [row["id"] for row in enrollments])
         seen = events_of(events)
         views = []
         for row in enrollments:
             facts = facts_for(row["funnel"], timezone=subscriber["timezone"], status=subscriber["status"],
                               magnet=row["magnet"], joined_at=row["created_at"], events=seen,
                               marketing_sent=sent, paused=paused, confirmations=confirmations,
-                              held=held.get(row["id"], ()))
+                              held=held.get(row["id"], ()), broadcasts=broadcasts.get(row["id"], ()))
             mine = [d for d in deliveries if d["enrollment_id"] == row["id"]]
             views.append(EnrollmentView(row, mine, _next(row, plans, broken, facts, now),
                                         _late(plans.get(row["funnel"]), row, facts)))

@@ -179,3 +179,27 @@ def test_a_sale_broadcast_skips_whoever_it_would_break_the_ratio_for_and_says_wh
         assert steps[at : at + 6] == ["sale", "e2", "e3", "e4", "e5", "s1"]
     finally:
         h.close()
+
+
+def test_subscribers_show_names_the_broadcast_a_recipient_waits_for(db_url: str, project: Path) -> None:
+    from engine.subscribers.profile import load_profile
+
+    _broadcast(
+        project, "early", "2026-03-04 06:00", audience="  stages: [nurture]\n", extra="  window: ignore\n"
+    )
+    h = Harness(db_url, project, MONDAY)
+    try:
+        _join(h, "york@example.com", "pro", timezone="America/New_York")
+        h.tick()  # confirmed and answered: in nurture
+        _schedule(h, "early")
+        h.clock.advance(datetime(2026, 3, 4, 6, 0, tzinfo=UTC) - h.clock.now())  # taken, not due in New York
+        h.tick()
+        plans = h.daemon.live.current.plans
+        profile = load_profile(h.db_engine, "york@example.com", plans, set(), h.clock.now())
+        assert profile is not None
+        nxt = profile.enrollments[0].next
+        assert nxt.step is not None and nxt.step.id == "early"
+        assert nxt.at == datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
+        assert "broadcast 'early' goes to them at Wed 2026-03-04 06:00 America/New_York" in nxt.reason
+    finally:
+        h.close()
