@@ -56,6 +56,41 @@ def test_templates_cannot_reach_python_internals(renderer: Renderer) -> None:
         renderer.html("escape.html", context("Ann"))
 
 
+def test_a_dicts_items_and_its_own_attributes_read_as_jinjas_sandbox_reads_them(tmp_path: Path) -> None:
+    # The renderer's look-up of a plain dict's items (engine/mail/render.py, _Sandbox) must
+    # answer as SandboxedEnvironment does: an item by name, a dict method before a key of
+    # the same name, strict about a missing key, and still no way to Python's internals.
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from engine.mail.render import make_environment
+
+    class Fields(dict[str, str]):
+        pass
+
+    sources = {
+        "item": "{{ d.city }}|{{ d['city'] }}",
+        "method": "{{ d.items is callable }}|{{ d['items'] }}",
+        "subclass": "{{ f.city }}",
+        "missing": "{{ d.nope }}",
+        "internals": "{{ d.__class__ }}",
+        "default": "{{ d.nope | default('none') }}",
+    }
+    values = {"d": {"city": "Oslo", "items": "boots"}, "f": Fields(city="Bergen")}
+    ours = make_environment(tmp_path)
+    theirs = make_environment(tmp_path)
+    theirs.__class__ = SandboxedEnvironment
+    for name, source in sources.items():
+        answers = []
+        for env in (ours, theirs):
+            try:
+                answers.append(env.from_string(source).render(values))
+            except (UndefinedError, SecurityError) as error:
+                answers.append(f"{type(error).__name__}: {error}")
+        assert answers[0] == answers[1], name
+    assert ours.from_string(sources["item"]).render(values) == "Oslo|Oslo"
+    assert ours.from_string(sources["method"]).render(values) == "True|boots"
+
+
 def test_the_text_part_keeps_links_and_words(renderer: Renderer) -> None:
     plan = make_plan()
     email = next(e for e in plan.emails() if e.path is PathKind.NURTURE)
