@@ -7,6 +7,7 @@ variant has so far (`Arm`) and the file's rule (`Rule`).
   its minimum of sends; then Thompson sampling (each variant's rate is drawn from its
   Beta posterior and the highest draw wins, so a variant gets sends in proportion to the
   chance that it is the best); once `decide` says stopped, always the winner.
+- `winner`: the variant everyone gets now, or None while the test runs.
 - `decide`: whether the rule has a winner, the sentence that says why, and per variant
   its rate, 95% credible interval and probability of being the best.
 - `split`: a broadcast recipient's fixed place: one variant's share of the sample, or the
@@ -104,18 +105,27 @@ def pick(arms: Sequence[Arm], rule: Rule, seed: bytes) -> str:
     `seed` names the recipient and the email (a subscriber id and a step id, say), so a
     retry decides as the first try did.
     """
-    _check(arms, rule)
-    if rule.override is not None:
-        return rule.override
+    chosen = winner(arms, rule)
+    if chosen is not None:
+        return chosen
     rng = random.Random(int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest()))
-    stop = _stop(arms, rule)
-    if stop is not None:
-        return stop[0]
     behind = [arm for arm in arms if arm.sends < rule.min_sends]
     if behind:
         return rng.choice(behind).variant
     draws = [rng.betavariate(*arm.posterior) for arm in arms]
     return arms[draws.index(max(draws))].variant
+
+
+def winner(arms: Sequence[Arm], rule: Rule) -> str | None:
+    """The variant everyone gets now (the override, or the rule's winner), or None while testing.
+
+    What `decide` says, without the estimates: cheap enough to ask before every send.
+    """
+    _check(arms, rule)
+    if rule.override is not None:
+        return rule.override
+    stop = _stop(arms, rule)
+    return None if stop is None else stop[0]
 
 
 def decide(arms: Sequence[Arm], rule: Rule, *, final: bool = False) -> Decision:

@@ -16,7 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.flow.experiment import Arm, Metric, Rule, credible_interval, decide, pick, probability_best, split
+from engine.flow.experiment import (
+    Arm,
+    Metric,
+    Rule,
+    credible_interval,
+    decide,
+    pick,
+    probability_best,
+    split,
+    winner,
+)
 
 RULE = Rule(Metric.CLICKS)  # at least 100 each, stop at 95%
 Chooser = Callable[[Sequence[Arm], Rule, bytes], str]
@@ -40,6 +50,27 @@ def run(
         sends[k] += 1
         clicks[k] += clicking.random() < rates[k]
     return [Arm(name, sends[k], clicks[k]) for k, name in enumerate(names)]
+
+
+def false_stops(confidence: float, runs: int = 200, recipients: int = 6_000) -> tuple[int, int]:
+    """A/A runs (both variants 5%) that named a winner at some moment, and that still had one at the end.
+
+    Not a test: the figures in docs/experiments.md (a few minutes at 200 runs).
+    """
+    rule = Rule(Metric.CLICKS, confidence=confidence)
+    ever = at_end = 0
+    for seed in range(runs):
+        sends, clicks = [0, 0], [0, 0]
+        clicking, stopped = random.Random(seed), False
+        for n in range(recipients):
+            arms = [Arm("A", sends[0], clicks[0]), Arm("B", sends[1], clicks[1])]
+            stopped = stopped or winner(arms, rule) is not None
+            k = "AB".index(pick(arms, rule, f"{seed}:{n}".encode()))
+            sends[k] += 1
+            clicks[k] += clicking.random() < 0.05
+        ever += stopped
+        at_end += winner([Arm("A", sends[0], clicks[0]), Arm("B", sends[1], clicks[1])], rule) is not None
+    return ever, at_end
 
 
 def share_after_minimums(arms: Sequence[Arm], variant: str, rule: Rule) -> float:
@@ -123,7 +154,8 @@ def test_equal_rates_rarely_stop_before_the_cap() -> None:
 
 def test_after_a_stop_the_winner_gets_everyone() -> None:
     arms = [Arm("A", 1_000, 30), Arm("B", 1_000, 60)]
-    assert decide(arms, RULE).winner == "B"
+    assert decide(arms, RULE).winner == winner(arms, RULE) == "B"
+    assert winner([Arm("A", 1_000, 30), Arm("B", 1_000, 40)], RULE) is None
     assert {pick(arms, RULE, f"{n}".encode()) for n in range(300)} == {"B"}
 
 
@@ -144,7 +176,7 @@ def test_the_cap_keeps_the_best_mean_even_below_the_confidence() -> None:
 def test_the_override_always_wins(counts: list[tuple[int, int]], seed: bytes) -> None:
     arms = [Arm(f"V{k}", n + s, s) for k, (n, s) in enumerate(counts)]
     rule = Rule(Metric.PURCHASES, override="V1")
-    assert pick(arms, rule, seed) == "V1"
+    assert pick(arms, rule, seed) == winner(arms, rule) == "V1"
     decision = decide(arms, rule)
     assert (decision.winner, decision.stopped, decision.reason) == ("V1", True, "V1 is chosen in the file")
 
