@@ -11,6 +11,7 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -263,3 +264,20 @@ def test_the_split_is_stable_and_sample_share_one_leaves_no_rest() -> None:
 def test_mistakes_say_what_to_write(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_the_worked_example_in_the_docs_is_what_decide_says() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text(encoding="utf-8")
+    rule = Rule(Metric.CLICKS, min_sends=100, confidence=0.95, max_sends=5_000)
+    for counts in ([(60, 2), (58, 4)], [(400, 14), (420, 23)], [(640, 22), (1_360, 82)]):
+        decision = decide([Arm(v, n, s) for v, (n, s) in zip("AB", counts, strict=True)], rule)
+        assert f"| {decision.reason} |" in text
+        for e in decision.arms:
+            low, high = e.interval
+            row = (f"| {e.variant} | {e.sends:,} | {e.successes} | {e.successes / e.sends * 100:.2f} "
+                   f"| {low * 100:.2f}\u2013{high * 100:.2f} | {e.probability_best * 100:.1f}% |")
+            assert row in text, row
+    capped = decide([Arm("A", 2_510, 130), Arm("B", 2_490, 121)], rule).reason
+    assert capped in " ".join(text.split())
+    final = decide([Arm("A", 990, 41), Arm("B", 990, 52)], rule, final=True).reason
+    assert final in " ".join(text.split())
