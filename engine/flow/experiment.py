@@ -71,8 +71,8 @@ class Rule:
     def __post_init__(self) -> None:
         if self.min_sends < 0:
             raise ValueError(f"min_sends is {self.min_sends}; write 0 or more")
-        if not 0.5 <= self.confidence < 1.0:
-            raise ValueError(f"confidence is {self.confidence}; write a number from 0.5 up to (not) 1")
+        if not 0.5 < self.confidence < 1.0:
+            raise ValueError(f"confidence is {self.confidence}; write a number above 0.5 and below 1")
         if self.max_sends is not None and self.max_sends < 1:
             raise ValueError(f"max_sends is {self.max_sends}; write 1 or more, or leave it out")
 
@@ -149,12 +149,12 @@ def decide(arms: Sequence[Arm], rule: Rule, *, final: bool = False) -> Decision:
     if rule.override is not None:
         return Decision(rule.override, True, f"{rule.override} is chosen in the file", estimates)
     match _stop(arms, rule):
-        case (winner, True):
-            return Decision(winner, True, f"{winner} is best with {_percent(chances[winner])} "
+        case (chosen, True):
+            return Decision(chosen, True, f"{chosen} is best with {_percent(chances[chosen])} "
                             f"probability after {total:,} sends", estimates)
-        case (winner, False):
-            return Decision(winner, True, f"no clear winner after {total:,} sends: keeping "
-                            f"{winner}, the best so far ({_percent(chances[winner])} probability)",
+        case (chosen, False):
+            return Decision(chosen, True, f"no clear winner after {total:,} sends: keeping "
+                            f"{chosen}, the best so far ({_percent(chances[chosen])} probability)",
                             estimates)
     if final:
         best = _best_mean(arms)
@@ -265,5 +265,8 @@ def _waiting(behind: Sequence[Arm], needed: int) -> str:
 
 
 def _percent(p: float) -> str:
-    """A probability in whole percent, rounded down, so that 94.96% never reads as the 95% it missed."""
-    return f"{floor(p * 100.0)}%"
+    """A probability in whole percent, rounded down, so that 94.96% never reads as the 95% it missed.
+
+    Above 99%, "over 99%": counts never make a variant certain.
+    """
+    return "over 99%" if p > 0.99 else f"{floor(p * 100.0)}%"
