@@ -12,6 +12,7 @@ to the newest migration and removed at the end. In that copy it times:
    runs) for the shipped winter-sale broadcast's audience and for four others, wall and
    CPU, median of --runs; this process's CPU, and on PostgreSQL the server backend's
    (from /proc, when the server runs on this machine; parallel workers not counted).
+   With --explain (and for any count over 5 s) the database's plan of each statement.
 2. Taking the winter sale's whole audience as the daemon does (`take_batch`, batches of
    5,000, each recipient's row and the wake-up of their enrollment in one write): the
    total and each batch's p50, p99 and longest (on SQLite a batch holds the write lock).
@@ -44,6 +45,7 @@ import sqlalchemy as sa
 from bench.broadcast_send import send_figures
 from bench.machine import others_cores, sample
 from bench.postgres import ADMIN_URL, drop_database
+from bench.query_plans import plan_of, statements_of
 from bench.scale_people import FUNNEL
 from bench.workspace import ROOT
 from engine.project.folder import Project
@@ -218,6 +220,28 @@ def time_taking(db_engine: DbEngine, broadcast: BroadcastPlan) -> dict[str, Any]
     }
 
 
+# --- plans -------------------------------------------------------------------------------
+
+
+def print_plans(db_engine: DbEngine, shipped: BroadcastPlan, now: datetime, names: list[str]) -> None:
+    """The plan of count() for the audiences `names`, and of one batch's read of the shipped one."""
+    chosen = audiences(shipped)
+    for name in names:
+        audience = chosen[name]
+        with db_engine.connect() as conn:
+            caught = statements_of(
+                db_engine, lambda: audience_sql.count(conn, audience, FUNNEL, now, shipped.first_due()))  # noqa: B023
+        print(f"\n  plan of count(), {name}:")
+        for line in plan_of(db_engine, *caught[-1]):
+            print(f"    {line}")
+    with db_engine.connect() as conn:
+        caught = statements_of(db_engine, lambda: audience_sql.recipients_after(
+            conn, shipped.audience, FUNNEL, now, shipped.first_due(), 0, BATCH))
+    print("\n  plan of a batch's read (recipients_after), the winter sale:")
+    for line in plan_of(db_engine, *caught[-1]):
+        print(f"    {line}")
+
+
 # --- output --------------------------------------------------------------------------------
 
 
@@ -266,6 +290,8 @@ def main() -> None:
     parser.add_argument("--send", type=int, default=20_000, help="recipients of the broadcast sent (0: skip)")
     parser.add_argument("--sequence-emails", type=int, default=5_000, help="bench.send's emails per run")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--explain", action="store_true",
+                        help="print the plan of every count (a count over the aim's is printed anyway)")
     args = parser.parse_args()
     shipped = shipped_broadcast()
     database = "sqlite" if args.sqlite else "postgresql"
@@ -279,6 +305,9 @@ def main() -> None:
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
         counts = time_counts(db_engine, shipped, now, args.runs)
         print_counts(counts, database)
+        slow = [name for name, each in counts.items() if each["wall_s"] >= AIM_SECONDS]
+        if args.explain or slow:
+            print_plans(db_engine, shipped, now, list(counts) if args.explain else slow)
         taking = time_taking(db_engine, shipped)
         print_taking(taking)
         db_engine.dispose()
