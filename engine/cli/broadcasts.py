@@ -141,7 +141,8 @@ def schedule_command(obj: Context, broadcast_id: str, by: str) -> None:
     plan, broadcast = _find(plans, broadcast_id)
     db_engine = obj.database()
     now = obj.clock(clock).now()
-    if broadcast.last_due() <= now:
+    on_calendar = _read(db_engine, lambda conn: calendar.row(conn, broadcast.id))
+    if on_calendar is None and broadcast.last_due() <= now:  # (one on the calendar: the calendar answers)
         click.echo(f"broadcast '{broadcast.id}' cannot be scheduled: its time has passed "
                    f"({numbers.when(broadcast)}); set `send.at` in {broadcast.source} to a later time",
                    err=True)

@@ -13,7 +13,8 @@ from engine.cli.main import Context, main, pass_project
 from engine.cli.stats_text import csv_rows, product_csv_rows, report_lines
 from engine.errors import UnknownFunnelError, display_path
 from engine.scheduler.clock import Clock, SystemClock
-from engine.stats.report import parse_since, read_report
+from engine.stats.broadcasts import read_report
+from engine.stats.report import parse_since
 
 # What time the command takes it to be; tests put a FrozenClock here.
 clock: Clock = SystemClock()

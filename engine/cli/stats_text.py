@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from engine.cli.broadcasts_text import report_lines as broadcast_rows
+
 # The --csv columns, one row per (funnel, step); docs/stats.md explains each.
 CSV_COLUMNS = (
     "funnel", "step", "path", "segment", "role", "subject", "paused", "paused_detail",
@@ -113,6 +115,10 @@ def _funnel_lines(funnel: Mapping[str, Any], scope: str) -> Iterator[str]:
     header = ["step", "path", "segment", "sent", *rated, "failed", "pending", ""]
     yield from _table(header, rows, right=set(range(3, 12)))
     yield WEAK_OPENS
+    if funnel.get("broadcasts"):
+        yield ""
+        yield "Broadcasts (rates over sent; purchases: by recipients within its attribution window)"
+        yield from broadcast_rows(funnel["broadcasts"])
     for pause in funnel["paused"]:
         yield f"PAUSED {pause['step']} since {pause['paused_at']} ({pause['metric']}): {pause['detail']}"
     if funnel["paused"]:

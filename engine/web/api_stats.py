@@ -1,7 +1,8 @@
 """`GET /api/stats`: the funnels' numbers as JSON, behind the admin API's bearer key.
 
-The body is `engine.stats.report.funnel_report`'s dict, the one `funnel stats --json` prints
-(docs/stats.md describes every number).
+The body is `engine.stats.report.funnel_report`'s dict with each funnel's `broadcasts`
+(engine/stats/broadcasts.py), the one `funnel stats --json` prints (docs/stats.md and
+docs/broadcasts.md describe every number).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine.errors import UnknownFunnelError
-from engine.stats.report import SINCE_HELP, parse_since, read_report
+from engine.stats.broadcasts import read_report
+from engine.stats.report import SINCE_HELP, parse_since
 from engine.web.api import PREFIX, UNAUTHORIZED, api_key_required
 from engine.web.body import StrictJsonRoute
 from engine.web.context import Web
@@ -26,7 +28,7 @@ def router(web: Web) -> APIRouter:
 
     @routes.get(
         "/stats",
-        summary="Funnel stages, answers, segments, sources, revenue and per-email numbers",
+        summary="Funnel stages, answers, segments, sources, revenue, per-email and per-broadcast numbers",
         responses={
             200: {"description": "the numbers (docs/stats.md)"},
             404: {"description": "no such funnel"},

@@ -9,7 +9,7 @@ from tests.web.conftest import START, Site
 
 FUNNEL_KEYS = {"funnel", "name", "stages", "answers", "segments", "sources", "revenue",
                "revenue_per_subscriber", "purchases", "products", "winback", "sunset", "unsubscribed",
-               "steps", "paused"}
+               "steps", "paused", "broadcasts"}
 STEP_EXTRAS = {"path", "segment", "role", "subject", "paused", "paused_detail"}
 
 
