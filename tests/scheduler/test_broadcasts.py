@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.store import broadcasts as calendar
+from engine.store import queries
 from engine.store.tables import BROADCAST_RECIPIENT
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
@@ -201,5 +202,44 @@ def test_subscribers_show_names_the_broadcast_a_recipient_waits_for(db_url: str,
         assert nxt.step is not None and nxt.step.id == "early"
         assert nxt.at == datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
         assert "broadcast 'early' goes to them at Wed 2026-03-04 06:00 America/New_York" in nxt.reason
+    finally:
+        h.close()
+
+
+def test_a_broadcast_whose_complaints_cross_the_line_pauses_itself_and_resume_sends_the_rest(
+    db_url: str, project: Path
+) -> None:
+    from engine.scheduler.guard import check_guardrails
+    from engine.store import pauses
+    from engine.subscribers import inbound
+
+    funnel = project / "sequences" / "minimal.yaml"
+    funnel.write_text(funnel.read_text() + "guardrails:\n  min_sends: 10\n  complaint_rate: 5%\n")
+    _broadcast(project, "local", "2026-03-04 09:30", audience="  stages: [nurture]\n")
+    h = Harness(db_url, project, MONDAY - timedelta(hours=9))
+    try:
+        east = [f"east{i}@example.com" for i in range(10)]
+        west = [f"west{i}@example.com" for i in range(3)]
+        for email in east:
+            _join(h, email, "new", timezone="Asia/Tokyo")
+        for email in west:
+            _join(h, email, "new", timezone="America/New_York")
+        h.run_until(MONDAY + timedelta(days=1))
+        _schedule(h, "local")
+        h.run_until(datetime(2026, 3, 4, 6, 0, tzinfo=UTC), every=timedelta(minutes=15))
+        assert all(h.sent_steps(e).count("local") == 1 for e in east)  # Tokyo's morning came
+        with h.db_engine.begin() as conn:
+            sid = queries.find_subscriber(conn, east[0])
+            assert sid is not None
+            inbound.complain(conn, sid["id"], h.clock.now(), "report-1")  # blames the latest: the broadcast
+        paused = check_guardrails(h.db_engine, h.daemon.live.current.plans, h.clock.now())
+        assert [(p.step, p.breach.metric) for p in paused] == [("local", "complaints")]
+        h.run_until(datetime(2026, 3, 5, 12, 0, tzinfo=UTC), every=timedelta(minutes=30))
+        assert not any("local" in h.sent_steps(e) for e in west)  # held, not skipped
+        assert Counter(s for s, _ in _recipients(h, "local").values()) == {"sent": 10, "pending": 3}
+        with h.db_engine.begin() as conn:
+            assert pauses.resume(conn, "minimal", "local", "test", h.clock.now()) == 3
+        h.run_until(datetime(2026, 3, 6, 16, 0, tzinfo=UTC), every=timedelta(minutes=30))
+        assert all(h.sent_steps(e).count("local") == 1 for e in west)
     finally:
         h.close()
