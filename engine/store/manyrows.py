@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from engine.store.tables import UtcDateTime
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,16 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # every parameter, in the order a positional paramstyle wants them
     positional: bool
-    processors: tuple[Callable[[Any], Any] | None, ...]  # per name: its type's bind processor
-    fixed: tuple[Any, ...]  # per name: the value the statement itself gives it, else _FROM_ROW
+    from_row: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a row's own values, in C
+    # Which of those a type converts, how, and whether equal values convert alike (UtcDateTime:
+    # equal instants are one UTC text whatever their zone), so that each is converted once a call.
+    processed: tuple[tuple[int, Callable[[Any], Any], bool], ...]
+    fixed: tuple[Any, ...]  # the statement's own values, converted once
+    order: Callable[[list[Any]], tuple[Any, ...]]  # (row's values + fixed ones) in the order of `names`
 
 
-_FROM_ROW = object()  # a parameter each row gives
 _compiled: dict[tuple[sa.Executable, str], _Compiled] = {}
+_UNSEEN = object()
 
 
 def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -50,18 +57,35 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     if not rows:
         return 0
     compiled = _compile(conn, statement)
-    pairs = tuple(zip(compiled.names, compiled.processors, compiled.fixed, strict=True))
-    params: list[Any]
-    if compiled.positional:
-        params = [tuple(_value(row, name, process, fixed) for name, process, fixed in pairs) for row in rows]
-    else:
-        params = [{name: _value(row, name, process, fixed) for name, process, fixed in pairs} for row in rows]
+    from_row, processed, order = compiled.from_row, compiled.processed, compiled.order
+    fixed = list(compiled.fixed)
+    # The times of one batch repeat (its `now`, its wake times): each is converted once.
+    memos: list[dict[Any, Any] | None] = [{} if once else None for _, _, once in processed]
+    params: list[Any] = []
+    for row in rows:
+        values = list(from_row(row))
+        for (i, process, _), memo in zip(processed, memos, strict=True):
+            if memo is None:
+                values[i] = process(values[i])
+            else:
+                value = values[i]
+                done = memo.get(value, _UNSEEN)
+                if done is _UNSEEN:
+                    done = memo[value] = process(value)
+                values[i] = done
+        params.append(order(values + fixed))
+    if not compiled.positional:
+        names = compiled.names
+        params = [dict(zip(names, values, strict=True)) for values in params]
     return int(conn.exec_driver_sql(compiled.sql, params).rowcount)
 
 
-def _value(row: Mapping[str, Any], name: str, process: Callable[[Any], Any] | None, fixed: Any) -> Any:
-    value = row[name] if fixed is _FROM_ROW else fixed
-    return value if process is None else process(value)
+def _getter(indices: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """itemgetter that always gives a tuple, even of one item."""
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda source: (source[only],)
+    return itemgetter(*indices)
 
 
 def _compile(conn: Connection, statement: sa.Executable) -> _Compiled:
@@ -77,18 +101,30 @@ def _compile(conn: Connection, statement: sa.Executable) -> _Compiled:
     # A column left out of an INSERT gets its default, which SQLAlchemy computes per execution.
     prefetched = (*compiled.insert_prefetch, *compiled.update_prefetch)
     defaults = {column.key: column.default for column in prefetched}
-    fixed: list[Any] = []
-    for name in names:
+    # What SQLAlchemy itself calls per value: the type as this dialect implements it (SQLite's
+    # DATETIME text under UtcDateTime's conversion to naive UTC, say).
+    processors = [binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    own: list[int] = []  # indices into names: given by each row
+    fixed: dict[int, Any] = {}  # index into names -> the statement's own value, converted
+    for i, (name, process) in enumerate(zip(names, processors, strict=True)):
+        bind = binds[name]
         default = defaults.get(name)
         if default is not None:
             if not default.is_scalar:
                 raise ValueError(f"execute_many cannot compute the default of column {name!r}: "
                                  "give it in each row")
-            fixed.append(default.arg)
+            fixed[i] = default.arg if process is None else process(default.arg)
+        elif bind.required:
+            own.append(i)
         else:
-            fixed.append(_FROM_ROW if binds[name].required else binds[name].effective_value)
-    # What SQLAlchemy itself calls per value: the type as this dialect implements it (SQLite's
-    # DATETIME text under UtcDateTime's conversion to naive UTC, say).
-    processors = tuple(binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-    found = _compiled[key] = _Compiled(compiled.string, names, positional, processors, tuple(fixed))
+            fixed[i] = bind.effective_value if process is None else process(bind.effective_value)
+    # A row's values come first in the list `order` picks from, the fixed ones after them.
+    at = {i: n for n, i in enumerate([*own, *fixed])}
+    processed = tuple((n, process, isinstance(binds[names[i]].type, UtcDateTime))
+                      for n, i in enumerate(own) if (process := processors[i]) is not None)
+    found = _compiled[key] = _Compiled(
+        sql=compiled.string, names=names, positional=positional,
+        from_row=_getter([names[i] for i in own]) if own else (lambda row: ()),
+        processed=processed, fixed=tuple(fixed.values()),
+        order=_getter([at[i] for i in range(len(names))]))
     return found

@@ -93,3 +93,20 @@ def test_updates_write_times_json_and_nulls_as_sqlalchemy_does_and_keep_the_stat
 def test_an_empty_batch_runs_nothing(db_engine: Engine) -> None:
     with db_engine.begin() as conn:
         assert execute_many(conn, DELIVERY.delete(), []) == 0
+
+
+def test_times_repeated_in_a_batch_in_any_zone_and_times_that_differ_are_each_written_right(
+    db_engine: Engine,
+) -> None:
+    # Each UTC time is converted once a batch (manyrows' memo): equal instants in two zones
+    # are one text, and a time a microsecond apart is its own.
+    made = _enrollments(db_engine, 4)
+    times = [T0, T0.astimezone(PARIS), T0 + timedelta(microseconds=1), T0 - timedelta(days=400)]
+    with db_engine.begin() as conn:
+        queries.save_enrollments(conn, [{"_id": e, "next_run_at": at, "updated_at": T0}
+                                        for (e, _), at in zip(made, times, strict=True)])
+    assert [row["next_run_at"] for row in _rows(db_engine, ENROLLMENT)] == times
+    with db_engine.connect() as conn:
+        first = conn.execute(sa.select(sa.func.count()).select_from(ENROLLMENT)
+                             .where(ENROLLMENT.c.next_run_at <= T0)).scalar_one()
+    assert first == 3
