@@ -1,4 +1,4 @@
-"""The admin API under /api/: events from a shop and the subscriber list, behind a bearer key.
+"""The admin API under /api/: events from a shop, the subscriber list and broadcasts, behind a bearer key.
 
 `FUNNEL_API_KEY` (or `api_key` in funnel.toml) is the key; without one set, every call
 answers 401, so a fresh install exposes nothing.
@@ -28,6 +28,7 @@ from engine.store.db import DbConnection, Row
 from engine.subscribers import inbound
 from engine.subscribers.addresses import MAX_LENGTH
 from engine.subscribers.leads import Proof, add_lead
+from engine.web import api_broadcasts
 from engine.web.body import StrictJsonRoute
 from engine.web.context import Web
 from engine.web.signup_form import Refusal, check_signup, text_problem
@@ -357,6 +358,7 @@ def router(web: Web) -> APIRouter:
             raise HTTPException(404, "no subscriber with this address")
         return detail
 
+    routes.include_router(api_broadcasts.router(web))  # /api/broadcasts
     return routes
 
 

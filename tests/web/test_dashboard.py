@@ -34,7 +34,7 @@ from tests.web.dashboard_site import (
 
 PAGES = ["/dashboard", "/dashboard/funnels/minimal", "/dashboard/subscribers", "/dashboard/subscribers/1",
          "/dashboard/outbox", f"/dashboard/outbox/{HOSTILE_MESSAGE}.eml", "/dashboard/guardrails",
-         "/dashboard/releases"]
+         "/dashboard/releases", "/dashboard/broadcasts"]
 
 
 @pytest.fixture

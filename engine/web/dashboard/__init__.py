@@ -1,4 +1,5 @@
-"""The operator's dashboard at /dashboard: funnels, steps, subscribers, the outbox, guardrails, releases.
+"""The operator's dashboard at /dashboard: funnels, steps, broadcasts, subscribers, the outbox, guardrails,
+releases.
 
 Server-rendered HTML without JavaScript, behind one password (auth.py) with a CSRF
 token in every form (csrf.py). docs/dashboard.md describes the pages and their security.
@@ -10,7 +11,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from engine.web.context import Web
-from engine.web.dashboard import auth, funnels, outbox, people, releases
+from engine.web.dashboard import auth, broadcasts, funnels, outbox, people, releases
 from engine.web.dashboard.render import style
 
 _STYLE_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
@@ -26,6 +27,6 @@ def router(web: Web) -> APIRouter:
         # Public: the login page needs it, and it holds nothing but colours and spacing.
         return Response(style(), media_type="text/css", headers=_STYLE_HEADERS)
 
-    for part in (auth, funnels, people, outbox, releases):
+    for part in (auth, funnels, broadcasts, people, outbox, releases):
         routes.include_router(part.router(web, gate))
     return routes
