@@ -9,10 +9,11 @@ from engine.sequences.plan import EmailStep, PathKind
 
 @dataclass(frozen=True)
 class Send:
-    """Send this email now."""
+    """Send this email now; `variant`: which of its experiment's versions (None: it has one)."""
 
     email: EmailStep
     segment: str | None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from engine.flow import waits
 from engine.flow.actions import Send, Skip
 from engine.flow.moves import Move
 from engine.flow.state import Done, EventType, Facts, Stage, State
 from engine.flow.status import BLOCKED_STATUSES
+from engine.flow.variants import for_broadcast
 from engine.sequences.plan import Audience, BroadcastPlan, EmailStep, PathKind, Plan, RatioBreak, Role
 
 # Always left out of a broadcast, whatever its audience says; the reason a skip records.
+# How often a recipient who gets an experiment's winner looks again while none is chosen.
+WINNER_RECHECK = timedelta(minutes=1)
 _LEFT_OUT = {
     Stage.CONFIRMING: "they have not confirmed their address",
     Stage.WINBACK: "they are in win-back",
@@ -76,8 +79,11 @@ def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
         conflict = ratio_conflict(plan, state, broadcast, ahead)
         if conflict is not None:
             return skip(state, broadcast, conflict)
+    ready, variant = for_broadcast(broadcast, facts)
+    if not ready:
+        return waits.WinnerPending(email, now + WINNER_RECHECK)
     sent = Done(email.id, PathKind.BROADCAST, email.role)
-    return Move(replace(state, done=(*state.done, sent)), (Send(email, state.segment),))
+    return Move(replace(state, done=(*state.done, sent)), (Send(email, state.segment, variant),))
 
 
 def skip(state: State, broadcast: BroadcastPlan, reason: str) -> Move:

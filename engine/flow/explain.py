@@ -117,6 +117,9 @@ def words(plan: Plan, wait: waits.Wait, timezone: str) -> str:
             return text
         case waits.BroadcastDue(email, at):
             return f"broadcast '{email.id}' goes to them at {when(at, tz)}"
+        case waits.WinnerPending(email, at):
+            return (f"broadcast '{email.id}' goes to them with its experiment's winner, not chosen yet; "
+                    f"looked at again at {when(at, tz)}")
         case waits.SunsetDue(after):
             return (f"win-back emails sent; sunset if there is no click within {format_delay(after)} "
                     "of the last")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from engine.flow.state import Event, EventType, Facts
+from engine.flow.state import Event, EventType, Facts, Trial
 from engine.sequences.plan import PathKind, Plan
 
 # The frequency cap counts per local day or ISO week; 8 days of history cover both
@@ -39,6 +39,8 @@ def facts_for(
     confirmations: Iterable[datetime] = (),
     held: Iterable[str] = (),
     broadcasts: Iterable[tuple[str, datetime]] = (),
+    trials: Mapping[str, Trial] | None = None,
+    key: str = "",
 ) -> Facts:
     """The facts of one enrollment in `funnel`.
 
@@ -47,7 +49,8 @@ def facts_for(
     of every funnel; `confirmations`: when confirmation requests were decided for the
     address (the last engine.flow.joining.CONFIRMATION_GAP is enough); `held`: the steps of
     this enrollment whose emails are held for their files; `broadcasts`: the broadcasts it
-    is a recipient of, (id, when due to it).
+    is a recipient of, (id, when due to it); `trials`: the funnel's experiments' counts by
+    step; `key`: the subscriber's, which seeds the variant they get.
     """
     return Facts(
         timezone=timezone,
@@ -60,6 +63,8 @@ def facts_for(
         confirmations=tuple(confirmations),
         held=tuple(held),
         broadcasts=tuple(broadcasts),
+        trials=trials or {},
+        key=key,
     )
 
 

@@ -12,7 +12,7 @@ from engine.flow.actions import Action, EnterPath, Send
 from engine.flow.broadcasts import matches
 from engine.flow.facts import facts_for
 from engine.flow.late import unheeded
-from engine.flow.state import Event, EventType, Facts, Stage, State
+from engine.flow.state import Event, EventType, Facts, Stage, State, Trial
 from engine.flow.status import SubscriberStatus
 from engine.flow.step import start, step
 from engine.sequences.plan import PathKind, Plan
@@ -47,6 +47,9 @@ class Script:
     # nothing, which shows the win-back emails and the sunset.
     reader: bool = True
     tags: frozenset[str] = frozenset()  # the tags they have from the start (tag events add more)
+    # The variant to show of every email that has it; None: the one the experiment's rule picks
+    # for this simulated person (and a broadcast's first variant where its winner would be).
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ def simulate(plan: Plan, script: Script) -> Timeline:
     facts = facts_for(plan.funnel, timezone=script.timezone, status=SubscriberStatus.ACTIVE,
                       magnet=script.magnet, joined_at=script.start, events=events, marketing_sent=(),
                       paused={})
+    # Not known before it is sent: a broadcast experiment's winner shows as its first variant.
+    unknown = {b.id: Trial(winner=b.email.variants[0].id) for b in plan.broadcasts if b.email.variants}
+    facts = replace(facts, key="simulated", variant=script.variant, trials=unknown)
     state = start(plan, script.start)
     timeline = Timeline()
     now = script.start

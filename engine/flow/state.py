@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -106,6 +107,15 @@ class State:
 
 
 @dataclass(frozen=True)
+class Trial:
+    """What an email's experiment has so far: per variant (id, sends, successes), in the file's
+    order, and the winner once one was chosen for good (a broadcast's, written by the daemon)."""
+
+    arms: tuple[tuple[str, int, int], ...] = ()
+    winner: str | None = None
+
+
+@dataclass(frozen=True)
 class Facts:
     """What is known about the subscriber; the interpreter reads only what happened by `now`."""
 
@@ -124,6 +134,12 @@ class Facts:
     # The broadcasts this enrollment is a recipient of, with when each is due to it: (id, UTC).
     # Those it already got or skipped are in State.done (engine/flow/broadcasts.py).
     broadcasts: tuple[tuple[str, datetime], ...] = ()
+    # Experiments (engine/flow/variants.py): each experimental email's counts by step id; the
+    # recipient's key, which seeds their variant (the subscriber's id: a retry picks the same);
+    # a variant to show whatever the counts say (`funnel simulate --variant`).
+    trials: Mapping[str, Trial] = field(default_factory=dict, hash=False)
+    key: str = ""
+    variant: str | None = None
 
     def until(self, now: datetime) -> Facts:
         """These facts as they stood at `now`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from engine.flow import waits
+from engine.flow import variants, waits
 from engine.flow.actions import Action, Defer, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.broadcasts import deferred_waiting, on_broadcasts, pending
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
@@ -64,8 +64,10 @@ def step(plan: Plan, state: State, facts: Facts, now: datetime) -> Outcome:
         if result.state.stage is not state.stage:
             entered.append(result.state.stage)
         state = result.state
-        actions.extend(result.actions)
         for action in result.actions:
+            if isinstance(action, Send) and action.variant is None and action.email.variants:
+                action = replace(action, variant=variants.for_step(action.email, facts))
+            actions.append(action)
             if isinstance(action, Send):
                 facts = facts.after_send(action.email, now)
     raise RuntimeError(f"funnel '{plan.funnel}': step() made no progress at {now}")  # pragma: no cover

@@ -142,6 +142,14 @@ class BroadcastDue:
 
 
 @dataclass(frozen=True)
+class WinnerPending:
+    """The broadcast `email` is due, but this recipient gets its experiment's winner, not chosen yet."""
+
+    email: EmailStep
+    at: datetime
+
+
+@dataclass(frozen=True)
 class SunsetDue:
     """The win-back emails went out; without a click within `after` of the last, sunset at `at`."""
 
@@ -151,4 +159,4 @@ class SunsetDue:
 
 Wait = (Ended | AddressBlocked | SalesOver | SunsetStage | ConfirmationClick | ConfirmationAgain
         | ConfirmationGap | SurveyDue | SurveyAnswer | Paused | Held | Spacing | OutsideWindow | CapReached
-        | BroadcastDue | SunsetDue)
+        | BroadcastDue | WinnerPending | SunsetDue)

@@ -15,10 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 
+from engine.flow.experiment import Arm, decide
+from engine.flow.variants import rule_of, sample_place
 from engine.logs import log
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import BroadcastPlan
 from engine.store import broadcasts as calendar
+from engine.store import trials
 from engine.store.db import DbEngine
 
 BATCH = 5_000  # recipients a write: ~50 ms on SQLite at a million subscribers
@@ -35,9 +38,9 @@ def take_audiences(db_engine: DbEngine, funnels: Funnels, now: datetime,
         due = calendar.to_take(conn, scheduled, now)
     began, taken = time.perf_counter(), 0
     for broadcast in due:
-        due_in = _due_in(broadcast)
+        due_for = _due_for(broadcast)
         while time.perf_counter() - began < budget:
-            got = calendar.take_batch(db_engine, broadcast, now, batch, due_in)
+            got = calendar.take_batch(db_engine, broadcast, now, batch, due_for)
             if got is None:
                 break
             taken += got
@@ -47,6 +50,46 @@ def take_audiences(db_engine: DbEngine, funnels: Funnels, now: datetime,
     return taken
 
 
-def _due_in(broadcast: BroadcastPlan) -> Callable[[str], datetime]:
-    """When the broadcast is due to a recipient in a time zone, worked out once per zone."""
-    return lru_cache(maxsize=None)(broadcast.due_at)
+def _due_for(broadcast: BroadcastPlan) -> Callable[[int, str], datetime]:
+    """When the broadcast is due to a recipient: at their time (worked out once per zone), or, for
+    the rest of an experiment's audience, `decide_after` later, when its winner is known."""
+    due_in = lru_cache(maxsize=None)(broadcast.due_at)
+    experiment = broadcast.email.experiment
+    if experiment is None or experiment.sample is None or not broadcast.email.variants:
+        return lambda _subscriber, timezone: due_in(timezone)
+
+    def due_for(subscriber: int, timezone: str) -> datetime:
+        tried = sample_place(broadcast, str(subscriber))
+        return due_in(timezone) if tried is not None else due_in(timezone) + experiment.decide_after
+
+    return due_for
+
+
+def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
+    """Choose, once, the winner of each broadcast experiment whose time has come: `decide_after`
+    after its first recipients were due. How many were chosen now."""
+    chosen = 0
+    for plan in funnels.plans.values():
+        for broadcast in plan.broadcasts:
+            experiment = broadcast.email.experiment
+            if experiment is None or experiment.sample is None or not broadcast.email.variants:
+                continue
+            with db_engine.connect() as conn:
+                row = calendar.row(conn, broadcast.id)
+                if row is None or row["winner"] is not None or row["state"] == calendar.CANCELLED:
+                    continue
+                first = calendar.first_due(conn, broadcast.id)
+                if first is None or now < first + experiment.decide_after:
+                    continue
+                counts = trials.counts_for(conn, plan.funnel, [(broadcast.id, experiment.metric,
+                                                                experiment.attribution)])
+            known = {v: (n, k) for v, n, k in counts.get(broadcast.id, ())}
+            arms = [Arm(v.id, *known.get(v.id, (0, 0))) for v in broadcast.email.variants]
+            decision = decide(arms, rule_of(experiment), final=True)
+            winner = decision.winner or arms[0].variant
+            with db_engine.begin() as conn:
+                if calendar.keep_winner(conn, broadcast.id, winner, decision.reason, now):
+                    chosen += 1
+                    log("experiment_decided", broadcast=broadcast.id, funnel=plan.funnel, winner=winner,
+                        reason=decision.reason)
+    return chosen

@@ -19,10 +19,11 @@ from engine.flow import waits
 from engine.flow.actions import Defer, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.facts import CAP_HISTORY, confirmation_steps, facts_for
 from engine.flow.joining import CONFIRMATION_GAP
-from engine.flow.state import Event, Facts, Stage
+from engine.flow.state import Event, Facts, Stage, Trial
 from engine.flow.step import Outcome, step
 from engine.logs import log
 from engine.mail.message import new_message_id
+from engine.scheduler.experiments import experiment_counts
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import PathKind, Plan
 from engine.store import broadcasts as calendar
@@ -112,6 +113,7 @@ class _Known:
     sends: defaultdict[int, Facts]
     held: dict[int, tuple[str, ...]]  # per enrollment: its emails held for their files
     broadcasts: dict[int, tuple[tuple[str, datetime], ...]]  # per enrollment: its pending broadcasts
+    trials: dict[str, dict[str, Trial]]  # per funnel: its experiments' counts by step
 
     @classmethod
     def read(cls, conn: DbConnection, rows: list[Row], funnels: Funnels, now: datetime) -> _Known:
@@ -138,6 +140,7 @@ class _Known:
             # Read only while the release has broadcasts: no cost to a project without them.
             broadcasts=calendar.pending_for(conn, [row["id"] for row in rows])
             if any(plan.broadcasts for plan in funnels.plans.values()) else {},
+            trials=experiment_counts(conn, {row["funnel"] for row in rows}, funnels),
         )
 
     def facts(self, row: Row) -> Facts:
@@ -149,7 +152,8 @@ class _Known:
                          magnet=row["magnet"], joined_at=row["created_at"], events=self.events.get(sid, ()),
                          marketing_sent=sent.marketing_sent, paused=self.paused,
                          confirmations=sent.confirmations, held=self.held.get(row["id"], ()),
-                         broadcasts=self.broadcasts.get(row["id"], ()))
+                         broadcasts=self.broadcasts.get(row["id"], ()),
+                         trials=self.trials.get(row["funnel"]), key=str(sid))
 
     def add_sends(self, row: Row, outcome: Outcome, now: datetime) -> None:
         """Count what `outcome` sends for the subscriber's next enrollments in this batch."""
@@ -175,6 +179,7 @@ def _delivery(row: Row, action: Send, plan: Plan, now: datetime, domain: str) ->
         "funnel": plan.funnel,
         "step": action.email.id,
         "segment": action.segment,
+        "variant": action.variant,
         "marketing": action.email.marketing,
         "message_id": new_message_id(domain),
         "status": DeliveryStatus.QUEUED,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.logs import log
-from engine.scheduler.broadcasts import take_audiences
+from engine.scheduler.broadcasts import choose_winners, take_audiences
 from engine.scheduler.clock import Clock
 from engine.scheduler.dbthread import in_db_thread
 from engine.scheduler.decide import decide_due
@@ -72,6 +72,8 @@ class Ticker:
         await in_db_thread(self.db_executor, self.live.reload_if_changed)
         try:
             await in_db_thread(self.db_executor, take_audiences, self.db_engine, self.live.current,
+                               self.clock.now())
+            await in_db_thread(self.db_executor, choose_winners, self.db_engine, self.live.current,
                                self.clock.now())
         except Exception as error:  # a locked database: the next tick goes on where this one stopped
             log("broadcast_take_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])

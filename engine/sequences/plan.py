@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from enum import StrEnum
@@ -39,6 +39,32 @@ AGAIN_SUFFIX = "~again"
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One version of an email in an experiment: its own subject, its own template, or both."""
+
+    id: str
+    subject: str
+    template: str
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """How an email's variants are tried and a winner kept (docs/experiments.md)."""
+
+    metric: str  # clicks | purchases: engine.flow.experiment.Metric's values
+    min_sends: int = 100  # per variant, before any adapting or stopping
+    confidence: float = 0.99  # stop when one variant is best with at least this probability
+    max_sends: int | None = None  # in total: then keep the best so far
+    winner: str | None = None  # the file names the winner: everyone gets it
+    # A broadcast's test: this share of the audience gets the variants (evenly), the rest get
+    # the winner, chosen `decide_after` after the broadcast's time. None: a sequence step's
+    # test, which keeps allocating while subscribers flow through.
+    sample: float | None = None
+    decide_after: timedelta = timedelta(hours=4)
+    attribution: timedelta = timedelta(days=7)  # a purchase within this long after the email counts
+
+
+@dataclass(frozen=True)
 class EmailStep:
     """One email a subscriber can be at, with its stable id."""
 
@@ -54,6 +80,17 @@ class EmailStep:
     anytime: bool = False
     # Sent also to those already past it when it was inserted behind them (engine/flow/position.py).
     send_to_passed: bool = False
+    # An experiment's versions of this email (none: it has one version) and its rule.
+    variants: tuple[Variant, ...] = ()
+    experiment: ExperimentPlan | None = None
+
+    def as_variant(self, variant_id: str | None) -> EmailStep:
+        """This email as `variant_id` renders it: that variant's subject and template (the email
+        itself when it has no such variant, or none is named)."""
+        chosen = next((v for v in self.variants if v.id == variant_id), None)
+        if chosen is None:
+            return self
+        return replace(self, subject=chosen.subject, template=chosen.template)
 
     @property
     def marketing(self) -> bool:

@@ -137,9 +137,10 @@ def take_batch(
     broadcast: BroadcastPlan,
     now: datetime,
     limit: int,
-    due_in: Callable[[str], datetime],
+    due_for: Callable[[int, str], datetime],
 ) -> int | None:
-    """Take the next `limit` recipients of `broadcast` in one write: their rows, due at `due_in(timezone)`,
+    """Take the next `limit` recipients of `broadcast` in one write: their rows, due at
+    `due_for(subscriber id, timezone)`,
     and their enrollments woken by then. Returns how many were taken; None: nothing more to take.
 
     The audience is those who signed up before the broadcast's first moment, as they stand
@@ -167,7 +168,7 @@ def take_batch(
                 "broadcast": broadcast.id,
                 "enrollment_id": r.id,
                 "subscriber_id": r.subscriber_id,
-                "due_at": due_in(r.timezone),
+                "due_at": due_for(r.subscriber_id, r.timezone),
                 "status": PENDING,
             }
             for r in found
@@ -270,6 +271,22 @@ def wake_waiting(conn: DbConnection, broadcast_id: str, now: datetime) -> int:
         ).rowcount
         or 0
     )
+
+
+def first_due(conn: DbConnection, broadcast_id: str) -> datetime | None:
+    """When the broadcast was (or is) due to its first recipient; None: none taken."""
+    r = BROADCAST_RECIPIENT
+    return conn.execute(sa.select(sa.func.min(r.c.due_at)).where(r.c.broadcast == broadcast_id)).scalar()
+
+
+def keep_winner(conn: DbConnection, broadcast_id: str, winner: str, decision: str, now: datetime) -> bool:
+    """Write the experiment's winner once: False if one was written before (by another daemon)."""
+    result = conn.execute(
+        sa.update(BROADCAST)
+        .where(BROADCAST.c.id == broadcast_id, BROADCAST.c.winner.is_(None))
+        .values(winner=winner, decision=decision[:500], updated_at=now)
+    )
+    return result.rowcount == 1
 
 
 @dataclass(frozen=True)

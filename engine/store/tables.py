@@ -296,6 +296,9 @@ class Broadcast(SQLModel, table=True):
     taken_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking ended
     cancelled_at: datetime | None = Field(default=None, sa_type=_utc())
     cancelled_by: str | None = Field(default=None, max_length=100)
+    # An experiment's winner, chosen once for good at its time, and the decision in words.
+    winner: str | None = Field(default=None, max_length=100)
+    decision: str | None = Field(default=None, max_length=500)
     updated_at: datetime = Field(sa_type=_utc())
 
 

@@ -13,9 +13,6 @@ from engine.sequences.plan import Audience, BroadcastPlan, PathKind, Plan, Ratio
 from tests.flow.plans import broadcast, with_broadcasts
 from tests.flow.test_properties import plans, scripts
 
-# The emails the ratio is kept over: the paths that mix teaching and selling, and broadcasts.
-RATIO_KINDS = (PathKind.NURTURE, PathKind.CUSTOMER, PathKind.BROADCAST)
-
 
 @st.composite
 def with_some_broadcasts(draw: st.DrawFn) -> tuple[Plan, Script]:
@@ -25,12 +22,17 @@ def with_some_broadcasts(draw: st.DrawFn) -> tuple[Plan, Script]:
         offset = timedelta(hours=draw(st.integers(0, 100 * 24)))
         local = draw(st.booleans())
         at = script.start + offset
-        made.append(broadcast(
-            f"b{i}", role=draw(st.sampled_from("SSE")),
-            at=at.replace(tzinfo=None) if local else at, local=local,
-            audience=draw(st.sampled_from([Audience(), Audience(segments=frozenset({"one"}))])),
-            use_window=draw(st.booleans()),
-            when_ratio_breaks=draw(st.sampled_from(list(RatioBreak)))))
+        made.append(
+            broadcast(
+                f"b{i}",
+                role=draw(st.sampled_from("SSE")),
+                at=at.replace(tzinfo=None) if local else at,
+                local=local,
+                audience=draw(st.sampled_from([Audience(), Audience(segments=frozenset({"one"}))])),
+                use_window=draw(st.booleans()),
+                when_ratio_breaks=draw(st.sampled_from(list(RatioBreak))),
+            )
+        )
     return with_broadcasts(plan, *made), script
 
 
@@ -42,26 +44,43 @@ def _sent(timeline: Timeline) -> list[Send]:
 @given(with_some_broadcasts())
 def test_a_sale_broadcast_never_breaks_the_ratio(case: tuple[Plan, Script]) -> None:
     plan, script = case
-    sent = _sent(simulate(plan, script))
-    marketing = [s.email for s in sent if s.email.marketing]
-    mixed = [e for e in marketing if e.path in RATIO_KINDS]
+    entries = simulate(plan, script).sends()
+    marketing = [
+        (e, e.action.email) for e in entries if isinstance(e.action, Send) and e.action.email.marketing
+    ]
     ratio = plan.ratio
-    for i, email in enumerate(mixed):
-        if email.path is not PathKind.BROADCAST or email.role is not Role.SALE:
-            continue
-        before = marketing[:marketing.index(email)]
-        assert Role.EDUCATION in [e.role for e in before], (email.id, [e.id for e in marketing])
-        # Every window of `ratio.window` emails that holds this sale has room for it.
-        for start in range(max(0, i - ratio.window + 1), i + 1):
-            window = mixed[start:start + ratio.window]
-            assert sum(e.role is Role.SALE for e in window) <= ratio.sale, (
-                ratio, [f"{e.id}:{e.role.value}" for e in mixed])
+    for i, (_, email) in enumerate(marketing):
+        if email.path is PathKind.BROADCAST and email.role is Role.SALE:
+            assert Role.EDUCATION in [e.role for _, e in marketing[:i]], (
+                email.id,
+                [e.id for _, e in marketing],
+            )
+    # The ratio's running window is each mixed path's emails (as for sequences alone) with the
+    # broadcasts that came while the person walked it: every window that holds a broadcast's
+    # sale has room for it.
+    for kind in (PathKind.NURTURE, PathKind.CUSTOMER):
+        mixed = [
+            email
+            for entry, email in marketing
+            if email.path is kind or (email.path is PathKind.BROADCAST and entry.stage.path is kind)
+        ]
+        for i, email in enumerate(mixed):
+            if email.path is not PathKind.BROADCAST or email.role is not Role.SALE:
+                continue
+            for start in range(max(0, i - ratio.window + 1), i + 1):
+                window = mixed[start : start + ratio.window]
+                assert sum(e.role is Role.SALE for e in window) <= ratio.sale, (
+                    ratio,
+                    kind,
+                    [f"{e.id}:{e.role.value}" for e in mixed],
+                )
 
 
 @settings(max_examples=300, deadline=None)
 @given(with_some_broadcasts())
 def test_nothing_goes_twice_and_every_deferred_sale_goes_or_is_skipped_with_a_reason(
-        case: tuple[Plan, Script]) -> None:
+    case: tuple[Plan, Script],
+) -> None:
     plan, script = case
     timeline = simulate(plan, script)
     ids = [s.email.id for s in _sent(timeline)]
@@ -69,17 +88,25 @@ def test_nothing_goes_twice_and_every_deferred_sale_goes_or_is_skipped_with_a_re
     deferred = {e.action.email.id for e in timeline.entries if isinstance(e.action, Defer)}
     settled = set(ids) | {e.action.email.id for e in timeline.entries if isinstance(e.action, Skip)}
     waiting = deferred - settled
-    # A sale still deferred at the end of the simulation is one the ratio has not let go yet:
-    # the enrollment is still in the path that holds it.
-    if waiting:
-        assert timeline.final is not None and timeline.final.stage.path in (PathKind.NURTURE,
-                                                                            PathKind.CUSTOMER)
+    # A sale still deferred at the end is one the ratio has not let go yet, or one whose path
+    # the person left (unsubscribed, bought, went idle): never one that could have gone.
+    final = timeline.final
+    assert final is not None
+    for step_id in waiting:
+        email = plan.email(step_id)
+        assert email is not None
+        if final.stage.path is email.path:
+            kinds = (email.path, PathKind.BROADCAST)
+            roles = [d.role for d in final.done if d.path in kinds and not d.skipped]
+            recent = roles[-(plan.ratio.window - 1) :] if plan.ratio.window > 1 else []
+            assert sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale, (step_id, roles)
 
 
 @settings(max_examples=200, deadline=None)
 @given(with_some_broadcasts())
 def test_a_broadcast_reaches_a_recipient_at_most_once_and_never_before_it_is_due(
-        case: tuple[Plan, Script]) -> None:
+    case: tuple[Plan, Script],
+) -> None:
     plan, script = case
     for entry in simulate(plan, script).sends():
         assert isinstance(entry.action, Send)

@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("taken_at", UtcDateTime(), nullable=True),
         sa.Column("cancelled_at", UtcDateTime(), nullable=True),
         sa.Column("cancelled_by", sa.String(length=100), nullable=True),
+        sa.Column("winner", sa.String(length=100), nullable=True),
+        sa.Column("decision", sa.String(length=500), nullable=True),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )

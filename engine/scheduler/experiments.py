@@ -1,0 +1,56 @@
+"""The counts each experiment's decisions read, for the tick: read at most every few seconds.
+
+Thompson sampling is as sound on counts a few seconds old as on fresh ones (every
+allocation is a draw), and a busy evergreen step would otherwise cost a GROUP BY over its
+deliveries at every round of deciding. A broadcast's winner, once chosen, is read from its
+row (engine/scheduler/broadcasts.py chooses it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from engine.flow.state import Trial
+from engine.scheduler.funnels import Funnels
+from engine.sequences.plan import ExperimentPlan
+from engine.store import broadcasts as calendar
+from engine.store import trials
+from engine.store.db import DbConnection
+
+FRESH_SECONDS = 10.0
+_read: dict[tuple[int, str, str], tuple[float, trials.Counts]] = {}
+
+
+def experiment_counts(
+    conn: DbConnection, funnel_ids: Iterable[str], funnels: Funnels
+) -> dict[str, dict[str, Trial]]:
+    """Per funnel of `funnel_ids`: each experimental email's Trial (counts, and a broadcast's winner)."""
+    found: dict[str, dict[str, Trial]] = {}
+    winners: dict[str, str | None] | None = None
+    for funnel in funnel_ids:
+        plan = funnels.plans.get(funnel)
+        if plan is None:
+            continue
+        for email in plan.emails():
+            if not email.variants or email.experiment is None:
+                continue
+            counts = _counts(conn, funnel, email.id, email.experiment)
+            winner = None
+            if plan.broadcast(email.id) is not None:
+                if winners is None:
+                    winners = {b: r["winner"] for b, r in calendar.rows(conn).items()}
+                winner = winners.get(email.id)
+            found.setdefault(funnel, {})[email.id] = Trial(counts, winner)
+    return found
+
+
+def _counts(conn: DbConnection, funnel: str, step: str, experiment: ExperimentPlan) -> trials.Counts:
+    key = (id(conn.engine), funnel, step)
+    now = time.monotonic()
+    cached = _read.get(key)
+    if cached is not None and now - cached[0] < FRESH_SECONDS:
+        return cached[1]
+    counts = trials.counts_for(conn, funnel, [(step, experiment.metric, experiment.attribution)])[step]
+    _read[key] = (now, counts)
+    return counts
