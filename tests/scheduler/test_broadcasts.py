@@ -243,3 +243,51 @@ def test_a_broadcast_whose_complaints_cross_the_line_pauses_itself_and_resume_se
         assert all(h.sent_steps(e).count("local") == 1 for e in west)
     finally:
         h.close()
+
+
+def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, project: Path) -> None:
+    import dataclasses
+
+    from engine.sequences.plan import ExperimentPlan, Variant
+
+    _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        # The variants as the files will give them: two subjects, half the audience tries them.
+        current = h.daemon.live.current
+        plan = current.plans["minimal"]
+        news = plan.broadcasts[0]
+        trial = ExperimentPlan(metric="clicks", min_sends=1, sample=0.5, decide_after=timedelta(hours=1))
+        email = dataclasses.replace(
+            news.email,
+            experiment=trial,
+            variants=(Variant("a", "News A", "t/news.html"), Variant("b", "News B", "t/news.html")),
+        )
+        plan = dataclasses.replace(plan, broadcasts=(dataclasses.replace(news, email=email),))
+        h.daemon.live.current = dataclasses.replace(current, plans={**current.plans, "minimal": plan})
+        people = [f"p{i}@example.com" for i in range(24)]
+        for person in people:
+            _join(h, person, "new")
+        h.run_until(MONDAY + timedelta(hours=20))
+        _schedule(h, "news")
+        h.run_until(WEDNESDAY_0930 + timedelta(minutes=30), every=timedelta(minutes=30))
+        tried = {d["subscriber_id"]: d["variant"] for d in h.deliveries() if d["step"] == "news"}
+        assert set(tried.values()) == {"a", "b"} and 4 <= len(tried) <= 20  # about half, both variants
+        with h.db_engine.begin() as conn:  # the B readers click; the A readers do not
+            for subscriber, variant in tried.items():
+                if variant == "b":
+                    queries.record_event(
+                        conn, subscriber, "click", h.clock.now(), funnel="minimal", step="news"
+                    )
+        h.run_until(WEDNESDAY_0930 + timedelta(hours=3), every=timedelta(minutes=30))
+        with h.db_engine.connect() as conn:
+            row = calendar.row(conn, "news")
+        assert row is not None and row["winner"] == "b", row
+        everyone = {d["subscriber_id"]: d["variant"] for d in h.deliveries() if d["step"] == "news"}
+        assert len(everyone) == len(people)  # each once
+        rest = {s: v for s, v in everyone.items() if s not in tried}
+        assert rest and set(rest.values()) == {"b"}
+        later = [d["sent_at"] for d in h.deliveries() if d["step"] == "news" and d["subscriber_id"] in rest]
+        assert min(later) >= WEDNESDAY_0930 + timedelta(hours=1)  # the winner, an hour on, in the window
+    finally:
+        h.close()
