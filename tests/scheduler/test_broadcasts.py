@@ -291,3 +291,60 @@ def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, projec
         assert min(later) >= WEDNESDAY_0930 + timedelta(hours=1)  # the winner, an hour on, in the window
     finally:
         h.close()
+
+
+def test_a_sequence_experiment_sends_more_and_more_of_the_variant_that_gets_clicks(
+    db_url: str, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import random
+
+    from engine.scheduler import experiments
+    from engine.sequences.plan import ExperimentPlan, PathKind, Variant
+
+    monkeypatch.setattr(experiments, "FRESH_SECONDS", 0.0)  # every round reads the counts afresh
+    h = Harness(db_url, project, MONDAY)
+    try:
+        current = h.daemon.live.current
+        plan = current.plans["minimal"]
+        segment = plan.segments[0]
+        first = segment.nurture.steps[0]
+        trial = ExperimentPlan(metric="clicks", min_sends=15, confidence=0.999)
+        tested = dataclasses.replace(
+            first,
+            experiment=trial,
+            variants=(Variant("a", "E1 A", first.template), Variant("b", "E1 B", first.template)),
+        )
+        nurture = dataclasses.replace(segment.nurture, steps=(tested, *segment.nurture.steps[1:]))
+        plan = dataclasses.replace(
+            plan, segments=(dataclasses.replace(segment, nurture=nurture), *plan.segments[1:])
+        )
+        assert plan.email(first.id) is not None and plan.email(first.id).path is PathKind.NURTURE  # type: ignore[union-attr]
+        h.daemon.live.current = dataclasses.replace(current, plans={**current.plans, "minimal": plan})
+        rng = random.Random(7)
+        rates = {"a": 0.05, "b": 0.5}
+        clicked: set[int] = set()
+        for wave in range(6):
+            for i in range(20):
+                _join(h, f"w{wave}-{i}@example.com", "new")
+            h.run_until(h.clock.now() + timedelta(days=3))
+            with h.db_engine.begin() as conn:
+                for d in h.deliveries():
+                    if d["step"] == first.id and d["id"] not in clicked:
+                        clicked.add(d["id"])
+                        if rng.random() < rates[d["variant"]]:
+                            queries.record_event(
+                                conn,
+                                d["subscriber_id"],
+                                "click",
+                                h.clock.now(),
+                                funnel="minimal",
+                                step=first.id,
+                            )
+        got = [d["variant"] for d in sorted(h.deliveries(), key=lambda d: d["id"]) if d["step"] == first.id]
+        # The first wave is decided before any count exists: split evenly by each person's seed.
+        assert len(got) == 120 and min(Counter(got[:20]).values()) >= 6, Counter(got[:20])
+        assert min(Counter(got).values()) >= 15  # each variant its minimum
+        assert Counter(got[-40:])["b"] >= 32, Counter(got[-40:])  # then mostly the better one
+    finally:
+        h.close()
