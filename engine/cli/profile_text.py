@@ -84,7 +84,8 @@ def _enrollment(view: EnrollmentView, profile: Profile, tz: str) -> Iterator[str
         for d in view.deliveries:
             sent = _short(d["sent_at"], tz) if d["sent_at"] else "-"
             reply = f"{d['last_code'] or ''} {d['last_reply'] or ''}".strip() or "-"
-            table.append([_short(d["created_at"], tz), d["step"], d["status"], str(d["attempts"]), sent,
+            step = f"{d['step']} ({d['variant']})" if d.get("variant") else d["step"]  # an experiment's
+            table.append([_short(d["created_at"], tz), step, d["status"], str(d["attempts"]), sent,
                           d["release"] or "-", reply])
         yield f"  emails ({zone(tz).key} time):"
         yield from _aligned(table, "    ")

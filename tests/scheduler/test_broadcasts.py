@@ -289,6 +289,14 @@ def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, projec
         assert rest and set(rest.values()) == {"b"}
         later = [d["sent_at"] for d in h.deliveries() if d["step"] == "news" and d["subscriber_id"] in rest]
         assert min(later) >= WEDNESDAY_0930 + timedelta(hours=1)  # the winner, an hour on, in the window
+        # The variant each person got is in their timeline.
+        from engine.cli.profile_text import profile_lines
+        from engine.subscribers.profile import load_profile
+
+        profile = load_profile(h.db_engine, people[0], h.daemon.live.current.plans, set(), h.clock.now())
+        assert profile is not None
+        got = everyone[profile.subscriber["id"]]
+        assert any(f"news ({got})" in line for line in profile_lines(profile, h.clock.now()))
     finally:
         h.close()
 
