@@ -54,24 +54,45 @@ class TemplateChecker:
             node = written.get(email.id)
             if node is None:  # a duplicate id: already reported by the validator
                 continue
-            errors.extend(e for e in self._email(plan, email, node._where, marks, sample)
+            errors.extend(e for e in self._versions(plan, email, node._where, marks, sample)
                           if e not in errors)
         return errors
 
     def check_broadcast(self, broadcast: BroadcastPlan, plan: Plan, marks: Marks) -> list[SequenceError]:
-        """Every problem of a broadcast's subject and template, checked as one more email of
-        its funnel `plan` (its sender, postal address and vars), at `email:` in its file."""
-        return self._email(plan, broadcast.email, ("email",), marks, self._sample_context(plan))
+        """Every problem of a broadcast's subject and template (and its variants'), checked as
+        one more email of its funnel `plan` (its sender, postal address and vars), at `email:`
+        in its file."""
+        errors: list[SequenceError] = []
+        errors.extend(e for e in self._versions(plan, broadcast.email, ("email",), marks,
+                                                self._sample_context(plan)) if e not in errors)
+        return errors
+
+    def _versions(self, plan: Plan, email: EmailStep, at: tuple[str | int, ...], marks: Marks,
+                  sample: dict[str, Any] | None) -> Iterator[SequenceError]:
+        """The problems of an email written at `at`, then of each of its variants: a variant's
+        own subject or template is checked exactly as the email's, and reported at its own line."""
+        yield from self._email(plan, email, at, at, marks, sample)
+        for i, variant in enumerate(email.variants):
+            written = (*at, "variants", i)
+            own_subject = (*written, "subject") in marks.values
+            own_template = (*written, "template") in marks.values
+            if not own_subject and not own_template:
+                continue  # the email as written: checked above
+            yield from self._email(plan, email.as_variant(variant.id),
+                                   written if own_subject else at, written if own_template else at,
+                                   marks, sample, f"variant '{variant.id}' of email '{email.id}'")
 
     def _sample_context(self, plan: Plan) -> dict[str, Any] | None:
         return template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks()) if self.full else None
 
-    def _email(self, plan: Plan, email: EmailStep, at: tuple[str | int, ...], marks: Marks,
-               sample: dict[str, Any] | None) -> list[SequenceError]:
-        """The subject's and the template's problems of one email written at `at` in its file."""
-        subject_errors = self._subject(email, (*at, "subject"), marks, sample)
+    def _email(self, plan: Plan, email: EmailStep, subject_at: tuple[str | int, ...],
+               template_at: tuple[str | int, ...], marks: Marks, sample: dict[str, Any] | None,
+               label: str | None = None) -> list[SequenceError]:
+        """The subject's and the template's problems of one email whose subject is written at
+        `subject_at` and template at `template_at` in its file; `label` names it in a footer error."""
+        subject_errors = self._subject(email, (*subject_at, "subject"), marks, sample)
         errors = list(subject_errors)
-        where = (*at, "template")
+        where = (*template_at, "template")
         if not self._exists(email.template):
             return [*errors, self._not_found(email.template, where, marks)]
         family = self._scan((email.template, tuple(sorted(plan.vars))), sample)
@@ -82,8 +103,9 @@ class TemplateChecker:
                     errors.extend(e for e in self._file_errors[key] if e not in errors)
             return errors
         if sample is not None:
-            subject_at = None if subject_errors else (*at, "subject")
-            errors.extend(self._sample(plan, email, where, marks, subject_at))
+            rendered_at = None if subject_errors else (*subject_at, "subject")
+            errors.extend(self._sample(plan, email, where, marks, rendered_at,
+                                       label or f"email '{email.id}'"))
         return errors
 
     def _exists(self, name: str) -> bool:
@@ -166,7 +188,8 @@ class TemplateChecker:
         return self._family[key]
 
     def _sample(self, plan: Plan, email: EmailStep, where: tuple[str | int, ...],
-                marks: Marks, subject_at: tuple[str | int, ...] | None) -> list[SequenceError]:
+                marks: Marks, subject_at: tuple[str | int, ...] | None,
+                label: str) -> list[SequenceError]:
         """Render with sample subscribers; report failures at the subject or template line."""
         links = PreviewLinks()
         if subject_at is not None:
@@ -214,7 +237,7 @@ class TemplateChecker:
                                                  in rendered),
                                               ("postal address", address_shown)) if not shown]
             if lacks:
-                return [marks.error(where, f"email '{email.id}' has no {' and no '.join(lacks)}",
+                return [marks.error(where, f"{label} has no {' and no '.join(lacks)}",
                                     _FOOTER_FIX)]
         return []
 

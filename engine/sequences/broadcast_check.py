@@ -17,6 +17,7 @@ from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
 from engine.sequences.broadcast_model import LEFT_OUT_STAGES, STAGES, Broadcast
 from engine.sequences.compile import exit_products
+from engine.sequences.experiment_check import check_experiment
 from engine.sequences.loader import Document, Marks, Path
 from engine.sequences.structure import _attach_positions, _data_path, _misspelled, _model_in, _one
 from engine.sequences.validate import all_emails
@@ -58,6 +59,7 @@ def check_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel | None,
     if funnel is not None:
         errors.extend(_answers(broadcast, marks, funnel))
     errors.extend(_signup_dates(broadcast, marks))
+    errors.extend(check_experiment(broadcast.email, "the broadcast's email", marks, broadcast=True))
     if broadcast.email.role == "education" and broadcast.send.when_ratio_breaks is not None:
         errors.append(marks.error(("send", "when_ratio_breaks"), "'when_ratio_breaks' is for sale "
                                   "broadcasts: an education email never breaks the ratio",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.sequences.broadcast_model import Broadcast
+from engine.sequences.compile import experiment_of
 from engine.sequences.plan import Audience, BroadcastPlan, EmailStep, PathKind, RatioBreak, Role
 
 
@@ -17,7 +18,7 @@ def compile_broadcast(broadcast: Broadcast, source: str) -> BroadcastPlan:
         source=source,
         email=EmailStep(id=broadcast.broadcast, path=PathKind.BROADCAST, segment=None,
                         role=Role(broadcast.email.role), subject=broadcast.email.subject,
-                        template=broadcast.email.template),
+                        template=broadcast.email.template, **experiment_of(broadcast.email)),
         audience=Audience(
             segments=frozenset(audience.segments) if audience.segments is not None else None,
             stages=frozenset(audience.stages) if audience.stages is not None else None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from engine.sequences.model import Delay, Id, Node
+from engine.sequences.model import Delay, Experiment, Id, Node, Variant
 
 # engine.flow.state.Stage's values, kept here because the language does not import the
 # interpreter; tests/sequences/test_broadcast_model.py keeps the two equal.
@@ -99,6 +99,12 @@ class BroadcastEmail(Node):
     template: str = Field(description="the Jinja template under templates/, like broadcasts/winter-sale.html")
     role: Role = Field(description="education or sale: a sale counts in each recipient's 4:1 "
                                    "window like a sequence sale")
+    variants: list[Variant] | None = Field(
+        None, description="two or more versions of this email to test, each overriding its "
+                          "subject, its template or both; needs 'experiment:'")
+    experiment: Experiment | None = Field(
+        None, description="how the variants are tried: sample (required), metric, decide_after, "
+                          "min_sends, confidence, max_sends, winner, attribution")
 
 
 class Audience(Node):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import TypedDict
 
 from engine.sequences import model as m
+from engine.sequences.broadcast_model import BroadcastEmail
 from engine.sequences.plan import (
     AGAIN_SUFFIX,
     EmailStep,
+    ExperimentPlan,
     GuardrailPlan,
     MagnetPlan,
     PathKind,
@@ -19,9 +22,15 @@ from engine.sequences.plan import (
     Rule,
     SegmentPlan,
     SurveyPlan,
+    Variant,
     WinbackPlan,
 )
 from engine.sequences.values import Ratio
+
+
+class _Experiment(TypedDict):
+    variants: tuple[Variant, ...]
+    experiment: ExperimentPlan | None
 
 
 def compile_funnel(funnel: m.Funnel, source: str) -> Plan:
@@ -74,7 +83,8 @@ def _winback(winback: m.Winback, spacing: timedelta) -> WinbackPlan:
     # The first win-back email goes as soon as someone is found idle, unless it says otherwise.
     steps = tuple(EmailStep(e.id, PathKind.WINBACK, None, Role(e.role or "education"), e.subject,
                             e.template, e.after if e.after is not None else gap if i else timedelta(0),
-                            anytime=e.anytime, send_to_passed=e.send_to_passed)
+                            anytime=e.anytime, send_to_passed=e.send_to_passed,
+                            **experiment_of(e))
                   for i, e in enumerate(winback.emails))
     return WinbackPlan(winback.after, winback.sunset_after, PathPlan(PathKind.WINBACK, steps))
 
@@ -122,6 +132,25 @@ def exit_products(exit_on: object) -> frozenset[str] | None:
     return None
 
 
+def experiment_of(email: m.Email | BroadcastEmail) -> _Experiment:
+    """An email's variants and rule, as EmailStep's keyword arguments (none: it has one version).
+
+    A variant takes the email's own subject or template where it does not give its own.
+    """
+    written = email.experiment
+    if not email.variants or written is None:
+        return {"variants": (), "experiment": None}
+    variants = tuple(Variant(v.id, v.subject if v.subject is not None else email.subject,
+                             v.template if v.template is not None else email.template)
+                     for v in email.variants)
+    rule = ExperimentPlan(metric=written.metric, min_sends=written.min_sends,
+                          confidence=written.confidence, max_sends=written.max_sends,
+                          winner=written.winner, sample=written.sample,
+                          decide_after=written.decide_after or ExperimentPlan.decide_after,
+                          attribution=written.attribution)
+    return {"variants": variants, "experiment": rule}
+
+
 def _transactional(email: m.TransactionalEmail, kind: PathKind) -> EmailStep:
     return EmailStep(email.id, kind, None, Role.TRANSACTIONAL, email.subject, email.template)
 
@@ -150,7 +179,7 @@ def _segment(segment: m.Segment, spacing: timedelta, ratio: Ratio) -> SegmentPla
         return PathPlan(kind, tuple(
             EmailStep(e.id, kind, segment.id, email_role(e, path), e.subject, e.template,
                       e.after if e.after is not None else gap, e.last_chance, e.anytime,
-                      send_to_passed=e.send_to_passed)
+                      send_to_passed=e.send_to_passed, **experiment_of(e))
             for e in emails))
 
     return SegmentPlan(

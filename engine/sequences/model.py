@@ -27,6 +27,33 @@ def _check_id(value: Any) -> Any:
     return value
 
 
+def _share(value: Any, key: str, low: str, high: str) -> float:
+    """'99%' -> 0.99 (a number as written is taken as a percentage too); the range is the caller's."""
+    text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*%?$", text)
+    if not match:
+        raise ValueError(f"'{key}' cannot be '{value}'; write a percentage {low} and {high}, "
+                         f"like {'99%' if key == 'confidence' else '20%'}")
+    return float(match.group(1)) / 100
+
+
+def _confidence(value: Any) -> Any:
+    share = _share(value, "confidence", "above 50%", "below 100%")
+    if not 0.5 < share < 1:
+        raise ValueError(f"'confidence: {value}' is out of range: a winner must be best with a "
+                         "probability above 50% and below 100% (no count makes a variant certain); "
+                         "write a percentage like 95% or 99%")
+    return share
+
+
+def _sample(value: Any) -> Any:
+    share = _share(value, "sample", "above 0%", "at most 100%")
+    if not 0 < share <= 1:
+        raise ValueError(f"'sample: {value}' is out of range; write the share of the audience "
+                         "that tries the variants, above 0% and at most 100%, like 20%")
+    return share
+
+
 def _check_url(value: Any) -> Any:
     if isinstance(value, str) and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
         raise ValueError(f"'{value}' is not a web address; write a full URL starting with https://")
@@ -63,6 +90,12 @@ RatioValue = Annotated[values.Ratio, BeforeValidator(values.parse_ratio),
 Percent = Annotated[float | None, BeforeValidator(values.parse_percent),
                     WithJsonSchema({"type": "string", "pattern": values.PERCENT_PATTERN,
                                     "examples": ["2%", "0.1%", "off"]})]
+Confidence = Annotated[float, BeforeValidator(_confidence),
+                       WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$",
+                                       "examples": ["99%", "95%"]})]
+Sample = Annotated[float, BeforeValidator(_sample),
+                   WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$",
+                                   "examples": ["20%", "10%"]})]
 VarValue = str | int | float | bool
 # Checked in validate.py, not here, so that a missing exit gets its own message.
 ExitOn = Annotated[Any, WithJsonSchema({"oneOf": [
@@ -187,6 +220,43 @@ class Survey(Node):
                                           "answers' own 'segment'")
 
 
+class Variant(Node):
+    """One version of an email in an experiment: its own subject, its own template, or both."""
+
+    noun: ClassVar[str] = "variant"
+    id: Id = Field(description="a stable id for this version, like question; stats and timelines "
+                               "name it")
+    subject: str | None = Field(None, description="this version's subject line; default: the "
+                                                  "email's")
+    template: str | None = Field(None, description="this version's template under templates/; "
+                                                   "default: the email's")
+
+
+class Experiment(Node):
+    """How an email's variants are tried and a winner kept (docs/experiments.md)."""
+
+    noun: ClassVar[str] = "experiment"
+    metric: Literal["clicks", "purchases"] = Field(
+        description="what makes a variant better: clicks (unique clickers per send) or purchases "
+                    "(buyers within 'attribution' per send)")
+    min_sends: int = Field(100, ge=0, description="sends per variant before any adapting or "
+                                                  "stopping (default 100)")
+    confidence: Confidence = Field(0.99, description="stop and keep a winner once it is best with "
+                                   "this probability, above 50% and below 100% (default 99%)")
+    max_sends: int | None = Field(None, ge=1, description="sends of all variants in total after "
+                                  "which the best so far is kept, like 5000; default: no limit")
+    winner: Id | None = Field(None, description="a variant's id: everyone gets it, whatever the "
+                                                "counts say (a manual override)")
+    attribution: Delay = Field(timedelta(days=7), description="a purchase this long after the email "
+                               "counts for its variant, like 7d (default 7d)")
+    sample: Sample | None = Field(None, description="broadcasts only (required there): the share "
+                                  "of the audience that tries the variants, evenly, like 20%; "
+                                  "the rest get the winner")
+    decide_after: Delay | None = Field(None, description="broadcasts only: how long after the "
+                                       "first recipients were due the winner is chosen, like 4h "
+                                       "(default 4h)")
+
+
 class Email(Node):
     """A marketing email in a path."""
 
@@ -205,6 +275,12 @@ class Email(Node):
     send_to_passed: bool = Field(False, description="true to send it also to subscribers already "
                                  "past the place it is inserted at (by default they never get it); "
                                  "the cap, the send window and the ratio still apply")
+    variants: list[Variant] | None = Field(
+        None, description="two or more versions of this email to test, each overriding its "
+                          "subject, its template or both; needs 'experiment:'")
+    experiment: Experiment | None = Field(
+        None, description="how the variants are tried and a winner kept: metric, min_sends, "
+                          "confidence, max_sends, winner, attribution")
 
 
 class Path(Node):

@@ -10,7 +10,7 @@ from pydantic_core import ErrorDetails
 
 from engine.errors import SequenceError, closest, did_you_mean
 from engine.sequences.loader import Document, Path
-from engine.sequences.model import Funnel, Node
+from engine.sequences.model import Funnel, Node, TransactionalEmail
 
 DOCS = "see docs/sequence-files.md"
 
@@ -74,6 +74,12 @@ def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
     key = _name(path)
     if kind == "extra_forbidden":
         model = _model_at(path[:-1])
+        if model is TransactionalEmail and path[-1] in ("variants", "experiment"):
+            return marks.error(path, f"{_noun(path[:-1], doc)} cannot have '{path[-1]}': a "
+                               "confirmation, magnet or survey email is not marketing, and "
+                               "everyone who asked for it gets the same one",
+                               f"remove '{path[-1]}:'; experiments are for nurture, sales, "
+                               "customer, win-back and broadcast emails", key=True)
         allowed = sorted(f.alias or n for n, f in model.model_fields.items())
         fix = did_you_mean(str(path[-1]), allowed, f"allowed keys here: {', '.join(allowed)}")
         return marks.error(path, f"unknown key '{path[-1]}' in {_noun(path[:-1], doc)}", fix,

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
 from engine.sequences.compile import email_role, exit_products, path_emails
+from engine.sequences.experiment_check import check_experiment
 from engine.sequences.loader import Marks
 from engine.sequences.plan import Role
 from engine.sequences.values import Ratio
@@ -14,7 +15,7 @@ from engine.sequences.values import Ratio
 
 def check_funnel(funnel: m.Funnel, marks: Marks) -> list[SequenceError]:
     """Every rule broken by `funnel`, in file order."""
-    checks = (_unique_ids, _signup, _survey, _reach, _paths, _products)
+    checks = (_unique_ids, _signup, _survey, _reach, _paths, _products, _experiments)
     return [error for check in checks for error in check(funnel, marks)]
 
 
@@ -242,6 +243,18 @@ def _valid_exit(exit_on: object) -> bool:
         return isinstance(listed, str) or (
             isinstance(listed, list) and all(isinstance(p, str) for p in listed))
     return False
+
+
+def marketing_emails(funnel: m.Funnel) -> Iterator[m.Email]:
+    """The emails of the funnel's paths and win-back, as written: those that may have variants."""
+    for email in all_emails(funnel):
+        if isinstance(email, m.Email):
+            yield email
+
+
+def _experiments(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
+    for email in marketing_emails(funnel):
+        yield from check_experiment(email, f"email '{email.id}'", marks, broadcast=False)
 
 
 def _products(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
