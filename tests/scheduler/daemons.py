@@ -9,15 +9,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.project.folder import Project
+from engine.scheduler.clock import ScaledClock, clock_mark
+from engine.store import meta
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
-from engine.subscribers.leads import Lead, Proof, add_lead
+from engine.subscribers.leads import Added, Lead, Proof, add_lead
 from tests.support.project import minimal_project
 
 STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test by tests/scheduler/conftest.py
@@ -55,6 +57,34 @@ def add_subscribers(url: str, project: Path, count: int) -> None:
     db_engine.dispose()
 
 
+def add_leads(url: str, project: Path, leads: Sequence[Lead], now: datetime) -> list[Added]:
+    """Import `leads` into the minimal funnel at `now` (a fast clock's time, say), in one transaction."""
+    db_engine = make_engine(url)
+    upgrade(db_engine)
+    plan = Project(project).plan("minimal")
+    with db_engine.begin() as conn:
+        added = [add_lead(conn, plan, lead, Proof("import"), now) for lead in leads]
+    db_engine.dispose()
+    return added
+
+
+def start_clock_at(url: str, at: datetime, scale: float) -> ScaledClock:
+    """Mark the database with a `--time-scale scale` clock that reads `at` now, and return that clock.
+
+    A daemon started with the same scale joins the marked clock (engine/daemon/wiring.py), so a
+    test can put a broadcast's morning a few real seconds ahead: the clock was the real time at
+    `since` and has run `scale` times faster, so `since` = real now - (at - real now) / (scale - 1).
+    """
+    real = datetime.now(UTC)
+    clock = ScaledClock(scale, real - (at - real) / (scale - 1))
+    db_engine = make_engine(url)
+    upgrade(db_engine)
+    kept = meta.keep_first(db_engine, "clock", clock_mark(clock), real)
+    db_engine.dispose()
+    assert kept == clock_mark(clock), f"the database already had a clock: {kept}"
+    return clock
+
+
 @contextmanager
 def smtp_server(log: Path, *flags: str) -> Iterator[int]:
     """The recording SMTP server in its own process; yields its port."""
@@ -84,6 +114,14 @@ def received(log: Path) -> Counter[str]:
         if line.strip():
             copies[json.loads(line)["message_id"].strip("<>")] += 1
     return copies
+
+
+def accepted(log: Path) -> list[tuple[str, str]]:
+    """Every (recipient, Message-ID) the SMTP server accepted, in order, repeats included."""
+    if not log.exists():
+        return []
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [(line["rcpt"], line["message_id"].strip("<>")) for line in lines]
 
 
 def start_daemon(
