@@ -84,13 +84,17 @@ def _position(view: EnrollmentView, plan: Plan | None, timezone: str) -> Positio
 
 def _email(delivery: Row, plan: Plan | None, origin: Origin | None) -> Entry:
     step = delivery["step"]
+    variant = delivery.get("variant")
     email = plan.email(step) if plan else None
+    if email is not None and variant:  # an experiment's: the version this person got
+        email = email.as_variant(variant)
     # A subject with template code ({{ subscriber.first_name }}) would show the code, not what
     # the person read; the step id says which email it was.
     subject = f" “{email.subject}”" if email and "{" not in email.subject else ""
     status = delivery["status"]
     if status in _SENT and delivery["sent_at"] is not None:
-        text = f"sent '{step}'{subject}{_files(origin)}"
+        version = f" (variant {variant})" if variant else ""
+        text = f"sent '{step}'{version}{subject}{_files(origin)}"
         return Entry(delivery["sent_at"], "sent", delivery["funnel"], text)
     reply = f" ({delivery['last_reply']})" if delivery["last_reply"] else ""
     return Entry(delivery["created_at"], status, delivery["funnel"], f"'{step}'{subject} {status}{reply}")
