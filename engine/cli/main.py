@@ -93,7 +93,7 @@ pass_project = click.make_pass_decorator(Context)
 # tests/cli/test_commands.py checks that this names every command.
 COMMANDS = {
     "broadcast": "engine.cli.broadcasts",
-    "db": "engine.cli.daemon", "run": "engine.cli.daemon",
+    "db": "engine.cli.daemon", "run": "engine.cli.daemon", "experiments": "engine.cli.experiments",
     "form": "engine.cli.form", "init": "engine.cli.init",
     "pause": "engine.cli.guardrails", "resume": "engine.cli.guardrails",
     "preview": "engine.cli.authoring", "schema": "engine.cli.authoring",

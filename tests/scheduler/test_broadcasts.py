@@ -297,6 +297,15 @@ def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, projec
         assert profile is not None
         got = everyone[profile.subscriber["id"]]
         assert any(f"news ({got})" in line for line in profile_lines(profile, h.clock.now()))
+        # `funnel experiments` shows the winner the daemon kept, and each variant's numbers.
+        from engine.stats.experiments import experiment_reports, report_lines
+
+        with h.db_engine.connect() as conn:
+            [report] = experiment_reports(conn, h.daemon.live.current.plans)
+        assert (report.step, report.kept, report.decision.winner) == ("news", "b", "b")
+        sent_b = sum(1 for v in tried.values() if v == "b")
+        assert [(a.variant, a.successes) for a in report.decision.arms] == [("a", 0), ("b", sent_b)]
+        assert report_lines([report])[0].startswith("minimal broadcast 'news' (clicks): ")
     finally:
         h.close()
 
