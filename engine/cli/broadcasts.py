@@ -79,8 +79,8 @@ def audience_command(obj: Context, broadcast_id: str, as_json: bool) -> None:
 def stats_command(obj: Context, broadcast_id: str, as_json: bool) -> None:
     """What it did: recipients, skips by reason, sent, delivered, opens, clicks, unsubscribes, complaints,
     and the purchases attributed to it."""
-    plan, broadcast = _find(_plans(obj), broadcast_id)
-    found = obj.read(lambda db_engine: _read(db_engine, lambda conn: numbers.numbers(conn, plan, broadcast)))
+    _, broadcast = _find(_plans(obj), broadcast_id)
+    found = obj.read(lambda db_engine: _read(db_engine, lambda conn: numbers.numbers(conn, broadcast)))
     if as_json:
         click.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return

@@ -201,7 +201,7 @@ def _ahead(plan: Plan, enrolled: State) -> tuple[EmailStep, ...]:
     return path.steps[index:] if index is not None else ()
 
 
-def numbers(conn: DbConnection, plan: Plan | None, broadcast: BroadcastPlan) -> dict[str, Any]:
+def numbers(conn: DbConnection, broadcast: BroadcastPlan) -> dict[str, Any]:
     """What the broadcast did: its email's numbers, its recipients by status, skips by reason, and
     the purchases attributed to it (within `attribution` of each recipient's email)."""
     counts = _counts(conn, broadcast.funnel, [broadcast.id]).get(broadcast.id) or StepCounts(
@@ -230,13 +230,6 @@ def _most_first(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def read_numbers(db_engine: DbEngine, plans: Mapping[str, Plan], broadcast_id: str) -> dict[str, Any]:
-    """`numbers` of the broadcast with this id, read from one snapshot; UnknownBroadcastError if none."""
-    plan, broadcast = find(plans, broadcast_id)
-    with snapshot(db_engine) as conn:
-        return numbers(conn, plan, broadcast)
-
-
 def read_report(
     db_engine: DbEngine,
     plans: Mapping[str, Plan],
@@ -255,5 +248,5 @@ def with_broadcasts(conn: DbConnection, report: dict[str, Any], plans: Mapping[s
     """The stats report (engine/stats/report.py) with each funnel's `broadcasts`: `numbers` of each."""
     for funnel in report["funnels"]:
         plan = plans.get(funnel["funnel"])
-        funnel["broadcasts"] = [numbers(conn, plan, b) for b in (plan.broadcasts if plan else ())]
+        funnel["broadcasts"] = [numbers(conn, b) for b in (plan.broadcasts if plan else ())]
     return report

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from engine.logs import log
-from engine.sequences.plan import BroadcastPlan, Plan
+from engine.sequences.plan import BroadcastPlan
 from engine.stats import broadcasts as numbers
 from engine.store import broadcasts as calendar
 from engine.store.db import DbConnection, snapshot
@@ -31,16 +31,16 @@ def router(web: Web) -> APIRouter:
     """The /broadcasts routes (the admin API adds its prefix and key)."""
     routes = APIRouter()
 
-    def found(broadcast_id: str) -> tuple[Plan, BroadcastPlan] | JSONResponse:
+    def found(broadcast_id: str) -> BroadcastPlan | JSONResponse:
         try:
-            return numbers.find(web.plans(), broadcast_id)
+            return numbers.find(web.plans(), broadcast_id)[1]
         except numbers.UnknownBroadcastError as error:
             detail = f"{error} (a file with errors is not in the daemon's release: run funnel validate)"
             return JSONResponse({"detail": detail}, status_code=404)
 
-    def read(plan: Plan, broadcast: BroadcastPlan) -> dict[str, Any]:
+    def read(broadcast: BroadcastPlan) -> dict[str, Any]:
         with snapshot(web.db_engine) as conn:
-            return numbers.numbers(conn, plan, broadcast)
+            return numbers.numbers(conn, broadcast)
 
     @routes.get("/broadcasts", summary="Every broadcast with its state, recipients and what was sent so far",
                 responses={200: {"description": "`funnel broadcast list --json`, under `broadcasts`"}})
@@ -57,7 +57,7 @@ def router(web: Web) -> APIRouter:
         which = found(broadcast_id)
         if isinstance(which, JSONResponse):
             return which
-        return JSONResponse(await run_in_threadpool(read, *which))
+        return JSONResponse(await run_in_threadpool(read, which))
 
     @routes.post("/broadcasts/{broadcast_id}/schedule", summary="Put a broadcast on the calendar",
                  responses={200: {"description": "`scheduled`: false if it already was; its numbers"},
@@ -66,7 +66,7 @@ def router(web: Web) -> APIRouter:
         which = found(broadcast_id)
         if isinstance(which, JSONResponse):
             return which
-        plan, broadcast = which
+        broadcast = which
         now = web.clock.now()
 
         def job(conn: DbConnection) -> bool | str:
@@ -85,7 +85,7 @@ def router(web: Web) -> APIRouter:
                                  if status == 422 else done}, status_code=status)
         if done:
             log("broadcast_scheduled", broadcast=broadcast.id, funnel=broadcast.funnel, by="api")
-        return JSONResponse({"scheduled": done, "broadcast": await run_in_threadpool(read, plan, broadcast)})
+        return JSONResponse({"scheduled": done, "broadcast": await run_in_threadpool(read, broadcast)})
 
     @routes.post("/broadcasts/{broadcast_id}/cancel", summary="Cancel a scheduled broadcast",
                  responses={200: {"description": "the recipients and queued emails it stopped; its numbers"},
@@ -94,7 +94,7 @@ def router(web: Web) -> APIRouter:
         which = found(broadcast_id)
         if isinstance(which, JSONResponse):
             return which
-        plan, broadcast = which
+        broadcast = which
         now = web.clock.now()
 
         def job(conn: DbConnection) -> calendar.Cancelled | str:
@@ -109,7 +109,7 @@ def router(web: Web) -> APIRouter:
         log("broadcast_cancelled", broadcast=broadcast.id, by="api", recipients=stopped.recipients,
             deliveries=stopped.deliveries)
         counts = {"recipients": stopped.recipients, "deliveries": stopped.deliveries}
-        after = await run_in_threadpool(read, plan, broadcast)
+        after = await run_in_threadpool(read, broadcast)
         return JSONResponse({"cancelled": counts, "broadcast": after})
 
     return routes

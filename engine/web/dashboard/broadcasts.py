@@ -45,12 +45,12 @@ def router(web: Web, gate: Gate) -> APIRouter:
         if not isinstance(session, Session):
             return session
         try:
-            plan, broadcast = numbers.find(web.plans(), broadcast_id[:_ID_LIMIT + 1])
+            _, broadcast = numbers.find(web.plans(), broadcast_id[:_ID_LIMIT + 1])
         except numbers.UnknownBroadcastError:
             return not_found(session, "No broadcast with this id in the files the daemon serves "
                                       "(a file with errors is not served: run funnel validate).")
         with snapshot(web.db_engine) as conn:
-            found = numbers.numbers(conn, plan, broadcast)
+            found = numbers.numbers(conn, broadcast)
         return page("broadcast", session=session, b=found, cancellable=found["state"] in CANCELLABLE,
                     cancelled=cancelled is not None and found["state"] == calendar.CANCELLED)
 
