@@ -194,6 +194,7 @@ class Sender:
                 reply=f"not sent: step '{row['step']}' of funnel "
                 f"'{row['funnel']}' is no longer in the sequence files",
             )
+        email = email.as_variant(row.get("variant"))  # an experiment's: the version decided for them
         held = self.policy.hold(row, plan, email, now)
         if held is not None:
             return held

@@ -289,6 +289,16 @@ def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, projec
         assert rest and set(rest.values()) == {"b"}
         later = [d["sent_at"] for d in h.deliveries() if d["step"] == "news" and d["subscriber_id"] in rest]
         assert min(later) >= WEDNESDAY_0930 + timedelta(hours=1)  # the winner, an hour on, in the window
+        # Each message is its variant's: its own subject.
+        from email import message_from_bytes, policy
+
+        variant_of = {d["message_id"]: d["variant"] for d in h.deliveries() if d["step"] == "news"}
+        subjects = {
+            variant_of[m.message_id]: message_from_bytes(m.data, policy=policy.default)["Subject"]
+            for m in h.transport.sent
+            if m.message_id in variant_of
+        }
+        assert subjects == {"a": "News A", "b": "News B"}
         # The variant each person got is in their timeline.
         from engine.cli.profile_text import profile_lines
         from engine.subscribers.profile import load_profile
