@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 from engine.cli.main import Context, main, pass_project
 from engine.cli.sample import parse_data, render_sample
 from engine.config import database_url
-from engine.errors import EngineError, display_path
+from engine.errors import EngineError, did_you_mean, display_path
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.simulate import Entry, Ignored, Script, ScriptedAnswer, Timeline, simulate
 from engine.flow.state import Event, EventType
@@ -26,7 +27,7 @@ from engine.project.release import make_release
 from engine.project.summary import summarize
 from engine.sequences.broadcast_model import json_schema as broadcast_schema
 from engine.sequences.model import json_schema
-from engine.sequences.plan import Plan, Role
+from engine.sequences.plan import PathPlan, Plan, Role
 from engine.sequences.values import format_delay, parse_delay
 from engine.sequences.window import zone
 from engine.store.db import not_created_yet, shown_url
@@ -93,13 +94,18 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool, as_json: b
 @click.option("--idle", is_flag=True,
               help="A subscriber who opens and clicks nothing (shows win-back and sunset); "
                    "by default they open every email an hour after it arrives.")
+@click.option("--variant", metavar="ID",
+              help="Show this variant of every email that has it (default: the one the "
+                   "experiment's rule picks for this person; docs/experiments.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the emails as a JSON array.")
 @pass_project
 def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
                      start: str | None, timezone: str, magnet: str | None, days: int,
-                     idle: bool, as_json: bool) -> None:
+                     idle: bool, variant: str | None, as_json: bool) -> None:
     """Print the dated timeline one subscriber would receive."""
     plan = _plan(obj, funnel)
+    if variant is not None:
+        _check_variant(plan, variant)
     if zone(timezone).key != timezone and timezone != "UTC":
         raise click.BadParameter(f"unknown time zone '{timezone}'; write an IANA name like "
                                  "Europe/Budapest or America/New_York", param_hint="--timezone")
@@ -107,7 +113,7 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
     script = Script(start=begin, timezone=timezone, magnet=magnet,
                     answers=tuple(_parse_answer(plan, a) for a in answers),
                     events=tuple(_parse_event(e, begin) for e in events), days=days,
-                    reader=not idle)
+                    reader=not idle, variant=variant)
     timeline = simulate(plan, script)
     renderer = Renderer(obj.project.templates_dir)
     subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone,
@@ -126,21 +132,28 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
 @click.option("--data", help="Subscriber data as JSON: name, first_name, last_name, email, locale, "
                              "timezone, fields, magnet, segment, sent_at.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write STEP.html and STEP.txt into this folder.")
+              help="Write STEP.html and STEP.txt (STEP-VARIANT.*) into this folder.")
+@click.option("--variant", metavar="ID", help="Render this variant of the email (its experiment's "
+                                               "versions: docs/experiments.md).")
 @pass_project
-def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path | None) -> None:
+def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path | None,
+            variant: str | None) -> None:
     """Render one email (HTML and plain text) with sample subscriber data."""
     plan = _plan(obj, funnel)
+    if variant is not None:
+        plan = _as_variant(plan, step_id, variant)
     sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data))
     email, subscriber, rendered = sample.email, sample.subscriber, sample.rendered
     if out is not None:
+        name = f"{email.id}-{variant}" if variant else email.id
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{email.id}.html").write_text(rendered.html, encoding="utf-8")
-        (out / f"{email.id}.txt").write_text(rendered.text, encoding="utf-8")
-        click.echo(f"wrote {out / (email.id + '.html')} and {out / (email.id + '.txt')}")
+        (out / f"{name}.html").write_text(rendered.html, encoding="utf-8")
+        (out / f"{name}.txt").write_text(rendered.text, encoding="utf-8")
+        click.echo(f"wrote {out / (name + '.html')} and {out / (name + '.txt')}")
         return
+    shown = f"Variant: {variant}\n" if variant else ""
     click.echo(f"From: {plan.sender}\nTo: {formataddr((subscriber.name, subscriber.email))}\n"
-               f"Subject: {rendered.subject}\n")
+               f"{shown}Subject: {rendered.subject}\n")
     click.echo(rendered.text)
     click.echo(f"(HTML part: {len(rendered.html)} characters; use --out DIR to write it)")
 
@@ -197,6 +210,39 @@ def _against_database(obj: Context, plans: dict[str, Plan], complete: bool) -> I
         return against_database(db_engine, shown, plans, complete, release)
     finally:
         db_engine.dispose()
+
+
+def _check_variant(plan: Plan, variant: str) -> None:
+    """--variant names a variant of at least one email of the funnel."""
+    known = sorted({v.id for email in plan.emails() for v in email.variants})
+    if variant not in known:
+        words = f"variants: {', '.join(known)}" if known else "it has no experiments"
+        raise click.BadParameter(f"no email of funnel '{plan.funnel}' has a variant '{variant}'; "
+                                 f"{did_you_mean(variant, known, words)}", param_hint="--variant")
+
+
+def _as_variant(plan: Plan, step_id: str, variant: str) -> Plan:
+    """`plan` with its email `step_id` as its variant `variant` renders it (preview --variant)."""
+    email = plan.email(step_id)
+    if email is None:
+        return plan  # render_sample says the step is unknown, with its 'did you mean'
+    known = [v.id for v in email.variants]
+    if variant not in known:
+        words = f"its variants: {', '.join(known)}" if known else "it has no variants"
+        raise click.BadParameter(f"email '{step_id}' has no variant '{variant}'; "
+                                 f"{did_you_mean(variant, known, words)}", param_hint="--variant")
+    shown = email.as_variant(variant)
+
+    def swap(path: PathPlan) -> PathPlan:
+        return replace(path, steps=tuple(shown if e.id == step_id else e for e in path.steps))
+
+    return replace(
+        plan,
+        segments=tuple(replace(s, nurture=swap(s.nurture), sales=swap(s.sales),
+                               customer=swap(s.customer)) for s in plan.segments),
+        winback=replace(plan.winback, path=swap(plan.winback.path)) if plan.winback else None,
+        broadcasts=tuple(replace(b, email=shown) if b.email.id == step_id else b
+                         for b in plan.broadcasts))
 
 
 def _plan(obj: Context, funnel: str) -> Plan:
@@ -265,13 +311,14 @@ def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | N
          entry: Entry) -> dict[str, Any]:
     action = entry.action
     row: dict[str, Any] = {"at": entry.at.isoformat(), "segment": entry.segment, "path": None,
-                           "step": None, "role": None, "subject": None, "note": None}
+                           "step": None, "variant": None, "role": None, "subject": None,
+                           "note": None}
     if isinstance(action, Send):
-        context = template_context(plan, action.email, subscriber, PreviewLinks(), magnet=magnet,
+        email = action.email.as_variant(action.variant)  # the version this person gets
+        context = template_context(plan, email, subscriber, PreviewLinks(), magnet=magnet,
                                    segment=entry.segment, sent_at=entry.at)
-        row.update(path=action.email.path.value, step=action.email.id,
-                   role=action.email.role.value,
-                   subject=renderer.subject(action.email.subject, context))
+        row.update(path=email.path.value, step=email.id, variant=action.variant,
+                   role=email.role.value, subject=renderer.subject(email.subject, context))
     elif isinstance(action, Skip):
         row["note"] = f"skipped {action.email.id}: {action.reason}"
     elif isinstance(action, EnterSegment):
@@ -289,8 +336,10 @@ def _print_timeline(plan: Plan, rows: list[dict[str, Any]], timeline: Timeline, 
     """Aligned plain text, one email a line, with what moved the subscriber in between."""
     click.echo(f"{plan.name} ({plan.funnel}); times in {tz}")
     emails = [r for r in rows if r["step"]]
-    widths = {k: max([len(k), *(len(str(r[k] or "")) for r in emails)])
-              for k in ("segment", "path", "step", "role")}
+    # A variant column only where an email of the timeline has variants.
+    columns = ("segment", "path", "step", *(("variant",) if any(r["variant"] for r in emails) else ()),
+               "role")
+    widths = {k: max([len(k), *(len(str(r[k] or "")) for r in emails)]) for k in columns}
     header = "  ".join(["when".ljust(20), *(k.ljust(w) for k, w in widths.items()), "subject"])
     click.echo(header)
     for row in rows:

@@ -220,6 +220,11 @@ def _text_hash(email: EmailStep, shared: str, family: frozenset[str], templates:
     sha.update(f"\0{email.subject}\0{email.role.value}\0{email.last_chance}\0{email.template}".encode())
     for name in sorted(family):
         sha.update(f"\0{name}\0{templates.get(name, '-')}".encode())
+    # An experiment's versions are the email's text too: editing one changes the email. Only an
+    # email with variants hashes them, so an email without stays as earlier releases hashed it.
+    for variant in email.variants:
+        sha.update(f"\0variant\0{variant.id}\0{variant.subject}\0{variant.template}"
+                   f"\0{templates.get(variant.template, '-')}".encode())
     return sha.hexdigest()
 
 
