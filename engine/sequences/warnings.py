@@ -12,7 +12,7 @@ from datetime import timedelta
 from engine.errors import SequenceError
 from engine.sequences import model as m
 from engine.sequences.loader import Marks
-from engine.sequences.plan import PathPlan, Plan
+from engine.sequences.plan import EmailStep, PathPlan, Plan
 from engine.sequences.values import format_delay
 from engine.sequences.window import SendWindow
 
@@ -22,7 +22,50 @@ _WEEK = timedelta(days=7)
 
 def warn_funnel(funnel: m.Funnel, plan: Plan, marks: Marks) -> list[SequenceError]:
     """Every setting of `funnel` that can never take effect, in file order."""
-    return [*_winback_never_fires(funnel, plan, marks), *_unused_spacing(funnel, marks)]
+    experiments = [warning for email in _marketing(funnel) if (step := plan.email(email.id))
+                   for warning in warn_experiment(email, step, f"email '{email.id}'", marks)]
+    return [*_winback_never_fires(funnel, plan, marks), *_unused_spacing(funnel, marks), *experiments]
+
+
+def warn_experiment(written: m.Node, email: EmailStep, label: str,
+                    marks: Marks) -> Iterator[SequenceError]:
+    """An experiment's settings that cannot take effect: two variants that are one email, a
+    `max_sends` reached before every variant has its `min_sends`, an `attribution` with clicks.
+
+    `written` is the email as its file has it (a sequence email or a broadcast's), `email` as
+    compiled.
+    """
+    rule = email.experiment
+    experiment = getattr(written, "experiment", None)
+    if rule is None or experiment is None:
+        return
+    seen: dict[tuple[str, str], str] = {}
+    for i, variant in enumerate(email.variants):
+        same = seen.setdefault((variant.subject, variant.template), variant.id)
+        if same != variant.id:
+            yield _warning(marks, (*written._where, "variants", i), f"variants '{same}' and "
+                           f"'{variant.id}' of {label} are the same email (one subject, one "
+                           "template): the experiment cannot tell them apart",
+                           f"give '{variant.id}' its own subject or template, or remove it")
+    needed = rule.min_sends * len(email.variants)
+    if rule.winner is None and rule.max_sends is not None and rule.max_sends < needed:
+        yield _warning(marks, (*experiment._where, "max_sends"), f"'max_sends: {rule.max_sends}' "
+                       f"ends the experiment of {label} before its {len(email.variants)} variants "
+                       f"have their 'min_sends: {rule.min_sends}' each ({needed} sends): the best "
+                       "so far would be kept on too few sends",
+                       f"write 'max_sends: {needed}' or more, or lower 'min_sends'")
+    if rule.metric == "clicks" and "attribution" in experiment.model_fields_set:
+        yield _warning(marks, (*experiment._where, "attribution"), f"'attribution' of {label} is "
+                       "never used: it times purchases, and the metric is clicks",
+                       "remove it, or write 'metric: purchases'")
+
+
+def _marketing(funnel: m.Funnel) -> Iterator[m.Email]:
+    for segment in funnel.segments:
+        for kind in ("nurture", "sales", "customer"):
+            yield from _emails(getattr(segment, kind))
+    if funnel.winback:
+        yield from funnel.winback.emails
 
 
 def _winback_never_fires(funnel: m.Funnel, plan: Plan, marks: Marks) -> Iterator[SequenceError]:
