@@ -48,7 +48,8 @@ def test_warnings_print_after_the_errors_and_errors_still_fail(monkeypatch: pyte
     code, out, _ = validate(monkeypatch, "sequences/warn", "sequences/bad/ratio-broken.yaml")
     lines = out.splitlines()
     kinds = ["warning" if ": warning: " in line else "error" for line in lines if ": ok, funnel" not in line]
-    assert code == 1 and kinds.index("warning") > 0 and kinds[kinds.index("warning"):] == ["warning"] * len(WARN)
+    first = kinds.index("warning")
+    assert code == 1 and first > 0 and kinds[first:] == ["warning"] * len(WARN)
 
 
 def test_the_shipped_examples_and_the_good_files_have_no_warnings() -> None:
