@@ -1,9 +1,8 @@
 """Check a broadcast file: its structure (the model), then against the funnel it goes to.
 
-The structure's errors are worded by structure.py, as a sequence file's are; only the two kinds
-that name the model at a place (an unknown key, a missing key) are worded here, from the
-broadcast's model. A broadcast whose funnel file is broken is checked without the funnel: its
-own mistakes only, none guessed from a funnel that did not load.
+The structure's errors are worded by structure.py, as a sequence file's are, with the
+broadcast's model at each place. A broadcast whose funnel file is broken is checked without
+the funnel: its own mistakes only, none guessed from a funnel that did not load.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
@@ -20,7 +18,7 @@ from engine.sequences.broadcast_model import LEFT_OUT_STAGES, STAGES, Broadcast
 from engine.sequences.compile import exit_products
 from engine.sequences.experiment_check import check_experiment
 from engine.sequences.loader import Document, Marks, Path
-from engine.sequences.structure import _attach_positions, _data_path, _misspelled, _model_in, _one
+from engine.sequences.structure import attach_positions, translate
 from engine.sequences.validate import all_emails
 from engine.sequences.warnings import WARNING, warn_experiment
 
@@ -35,8 +33,8 @@ def parse_broadcast(doc: Document) -> tuple[Broadcast | None, list[SequenceError
     try:
         broadcast = Broadcast.model_validate(doc.data)
     except ValidationError as exc:
-        return None, _translate(exc.errors(), doc)
-    _attach_positions(broadcast, ())
+        return None, translate(exc.errors(), doc, Broadcast, DOCS)
+    attach_positions(broadcast, ())
     return broadcast, []
 
 
@@ -152,48 +150,3 @@ def _signup_dates(broadcast: Broadcast, marks: Marks) -> Iterator[SequenceError]
         yield marks.error(("audience", "signed_up_before"), "'signed_up_before' is not later than "
                           "'signed_up_after': nobody signed up in between",
                           "swap them, or fix one of the dates")
-
-
-# The structure's errors: as structure.py words them, with this file's model at each place.
-
-def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError]:
-    seen: set[Path] = set()
-    errors: list[SequenceError] = []
-    unknown = [_data_path(doc.data, d["loc"], keep_last=True) for d in details
-               if d["type"] == "extra_forbidden"]
-    for detail in details:
-        kind = detail["type"]
-        path = _data_path(doc.data, detail["loc"], keep_last=kind in ("missing", "extra_forbidden"))
-        if path in seen or (kind == "missing" and _misspelled(path, unknown)):
-            continue
-        seen.add(path)
-        if kind == "extra_forbidden":
-            model = _model_at(path[:-1])
-            allowed = sorted(f.alias or n for n, f in model.model_fields.items())
-            fix = did_you_mean(str(path[-1]), allowed, f"allowed keys here: {', '.join(allowed)}")
-            errors.append(doc.marks.error(path, f"unknown key '{path[-1]}' in {model.noun}", fix,
-                                          key=True))
-        elif kind == "missing":
-            model = _model_at(path[:-1])
-            field = next((f for n, f in model.model_fields.items() if (f.alias or n) == path[-1]), None)
-            what = f" ({field.description})" if field is not None and field.description else ""
-            errors.append(doc.marks.error(path[:-1], f"{model.noun} is missing '{path[-1]}'",
-                                          f"add '{path[-1]}:'{what}", key=True))
-        else:
-            error = _one(detail, path, doc)
-            errors.append(error if error.fix != "see docs/sequence-files.md"
-                          else SequenceError(error.path, error.line, error.column, error.problem, DOCS))
-    return errors
-
-
-def _model_at(path: Path) -> type[m.Node]:
-    model: type[m.Node] = Broadcast
-    for part in path:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        inner = _model_in(field.annotation) if field is not None else None
-        if inner is None:
-            return m.Node
-        model = inner
-    return model

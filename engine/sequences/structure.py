@@ -23,12 +23,15 @@ def parse_funnel(doc: Document) -> tuple[Funnel | None, list[SequenceError]]:
     try:
         funnel = Funnel.model_validate(doc.data)
     except ValidationError as exc:
-        return None, _translate(exc.errors(), doc)
-    _attach_positions(funnel, ())
+        return None, translate(exc.errors(), doc)
+    attach_positions(funnel, ())
     return funnel, []
 
 
-def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError]:
+def translate(details: list[ErrorDetails], doc: Document, root: type[Node] = Funnel,
+              docs: str = DOCS) -> list[SequenceError]:
+    """pydantic's errors about a file whose model is `root`, in a marketer's words, each at its
+    line; `docs` ends those that have no better fix ('see docs/...')."""
     seen: set[Path] = set()
     errors: list[SequenceError] = []
     unknown = [_data_path(doc.data, d["loc"], keep_last=True) for d in details
@@ -41,7 +44,7 @@ def _translate(details: list[ErrorDetails], doc: Document) -> list[SequenceError
         if kind == "missing" and _misspelled(path, unknown):
             continue  # 'tempalte' is reported as unknown with 'did you mean'; once is enough
         seen.add(path)
-        errors.append(_one(detail, path, doc))
+        errors.append(_one(detail, path, doc, root, docs))
     return errors
 
 
@@ -68,32 +71,32 @@ def _data_path(data: Any, loc: tuple[int | str, ...], *, keep_last: bool) -> Pat
     return tuple(path)
 
 
-def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
+def _one(detail: ErrorDetails, path: Path, doc: Document, root: type[Node], docs: str) -> SequenceError:
     kind = detail["type"]
     marks = doc.marks
     key = _name(path)
     if kind == "extra_forbidden":
-        model = _model_at(path[:-1])
+        model = _model_at(path[:-1], root)
         if model is TransactionalEmail and path[-1] in ("variants", "experiment"):
-            return marks.error(path, f"{_noun(path[:-1], doc)} cannot have '{path[-1]}': a "
+            return marks.error(path, f"{_noun(path[:-1], doc, root)} cannot have '{path[-1]}': a "
                                "confirmation, magnet or survey email is not marketing, and "
                                "everyone who asked for it gets the same one",
                                f"remove '{path[-1]}:'; experiments are for nurture, sales, "
                                "customer, win-back and broadcast emails", key=True)
         allowed = sorted(f.alias or n for n, f in model.model_fields.items())
         fix = did_you_mean(str(path[-1]), allowed, f"allowed keys here: {', '.join(allowed)}")
-        return marks.error(path, f"unknown key '{path[-1]}' in {_noun(path[:-1], doc)}", fix,
+        return marks.error(path, f"unknown key '{path[-1]}' in {_noun(path[:-1], doc, root)}", fix,
                            key=True)
     if kind == "missing":
-        model = _model_at(path[:-1])
+        model = _model_at(path[:-1], root)
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == path[-1]), None)
         what = f" ({field.description})" if field is not None and field.description else ""
-        return marks.error(path[:-1], f"{_noun(path[:-1], doc)} is missing '{path[-1]}'",
+        return marks.error(path[:-1], f"{_noun(path[:-1], doc, root)} is missing '{path[-1]}'",
                            f"add '{path[-1]}:'{what}", key=True)
     value = detail.get("input")
     if kind in ("value_error", "assertion_error"):
         problem, _, fix = str(detail.get("ctx", {}).get("error", detail["msg"])).partition("; ")
-        return marks.error(path, problem, fix or DOCS)
+        return marks.error(path, problem, fix or docs)
     if kind == "string_type":
         return marks.error(path, f"'{key}' must be text, not {_kind(value)}",
                            "put the value in quotes")
@@ -117,7 +120,7 @@ def _one(detail: ErrorDetails, path: Path, doc: Document) -> SequenceError:
         hint = f"; did you mean '{match}'?" if match else ""
         return marks.error(path, f"'{key}' cannot be {_shown(value)}",
                            f"write one of: {', '.join(options)}{hint}")
-    return marks.error(path, f"'{key}': {detail['msg'].lower()}", DOCS)
+    return marks.error(path, f"'{key}': {detail['msg'].lower()}", docs)
 
 
 def _name(path: Path) -> str:
@@ -145,9 +148,9 @@ def _kind(value: Any) -> str:
     return f"'{value}'"
 
 
-def _noun(path: Path, doc: Document) -> str:
+def _noun(path: Path, doc: Document, root: type[Node]) -> str:
     """'email 'b-shoes'', 'segment 'beginner'', 'defaults' — what a marketer calls this place."""
-    noun = _model_at(path).noun
+    noun = _model_at(path, root).noun
     node: Any = doc.data
     for part in path:
         if isinstance(node, dict):
@@ -160,8 +163,8 @@ def _noun(path: Path, doc: Document) -> str:
     return f"{noun} '{ident}'" if isinstance(ident, str) else noun
 
 
-def _model_at(path: Path) -> type[Node]:
-    model: type[Node] = Funnel
+def _model_at(path: Path, root: type[Node]) -> type[Node]:
+    model: type[Node] = root
     for part in path:
         if isinstance(part, int):
             continue
@@ -183,7 +186,7 @@ def _model_in(annotation: Any) -> type[Node] | None:
     return None
 
 
-def _attach_positions(node: BaseModel, where: Path) -> None:
+def attach_positions(node: BaseModel, where: Path) -> None:
     """Record on every Node the data path it came from, for later semantic errors."""
     if isinstance(node, Node):
         node._where = where
@@ -191,8 +194,8 @@ def _attach_positions(node: BaseModel, where: Path) -> None:
         value = getattr(node, name)
         key = field.alias or name
         if isinstance(value, BaseModel):
-            _attach_positions(value, (*where, key))
+            attach_positions(value, (*where, key))
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    _attach_positions(item, (*where, key, i))
+                    attach_positions(item, (*where, key, i))

@@ -18,7 +18,7 @@ from engine.sequences.experiment_check import check_experiment
 from engine.sequences.loader import load_text
 from engine.sequences.model import json_schema
 from engine.sequences.plan import ExperimentPlan, Variant
-from engine.sequences.structure import _attach_positions
+from engine.sequences.structure import attach_positions
 from tests.support.project import shipped_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,5 +111,5 @@ def test_every_key_is_documented_and_the_docs_examples_check() -> None:
         assert doc is not None and not errors
         data = doc.data[0] if isinstance(doc.data, list) else doc.data["email"]
         email = model.model_validate(data)
-        _attach_positions(email, ())
+        attach_positions(email, ())
         assert list(check_experiment(email, label, doc.marks, broadcast=broadcast)) == []
