@@ -2,7 +2,8 @@
 
 The starter files are package data (engine/project/starter/), copied as they are, except the
 two whose names start with a dot (setuptools leaves dotfiles out of package data) and the
-JSON Schema, which is generated from the model of this version so that it always matches.
+JSON Schemas (of sequence files and of broadcast files), which are generated from the models
+of this version so that they always match.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
 from engine.errors import EngineError, display_path
+from engine.sequences.broadcast_model import json_schema as broadcast_json_schema
 from engine.sequences.model import json_schema
 
 SCHEMA_FILE = "funnel.schema.json"
+BROADCAST_SCHEMA_FILE = "funnel-broadcast.schema.json"  # for broadcasts/*.yaml (docs/broadcasts.md)
 STARTER_FUNNEL = "home-bakery"
 # Stored name in the package -> name in the new project.
 _RENAMED = {"gitignore": ".gitignore", "vscode-settings.json": ".vscode/settings.json"}
@@ -50,6 +53,8 @@ def starter_files() -> dict[PurePosixPath, bytes]:
     found: dict[PurePosixPath, bytes] = {}
     _collect(files("engine.project") / "starter", PurePosixPath(), found)
     found[PurePosixPath(SCHEMA_FILE)] = (json.dumps(json_schema(), indent=2) + "\n").encode()
+    found[PurePosixPath(BROADCAST_SCHEMA_FILE)] = (json.dumps(broadcast_json_schema(), indent=2)
+                                                   + "\n").encode()
     return dict(sorted(found.items(), key=lambda item: (len(item[0].parts) > 1, str(item[0]))))
 
 

@@ -22,7 +22,8 @@ from click.testing import CliRunner, Result
 
 from engine.cli import main
 from engine.config import Settings, load_settings
-from engine.project.scaffold import SCHEMA_FILE, starter_files
+from engine.project.scaffold import BROADCAST_SCHEMA_FILE, SCHEMA_FILE, starter_files
+from engine.sequences.broadcast_model import json_schema as broadcast_json_schema
 from engine.sequences.model import json_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_init_in_a_fresh_folder_writes_the_project_and_says_what_to_run_next(
     root = tmp_path / "my-funnels"
     written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert written == sorted(str(p) for p in starter_files())
-    for name in (".gitignore", "funnel.toml", ".vscode/settings.json", SCHEMA_FILE,
+    for name in (".gitignore", "funnel.toml", ".vscode/settings.json", SCHEMA_FILE, BROADCAST_SCHEMA_FILE,
                  "sequences/home-bakery.yaml", "templates/layout.html", "templates/home-bakery/confirm.html"):
         assert f"  {name}\n" in result.output
     assert result.output.endswith(
@@ -164,11 +165,30 @@ def test_editor_wiring_names_the_schema_file_that_init_wrote(new_project: Path) 
     assert match, modeline
     from_modeline = (sequence.parent / match.group(1)).resolve()
     vscode = json.loads((new_project / ".vscode" / "settings.json").read_text())
-    [(schema_path, globs)] = vscode["yaml.schemas"].items()
-    from_vscode = (new_project / schema_path).resolve()  # VS Code reads it from the workspace folder
+    schemas = vscode["yaml.schemas"]
+
+    def schema_of(name: str) -> Path:
+        [path] = [p for p, globs in schemas.items() if any(fnmatch.fnmatch(name, g) for g in globs)]
+        return (new_project / path).resolve()  # VS Code reads it from the workspace folder
+
+    from_vscode = schema_of("sequences/home-bakery.yaml")
     assert from_modeline == from_vscode == (new_project / SCHEMA_FILE).resolve()
     assert json.loads(from_vscode.read_text()) == json_schema()
-    assert any(fnmatch.fnmatch("sequences/home-bakery.yaml", glob) for glob in globs)
+    broadcasts = schema_of("broadcasts/2026-12-10-winter-sale.yaml")
+    assert broadcasts == (new_project / BROADCAST_SCHEMA_FILE).resolve()
+    assert json.loads(broadcasts.read_text()) == broadcast_json_schema()
+    assert len(schemas) == 2
+
+
+def test_the_broadcast_schema_passes_the_shipped_broadcast_and_flags_a_misspelt_key(
+        new_project: Path) -> None:
+    schema = json.loads((new_project / BROADCAST_SCHEMA_FILE).read_text())
+    shipped = REPO / "broadcasts" / "2026-12-10-winter-sale.yaml"
+    broadcast = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    jsonschema.validate(broadcast, schema)
+    broadcast["email"]["tempalte"] = broadcast["email"].pop("template")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broadcast, schema)
 
 
 def test_the_schema_passes_the_starter_and_flags_a_misspelt_key(new_project: Path) -> None:
@@ -190,9 +210,10 @@ def test_gitignore_keeps_the_database_outbox_secret_and_schema_out(new_project: 
         return any(fnmatch.fnmatch(name, p) or name.startswith(p + "/") for p in bare)
 
     for name in ("funnel.db", "funnel.db-wal", "funnel.db-shm", "funnel-demo.db", "outbox/x.eml",
-                 ".funnel-secret", SCHEMA_FILE):
+                 ".funnel-secret", SCHEMA_FILE, BROADCAST_SCHEMA_FILE):
         assert ignored(name), name
-    for name in ("funnel.toml", "sequences/home-bakery.yaml", "templates/layout.html"):
+    for name in ("funnel.toml", "sequences/home-bakery.yaml", "broadcasts/sale.yaml",
+                 "templates/layout.html"):
         assert not ignored(name), name
 
 
