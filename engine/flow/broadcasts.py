@@ -15,7 +15,7 @@ is kept over: a sale broadcast counts as a sale, an education broadcast as educa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -50,11 +50,12 @@ def pending(plan: Plan, state: State, facts: Facts) -> list[tuple[BroadcastPlan,
 
 
 def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
-                  ahead: Sequence[EmailStep]) -> Move | waits.Wait | None:
+                  ahead: Callable[[], Sequence[EmailStep]]) -> Move | waits.Wait | None:
     """The earliest due broadcast sent or skipped (a Move); else why it waits; None: none is pending.
 
     `ahead`: the next emails of the recipient's path, in order (a sale among the first of
-    them is a conflict for a `skip` broadcast; engine/flow/step.py knows the path).
+    them is a conflict for a `skip` broadcast; engine/flow/step.py knows the path), asked
+    only for a sale broadcast that is due.
     """
     queue = pending(plan, state, facts)
     if not queue:
@@ -76,7 +77,7 @@ def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
     if allowed > now:
         return waits.CapReached(allowed, window.next_open(allowed, tz) if window else allowed)
     if email.role is Role.SALE:
-        conflict = ratio_conflict(plan, state, broadcast, ahead)
+        conflict = ratio_conflict(plan, state, broadcast, ahead())
         if conflict is not None:
             return skip(state, broadcast, conflict)
     ready, variant = for_broadcast(broadcast, facts)

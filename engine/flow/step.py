@@ -89,7 +89,8 @@ def _blocked(plan: Plan, state: State, facts: Facts) -> Outcome:
 def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
     """The next move, or why none is due: a due broadcast first, then the funnel's own walk;
     of two waits, the one that ends sooner."""
-    broadcast = on_broadcasts(plan, state, facts, now, _ahead(plan, state, facts))
+    broadcast = on_broadcasts(plan, state, facts, now, lambda: _ahead(plan, state, facts)) \
+        if facts.broadcasts else None
     if isinstance(broadcast, Move):
         return broadcast
     walked = _walk_funnel(plan, state, facts, now)

@@ -90,6 +90,7 @@ def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
             with db_engine.begin() as conn:
                 if calendar.keep_winner(conn, broadcast.id, winner, decision.reason, now):
                     chosen += 1
+                    calendar.wake_waiting(conn, broadcast.id, now)  # the rest due by now go at once
                     log("experiment_decided", broadcast=broadcast.id, funnel=plan.funnel, winner=winner,
                         reason=decision.reason)
     return chosen

@@ -61,6 +61,7 @@ def decide_due(
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
         recipients: list[dict[str, Any]] = []
+        broadcast_steps: set[tuple[str, str]] = set()  # (funnel, broadcast id)
         missing: list[int] = []
         for row in rows:
             plan = funnels.plans.get(row["funnel"])
@@ -84,6 +85,7 @@ def decide_due(
                     deliveries.append(_delivery(row, action, plan, now, message_domain(plan)))
                 if isinstance(action, Send | Skip) and action.email.path is PathKind.BROADCAST:
                     recipients.append(_recipient(row, action, now))
+                    broadcast_steps.add((plan.funnel, action.email.id))
             milestones.extend(_milestones(row, outcome, now))
             updates.append(
                 {
@@ -94,8 +96,13 @@ def decide_due(
                 }
             )
         queries.save_enrollments(conn, updates)
+        if recipients:
+            # A broadcast's email is queued only for a recipient still pending: not one whose
+            # broadcast was cancelled since they were read (engine/store/broadcasts.py, settle).
+            marked = calendar.settle(conn, recipients)
+            deliveries = [d for d in deliveries if (d["funnel"], d["step"]) not in broadcast_steps
+                          or (d["step"], d["enrollment_id"]) in marked]
         queued = queries.queue_deliveries(conn, deliveries)
-        calendar.settle(conn, recipients)
         record_milestones(conn, milestones)
         queries.postpone_enrollments(conn, missing, now + MISSING_FUNNEL_RETRY, now)
     return Decided(len(rows), queued)

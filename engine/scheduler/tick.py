@@ -66,17 +66,8 @@ class Ticker:
             return self.message_id_domain
         return plan.sender_parts[1].rpartition("@")[2] or "localhost"
 
-    async def tick(self) -> TickReport:
-        """Reload edited funnels, decide due enrollments, send due deliveries."""
-        started, began = self.clock.now(), time.perf_counter()
-        await in_db_thread(self.db_executor, self.live.reload_if_changed)
-        try:
-            await in_db_thread(self.db_executor, take_audiences, self.db_engine, self.live.current,
-                               self.clock.now())
-            await in_db_thread(self.db_executor, choose_winners, self.db_engine, self.live.current,
-                               self.clock.now())
-        except Exception as error:  # a locked database: the next tick goes on where this one stopped
-            log("broadcast_take_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+    async def _decide(self) -> tuple[int, int]:
+        """Rounds of deciding until nothing more is due (or MAX_DECIDE_ROUNDS): (claimed, queued)."""
         decided = queued = 0
         for _ in range(MAX_DECIDE_ROUNDS):
             if self.dispatcher.stopping:
@@ -94,6 +85,27 @@ class Ticker:
             queued += round_.queued
             if round_.claimed < self.batch_size:
                 break
+        return decided, queued
+
+    async def tick(self) -> TickReport:
+        """Reload edited funnels, decide due enrollments, send due deliveries."""
+        started, began = self.clock.now(), time.perf_counter()
+        await in_db_thread(self.db_executor, self.live.reload_if_changed)
+        decided, queued = await self._decide()
+        # After deciding: those who signed up or answered just before a broadcast's first moment
+        # are in their stage and segment when its audience is taken; the recipients it is due
+        # to now are decided at once, not a tick later.
+        try:
+            taken = await in_db_thread(self.db_executor, take_audiences, self.db_engine, self.live.current,
+                                       self.clock.now())
+            chosen = await in_db_thread(self.db_executor, choose_winners, self.db_engine, self.live.current,
+                                        self.clock.now())
+        except Exception as error:  # a locked database: the next tick goes on where this one stopped
+            log("broadcast_take_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+            taken = chosen = 0
+        if taken or chosen:
+            more, more_queued = await self._decide()
+            decided, queued = decided + more, queued + more_queued
         if self.guard is not None and self.guard.due():
             try:
                 await in_db_thread(self.db_executor, self.guard.run, self.clock.now())

@@ -21,6 +21,7 @@ from engine.flow.status import SubscriberStatus
 from engine.sequences.plan import Audience
 from engine.store.db import DbConnection
 from engine.store.tables import ENROLLMENT, EVENT, SUBSCRIBER, TAG
+from engine.store.tally_sql import REACHED
 
 # Always left out of a broadcast and never taken into its recipients: for good.
 GONE = (
@@ -118,8 +119,16 @@ def _purchased(
 
 
 def unsubscribed(funnel: str) -> sa.ColumnElement[bool]:
-    """They unsubscribed from this funnel or from every one, or their address is blocked."""
-    return sa.or_(SUBSCRIBER.c.status.in_(GONE), _has_event(funnel, EventType.UNSUBSCRIBE))
+    """They unsubscribed from every funnel (or their address is blocked), or from this one.
+
+    From this funnel: the enrollment's `unsubscribed` bit, which the stats triggers set from
+    the unsubscribe events (engine/store/tally_sql.py), so that counting a million people
+    reads no events. An unsubscribe event the bit does not know (one for every funnel
+    written without the subscriber's status) is still seen when the broadcast is due: the
+    interpreter skips them then (engine/flow/broadcasts.py).
+    """
+    del funnel  # the enrollment row is the funnel's
+    return sa.or_(SUBSCRIBER.c.status.in_(GONE), ENROLLMENT.c.reached.op("&")(REACHED["unsubscribed"]) != 0)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,8 @@ def count(
     """The audience counted in one statement, grouped by what leaves people out."""
     gone = sa.case(
         (SUBSCRIBER.c.status.in_(GONE), SUBSCRIBER.c.status),
-        (_has_event(funnel, EventType.UNSUBSCRIBE), sa.literal(SubscriberStatus.UNSUBSCRIBED.value)),
+        (ENROLLMENT.c.reached.op("&")(REACHED["unsubscribed"]) != 0,
+         sa.literal(SubscriberStatus.UNSUBSCRIBED.value)),
         else_=sa.literal(""),
     ).label("gone")
     where = conditions(audience, funnel, now)

@@ -227,35 +227,59 @@ def pending_for(
     return {enrollment: tuple(each) for enrollment, each in found.items()}
 
 
-def settle(conn: DbConnection, decided: Sequence[Mapping[str, Any]]) -> None:
-    """Write what the interpreter decided for recipients: `broadcast`, `enrollment_id`, `status`,
-    `reason`, `decided_at` each. Only a pending row changes: a cancel that came first stands."""
-    if not decided:
-        return
-    statement = (
-        sa.update(BROADCAST_RECIPIENT)
-        .where(
-            BROADCAST_RECIPIENT.c.broadcast == sa.bindparam("_broadcast"),
-            BROADCAST_RECIPIENT.c.enrollment_id == sa.bindparam("_enrollment"),
-            BROADCAST_RECIPIENT.c.status == PENDING,
+def settle(conn: DbConnection, decided: Sequence[Mapping[str, Any]]) -> set[tuple[str, int]]:
+    """Write what the interpreter decided for recipients (`broadcast`, `enrollment_id`, `status`,
+    `reason`, `decided_at` each); only a row still pending changes. Returns the (broadcast,
+    enrollment) of those now marked sent: the deciding tick queues emails for these only.
+
+    A cancel that committed after the tick read the pending rows (possible on PostgreSQL,
+    where the read locks nothing) has made them `cancelled`: this UPDATE sees that, marks
+    nothing, and so no email is queued for them.
+    """
+    skipped = [d for d in decided if d["status"] != SENT]
+    if skipped:
+        statement = (
+            sa.update(BROADCAST_RECIPIENT)
+            .where(
+                BROADCAST_RECIPIENT.c.broadcast == sa.bindparam("_broadcast"),
+                BROADCAST_RECIPIENT.c.enrollment_id == sa.bindparam("_enrollment"),
+                BROADCAST_RECIPIENT.c.status == PENDING,
+            )
+            .values(
+                status=sa.bindparam("_status"), reason=sa.bindparam("_reason"), decided_at=sa.bindparam("_at")
+            )
         )
-        .values(
-            status=sa.bindparam("_status"), reason=sa.bindparam("_reason"), decided_at=sa.bindparam("_at")
+        conn.execute(
+            statement,
+            [
+                {
+                    "_broadcast": d["broadcast"],
+                    "_enrollment": d["enrollment_id"],
+                    "_status": d["status"],
+                    "_reason": d["reason"],
+                    "_at": d["decided_at"],
+                }
+                for d in skipped
+            ],
         )
-    )
-    conn.execute(
-        statement,
-        [
-            {
-                "_broadcast": d["broadcast"],
-                "_enrollment": d["enrollment_id"],
-                "_status": d["status"],
-                "_reason": d["reason"],
-                "_at": d["decided_at"],
-            }
-            for d in decided
-        ],
-    )
+    by_broadcast: dict[tuple[str, datetime], list[int]] = {}
+    for d in decided:
+        if d["status"] == SENT:
+            by_broadcast.setdefault((d["broadcast"], d["decided_at"]), []).append(d["enrollment_id"])
+    marked: set[tuple[str, int]] = set()
+    for (broadcast_id, at), enrollments in by_broadcast.items():
+        result = conn.execute(
+            sa.update(BROADCAST_RECIPIENT)
+            .where(
+                BROADCAST_RECIPIENT.c.broadcast == broadcast_id,
+                BROADCAST_RECIPIENT.c.enrollment_id.in_(enrollments),
+                BROADCAST_RECIPIENT.c.status == PENDING,
+            )
+            .values(status=SENT, reason=None, decided_at=at)
+            .returning(BROADCAST_RECIPIENT.c.enrollment_id)
+        )
+        marked.update((broadcast_id, enrollment) for enrollment in result.scalars())
+    return marked
 
 
 def wake_waiting(conn: DbConnection, broadcast_id: str, now: datetime) -> int:

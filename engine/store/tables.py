@@ -96,8 +96,11 @@ class Enrollment(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("subscriber_id", "funnel", name="uq_enrollment_subscriber_funnel"),
-        # A stats read with --since recounts the hours of its first day from here.
-        sa.Index("ix_enrollment_funnel_created_at", "funnel", "created_at"),
+        # A stats read with --since recounts the hours of its first day from here, and a
+        # broadcast's audience is counted from it alone (0006: it covers what the audience
+        # reads of an enrollment, so a million are counted without reading their rows).
+        sa.Index("ix_enrollment_audience", "funnel", "created_at", "stage", "segment", "subscriber_id",
+                 "reached"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -37,7 +37,7 @@ def purchases(conn: DbConnection, funnel: str, step: str, within: timedelta) -> 
         sa.or_(EVENT.c.funnel.is_(None), EVENT.c.funnel == funnel),
         DELIVERY.c.sent_at.is_not(None),
         EVENT.c.at >= DELIVERY.c.sent_at,
-        EVENT.c.at <= DELIVERY.c.sent_at + within
+        EVENT.c.at <= DELIVERY.c.sent_at + sa.literal(within, sa.Interval())
         if conn.dialect.name == "postgresql"
         else sa.func.julianday(EVENT.c.at)
         <= sa.func.julianday(DELIVERY.c.sent_at) + within.total_seconds() / 86400,

@@ -12,7 +12,7 @@ test starts): an hour of the morning passes in 9 real seconds. The recording SMT
 - One daemon, killed with SIGKILL while broadcast mail is in flight, then started again.
 - Two daemons on one database sending the same broadcast.
 - A cancel committed while a daemon sends: nothing goes after it but what was in flight.
-- (xfail) A cancel committed on PostgreSQL while a tick decides a recipient: forced in process.
+- A cancel committed on PostgreSQL while a tick decides a recipient: forced in process.
 
 45 s of each run is the clock going round the mornings; with the setup and the daemons'
 starts, 55-70 s on SQLite and 95-110 s on PostgreSQL on a loaded two-core machine.
@@ -390,10 +390,6 @@ def _broadcast_sends(log: Path) -> int:
     return sum(1 for line in lines if line["action"] == "sent" and line.get("step") == BROADCAST)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PostgreSQL: decide_due reads a recipient's pending broadcasts (calendar.pending_for) without a "
-    "lock; a cancel that commits between that read and the decide's commit cancels the recipient "
-    "row, but the delivery the decide inserts after it stays queued and is sent"))
 def test_a_cancel_committed_while_a_tick_decides_stops_that_recipient_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -427,8 +423,9 @@ def test_a_cancel_committed_while_a_tick_decides_stops_that_recipient_too(
             with h.db_engine.connect() as conn:
                 recipient = conn.execute(sa.select(BROADCAST_RECIPIENT.c.status)).scalar_one()
             statuses = [d["status"] for d in h.deliveries() if d["step"] == BROADCAST]
+            sent = h.sent_steps()
         finally:
             h.close()
     assert recipient == "cancelled"
     assert statuses in ([], ["cancelled"]), statuses
-    assert BROADCAST not in h.sent_steps()
+    assert BROADCAST not in sent

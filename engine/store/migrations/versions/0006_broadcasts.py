@@ -1,4 +1,5 @@
-"""broadcasts and experiments: the broadcast and broadcast_recipient tables, delivery.variant
+"""broadcasts and experiments: the broadcast and broadcast_recipient tables, delivery.variant,
+the enrollment index that covers an audience
 
 Revision ID: 0006
 Revises: 0005
@@ -54,6 +55,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_broadcast_recipient_enrollment", "broadcast_recipient", ["enrollment_id", "status"])
     op.create_index("ix_broadcast_recipient_broadcast_status", "broadcast_recipient", ["broadcast", "status"])
+    # The (funnel, created_at) index of 0005, widened to cover a broadcast's audience count.
+    op.create_index("ix_enrollment_audience", "enrollment",
+                    ["funnel", "created_at", "stage", "segment", "subscriber_id", "reached"])
+    op.drop_index("ix_enrollment_funnel_created_at", table_name="enrollment")
     # Plain ALTER TABLE on both databases: a batch copy of `delivery` on SQLite would drop the
     # stats triggers that name it (0005).
     op.add_column("delivery", sa.Column("variant", sa.String(length=100), nullable=True))
@@ -62,6 +67,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Revert this revision."""
     op.execute("ALTER TABLE delivery DROP COLUMN variant")  # SQLite 3.35+ and PostgreSQL alike
+    op.create_index("ix_enrollment_funnel_created_at", "enrollment", ["funnel", "created_at"])
+    op.drop_index("ix_enrollment_audience", table_name="enrollment")
     op.drop_index("ix_broadcast_recipient_broadcast_status", table_name="broadcast_recipient")
     op.drop_index("ix_broadcast_recipient_enrollment", table_name="broadcast_recipient")
     op.drop_table("broadcast_recipient")
