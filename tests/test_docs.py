@@ -55,8 +55,8 @@ def _readme_commands() -> list[str]:
 
 
 def _project_copy(folder: Path) -> Path:
-    """A copy of the checkout's funnels, templates and examples: README commands write into it."""
-    for name in ("sequences", "templates", "docs"):
+    """A copy of the checkout's funnels, broadcasts, templates and examples: README commands write into it."""
+    for name in ("sequences", "broadcasts", "templates", "docs"):
         shutil.copytree(ROOT / name, folder / name)
     return folder
 

@@ -17,6 +17,7 @@ import pytest
 # Longest first (seconds measured on two cores under `-n auto`, others using the machine).
 WAITING = (
     "tests/web/test_end_to_end.py",  # 150 s: both shipped funnels walked by a real daemon
+    "tests/daemon/test_broadcast_run.py",  # ~6 min: six daemon runs of 55-110 s on a fast clock
     "tests/daemon/test_live_edit_run.py",  # 80 s: live edits under a running daemon
     "tests/test_story.py",  # 55 s: 320 subscribers, 45 simulated days, a tick an hour
     "tests/scheduler/test_crash.py",  # 17 s: five SIGKILLs
