@@ -90,3 +90,22 @@ def test_preview_renders_the_variant_asked_for(project: Path, monkeypatch: pytes
     wrong = funnel(project, monkeypatch, "preview", "first-marathon", "b-story", "--variant", "qestion")
     assert wrong.exit_code == 2
     assert "email 'b-story' has no variant 'qestion'; did you mean 'question'?" in wrong.output
+
+
+def test_simulate_shows_a_broadcast_s_variant(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "broadcasts").mkdir()
+    (project / "broadcasts" / "news.yaml").write_text(
+        "broadcast: news\nfunnel: first-marathon\nemail:\n  subject: News\n"
+        "  template: marathon/b-shoes.html\n  role: education\n  variants:\n    - {id: plain}\n"
+        "    - {id: urgent, subject: \"News, now\"}\n  experiment:\n    metric: clicks\n"
+        "    sample: 20%\nsend:\n  at: 2026-03-20T08:00:00Z\n", encoding="utf-8")
+    args = ("simulate", "first-marathon", "--answer", "experience=racer", "--start", START,
+            "--days", "30")
+    default = funnel(project, monkeypatch, *args)
+    assert default.exit_code == 0, default.output
+    (line,) = [x for x in default.stdout.splitlines() if " news " in x]
+    assert line.split()[4:8] in (["broadcast", "news", "plain", "education"],
+                                 ["broadcast", "news", "urgent", "education"])
+    urgent = funnel(project, monkeypatch, *args, "--variant", "urgent")
+    (line,) = [x for x in urgent.stdout.splitlines() if " news " in x]
+    assert line.split()[4:] == ["broadcast", "news", "urgent", "education", "News,", "now"]
