@@ -28,13 +28,17 @@ def _check_id(value: Any) -> Any:
 
 
 def _share(value: Any, key: str, low: str, high: str) -> float:
-    """'99%' -> 0.99 (a number as written is taken as a percentage too); the range is the caller's."""
+    """'99%' -> 0.99; the range is the caller's. A bare number is refused with its percentage."""
     text = str(value).strip() if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
-    match = re.match(r"^(\d+(?:\.\d+)?)\s*%?$", text)
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*(%?)$", text)
     if not match:
         raise ValueError(f"'{key}' cannot be '{value}'; write a percentage {low} and {high}, "
                          f"like {'99%' if key == 'confidence' else '20%'}")
-    return float(match.group(1)) / 100
+    number = float(match.group(1))
+    if not match.group(2):
+        shown = f"{number * 100:g}%" if number <= 1 else f"{number:g}%"
+        raise ValueError(f"'{key}: {value}' has no '%'; write it as a percentage, like '{key}: {shown}'")
+    return number / 100
 
 
 def _confidence(value: Any) -> Any:

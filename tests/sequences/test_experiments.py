@@ -113,3 +113,18 @@ def test_every_key_is_documented_and_the_docs_examples_check() -> None:
         email = model.model_validate(data)
         attach_positions(email, ())
         assert list(check_experiment(email, label, doc.marks, broadcast=broadcast)) == []
+
+
+def test_there_is_a_golden_file_for_every_kind_of_experiment_mistake() -> None:
+    data = ROOT / "tests" / "data"
+    assert {p.stem for p in (data / "sequences" / "bad").glob("*.yaml")} >= {
+        "variants-without-experiment", "experiment-without-variants", "one-variant",
+        "duplicate-variant", "winner-unknown", "bad-metric", "confidence-range",
+        "confidence-fraction", "sample-on-sequence", "variant-template-missing",
+        "variant-template-syntax", "variant-footer-missing", "variant-subject-undefined",
+        "variants-on-transactional"}
+    assert {p.stem for p in (data / "broadcasts" / "bad").glob("*.yaml")} >= {
+        "experiment-without-sample", "sample-out-of-range", "variant-template-missing",
+        "variant-winner-unknown"}
+    assert {p.stem for p in (data / "sequences" / "warn").glob("*.yaml")} >= {
+        "variants-the-same", "max-sends-below-minimum", "attribution-with-clicks"}
