@@ -164,14 +164,15 @@ def _broadcast_rate(url: str, project: Path, at: datetime, port: int, connection
             "cpu_ms_per_email": round(cpu / max(int(sent), 1) * 1000, 3)}
 
 
-def _sequence_rate(postgres: bool, port: int, connections: int, count: int) -> float:
-    """bench.send's engine run: `count` first nurture emails from a new database of the same kind."""
+def _sequence_rate(postgres: bool, port: int, connections: int, count: int) -> tuple[float, float]:
+    """bench.send's engine run: `count` first nurture emails from a new database of the same kind;
+    (emails a second, ms of CPU an email)."""
     created = create_database("funnel_bench_send_") if postgres else None
     try:
         with workspace(created) as (project, url):
             fill(url, count)
-            rate, _cpu = engine_rate(url, project, port, connections, count, 1000)
-            return rate
+            rate, cpu = engine_rate(url, project, port, connections, count, 1000)
+            return rate, cpu / count * 1000
     finally:
         if created:
             drop_database(created)
@@ -190,15 +191,17 @@ def send_figures(
     with _project(at, after) as project, tempfile.TemporaryDirectory() as scratch:
         counters = Path(scratch) / "sink-counters"
         with running_sink(counters_file=counters) as port:
-            rates = [_sequence_rate(postgres, port, connections, sequence_emails)]
+            runs = [_sequence_rate(postgres, port, connections, sequence_emails)]
             before = read_counters(counters).messages
             figures = _broadcast_rate(url, project, at, port, connections)
             arrived = read_counters(counters).messages - before
-            rates.append(_sequence_rate(postgres, port, connections, sequence_emails))
+            runs.append(_sequence_rate(postgres, port, connections, sequence_emails))
+    rates = [rate for rate, _cpu in runs]
     if arrived != figures["sent"]:
         raise RuntimeError(f"smtp-sink received {arrived:,} messages for {figures['sent']:,} sent deliveries")
     sequence = sorted(rates)[len(rates) // 2] if len(rates) % 2 else sum(rates) / len(rates)
     return {**figures, "audience": f"stages [{STAGE}], signed up from {after:%Y-%m-%d %H:%M} UTC",
             "connections": connections, "sequence_emails": sequence_emails,
             "sequence_emails_per_s": [round(r) for r in rates],
+            "sequence_cpu_ms_per_email": [round(cpu, 3) for _rate, cpu in runs],
             "ratio": round(figures["emails_per_s"] / sequence, 3) if sequence else 0.0}
