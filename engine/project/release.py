@@ -125,8 +125,9 @@ def make_release(snapshot: Snapshot, plans: Iterable[Plan]) -> Release:
     for plan in plans:
         shared = _shared_text(plan)
         for email in plan.emails():
-            texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, families.of(email.template),
-                                                            templates)
+            # The templates its variants extend or include are part of its text too.
+            family = families.of(email.template).union(*(families.of(v.template) for v in email.variants))
+            texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, family, templates)
         for segment in plan.segments:
             for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
                 paths[f"{plan.funnel}/{segment.id}/{kind.value}"] = tuple(
