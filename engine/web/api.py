@@ -28,7 +28,7 @@ from engine.store.db import DbConnection, Row
 from engine.subscribers import inbound
 from engine.subscribers.addresses import MAX_LENGTH
 from engine.subscribers.leads import Proof, add_lead
-from engine.web import api_broadcasts
+from engine.web import api_broadcasts, api_experiments
 from engine.web.body import StrictJsonRoute
 from engine.web.context import Web
 from engine.web.signup_form import Refusal, check_signup, text_problem
@@ -359,6 +359,7 @@ def router(web: Web) -> APIRouter:
         return detail
 
     routes.include_router(api_broadcasts.router(web))  # /api/broadcasts
+    routes.include_router(api_experiments.router(web))  # /api/experiments
     return routes
 
 
