@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from bench.scale_people import FUNNEL, first_marathon
 from bench.workspace import ROOT
 from engine.scheduler.guard import check_guardrails
-from engine.stats.report import read_report
+from engine.stats.broadcasts import read_report
 from engine.store.db import DbEngine, make_engine, ping
 from engine.store.tables import META
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from engine.mail.memory import MemoryTransport
 from engine.mail.transport import Outcome, Outgoing, Result
-from engine.stats.report import read_report
+from engine.stats.broadcasts import read_report
 from engine.store import queries, sentmail
 from engine.store.tables import DELIVERY
 from engine.subscribers import inbound

@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import UnknownFunnelError
 from engine.sequences.plan import Plan
-from engine.store.db import DbConnection, DbEngine, snapshot
+from engine.store.db import DbConnection
 from engine.store.funnelstats import AnswerCount, FunnelNumbers, SourceNumbers, StageCounts, funnel_numbers
 from engine.store.pauses import pauses
 from engine.store.products import ProductSales, product_sales
@@ -47,17 +47,6 @@ def parse_since(text: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def read_report(
-    db_engine: DbEngine,
-    plans: Mapping[str, Plan],
-    funnel: str | None = None,
-    since: datetime | None = None,
-    *,
-    now: datetime,
-) -> dict[str, Any]:
-    """`funnel_report` read from one snapshot of the database."""
-    with snapshot(db_engine) as conn:
-        return funnel_report(conn, plans, funnel, since, now=now)
 
 
 def funnel_report(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from engine.stats.report import read_report
+from engine.stats.broadcasts import read_report
 from tests.support.browser import chromium
 from tests.web.dashboard_site import (
     IMG_NAME,

@@ -16,7 +16,8 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.errors import UnknownFunnelError
 from engine.logs import log
-from engine.stats.report import parse_since, read_report
+from engine.stats.broadcasts import read_report
+from engine.stats.report import parse_since
 from engine.store import pauses
 from engine.store.db import DbConnection
 from engine.web.context import Web
