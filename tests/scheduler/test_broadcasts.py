@@ -375,3 +375,25 @@ def test_a_sequence_experiment_sends_more_and_more_of_the_variant_that_gets_clic
         assert Counter(got[-40:])["b"] >= 32, Counter(got[-40:])  # then mostly the better one
     finally:
         h.close()
+
+
+def test_window_ignore_goes_at_its_time_outside_the_funnel_window(db_url: str, project: Path) -> None:
+    evening = datetime(2026, 3, 4, 20, 0, tzinfo=UTC)  # the minimal funnel's window: weekdays 08:00-11:00
+    _broadcast(
+        project,
+        "late",
+        evening.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        audience="  stages: [nurture]\n",
+        extra="  window: ignore\n",
+    )
+    h = Harness(db_url, project, MONDAY)
+    try:
+        _join(h, "ana@example.com", "new")
+        h.run_until(MONDAY + timedelta(hours=20))
+        _schedule(h, "late")
+        h.run_until(evening + timedelta(hours=2), every=timedelta(minutes=15))
+        late = [d for d in h.deliveries() if d["step"] == "late"]
+        assert [d["status"] for d in late] == ["sent"]
+        assert evening <= late[0]["sent_at"] < evening + timedelta(minutes=15)
+    finally:
+        h.close()
