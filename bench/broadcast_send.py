@@ -63,9 +63,8 @@ def _project(at: datetime, after: datetime) -> Iterator[Path]:
     try:
         for part in ("sequences", "templates"):
             shutil.copytree(ROOT / part, folder / part)
-        # The send window open all day, every day: the dispatcher holds a broadcast's email for
-        # the funnel's window even with `window: ignore` (docs/benchmarks.md), and the list's
-        # present is whenever it was generated.
+        # The send window open all day, every day: the list's present is whenever it was
+        # generated (the broadcast itself says `window: ignore`; docs/benchmarks.md).
         funnel = folder / "sequences" / f"{FUNNEL}.yaml"
         text = funnel.read_text()
         if WINDOW not in text:
