@@ -134,6 +134,15 @@ def test_the_sql_audience_is_the_interpreters_on_random_lists(db_engine: Engine)
                 )
             }
             assert by_sql == _by_python(conn, chosen), chosen
+            ranked = {
+                r.id
+                for r in conn.execute(  # PostgreSQL's form of the latest-answer condition
+                    sa.select(ENROLLMENT.c.id)
+                    .select_from(ENROLLMENT.join(SUBSCRIBER, SUBSCRIBER.c.id == ENROLLMENT.c.subscriber_id))
+                    .where(*audience.conditions(chosen, FUNNEL, NOW, ranked=True))
+                )
+            }
+            assert ranked == by_sql, chosen
             counted = audience.count(conn, chosen, FUNNEL, NOW)
             assert counted.matching == len(by_sql)
             taken = audience.recipients_after(conn, chosen, FUNNEL, NOW, NOW + timedelta(days=1), 0, 10_000)
