@@ -53,9 +53,9 @@ def test_the_shipped_examples_validate_with_their_broadcast(monkeypatch: pytest.
     assert run.exit_code == 0, run.output
     assert run.output.splitlines()[-1] == (
         "broadcasts/2026-12-10-winter-sale.yaml: ok, broadcast 'winter-sale' (sale) to funnel "
-        "'first-marathon': segments beginner, advanced; stages nurture, sales_done; at 2026-12-10 "
+        "'first-marathon': segments beginner, advanced; stages nurture, customer; at 2026-12-10 "
         "09:00 in each subscriber's time zone, inside the funnel's send window; where 4:1 would "
-        "break: skip")
+        "break: defer")
 
 
 def test_a_broadcast_is_attached_to_its_funnel_and_its_email_is_in_the_release(project: Path) -> None:
