@@ -105,14 +105,20 @@ def test_a_scheduled_broadcast_reaches_its_audience_once_at_its_time(harness: Ha
     assert [s for s in steps if s != "news"][:4] == ["confirm", "magnet", "e1", "e2"]
 
 
-def test_local_time_each_recipient_gets_it_at_their_own_0930(db_url: str, project: Path) -> None:
+def _two_zones(db_url: str, project: Path) -> Harness:
+    """A broadcast at 09:30 local to nurture, scheduled; one reader in Tokyo, one in New York, in nurture."""
     _broadcast(project, "local", "2026-03-04 09:30", audience="  stages: [nurture]\n")
     h = Harness(db_url, project, MONDAY - timedelta(hours=9))
+    _join(h, "tokyo@example.com", "new", timezone="Asia/Tokyo")
+    _join(h, "york@example.com", "pro", timezone="America/New_York")
+    h.run_until(MONDAY + timedelta(days=1))
+    _schedule(h, "local")
+    return h
+
+
+def test_local_time_each_recipient_gets_it_at_their_own_0930(db_url: str, project: Path) -> None:
+    h = _two_zones(db_url, project)
     try:
-        _join(h, "tokyo@example.com", "new", timezone="Asia/Tokyo")
-        _join(h, "york@example.com", "pro", timezone="America/New_York")
-        h.run_until(MONDAY + timedelta(days=1))
-        _schedule(h, "local")
         h.run_until(datetime(2026, 3, 5, 12, 0, tzinfo=UTC), every=timedelta(minutes=15))
         for rcpt in ("tokyo@example.com", "york@example.com"):
             assert h.sent_steps(rcpt).count("local") == 1
@@ -125,13 +131,8 @@ def test_local_time_each_recipient_gets_it_at_their_own_0930(db_url: str, projec
 
 
 def test_cancelling_stops_whoever_has_not_had_it(db_url: str, project: Path) -> None:
-    _broadcast(project, "local", "2026-03-04 09:30", audience="  stages: [nurture]\n")
-    h = Harness(db_url, project, MONDAY - timedelta(hours=9))
+    h = _two_zones(db_url, project)
     try:
-        _join(h, "tokyo@example.com", "new", timezone="Asia/Tokyo")
-        _join(h, "york@example.com", "pro", timezone="America/New_York")
-        h.run_until(MONDAY + timedelta(days=1))
-        _schedule(h, "local")
         h.run_until(datetime(2026, 3, 4, 6, 0, tzinfo=UTC), every=timedelta(minutes=15))
         assert h.sent_steps("tokyo@example.com").count("local") == 1  # Tokyo's 09:30 came
         with h.db_engine.begin() as conn:
