@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from engine.flow import variants, waits
 from engine.flow.actions import Action, Defer, End, EnterPath, EnterSegment, Send, Skip
 from engine.flow.broadcasts import deferred_waiting, on_broadcasts, pending
+from engine.flow.broadcasts import skip as skip_broadcast
 from engine.flow.joining import on_answering, on_confirming, on_magnet, on_survey
 from engine.flow.late import late_answer
 from engine.flow.moves import Move, end, send
@@ -77,10 +78,12 @@ def _blocked(plan: Plan, state: State, facts: Facts) -> Outcome:
     """A bounced or complained address ends the enrollment, whatever it waited for; its pending
     broadcasts are skipped with it, as nothing will look at the enrollment again."""
     reason = f"the address {facts.status}"
-    spared = tuple(Done(b.email.id, PathKind.BROADCAST, b.email.role, skipped=True)
-                   for b, _due in pending(plan, state, facts))
-    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason, done=(*state.done, *spared))
-    skips = tuple(Skip(b.email, reason) for b, _due in pending(plan, state, facts))
+    skips: list[Action] = []
+    for broadcast, _due in pending(plan, state, facts):
+        spared = skip_broadcast(state, broadcast, reason)
+        state = spared.state
+        skips.extend(spared.actions)
+    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason)
     # Not in `entered`: ended from outside the funnel's walk, this ending never wrote a
     # milestone, and the stage counts (engine/store/funnelstats.py) stay as they were.
     return Outcome(ended, (*skips, End(reason)), None, waits.AddressBlocked(facts.status))

@@ -11,6 +11,8 @@ retry or a restart sends the same version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from engine.flow.experiment import Arm, Metric, Rule, pick, split
 from engine.flow.state import Facts
 from engine.sequences.plan import BroadcastPlan, EmailStep, ExperimentPlan
@@ -22,11 +24,17 @@ def rule_of(experiment: ExperimentPlan) -> Rule:
                 experiment.max_sends, experiment.winner)
 
 
-def arms_of(email: EmailStep, facts: Facts) -> tuple[Arm, ...]:
-    """Each variant's counts, in the file's order; a variant with none yet starts at zero."""
-    known = {variant: (sends, successes) for variant, sends, successes in
-             facts.trials[email.id].arms} if email.id in facts.trials else {}
+def arms(email: EmailStep, counts: Iterable[tuple[str, int, int]]) -> tuple[Arm, ...]:
+    """Each variant of `email` with its (variant, sends, successes) counts, in the file's order; a
+    variant with none yet starts at zero (and counts of a variant the file no longer has are left out)."""
+    known = {variant: (sends, successes) for variant, sends, successes in counts}
     return tuple(Arm(v.id, *known.get(v.id, (0, 0))) for v in email.variants)
+
+
+def arms_of(email: EmailStep, facts: Facts) -> tuple[Arm, ...]:
+    """Each variant's counts as the facts have them."""
+    trial = facts.trials.get(email.id)
+    return arms(email, trial.arms if trial else ())
 
 
 def for_step(email: EmailStep, facts: Facts) -> str | None:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 
-from engine.flow.experiment import Arm, decide
-from engine.flow.variants import rule_of, sample_place
+from engine.flow.experiment import decide
+from engine.flow.variants import arms, rule_of, sample_place
 from engine.logs import log
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import BroadcastPlan
@@ -83,10 +83,9 @@ def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
                     continue
                 counts = trials.counts_for(conn, plan.funnel, [(broadcast.id, experiment.metric,
                                                                 experiment.attribution)])
-            known = {v: (n, k) for v, n, k in counts.get(broadcast.id, ())}
-            arms = [Arm(v.id, *known.get(v.id, (0, 0))) for v in broadcast.email.variants]
-            decision = decide(arms, rule_of(experiment), final=True)
-            winner = decision.winner or arms[0].variant
+            tried = arms(broadcast.email, counts.get(broadcast.id, ()))
+            decision = decide(tried, rule_of(experiment), final=True)
+            winner = decision.winner or tried[0].variant
             with db_engine.begin() as conn:
                 if calendar.keep_winner(conn, broadcast.id, winner, decision.reason, now):
                     chosen += 1

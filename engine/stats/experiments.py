@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.flow.experiment import Arm, Decision, decide
-from engine.flow.variants import rule_of
+from engine.flow.experiment import Decision, decide
+from engine.flow.variants import arms, rule_of
 from engine.sequences.plan import Plan
 from engine.store import broadcasts as calendar
 from engine.store import trials
@@ -70,14 +70,13 @@ def experiment_reports(
                 continue
             experiment = email.experiment
             counts = trials.counts_for(conn, funnel, [(email.id, experiment.metric, experiment.attribution)])
-            known = {v: (n, k) for v, n, k in counts[email.id]}
-            arms = [Arm(v.id, *known.get(v.id, (0, 0))) for v in email.variants]
+            tried = arms(email, counts[email.id])
             is_broadcast = plan.broadcast(email.id) is not None
             row: Mapping[str, Any] = {}
             if is_broadcast:
                 kept = kept if kept is not None else calendar.rows(conn)
                 row = kept.get(email.id, {})
-            decision = decide(arms, rule_of(experiment))
+            decision = decide(tried, rule_of(experiment))
             if row.get("winner"):
                 decision = Decision(
                     row["winner"], True, row.get("decision") or decision.reason, decision.arms

@@ -66,20 +66,6 @@ def _seen(funnel: str, event: NamedFromClause) -> sa.ColumnElement[bool]:
     return sa.or_(event.c.funnel.is_(None), event.c.funnel == funnel)
 
 
-def _has_event(
-    funnel: str,
-    kind: EventType,
-    *more: sa.ColumnElement[bool],
-    anywhere: bool = False,
-    e: Enrollments = ENROLLMENT,
-) -> sa.Exists:
-    event = EVENT.alias()
-    where = [event.c.subscriber_id == e.c.subscriber_id, event.c.type == kind.value, *more]
-    if not anywhere:
-        where.append(_seen(funnel, event))
-    return sa.exists().where(*where)
-
-
 def _latest_answer_in(
     funnel: str, question: str, accepted: frozenset[str], e: Enrollments, ranked: bool = False
 ) -> sa.ColumnElement[bool]:
@@ -95,11 +81,7 @@ def _latest_answer_in(
         )
         latest = (
             sa.select(EVENT.c.subscriber_id, EVENT.c.answer, order.label("rank"))
-            .where(
-                EVENT.c.type == EventType.ANSWER.value,
-                EVENT.c.question == question,
-                sa.or_(EVENT.c.funnel.is_(None), EVENT.c.funnel == funnel),
-            )
+            .where(EVENT.c.type == EventType.ANSWER.value, EVENT.c.question == question, _seen(funnel, EVENT))
             .subquery()
         )
         return e.c.subscriber_id.in_(
@@ -178,7 +160,7 @@ def _purchased(
     )
 
 
-def unsubscribed(funnel: str, e: Enrollments = ENROLLMENT) -> sa.ColumnElement[bool]:
+def unsubscribed(e: Enrollments = ENROLLMENT) -> sa.ColumnElement[bool]:
     """They unsubscribed from every funnel (or their address is blocked), or from this one.
 
     From this funnel: the enrollment's `unsubscribed` bit, which the stats triggers set from
@@ -187,7 +169,6 @@ def unsubscribed(funnel: str, e: Enrollments = ENROLLMENT) -> sa.ColumnElement[b
     written without the subscriber's status) is still seen when the broadcast is due: the
     interpreter skips them then (engine/flow/broadcasts.py).
     """
-    del funnel  # the enrollment row is the funnel's
     return sa.or_(SUBSCRIBER.c.status.in_(GONE), e.c.reached.op("&")(REACHED["unsubscribed"]) != 0)
 
 
@@ -261,7 +242,7 @@ def recipients_after(
         .where(
             ENROLLMENT.c.id > after_id,
             ENROLLMENT.c.created_at < signed_up_before,
-            ~unsubscribed(funnel),
+            ~unsubscribed(),
             *conditions(audience, funnel, now, ranked=conn.dialect.name == "postgresql"),
         )
         .order_by(ENROLLMENT.c.id)
@@ -279,7 +260,7 @@ def sample_states(
         sa.select(ENROLLMENT)
         .select_from(ENROLLMENT.join(SUBSCRIBER, SUBSCRIBER.c.id == ENROLLMENT.c.subscriber_id))
         .where(
-            ~unsubscribed(funnel),
+            ~unsubscribed(),
             *conditions(audience, funnel, now, ranked=conn.dialect.name == "postgresql"),
             (ENROLLMENT.c.id % max(every, 1)) == 0,
         )
