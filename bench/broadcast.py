@@ -132,7 +132,7 @@ def copy_of(sqlite: str | None, url: str | None) -> Iterator[tuple[str, float]]:
 def catch_up(db_engine: DbEngine) -> list[str]:
     """Add the columns the engine's tables declare and the database lacks: 'table.column' each.
 
-    Migration 0006 gained broadcast.winner and broadcast.decision in place (ebdc326), so a
+    Migration 0006 gained broadcast.winner, .decision (ebdc326) and .first_due_at in place, so a
     list generated at 0006 before then lacks them while saying it is at the newest migration.
     """
     inspector = sa.inspect(db_engine)

@@ -78,7 +78,7 @@ def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
                 row = calendar.row(conn, broadcast.id)
                 if row is None or row["winner"] is not None or row["state"] == calendar.CANCELLED:
                     continue
-                first = calendar.first_due(conn, broadcast.id)
+                first = row["first_due_at"]  # when its first recipients were due
                 if first is None or now < first + experiment.decide_after:
                     continue
                 counts = trials.counts_for(conn, plan.funnel, [(broadcast.id, experiment.metric,

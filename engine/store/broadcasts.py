@@ -179,6 +179,11 @@ def take_batch(
         if recipients:
             _wake_by(conn, [(r["enrollment_id"], r["due_at"]) for r in recipients])
         done = len(found) < limit
+        dues = [
+            r["due_at"]
+            for r in recipients
+            if current["first_due_at"] is None or r["due_at"] < current["first_due_at"]
+        ]
         conn.execute(
             sa.update(BROADCAST)
             .where(BROADCAST.c.id == broadcast.id)
@@ -187,6 +192,7 @@ def take_batch(
                 taken_through=found[-1].id if found else current["taken_through"],
                 recipients=BROADCAST.c.recipients + taken,
                 audience_at=current["audience_at"] or now,
+                first_due_at=min(dues) if dues else current["first_due_at"],
                 taken_at=now if done else None,
                 updated_at=now,
             )
@@ -295,12 +301,6 @@ def wake_waiting(conn: DbConnection, broadcast_id: str, now: datetime) -> int:
         ).rowcount
         or 0
     )
-
-
-def first_due(conn: DbConnection, broadcast_id: str) -> datetime | None:
-    """When the broadcast was (or is) due to its first recipient; None: none taken."""
-    r = BROADCAST_RECIPIENT
-    return conn.execute(sa.select(sa.func.min(r.c.due_at)).where(r.c.broadcast == broadcast_id)).scalar()
 
 
 def keep_winner(conn: DbConnection, broadcast_id: str, winner: str, decision: str, now: datetime) -> bool:

@@ -296,6 +296,7 @@ class Broadcast(SQLModel, table=True):
     taken_through: int = Field(default=0)
     recipients: int = Field(default=0)
     audience_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking began
+    first_due_at: datetime | None = Field(default=None, sa_type=_utc())  # its first recipient's due time
     taken_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking ended
     cancelled_at: datetime | None = Field(default=None, sa_type=_utc())
     cancelled_by: str | None = Field(default=None, max_length=100)

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("taken_through", sa.Integer(), nullable=False),
         sa.Column("recipients", sa.Integer(), nullable=False),
         sa.Column("audience_at", UtcDateTime(), nullable=True),
+        sa.Column("first_due_at", UtcDateTime(), nullable=True),
         sa.Column("taken_at", UtcDateTime(), nullable=True),
         sa.Column("cancelled_at", UtcDateTime(), nullable=True),
         sa.Column("cancelled_by", sa.String(length=100), nullable=True),
