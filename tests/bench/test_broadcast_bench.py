@@ -69,7 +69,8 @@ def _copies() -> set[str]:
 
 
 def test_every_part_runs_on_a_copy_and_its_figures_add_up(generated: list[str]) -> None:
-    before, copies = _fingerprint(generated), _copies()
+    before = _fingerprint(generated)
+    copies = _copies() if generated[0] != "--sqlite" else set()
     done = subprocess.run(
         [sys.executable, "-m", "bench.broadcast", *generated, "--runs", "1", "--send", "60",
          "--sequence-emails", "40", "--connections", "4"],
@@ -99,4 +100,5 @@ def test_every_part_runs_on_a_copy_and_its_figures_add_up(generated: list[str]) 
     assert _fingerprint(generated) == before
     if generated[0] == "--sqlite":
         assert [p.name for p in Path(generated[1]).parent.iterdir()] == ["list.db"]
-    assert _copies() == copies
+    else:  # only here: the other parametrization may be making a copy on another worker meanwhile
+        assert _copies() == copies
