@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from email.utils import formataddr
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -48,11 +48,7 @@ def list_command(obj: Context, as_json: bool) -> None:
     """Every broadcast file with its funnel, role, time, state, recipients and what was sent so far."""
     plans = _plans(obj)
     rows = obj.read(lambda db_engine: _read(db_engine, lambda conn: numbers.listing(conn, plans)))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for line in list_lines(rows):
-        click.echo(line)
+    _show(rows, list_lines, as_json)
 
 
 @broadcast_group.command("audience")
@@ -64,11 +60,7 @@ def audience_command(obj: Context, broadcast_id: str, as_json: bool) -> None:
     plan, broadcast = _find(_plans(obj), broadcast_id)
     found = obj.read(lambda db_engine: _read(
         db_engine, lambda conn: numbers.audience(conn, plan, broadcast, obj.clock(clock).now())))
-    if as_json:
-        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
-        return
-    for line in audience_lines(found):
-        click.echo(line)
+    _show(found, audience_lines, as_json)
 
 
 @broadcast_group.command("stats")
@@ -81,11 +73,7 @@ def stats_command(obj: Context, broadcast_id: str, as_json: bool) -> None:
     and the purchases attributed to it."""
     _, broadcast = _find(_plans(obj), broadcast_id)
     found = obj.read(lambda db_engine: _read(db_engine, lambda conn: numbers.numbers(conn, broadcast)))
-    if as_json:
-        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
-        return
-    for line in stats_lines(found):
-        click.echo(line)
+    _show(found, stats_lines, as_json)
 
 
 @broadcast_group.command("preview")
@@ -239,3 +227,12 @@ def _recipient(
                             timezone=row["timezone"], fields=row["fields"] or {},
                             given_first_name=row["first_name"], given_last_name=row["last_name"])
     return subscriber, enrolled["segment"] if enrolled is not None else None, who
+
+
+def _show(found: Any, lines: Callable[[Any], Iterable[str]], as_json: bool) -> None:
+    """The numbers as JSON, or as the lines a terminal shows."""
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    for line in lines(found):
+        click.echo(line)

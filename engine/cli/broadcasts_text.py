@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.stats.broadcasts import STAGE_WORDS
+from engine.flow.broadcasts import LEFT_OUT
 
 _RATED = ("delivered", "opened", "clicked", "unsubscribed", "complained", "bounced")
 
@@ -39,7 +39,7 @@ def audience_lines(found: Mapping[str, Any]) -> Iterator[str]:
         yield f"  {sum(gone.values()):,} {of} left out for good: {why}"
     left_out = found["left_out"]
     for stage, n in left_out.items():
-        yield f"  {n:,} {of} left out at their time unless they move on first: they {STAGE_WORDS[stage]}"
+        yield f"  {n:,} {of} left out at their time unless they move on first: {LEFT_OUT[stage]}"
     for reason, n in found["ratio_skipped"].items():
         yield f"  {n:,} {of} skipped: {reason}"
     estimate = f" (estimated from a sample of {found['sample']:,})" if found["sample"] else ""

@@ -30,7 +30,7 @@ from engine.sequences.plan import Audience, BroadcastPlan, EmailStep, PathKind, 
 # Always left out of a broadcast, whatever its audience says; the reason a skip records.
 # How often a recipient who gets an experiment's winner looks again while none is chosen.
 WINNER_RECHECK = timedelta(minutes=1)
-_LEFT_OUT = {
+LEFT_OUT = {
     Stage.CONFIRMING: "they have not confirmed their address",
     Stage.WINBACK: "they are in win-back",
     Stage.SUNSET: "they were sunset",
@@ -99,7 +99,7 @@ def left_out_because(state: State, facts: Facts) -> str | None:
         return "they unsubscribed"
     if facts.status in BLOCKED_STATUSES:
         return f"the address {facts.status}"
-    return _LEFT_OUT.get(state.stage)
+    return LEFT_OUT.get(state.stage)
 
 
 def marketing_roles(state: State) -> list[Role]:

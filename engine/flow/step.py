@@ -92,7 +92,7 @@ def _blocked(plan: Plan, state: State, facts: Facts) -> Outcome:
 def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait | Move:
     """The next move, or why none is due: a due broadcast first, then the funnel's own walk;
     of two waits, the one that ends sooner."""
-    broadcast = on_broadcasts(plan, state, facts, now, lambda: _ahead(plan, state, facts)) \
+    broadcast = on_broadcasts(plan, state, facts, now, lambda: ahead(plan, state, facts)) \
         if facts.broadcasts else None
     if isinstance(broadcast, Move):
         return broadcast
@@ -103,7 +103,7 @@ def _next(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     return walked
 
 
-def _ahead(plan: Plan, state: State, facts: Facts) -> tuple[EmailStep, ...]:
+def ahead(plan: Plan, state: State, facts: Facts) -> tuple[EmailStep, ...]:
     """The emails still ahead of the enrollment in the path it walks, in order ((): none, or not a path)."""
     if state.stage.path is None:
         return ()

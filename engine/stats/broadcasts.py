@@ -15,10 +15,9 @@ from typing import Any
 
 from engine.errors import EngineError, did_you_mean
 from engine.flow.broadcasts import ratio_conflict
-from engine.flow.position import next_email
-from engine.flow.state import Facts, Stage, State
-from engine.flow.step import walked_path
-from engine.sequences.plan import BroadcastPlan, EmailStep, Plan, Role
+from engine.flow.state import Facts
+from engine.flow.step import ahead
+from engine.sequences.plan import BroadcastPlan, Plan, Role
 from engine.sequences.values import format_delay
 from engine.stats.report import funnel_report
 from engine.store import audience as audience_sql
@@ -33,11 +32,6 @@ DRAFT, SENT = "draft", "sent"  # no row yet; sending with nothing left to send
 # every k-th one (about this many): ~0.4 s of Python on SQLite, whatever the list's size.
 SAMPLE = 20_000
 TOP_ZONES = 5
-STAGE_WORDS = {
-    Stage.CONFIRMING.value: "have not confirmed their address",
-    Stage.WINBACK.value: "are in win-back",
-    Stage.SUNSET.value: "were sunset",
-}
 
 
 class UnknownBroadcastError(EngineError):
@@ -183,22 +177,10 @@ def _ratio_skips(
             continue
         asked += 1
         enrolled = state_of(row)
-        conflict = ratio_conflict(plan, enrolled, broadcast, _ahead(plan, enrolled))
+        conflict = ratio_conflict(plan, enrolled, broadcast, ahead(plan, enrolled, Facts()))
         if conflict is not None:
             reasons[conflict] += 1
     return reasons, asked
-
-
-def _ahead(plan: Plan, enrolled: State) -> tuple[EmailStep, ...]:
-    """The emails still ahead in the path the enrollment walks (as engine/flow/step.py's `_ahead`)."""
-    if enrolled.stage.path is None:
-        return ()
-    path = walked_path(plan, enrolled, Facts())
-    current = next_email(path, enrolled.done) if path is not None else None
-    if path is None or current is None:
-        return ()
-    index = path.index(current.id)
-    return path.steps[index:] if index is not None else ()
 
 
 def numbers(conn: DbConnection, broadcast: BroadcastPlan) -> dict[str, Any]:
