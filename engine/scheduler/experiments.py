@@ -19,7 +19,8 @@ from engine.store import trials
 from engine.store.db import DbConnection
 
 FRESH_SECONDS = 10.0
-_read: dict[tuple[int, str, str], tuple[float, trials.Counts]] = {}
+# By database (its URL: an engine's id may be reused once it is gone), funnel and step.
+_read: dict[tuple[str, str, str], tuple[float, trials.Counts]] = {}
 
 
 def experiment_counts(
@@ -46,7 +47,7 @@ def experiment_counts(
 
 
 def _counts(conn: DbConnection, funnel: str, step: str, experiment: ExperimentPlan) -> trials.Counts:
-    key = (id(conn.engine), funnel, step)
+    key = (conn.engine.url.render_as_string(hide_password=True), funnel, step)
     now = time.monotonic()
     cached = _read.get(key)
     if cached is not None and now - cached[0] < FRESH_SECONDS:
