@@ -188,7 +188,9 @@ def test_a_worker_killed_mid_send_is_restarted_and_its_claimed_mail_goes_out(
         add_subscribers(url, project, subscribers)
         daemon = start_daemon(project, url, smtp_port, log, "--workers", "2", **WORKER_ENV)
         _port(log)
-        wait_for(lambda: sum(1 for line in _lines(log, "sent") if line.get("worker") == 2) >= 100, 120,
+        # Early in the run, while most of the mail is still to go: at 100 sends a loaded machine
+        # sometimes had sent it all before the first freeze, and nothing was left to hold.
+        wait_for(lambda: sum(1 for line in _lines(log, "sent") if line.get("worker") == 2) >= 20, 120,
                  "worker 2 to send")
         [first] = _worker_pids(log)
         held = _kill_holding(first, url)
