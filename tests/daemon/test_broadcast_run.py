@@ -13,6 +13,9 @@ test starts): an hour of the morning passes in 9 real seconds. The recording SMT
 - Two daemons on one database sending the same broadcast.
 - A cancel committed while a daemon sends: nothing goes after it but what was in flight.
 - A cancel committed on PostgreSQL while a tick decides a recipient: forced in process.
+- A subject test: half the audience tries two subjects at their 09:00, the test clicks the
+  tracked links of one as readers would, and three hours after the first were due the
+  daemon keeps that one and sends it to the rest at their 12:00.
 
 45 s of each run is the clock going round the mornings; with the setup and the daemons'
 starts, 55-70 s on SQLite and 95-110 s on PostgreSQL on a loaded two-core machine.
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -123,6 +127,30 @@ def _project(folder: Path) -> Path:
     (project / "broadcasts" / f"{BROADCAST}.yaml").write_text(
         f"broadcast: {BROADCAST}\nfunnel: minimal\nemail:\n"
         "  subject: News for {{ subscriber.first_name }}\n  template: t/news.html\n  role: education\n"
+        f'audience:\n  segments: [one]\nsend:\n  at: "{AT:%Y-%m-%d %H:%M}"\n'
+    )
+    return project
+
+
+# The subject test: half the audience tries A or B at 09:00 local; the rest get the winner at
+# 12:00 local, three hours later, inside a window that lasts the afternoon.
+DECIDE_AFTER = timedelta(hours=3)
+SUBJECTS = {"a": "News A", "b": "News B"}
+
+
+def _experiment_project(folder: Path) -> Path:
+    project = _project(folder)
+    funnel = project / "sequences" / "minimal.yaml"
+    funnel.write_text(funnel.read_text().replace("weekdays 08:00-12:00", "weekdays 08:00-20:00"))
+    news = project / "templates" / "t" / "news.html"
+    news.write_text(news.read_text().replace(
+        "the news", 'the news: <a href="https://example.com/race">the race</a>'))
+    (project / "broadcasts" / f"{BROADCAST}.yaml").write_text(
+        f"broadcast: {BROADCAST}\nfunnel: minimal\nemail:\n"
+        "  subject: News\n  template: t/news.html\n  role: education\n  variants:\n"
+        + "".join(f'    - {{id: {v}, subject: "{text}"}}\n' for v, text in SUBJECTS.items())
+        + "  experiment:\n    metric: clicks\n    sample: 50%\n"
+        + f"    decide_after: {DECIDE_AFTER.seconds // 3600}h\n"
         f'audience:\n  segments: [one]\nsend:\n  at: "{AT:%Y-%m-%d %H:%M}"\n'
     )
     return project
@@ -357,6 +385,92 @@ def test_a_cancel_stops_the_broadcast_but_for_what_was_in_flight_when_it_committ
     _measured({"sent_before": len(sent_then), "in_flight": len(in_flight),
                                  "sent_after": len(after), "recipients": dict(recipients),
                                  "deliveries_cancelled": stopped.deliveries})
+
+
+def test_a_subject_test_keeps_the_subject_readers_clicked_and_sends_it_to_the_rest_in_their_day(
+    db_url: str, tmp_path: Path
+) -> None:
+    project = _experiment_project(tmp_path / "project")
+    people = _people(db_url, project)
+    server_log, daemon_log = tmp_path / "received.jsonl", tmp_path / "daemon.log"
+    clicked: set[str] = set()
+    with smtp_server(server_log, "--contents") as port:
+        daemon = _daemon(project, db_url, port, daemon_log)
+        try:
+            wait_for(lambda: _started(daemon_log) or daemon.poll() is not None, 60, "the daemon to listen")
+            assert daemon.poll() is None, daemon_log.read_text()[-3000:]
+            web = f"http://127.0.0.1:{_started(daemon_log)}"
+
+            def settled() -> bool:
+                # Readers of B click its link as it arrives; nobody clicks A.
+                _click(server_log, web, clicked)
+                return _all_sent(db_url, people)
+
+            wait_for(settled, SETTLE_SECONDS, "every member's broadcast email sent")
+        finally:
+            statuses = _stop(daemon)
+    assert statuses == [0]
+    _check_once_in_the_morning(db_url, project, people, server_log)
+    db_engine = make_engine(db_url)
+    with db_engine.connect() as conn:
+        row = calendar.row(conn, BROADCAST)
+        due = dict(conn.execute(
+            sa.select(SUBSCRIBER.c.email, BROADCAST_RECIPIENT.c.due_at)
+            .join(SUBSCRIBER, SUBSCRIBER.c.id == BROADCAST_RECIPIENT.c.subscriber_id)
+        ).all())
+        variants = dict(conn.execute(
+            sa.select(SUBSCRIBER.c.email, DELIVERY.c.variant)
+            .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)
+            .where(DELIVERY.c.step == BROADCAST)
+        ).all())
+    db_engine.dispose()
+    assert row is not None and row["winner"] == "b", row
+    subjects = {line["rcpt"]: line["subject"] for line in _received(server_log)}
+    morning = {email for email, zone in people.members.items()
+               if due[email] == AT.replace(tzinfo=ZoneInfo(zone))}
+    rest = people.members.keys() - morning
+    # Half tried a variant at 09:00 (a quarter each, by a hash: within a fair margin); the
+    # rest were due three hours later and got the winner, by the database and over SMTP.
+    assert abs(len(morning) - len(people.members) / 2) < len(people.members) / 8, len(morning)
+    assert Counter(variants[email] for email in morning).keys() == {"a", "b"}
+    assert {variants[email] for email in rest} == {"b"}
+    assert {subjects[email] for email in rest} == {SUBJECTS["b"]}
+    assert all(subjects[email] == SUBJECTS[variants[email]] for email in morning)
+    for email in rest:
+        assert due[email] == AT.replace(tzinfo=ZoneInfo(people.members[email])) + DECIDE_AFTER
+    first_due = min(due.values())
+    assert all(s.sent_at is not None and s.sent_at >= first_due + DECIDE_AFTER
+               for s in _sent(db_url) if s.email in rest)
+    assert clicked and clicked <= {email for email in morning if variants[email] == "b"} | rest
+    _measured({"tried": dict(Counter(variants[email] for email in morning)), "rest": len(rest),
+               "clicked": len(clicked), "decision": row["decision"]})
+
+
+def _received(log: Path) -> list[dict[str, Any]]:
+    """Every line the recording server logged (with --contents: subject and tracked links)."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _click(log: Path, web: str, clicked: set[str]) -> None:
+    """Follow the tracked link of each B message not clicked yet, on the daemon's own address."""
+    for line in _received(log):
+        if line["subject"] != SUBJECTS["b"] or line["rcpt"] in clicked or not line["clicks"]:
+            continue
+        url = web + line["clicks"][0].removeprefix("https://funnel.example")
+        answer = httpx.get(url, follow_redirects=False, timeout=10)
+        assert answer.status_code in (302, 303, 307), (answer.status_code, answer.text[:300])
+        assert answer.headers["location"] == "https://example.com/race"
+        clicked.add(line["rcpt"])
+
+
+def _started(log: Path) -> int | None:
+    """The HTTP port a daemon said it listens on, once it has said so."""
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line.startswith("{") and json.loads(line)["action"] == "started":
+            return int(json.loads(line)["port"])
+    return None
 
 
 def _measured(figures: dict[str, object]) -> None:

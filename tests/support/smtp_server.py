@@ -10,17 +10,21 @@ In a test::
 As a process (for crash tests that count copies)::
 
     python -m tests.support.smtp_server --port 0 --log accepted.jsonl --tempfail-percent 5 \
-        --bounce-percent 1 [--tempfail-once]
+        --bounce-percent 1 [--tempfail-once] [--contents]
 
 prints "ready <port>" once listening and appends {"rcpt": ..., "message_id": ...} to the log
-for every accepted recipient; which recipients fail is decided by `planned_reply` (with
---tempfail-once a 451 recipient is accepted from its second attempt on). SIGTERM stops it.
+for every accepted recipient (with --contents, its "subject" and its tracked "clicks" links
+too); which recipients fail is decided by `planned_reply` (with --tempfail-once a 451
+recipient is accepted from its second attempt on). SIGTERM stops it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.message
+import email.policy
 import hashlib
 import json
 import re
@@ -38,6 +42,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 DROP = "drop"  # an after-DATA "reply" that closes the connection without answering
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
+_CLICK = re.compile(r'href="([^"]*/c/[^"]+)"')  # a tracked link (engine/mail/tracking.py)
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,12 @@ class RecordingHandler:
     """
 
     def __init__(self, reply_for: Callable[[str], str | None] | None = None, *,
-                 after_data: Callable[[str], str | None] | None = None, log: TextIO | None = None) -> None:
+                 after_data: Callable[[str], str | None] | None = None, log: TextIO | None = None,
+                 contents: bool = False) -> None:
         self.reply_for = reply_for
         self.after_data = after_data
         self.log = log
+        self.contents = contents  # log each message's subject and tracked links too
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._open: set[SMTP] = set()
@@ -156,8 +163,18 @@ class RecordingHandler:
                     line: dict[str, Any] = {"rcpt": rcpt, "message_id": message_id}
                     if message.dropped:
                         line["dropped"] = True
+                    if self.contents:
+                        line.update(_contents(message.data))
                     self.log.write(json.dumps(line) + "\n")
                 self.log.flush()
+
+
+def _contents(data: bytes) -> dict[str, Any]:
+    """A message's subject and the tracked click links of its HTML part, as a reader would follow them."""
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    body = parsed.get_body(("html",))
+    html = body.get_content() if isinstance(body, email.message.EmailMessage) else ""
+    return {"subject": str(parsed["Subject"]), "clicks": _CLICK.findall(html)}
 
 
 class _CountingSMTP(SMTP):
@@ -255,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounce-percent", type=float, default=0.0, help="recipients answered 550")
     parser.add_argument("--tempfail-once", action="store_true",
                         help="answer 451 to a recipient's first attempt only, then accept it")
+    parser.add_argument("--contents", action="store_true",
+                        help="log each message's subject and tracked click links too")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with args.log.open("a", encoding="utf-8") as log:
         handler = RecordingHandler(
-            _planned_replies(args.tempfail_percent, args.bounce_percent, args.tempfail_once), log=log)
+            _planned_replies(args.tempfail_percent, args.bounce_percent, args.tempfail_once), log=log,
+            contents=args.contents)
         with running_smtp(handler, port=args.port) as server:
             print(f"ready {server.port}", flush=True)
             stop.wait()
