@@ -229,7 +229,7 @@ def time_taking(db_engine: DbEngine, broadcast: BroadcastPlan) -> dict[str, Any]
     cpu = time.process_time() - cpu
     began = time.perf_counter()
     with db_engine.begin() as conn:
-        cancelled = calendar.cancel(conn, broadcast.id, broadcast.funnel, now, "bench")
+        cancelled = calendar.cancel(conn, broadcast.id, now, "bench")
     cancel_s = time.perf_counter() - began
     ordered = sorted(seconds)
     return {

@@ -172,8 +172,7 @@ def cancel_command(obj: Context, broadcast_id: str, by: str) -> None:
                 click.echo(f"broadcast '{broadcast_id}' was already cancelled "
                            f"({row['cancelled_at']:%Y-%m-%d %H:%M} UTC); nothing to do")
                 return
-            funnel = row["funnel"] if row is not None else ""
-            stopped = calendar.cancel(conn, broadcast_id, funnel, now, by)
+            stopped = calendar.cancel(conn, broadcast_id, now, by)
     except calendar.CalendarError as error:
         click.echo(str(error), err=True)
         sys.exit(1)

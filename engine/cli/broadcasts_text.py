@@ -24,6 +24,9 @@ def list_lines(rows: Sequence[Mapping[str, Any]]) -> Iterator[str]:
              r["when"] or "(its file was removed)", r["state"], f"{r['recipients']:,}", f"{r['sent']:,}"]
             for r in rows]
     yield from table(header, body, right={5, 6})
+    for r in rows:
+        if r.get("held"):
+            yield f"held: {r['held']}"
 
 
 def audience_lines(found: Mapping[str, Any]) -> Iterator[str]:

@@ -11,9 +11,10 @@ A tick spends at most `budget` seconds on it, so that deciding and sending keep 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from engine.flow.experiment import decide
 from engine.flow.variants import arms, rule_of, sample_place
@@ -28,14 +29,20 @@ BATCH = 5_000  # recipients a write: ~50 ms on SQLite at a million subscribers
 BUDGET_SECONDS = 0.5  # of one tick
 
 
-def take_audiences(db_engine: DbEngine, funnels: Funnels, now: datetime,
-                   batch: int = BATCH, budget: float = BUDGET_SECONDS) -> int:
-    """Take recipients of every broadcast whose time has come, for up to `budget` seconds; how many."""
+def take_audiences(db_engine: DbEngine, funnels: Funnels, now: datetime, batch: int = BATCH,
+                   budget: float = BUDGET_SECONDS, told: set[tuple[str, str]] | None = None) -> int:
+    """Take recipients of every broadcast whose time has come, for up to `budget` seconds; how many.
+
+    `told`: the (release, broadcast) pairs already logged as held, kept by the caller (the
+    daemon's ticker) so that each is said once a release, not once a tick.
+    """
     scheduled = [b for plan in funnels.plans.values() for b in plan.broadcasts]
     if not scheduled:
         return 0
     with db_engine.connect() as conn:
-        due = calendar.to_take(conn, scheduled, now)
+        found = calendar.rows(conn)
+    due = calendar.to_take(found, scheduled, now)
+    _tell_held(funnels, scheduled, found, set() if told is None else told)
     began, taken = time.perf_counter(), 0
     for broadcast in due:
         due_for = _due_for(broadcast)
@@ -48,6 +55,16 @@ def take_audiences(db_engine: DbEngine, funnels: Funnels, now: datetime,
                 log("broadcast_taken", broadcast=broadcast.id, funnel=broadcast.funnel)
                 break
     return taken
+
+
+def _tell_held(funnels: Funnels, scheduled: list[BroadcastPlan], found: Mapping[str, Mapping[str, Any]],
+               told: set[tuple[str, str]]) -> None:
+    """Log each broadcast held because its file moved it to another funnel, unless `told` has it."""
+    for broadcast in scheduled:
+        held = calendar.moved(broadcast, found.get(broadcast.id))
+        if held is not None and (funnels.release.id, broadcast.id) not in told:
+            told.add((funnels.release.id, broadcast.id))
+            log("broadcast_held", broadcast=broadcast.id, funnel=broadcast.funnel, problem=held)
 
 
 def _due_for(broadcast: BroadcastPlan) -> Callable[[int, str], datetime]:

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from engine.logs import log
 from engine.scheduler.broadcasts import choose_winners, take_audiences
@@ -60,6 +61,7 @@ class Ticker:
         self.last: TickReport | None = None
         self.metrics = metrics  # tick durations for /metrics
         self.guard = guard  # the guardrail check, every guardrail_seconds
+        self.held_told: set[tuple[str, str]] = set()  # the held broadcasts it has logged
 
     def _domain(self, plan: Plan) -> str:
         if self.message_id_domain:
@@ -96,8 +98,8 @@ class Ticker:
         # are in their stage and segment when its audience is taken; the recipients it is due
         # to now are decided at once, not a tick later.
         try:
-            taken = await in_db_thread(self.db_executor, take_audiences, self.db_engine, self.live.current,
-                                       self.clock.now())
+            taken = await in_db_thread(self.db_executor, partial(take_audiences, told=self.held_told),
+                                       self.db_engine, self.live.current, self.clock.now())
             chosen = await in_db_thread(self.db_executor, choose_winners, self.db_engine, self.live.current,
                                         self.clock.now())
         except Exception as error:  # a locked database: the next tick goes on where this one stopped

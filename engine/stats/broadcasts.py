@@ -28,6 +28,7 @@ from engine.store.rows import state_of
 from engine.store.stepstats import StepCounts, step_counts
 
 DRAFT, SENT = "draft", "sent"  # no row yet; sending with nothing left to send
+HELD = "held"  # its file moved it to another funnel than the one it was scheduled for
 # The ratio is estimated over every enrollment of an audience up to this size, else over
 # every k-th one (about this many): ~0.4 s of Python on SQLite, whatever the list's size.
 SAMPLE = 20_000
@@ -78,7 +79,11 @@ def listing(conn: DbConnection, plans: Mapping[str, Plan]) -> list[dict[str, Any
     for plan in plans.values():
         counts = _counts(conn, plan.funnel, [b.id for b in plan.broadcasts])
         for broadcast in plan.broadcasts:
-            found.append(_summary(conn, broadcast, rows.pop(broadcast.id, None), counts.get(broadcast.id)))
+            row = rows.pop(broadcast.id, None)
+            count = counts.get(broadcast.id)
+            if row is not None and row["funnel"] != plan.funnel:  # held: its mail is in the funnel it was for
+                count = _counts(conn, row["funnel"], [broadcast.id]).get(broadcast.id)
+            found.append(_summary(conn, broadcast, row, count))
     for broadcast_id, row in sorted(rows.items()):
         counts = _counts(conn, row["funnel"], [broadcast_id])
         found.append(_summary(conn, None, row, counts.get(broadcast_id), broadcast_id))
@@ -100,6 +105,7 @@ def _summary(
 ) -> dict[str, Any]:
     progress = calendar.progress(conn, row["id"]) if row is not None else None
     pending = counts.pending if counts else 0
+    held = calendar.moved(broadcast, row) if broadcast is not None else None
     return {
         "broadcast": broadcast.id if broadcast else broadcast_id,
         "name": broadcast.name if broadcast else broadcast_id,
@@ -107,7 +113,8 @@ def _summary(
         "file": broadcast.source if broadcast else None,  # None: its file was removed
         "role": broadcast.email.role.value if broadcast else None,
         "when": when(broadcast) if broadcast else None,
-        "state": state(row, progress, pending),
+        "state": HELD if held else state(row, progress, pending),
+        "held": held,  # why it sends nothing, and what to do; None when it is not held
         "recipients": row["recipients"] if row else 0,
         "sent": counts.sent if counts else 0,
         "scheduled_at": _iso(row["scheduled_at"]) if row else None,

@@ -57,11 +57,9 @@ def schedule(
                 "UTC; a cancelled broadcast does not go again: copy its file under a new "
                 "`broadcast:` id and schedule that"
             )
-        if existing["funnel"] != broadcast.funnel:
-            raise CalendarError(
-                f"broadcast '{broadcast.id}' was scheduled for funnel '{existing['funnel']}'; "
-                f"its file now says '{broadcast.funnel}': give it a new id"
-            )
+        held = moved(broadcast, existing)
+        if held is not None:
+            raise CalendarError(held)
         return False
     conn.execute(
         sa.insert(BROADCAST).values(
@@ -87,8 +85,12 @@ class Cancelled:
     deliveries: int  # emails decided and waiting, now cancelled
 
 
-def cancel(conn: DbConnection, broadcast_id: str, funnel: str, now: datetime, by: str) -> Cancelled:
-    """Cancel a scheduled broadcast: nobody else gets it; what has gone, has gone."""
+def cancel(conn: DbConnection, broadcast_id: str, now: datetime, by: str) -> Cancelled:
+    """Cancel a scheduled broadcast: nobody else gets it; what has gone, has gone.
+
+    Its queued emails are found in the funnel it was scheduled for, which its file may no
+    longer name (`moved`).
+    """
     existing = row(conn, broadcast_id)
     if existing is None:
         raise CalendarError(
@@ -110,7 +112,9 @@ def cancel(conn: DbConnection, broadcast_id: str, funnel: str, now: datetime, by
     deliveries = conn.execute(
         sa.update(DELIVERY)
         .where(
-            DELIVERY.c.funnel == funnel, DELIVERY.c.step == broadcast_id, DELIVERY.c.status.in_(_STOPPABLE)
+            DELIVERY.c.funnel == existing["funnel"],
+            DELIVERY.c.step == broadcast_id,
+            DELIVERY.c.status.in_(_STOPPABLE),
         )
         .values(
             status=DeliveryStatus.CANCELLED.value,
@@ -122,14 +126,35 @@ def cancel(conn: DbConnection, broadcast_id: str, funnel: str, now: datetime, by
     return Cancelled(recipients or 0, deliveries or 0)
 
 
-def to_take(conn: DbConnection, broadcasts: Iterable[BroadcastPlan], now: datetime) -> list[BroadcastPlan]:
-    """The broadcasts of the release whose audience is due to be taken (or still being taken) now."""
-    found = rows(conn)
+def to_take(
+    found: Mapping[str, Mapping[str, Any]], broadcasts: Iterable[BroadcastPlan], now: datetime
+) -> list[BroadcastPlan]:
+    """The broadcasts of the release whose audience is due to be taken (or still being taken) now,
+    by the calendar's `rows`.
+
+    Not one whose file now names another funnel than the one it was scheduled for (`moved`).
+    """
     return [
         b
         for b in broadcasts
-        if found.get(b.id, {}).get("state") in (SCHEDULED, TAKING) and b.first_due() <= now
+        if found.get(b.id, {}).get("state") in (SCHEDULED, TAKING)
+        and found[b.id]["funnel"] == b.funnel
+        and b.first_due() <= now
     ]
+
+
+def moved(broadcast: BroadcastPlan, found: Mapping[str, Any] | None) -> str | None:
+    """Why a scheduled broadcast is held, or None: its file names another funnel than the one it
+    was scheduled for. Its people were chosen from that funnel (or are about to be), so it
+    goes to nobody until the file says that funnel again or the broadcast is cancelled."""
+    if found is None or found["state"] == CANCELLED or found["funnel"] == broadcast.funnel:
+        return None
+    return (
+        f"broadcast '{broadcast.id}' was scheduled for funnel '{found['funnel']}' but its file "
+        f"({broadcast.source}) now says 'funnel: {broadcast.funnel}'; it is held and sends nothing: "
+        f"write 'funnel: {found['funnel']}' again, or cancel it (funnel broadcast cancel {broadcast.id}) "
+        "and send the file under a new `broadcast:` id"
+    )
 
 
 def take_batch(

@@ -99,7 +99,7 @@ def router(web: Web) -> APIRouter:
 
         def job(conn: DbConnection) -> calendar.Cancelled | str:
             try:
-                return calendar.cancel(conn, broadcast.id, broadcast.funnel, now, "api")
+                return calendar.cancel(conn, broadcast.id, now, "api")
             except calendar.CalendarError as error:
                 return str(error)
 

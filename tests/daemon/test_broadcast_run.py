@@ -487,7 +487,7 @@ def _cancel(url: str, clock: ScaledClock) -> tuple[set[str], set[str], calendar.
     db_engine = make_engine(url)
     try:
         with db_engine.begin() as conn:
-            stopped = calendar.cancel(conn, BROADCAST, "minimal", clock.now(), "test")
+            stopped = calendar.cancel(conn, BROADCAST, clock.now(), "test")
             rows = conn.execute(
                 sa.select(DELIVERY.c.message_id, DELIVERY.c.status).where(DELIVERY.c.step == BROADCAST)
             ).all()
@@ -526,7 +526,7 @@ def test_a_cancel_committed_while_a_tick_decides_stops_that_recipient_too(
                 found = read(conn, ids)
                 if found:
                     with h.db_engine.begin() as other:
-                        calendar.cancel(other, BROADCAST, "minimal", h.clock.now(), "test")
+                        calendar.cancel(other, BROADCAST, h.clock.now(), "test")
                 return found
 
             monkeypatch.setattr(calendar, "pending_for", read_then_cancel)

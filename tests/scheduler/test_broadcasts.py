@@ -3,6 +3,8 @@ each recipient's local time, exactly once, skips with their reasons, cancelling.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from engine.stats import broadcasts as numbers
 from engine.store import broadcasts as calendar
 from engine.store import queries
 from engine.store.tables import BROADCAST_RECIPIENT
@@ -136,7 +139,7 @@ def test_cancelling_stops_whoever_has_not_had_it(db_url: str, project: Path) -> 
         h.run_until(datetime(2026, 3, 4, 6, 0, tzinfo=UTC), every=timedelta(minutes=15))
         assert h.sent_steps("tokyo@example.com").count("local") == 1  # Tokyo's 09:30 came
         with h.db_engine.begin() as conn:
-            stopped = calendar.cancel(conn, "local", "minimal", h.clock.now(), "test")
+            stopped = calendar.cancel(conn, "local", h.clock.now(), "test")
         assert stopped == calendar.Cancelled(recipients=1, deliveries=0)
         h.run_until(datetime(2026, 3, 6, 12, 0, tzinfo=UTC), every=timedelta(hours=1))
         assert "local" not in h.sent_steps("york@example.com")
@@ -398,3 +401,52 @@ def test_window_ignore_goes_at_its_time_outside_the_funnel_window(db_url: str, p
         assert evening <= late[0]["sent_at"] < evening + timedelta(minutes=15)
     finally:
         h.close()
+
+
+def test_a_broadcast_whose_file_moves_it_to_another_funnel_after_scheduling_is_held_and_says_why(
+    db_url: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scheduled for one funnel's people, then edited to name another: it takes nobody from either
+    and says so (log, listing), until the file names its funnel again; a cancel stops it."""
+    other = project / "sequences" / "other.yaml"
+    other.write_text((project / "sequences" / "minimal.yaml").read_text().replace(
+        "funnel: minimal\n", "funnel: other\n"))
+    _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        _join(h, "ana@example.com", "new")
+        h.run_until(MONDAY + timedelta(hours=20))
+        _schedule(h, "news")
+        path = project / "broadcasts" / "news.yaml"
+        path.write_text(path.read_text().replace("funnel: minimal\n", "funnel: other\n"))
+        h.add("bo@example.com", funnel="other", first_name="Bo")  # in the funnel the file names now
+        with caplog.at_level(logging.INFO, logger="funnel"):
+            h.run_until(WEDNESDAY_0930 + timedelta(hours=3), every=timedelta(minutes=30))
+        held = [r for r in caplog.records if r.getMessage() == "broadcast_held"]
+        assert len(held) == 1  # once for the release, not once a tick
+        problem = held[0].fields["problem"]  # type: ignore[attr-defined]
+        assert "scheduled for funnel 'minimal'" in problem and "write 'funnel: minimal' again" in problem
+        assert "news" not in h.sent_steps()  # neither Ana (minimal) nor Bo (other)
+        assert _recipients(h, "news") == {}
+        with h.db_engine.connect() as conn:
+            listed = {b["broadcast"]: b for b in numbers.listing(conn, h.daemon.live.current.plans)}
+        assert (listed["news"]["state"], listed["news"]["held"]) == ("held", problem)
+        path.write_text(path.read_text().replace("funnel: other\n", "funnel: minimal\n"))
+        h.run_until(WEDNESDAY_0930 + timedelta(days=1), every=timedelta(minutes=30))
+        # Back in its funnel, it goes: late, at the next morning's window (weekdays 08:00-11:00).
+        assert h.sent_steps("ana@example.com").count("news") == 1
+        assert "news" not in h.sent_steps("bo@example.com")
+    finally:
+        h.close()
+
+
+
+def test_scheduling_a_broadcast_again_under_another_funnel_is_refused_with_the_fix(harness: Harness) -> None:
+    _schedule(harness, "news")
+    plan = harness.daemon.live.current.plans["minimal"].broadcast("news")
+    assert plan is not None
+    elsewhere = dataclasses.replace(plan, funnel="other")
+    with harness.db_engine.begin() as conn, pytest.raises(calendar.CalendarError) as refused:
+        calendar.schedule(conn, elsewhere, None, harness.clock.now(), "test")
+    assert str(refused.value).startswith("broadcast 'news' was scheduled for funnel 'minimal' but its file")
+    assert "write 'funnel: minimal' again, or cancel it (funnel broadcast cancel news)" in str(refused.value)

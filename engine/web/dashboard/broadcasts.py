@@ -68,7 +68,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
 
         def job(conn: DbConnection) -> calendar.Cancelled | None:
             try:
-                return calendar.cancel(conn, broadcast.id, broadcast.funnel, now, "dashboard")
+                return calendar.cancel(conn, broadcast.id, now, "dashboard")
             except calendar.CalendarError:  # a draft: nothing to stop (the page shows no button)
                 return None
 
