@@ -303,7 +303,12 @@ def print_sending(sending: dict[str, Any]) -> None:
     runs = zip(sending["sequence_emails_per_s"], sending["sequence_cpu_ms_per_email"], strict=True)
     for i, (rate, cpu) in enumerate(runs, 1):
         print(f"  bench.send sequence emails, run {i}: {rate:,.0f} emails/s, {cpu:.2f} ms CPU an email")
-    print(f"  broadcast / sequence rate: {sending['ratio']:.2f}")
+    same = sending["same_list"]
+    print(f"  the same {same['people']:,} people's next sequence email, a week later on the same list: "
+          f"{same['sent']:,} sent, {same['emails_per_s']:,.0f} emails/s, "
+          f"{same['cpu_ms_per_email']:.2f} ms CPU an email")
+    print(f"  broadcast / sequence rate: {sending['ratio']:.2f} (bench.send's new people), "
+          f"{sending['ratio_same_list']:.2f} (the same people's sequence emails)")
 
 
 def main() -> None:

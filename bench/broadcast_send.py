@@ -10,9 +10,13 @@ schedule` does, then the ticks take the audience (0.5 s of each tick), decide ea
 with step() over their whole history, and send. The rate runs from the first tick to the last
 tick that sent anything; smtp-sink must count exactly the deliveries marked sent.
 
-Before and after it, bench.send's engine run (`fill`, `engine_rate`: N subscribers due for
-their first nurture email, in a new database of the same kind) sends to the same sink: the
-send path's rate in the same sitting.
+Two baselines send to the same sink in the same sitting:
+- bench.send's engine run (`fill`, `engine_rate`: N subscribers due for their first nurture
+  email, in a new database of the same kind), before and after the broadcast: the send
+  path's rate for people with no history yet;
+- after the broadcast, the same recipients' next sequence email, a week later on the same
+  list (everyone else's next moment pushed past it, in the copy): the send path's rate for
+  these people, who have a history that step() reads, as the broadcast's deciding does.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,11 +39,11 @@ from bench.send import engine_rate, fill
 from bench.send_process import bench_settings
 from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import ROOT, workspace
-from engine.daemon.wiring import build_daemon
+from engine.daemon.wiring import Daemon, build_daemon
 from engine.scheduler.clock import FrozenClock
 from engine.store import broadcasts as calendar
 from engine.store.db import make_engine
-from engine.store.tables import DELIVERY, ENROLLMENT, SUBSCRIBER
+from engine.store.tables import BROADCAST_RECIPIENT, DELIVERY, ENROLLMENT, SUBSCRIBER
 
 BROADCAST = "bench-send"
 STAGE = "nurture"
@@ -113,6 +117,32 @@ def _due(url: str, at: datetime) -> int:
     return int(enrollments) + int(deliveries)
 
 
+def _ticked(daemon: Daemon, done: Callable[[], bool]) -> tuple[float, float, float, int, float]:
+    """Tick until `done()` and a tick that decided and sent nothing; (began, when done() first
+    held, the last tick that sent, ticks, CPU seconds of this process)."""
+
+    async def run() -> tuple[float, float, float, int]:
+        began = time.perf_counter()
+        done_at = last_sent = began
+        ticks = 0
+        while True:
+            report = await daemon.ticker.tick()
+            ticks += 1
+            if report.attempted:
+                last_sent = time.perf_counter()
+            finished = done()
+            if finished and done_at == began:
+                done_at = time.perf_counter()
+            if finished and report.decided == 0 and report.attempted == 0:
+                break
+        await daemon.transport.close()
+        return began, done_at, last_sent, ticks
+
+    cpu = time.process_time()
+    began, done_at, last_sent, ticks = asyncio.run(run())
+    return began, done_at, last_sent, ticks, time.process_time() - cpu
+
+
 def _broadcast_rate(url: str, project: Path, at: datetime, port: int, connections: int) -> dict[str, Any]:
     """Schedule the bench broadcast and tick until it is all out: its figures."""
     daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(at),
@@ -122,31 +152,12 @@ def _broadcast_rate(url: str, project: Path, at: datetime, port: int, connection
     with daemon.db_engine.begin() as conn:
         calendar.schedule(conn, plan, daemon.live.current.release.id, at, "bench")
 
-    def state() -> str:
+    def taken() -> bool:
         with daemon.db_engine.connect() as conn:
             found = calendar.row(conn, BROADCAST)
-        return found["state"] if found else ""
+        return found is not None and found["state"] == calendar.SENDING
 
-    async def run() -> tuple[float, float, float, int]:
-        began = time.perf_counter()
-        taken_at = last_sent = began
-        ticks = 0
-        while True:
-            report = await daemon.ticker.tick()
-            ticks += 1
-            if report.attempted:
-                last_sent = time.perf_counter()
-            done = state() == calendar.SENDING
-            if done and taken_at == began:
-                taken_at = time.perf_counter()
-            if done and report.decided == 0 and report.attempted == 0:
-                break
-        await daemon.transport.close()
-        return began, taken_at, last_sent, ticks
-
-    cpu = time.process_time()
-    began, taken_at, last_sent, ticks = asyncio.run(run())
-    cpu = time.process_time() - cpu
+    began, taken_at, last_sent, ticks, cpu = _ticked(daemon, taken)
     with daemon.db_engine.connect() as conn:
         progress = calendar.progress(conn, BROADCAST)
         sent = conn.execute(
@@ -161,6 +172,51 @@ def _broadcast_rate(url: str, project: Path, at: datetime, port: int, connection
             "taking_s": round(taken_at - began, 2), "ticks": ticks,
             "emails_per_s": round(int(sent) / seconds) if seconds > 0 else 0,
             "cpu_ms_per_email": round(cpu / max(int(sent), 1) * 1000, 3)}
+
+
+def _list_sequence_rate(url: str, project: Path, at: datetime, port: int, connections: int) -> dict[str, Any]:
+    """The broadcast's recipients' next sequence email, a week after it, on the same list: its figures.
+
+    In the copy, every other enrollment's next moment (and any email waiting for a retry) is
+    pushed a month past that week, so that the ticks send these people's emails and nobody
+    else's; the send window is open all day (`_project`), and each gets one email (the next
+    is spacing later).
+    """
+    later = at + timedelta(days=7)
+    db_engine = make_engine(url)
+    try:
+        with db_engine.begin() as conn:
+            ids = sa.select(BROADCAST_RECIPIENT.c.enrollment_id).where(
+                BROADCAST_RECIPIENT.c.broadcast == BROADCAST)
+            conn.execute(sa.update(ENROLLMENT)
+                         .where(ENROLLMENT.c.next_run_at <= later, ENROLLMENT.c.id.not_in(ids))
+                         .values(next_run_at=later + timedelta(days=30)))
+            conn.execute(sa.update(DELIVERY)
+                         .where(DELIVERY.c.status.in_(("queued", "deferred")),
+                                DELIVERY.c.next_attempt_at <= later)
+                         .values(next_attempt_at=later + timedelta(days=30)))
+            people = conn.execute(sa.update(ENROLLMENT).where(ENROLLMENT.c.id.in_(ids))
+                                  .values(next_run_at=later)).rowcount
+            first = conn.execute(sa.select(sa.func.coalesce(sa.func.max(DELIVERY.c.id), 0))).scalar_one()
+    finally:
+        db_engine.dispose()
+    if (due := _due(url, later)) != people:
+        raise SystemExit(f"{due - people:,} other enrollments or deliveries are due a week after the "
+                         "broadcast")
+    daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(later),
+                          db_engine=make_engine(url))
+    began, _, last_sent, ticks, cpu = _ticked(daemon, lambda: True)
+    with daemon.db_engine.connect() as conn:
+        sent = int(conn.execute(
+            sa.select(sa.func.count()).select_from(DELIVERY)
+            .where(DELIVERY.c.id > first, DELIVERY.c.status == "sent")
+        ).scalar_one())
+    daemon.db_executor.shutdown()
+    daemon.db_engine.dispose()
+    seconds = last_sent - began
+    return {"people": people, "sent": sent, "seconds": round(seconds, 2), "ticks": ticks,
+            "emails_per_s": round(sent / seconds) if seconds > 0 else 0,
+            "cpu_ms_per_email": round(cpu / max(sent, 1) * 1000, 3)}
 
 
 def _sequence_rate(postgres: bool, port: int, connections: int, count: int) -> tuple[float, float]:
@@ -195,6 +251,11 @@ def send_figures(
             figures = _broadcast_rate(url, project, at, port, connections)
             arrived = read_counters(counters).messages - before
             runs.append(_sequence_rate(postgres, port, connections, sequence_emails))
+            before = read_counters(counters).messages
+            same_list = _list_sequence_rate(url, project, at, port, connections)
+            if (got := read_counters(counters).messages - before) != same_list["sent"]:
+                raise RuntimeError(f"smtp-sink received {got:,} messages for {same_list['sent']:,} "
+                                   "sent deliveries")
     rates = [rate for rate, _cpu in runs]
     if arrived != figures["sent"]:
         raise RuntimeError(f"smtp-sink received {arrived:,} messages for {figures['sent']:,} sent deliveries")
@@ -203,4 +264,7 @@ def send_figures(
             "connections": connections, "sequence_emails": sequence_emails,
             "sequence_emails_per_s": [round(r) for r in rates],
             "sequence_cpu_ms_per_email": [round(cpu, 3) for _rate, cpu in runs],
-            "ratio": round(figures["emails_per_s"] / sequence, 3) if sequence else 0.0}
+            "ratio": round(figures["emails_per_s"] / sequence, 3) if sequence else 0.0,
+            "same_list": same_list,
+            "ratio_same_list": round(figures["emails_per_s"] / same_list["emails_per_s"], 3)
+            if same_list["emails_per_s"] else 0.0}

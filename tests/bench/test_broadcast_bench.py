@@ -95,6 +95,8 @@ def test_every_part_runs_on_a_copy_and_its_figures_add_up(generated: list[str]) 
     assert sum(send["by_status"].values()) == send["recipients"]
     assert set(send["by_status"]) <= {"sent", "pending", "skipped"}
     assert len(send["sequence_emails_per_s"]) == 2 and send["emails_per_s"] > 0
+    same = send["same_list"]  # the recipients' next sequence email, a week later: one each
+    assert same["people"] == send["recipients"] and 0 < same["sent"] <= same["people"]
     assert "1. audience.count()" in done.stdout and "3. sending" in done.stdout
     # The list handed in is as it was, and the copies are gone.
     assert _fingerprint(generated) == before
