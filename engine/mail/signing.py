@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from email.utils import parseaddr
 
 import dkim
 from cryptography.hazmat.primitives import hashes
@@ -48,6 +48,10 @@ _CANON = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _NAME = b"DKIM-Signature"
 _ALGORITHM = {KeyType.RSA: b"rsa-sha256", KeyType.ED25519: b"ed25519-sha256"}
 _PLACEHOLDER = b"0" * 60  # as dkimpy: b= gets a line of its own, so the tags before it fold alike
+# RFC 6376 §3.4.4, relaxed body: whitespace before a line end goes, other runs become one space.
+# Done with bytes.find and bytes.replace where a regex is not needed: Python's regex engine
+# tries every position of a 6 KB body (dkimpy's two substitutions: 0.5 ms an email here).
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 
 
 class Signer:
@@ -80,7 +84,7 @@ class Signer:
                     "line it prints to dkim_keys; mail from it goes unsigned until then",
                 )
             return data
-        body_hash = base64.b64encode(hashlib.sha256(_CANON.canonicalize_body(body)).digest())
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
         canonical = _CANON.canonicalize_headers(headers)
         present = {name.lower() for name, _ in headers}
         include = [name for name in SIGNED if name in present] + list(OVERSIGNED)
@@ -88,12 +92,32 @@ class Signer:
         return b"".join(_signature(key, canonical, include, body_hash, now) for key in keys) + data
 
 
+def relaxed_body(body: bytes) -> bytes:
+    """The body as relaxed canonicalization makes it (what dkimpy's Relaxed.canonicalize_body returns)."""
+    if b" \r\n" in body or b"\t\r\n" in body:  # never in quoted-printable, which writes =20
+        body = _TRAILING_WSP.sub(b"\r\n", body)
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    while b"  " in body:  # each pass halves every run of spaces
+        body = body.replace(b"  ", b" ")
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):  # empty lines at the end are ignored; one CRLF ends it
+        end -= 2
+    return body[:end] + b"\r\n" if end else b""
+
+
 def _from_domain(headers: list[list[bytes]]) -> str:
-    """The lower-cased domain of the (first) From header's address; '' without one."""
+    """The lower-cased domain of the (first) From header's address; '' without one.
+
+    The header is build_message's `Name <address>` or bare address (a display name is plain
+    atoms or encoded-words, so it holds no '<'); cheaper than email.utils.parseaddr (~20 µs).
+    """
     for name, value in headers:
         if name.lower() == b"from":
-            address = parseaddr(value.decode("ascii", "replace").replace("\r\n", ""))[1]
-            return address.rpartition("@")[2].lower().rstrip(".")
+            address = value.strip()
+            if address.endswith(b">"):
+                address = address[address.rfind(b"<") + 1 : -1]
+            return address.rpartition(b"@")[2].decode("ascii", "replace").lower().rstrip(".")
     return ""
 
 

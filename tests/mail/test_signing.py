@@ -10,13 +10,16 @@ from pathlib import Path
 
 import dkim
 import pytest
+from dkim.canonicalization import Relaxed
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config import Settings
 from engine.daemon.wiring import make_transport
 from engine.mail.dkimkeys import DkimKey, KeyEntry, KeyType, generate, private_pem, read_key
 from engine.mail.memory import MemoryTransport
 from engine.mail.message import build_message, new_message_id
-from engine.mail.signing import Signer, SigningTransport
+from engine.mail.signing import Signer, SigningTransport, relaxed_body
 from engine.mail.transport import Outcome, Outgoing
 from tests.support.smtp_server import RecordingHandler, running_smtp
 
@@ -188,3 +191,14 @@ def test_the_signing_transport_hands_on_state_check_and_close() -> None:
     assert transport.state is inner.state
     asyncio.run(transport.close())
     assert inner.closed
+
+
+@given(st.lists(st.sampled_from([b"\t", b" ", b"  ", b"\r\n", b"\r", b"\n", b"a", b"=20"]), max_size=60))
+def test_the_relaxed_body_is_dkimpys(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+
+def test_a_sender_with_a_non_ascii_name_is_signed_for_its_domain() -> None:
+    signed = Signer([ED]).sign(message(sender='"Zoë Ünal, Coach" <coach@Example.com>'))
+    assert verdicts(signed, [ED]) == [True]
