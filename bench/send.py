@@ -1,7 +1,7 @@
 """How fast the engine sends, next to raw aiosmtplib pushing pre-built messages to the same sink.
 
     python -m bench.send [--subscribers 5000] [--connections 64] [--processes 1] [--batch-size 1000]
-                         [--database sqlite|postgresql | --database-url URL]
+                         [--database sqlite|postgresql | --database-url URL] [--dkim ed25519|rsa|both]
 
 N subscribers of the shipped first-marathon funnel are due for their first nurture
 email now. The engine's real tick claims them, runs step(), queues the deliveries,
@@ -15,6 +15,10 @@ one process over the same number of connections in all (P x connections) to the 
 sink. Every email must be sent exactly once: each delivery row `sent`, and smtp-sink
 counting exactly N messages from the engine. The last line is JSON with both rates and
 their ratio.
+
+With `--dkim`, the engine DKIM-signs every email (keys made for the funnel's sender domain,
+as `funnel dkim keygen` makes them); the report adds what signing alone costs per email,
+timed on the raw baseline's messages in this process.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
 from engine.daemon.wiring import build_daemon
+from engine.mail.dkimkeys import KeyEntry, KeyType, generate, private_pem, read_key
+from engine.mail.signing import Signer
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
@@ -97,11 +103,45 @@ def fill(url: str, count: int) -> None:
     db_engine.dispose()
 
 
+DKIM_DOMAIN = "firstmarathon.example"  # first-marathon's sender domain
+
+
+def make_dkim_keys(project: Path, kind: str) -> str:
+    """Keys of `kind` (ed25519, rsa or both) for the sender domain in `project`; their dkim_keys value."""
+    if kind == "none":
+        return ""
+    entries = []
+    for key_type in (KeyType.ED25519, KeyType.RSA) if kind == "both" else (KeyType(kind),):
+        path = project / "dkim" / f"{key_type.value}.{DKIM_DOMAIN}.pem"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(private_pem(generate(key_type)))
+        entries.append(f"{DKIM_DOMAIN} {key_type.value} dkim/{path.name}")
+    return "; ".join(entries)
+
+
+def sign_cost(project: Path, dkim_keys: str, count: int) -> float:
+    """Milliseconds of CPU that Signer.sign takes per email, on `count` messages like the engine's."""
+    if not dkim_keys:
+        return 0.0
+    keys = []
+    for entry in dkim_keys.split("; "):
+        _, selector, name = entry.split()
+        keys.append(read_key(KeyEntry(DKIM_DOMAIN, selector, name), (project / name).read_bytes()))
+    signer = Signer(keys)
+    # The baseline's messages, from the domain the keys sign for.
+    messages = [data.replace(b"<news@shop.example>", f"<maya@{DKIM_DOMAIN}>".encode(), 1)
+                for _, _, data in build_sample_messages(count)]
+    cpu = time.process_time()
+    for data in messages:
+        signer.sign(data)
+    return (time.process_time() - cpu) / count * 1000
+
+
 def engine_rate(url: str, project: Path, port: int, connections: int, count: int,
-                batch_size: int) -> tuple[float, float]:
+                batch_size: int, dkim_keys: str = "") -> tuple[float, float]:
     """Emails per second from the first tick to the last recorded outcome, in this process; CPU seconds."""
-    daemon = build_daemon(bench_settings(url, port, connections, batch_size), project, clock=FrozenClock(NOW),
-                          db_engine=make_engine(url))
+    daemon = build_daemon(bench_settings(url, port, connections, batch_size, dkim_keys), project,
+                          clock=FrozenClock(NOW), db_engine=make_engine(url))
 
     async def run() -> float:
         began = time.perf_counter()
@@ -117,10 +157,11 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
 
 
 def processes_rate(url: str, project: Path, port: int, connections: int, count: int,
-                   processes: int, batch_size: int) -> tuple[float, list[dict[str, float]]]:
+                   processes: int, batch_size: int,
+                   dkim_keys: str = "") -> tuple[float, list[dict[str, float]]]:
     """Emails per second of `processes` engine processes ticking `url` together, and each one's report."""
     command = [sys.executable, "-m", "bench.send_process", url, str(project), str(port), str(connections),
-               NOW.isoformat(), str(batch_size)]
+               NOW.isoformat(), str(batch_size), dkim_keys]
     started = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for _ in range(processes)]
     try:
@@ -188,28 +229,33 @@ def main() -> None:
                         help="enrollments or deliveries one claim takes (several processes share "
                              "the work by claims: 5,000 emails in claims of 1,000 split 3:2 at best)")
     parser.add_argument("--database-url", help="an empty database (default: per --database)")
+    parser.add_argument("--dkim", choices=("none", "ed25519", "rsa", "both"), default="none",
+                        help="DKIM-sign every email with these keys (both: two signatures an email)")
     args = parser.parse_args()
     reports: list[dict[str, float]] = []
     with _database(args.database, args.database_url) as given, workspace(given) as (project, url), \
             tempfile.TemporaryDirectory() as scratch:
         fill(url, args.subscribers)
+        dkim_keys = make_dkim_keys(project, args.dkim)
         counters = Path(scratch) / "sink-counters"
         with running_sink(counters_file=counters) as port:
             start = sample()
             probe = read_counters(counters).messages  # the sink's start-up probe sent none, but be sure
             if args.processes > 1:
                 engine, reports = processes_rate(
-                    url, project, port, args.connections, args.subscribers, args.processes, args.batch_size
+                    url, project, port, args.connections, args.subscribers, args.processes, args.batch_size,
+                    dkim_keys,
                 )
                 cpu = sum(r["cpu_seconds"] for r in reports)
             else:
                 engine, cpu = engine_rate(url, project, port, args.connections, args.subscribers,
-                                          args.batch_size)
+                                          args.batch_size, dkim_keys)
             middle = sample()
             check_sent_once(url, args.subscribers, read_counters(counters).messages - probe)
             connections = args.connections * args.processes
             raw = asyncio.run(raw_send(port, build_sample_messages(args.subscribers), connections))
             end = sample()
+        signing = sign_cost(project, dkim_keys, min(args.subscribers, 2000))
     # The engine processes have exited by `middle`, so bench.machine cannot see them as this
     # process's children: their CPU is taken out of "others" here.
     ours = sum(r["cpu_total"] for r in reports) / max(middle.wall - start.wall, 1e-9)
@@ -221,6 +267,8 @@ def main() -> None:
     for i, report in enumerate(reports, 1):
         print(f"    process {i}: {report['attempted']:,.0f} emails, {report['cpu_seconds']:.2f} CPU s")
     print(f"  engine CPU per email (every engine process): {cpu / args.subscribers * 1000:8.3f} ms")
+    if dkim_keys:
+        print(f"  of which DKIM signing ({args.dkim}), alone:       {signing:8.3f} ms")
     print(f"  raw aiosmtplib, pre-built messages:           {raw:8,.0f} emails/s")
     print(
         f"  ratio {engine / raw:.2f}"
@@ -239,6 +287,8 @@ def main() -> None:
                 "raw_emails_per_s": round(raw),
                 "ratio": round(engine / raw, 3),
                 "engine_cpu_ms_per_email": round(cpu / args.subscribers * 1000, 3),
+                "dkim": args.dkim,
+                "dkim_sign_ms_per_email": round(signing, 3),
                 "exactly_once": True,
             }
         )

@@ -38,7 +38,8 @@ async def send_all(daemon: Daemon, count: int) -> None:
     await daemon.transport.close()
 
 
-def bench_settings(url: str, port: int, connections: int, batch_size: int = 1000) -> Settings:
+def bench_settings(url: str, port: int, connections: int, batch_size: int = 1000,
+                   dkim_keys: str = "") -> Settings:
     """The daemon's settings of every bench.send engine run: SMTP to the sink, no rate limit."""
     return Settings.model_validate(
         {
@@ -52,6 +53,7 @@ def bench_settings(url: str, port: int, connections: int, batch_size: int = 1000
             "send_rate": 1e9,
             "batch_size": batch_size,
             "base_url": "https://funnel.example",
+            "dkim_keys": dkim_keys,  # --dkim: keys bench.send made in the project (empty: unsigned)
         }
     )
 
@@ -72,7 +74,8 @@ def main() -> None:
     """Build, wait for go, tick until the shared work is done, print the JSON line."""
     url, project, port, connections = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     now = datetime.fromisoformat(sys.argv[5])
-    settings = bench_settings(url, port, connections, int(sys.argv[6]))
+    dkim_keys = sys.argv[7] if len(sys.argv) > 7 else ""
+    settings = bench_settings(url, port, connections, int(sys.argv[6]), dkim_keys)
     daemon = build_daemon(settings, project, clock=FrozenClock(now),
                           db_engine=make_engine(url), guard=False)
     print("ready", flush=True)

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from engine.errors import EngineError, did_you_mean
+from engine.mail.dkimkeys import DkimKey, KeyEntry, parse_entries, read_key
 from engine.sequences.values import parse_delay
 
 CONFIG_FILE = "funnel.toml"
@@ -132,12 +133,29 @@ class Settings(BaseModel):
     guardrail_seconds: float = Field(
         60.0, gt=0, description="seconds between guardrail checks (each reads every step's numbers)"
     )
+    dkim_keys: str = Field(
+        "", description="DKIM keys that sign, 'DOMAIN SELECTOR KEY' each (KEY: a PEM file, relative to "
+                        "the project, or the PEM on one line), one per line or ';'-separated; docs/dkim.md"
+    )
+    dkim_published: str = Field(
+        "", description="DKIM keys published in DNS that do not sign (the next one before a rotation, "
+                        "the last one after it), written as dkim_keys; funnel doctor checks them"
+    )
 
     @field_validator("api_key", "webhook_key", "admin_password", "secret_key", "base_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # FUNNEL_API_KEY="" must leave the API closed, not accept an empty key.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("dkim_keys", "dkim_published", mode="before")
+    @classmethod
+    def _dkim_entries(cls, value: object) -> object:
+        if isinstance(value, list):  # a TOML array: one entry a string
+            value = "\n".join(str(item) for item in value)
+        if isinstance(value, str):
+            parse_entries(value)  # raises ValueError naming the entry and what to write
+        return value
 
     @field_validator("alert_webhook")
     @classmethod
@@ -316,10 +334,12 @@ def _describe(error: Mapping[str, object], path: Path) -> str:
     name = str(loc[0]) if isinstance(loc, tuple) else str(loc)
     field = Settings.model_fields.get(name)
     hint = f" ({field.description})" if field and field.description else ""
-    return (
-        f"setting '{name}' (funnel.toml or {ENV_PREFIX}{name.upper()}): {error.get('msg')}"
-        f"; got {error.get('input')!r}{hint}"
-    )
+    # A DKIM setting may hold a private key: its value is never shown, the message names the entry.
+    got = "" if name in _SECRET_VALUES else f"; got {error.get('input')!r}"
+    return f"setting '{name}' (funnel.toml or {ENV_PREFIX}{name.upper()}): {error.get('msg')}{got}{hint}"
+
+
+_SECRET_VALUES = frozenset({"dkim_keys", "dkim_published"})
 
 
 def listening_url(host: str, port: int) -> str:
@@ -436,3 +456,50 @@ def _read_secret(path: Path) -> str:
             f"{SECRET_MIN_LENGTH} random characters"
         )
     return key
+
+
+def dkim_keys(settings: Settings, project: Path, published: bool = False) -> list[DkimKey]:
+    """The DKIM keys of `dkim_keys` (or, with `published`, of `dkim_published`), read and checked.
+
+    Called once at start: a missing file, a key that is not a private key or an RSA key
+    under 2048 bits is a ConfigError naming the setting, the entry and what to write.
+    """
+    name = "dkim_published" if published else "dkim_keys"
+    where = f"setting '{name}' (funnel.toml or {ENV_PREFIX}{name.upper()})"
+    keys: list[DkimKey] = []
+    for entry in parse_entries(getattr(settings, name)):
+        try:
+            key = read_key(entry, _key_bytes(entry, project))
+        except ValueError as error:
+            raise ConfigError(f"{where}: {entry.domain} {entry.selector}: {error}") from None
+        twin = next((k for k in keys if k.domain == key.domain and k.type is key.type), None)
+        if twin is not None and not published:
+            raise ConfigError(
+                f"{where}: {key.domain} has two {key.type.value} keys ({twin.selector}, {key.selector}); "
+                f"a domain signs with one key of each type: move the one not signing to dkim_published"
+            )
+        keys.append(key)
+    if not published:
+        signing = {(k.domain, k.selector.lower()) for k in keys}
+        for entry in parse_entries(settings.dkim_published):
+            if (entry.domain, entry.selector.lower()) in signing:
+                raise ConfigError(
+                    f"setting 'dkim_published': {entry.domain} {entry.selector} is in dkim_keys too; "
+                    "a key signs (dkim_keys) or is only published (dkim_published): keep one line"
+                )
+    return keys
+
+
+def _key_bytes(entry: KeyEntry, project: Path) -> bytes:
+    """The key of `entry`: written in the setting, or read from its file (relative to the project)."""
+    if entry.inline:
+        return entry.source.encode("ascii", "replace")
+    path = project / entry.source
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ValueError(
+            f"cannot read the key file {path} ({error.strerror or error}); write the path of the file "
+            f"`funnel dkim keygen {entry.domain}` wrote, relative to the project folder, or the key "
+            "itself on one line"
+        ) from None

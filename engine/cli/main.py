@@ -94,6 +94,7 @@ pass_project = click.make_pass_decorator(Context)
 COMMANDS = {
     "broadcast": "engine.cli.broadcasts",
     "db": "engine.cli.daemon", "run": "engine.cli.daemon", "experiments": "engine.cli.experiments",
+    "dkim": "engine.cli.dkim", "doctor": "engine.cli.doctor",
     "form": "engine.cli.form", "init": "engine.cli.init",
     "pause": "engine.cli.guardrails", "resume": "engine.cli.guardrails",
     "preview": "engine.cli.authoring", "schema": "engine.cli.authoring",

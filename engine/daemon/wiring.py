@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.config import Settings, database_url, secret_key
+from engine.config import Settings, database_url, dkim_keys, secret_key
 from engine.errors import EngineError
 from engine.mail.outbox import OutboxTransport
+from engine.mail.signing import Signer, SigningTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
 from engine.mail.transport import Transport
 from engine.project.folder import Project
@@ -51,7 +52,23 @@ SIGNUP_LIMIT_PERIOD = 3600.0  # the signup limits are per hour
 
 
 def make_transport(settings: Settings, project: Path) -> Transport:
-    """The transport the settings choose: the outbox folder, or an SMTP server."""
+    """The transport the settings choose (the outbox folder, or an SMTP server), signing with dkim_keys."""
+    return signing(_plain_transport(settings, project), settings, project)
+
+
+def signing(transport: Transport, settings: Settings, project: Path) -> Transport:
+    """`transport`, DKIM-signing each message when dkim_keys has keys; ConfigError for a bad key.
+
+    The keys are read here, once, at start: a key that cannot sign stops the start
+    instead of sending mail that fails DMARC. The outbox is signed too, so its .eml
+    files are what a receiver would get.
+    """
+    # dkim_published is funnel doctor's only: a missing file there does not stop the sending.
+    keys = dkim_keys(settings, project)
+    return SigningTransport(transport, Signer(keys)) if keys else transport
+
+
+def _plain_transport(settings: Settings, project: Path) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(project / settings.outbox_dir)
     return SmtpTransport(
@@ -252,7 +269,12 @@ def build_daemon(
             raise
     live = LiveFunnels(Project(project), on_release=release_recorder(db_engine, clock, shown_url(db_engine)),
                        settle=settings.reload_settle_seconds)
-    transport = transport or make_transport(settings, project)
+    try:
+        transport = make_transport(settings, project) if transport is None else signing(
+            transport, settings, project)
+    except EngineError:
+        db_engine.dispose()
+        raise
     # One thread does all database work: SQLite has one writer anyway, and the event
     # loop never blocks on a query.
     db_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-db")
