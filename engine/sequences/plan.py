@@ -358,7 +358,12 @@ class Plan:
 
     def broadcast(self, broadcast_id: str | None) -> BroadcastPlan | None:
         """The broadcast with this id, if the release has it."""
-        return next((b for b in self.broadcasts if b.id == broadcast_id), None)
+        return self._broadcasts_by_id.get(broadcast_id) if broadcast_id is not None else None
+
+    @cached_property
+    def _broadcasts_by_id(self) -> dict[str, BroadcastPlan]:
+        # step() asks for each pending broadcast of each recipient it decides
+        return {b.id: b for b in self.broadcasts}
 
     @cached_property
     def sender_parts(self) -> tuple[str, str]:
