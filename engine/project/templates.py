@@ -258,8 +258,10 @@ class TemplateChecker:
                                                  in rendered),
                                               ("postal address", address_shown)) if not shown]
             if lacks:
-                return [marks.error(where, f"{label} has no {' and no '.join(lacks)}",
-                                    _FOOTER_FIX)]
+                fix = _FOOTER_FIX
+                if plan.languages and plan.language != plan.languages[0]:  # templates/hu/...: its layout
+                    fix = fix.replace('"layout.html"', f'"{plan.language}/layout.html"')
+                return [marks.error(where, f"{label} has no {' and no '.join(lacks)}", fix)]
         return []
 
 

@@ -1,0 +1,108 @@
+"""`funnel validate` on a funnel in two languages: the starter (English and Hungarian), broken on purpose."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from engine.project.folder import Project
+
+STARTER = Path(__file__).resolve().parents[2] / "engine" / "project" / "starter"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "bakery"
+    shutil.copytree(STARTER, root)
+    return root
+
+
+def _validate(project: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project), "validate"])
+    return result.exit_code, result.output
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_shipped_starter_validates_in_both_languages(project: Path) -> None:
+    code, output = _validate(project)
+    assert code == 0, output
+    plan = Project(project).plan("home-bakery")
+    assert plan.languages == ("en", "hu")
+    hungarian = plan.in_language("hu-HU")
+    assert hungarian.language == "hu" and plan.in_language("de") is plan
+    assert hungarian.email("b-flour").template == "hu/home-bakery/b-flour.html"  # type: ignore[union-attr]
+    assert hungarian.email("b-flour").subject == "Milyen lisztet vegyél (és milyet ne)"  # type: ignore[union-attr]
+    assert hungarian.magnet(None).title == "Kovász 5 nap alatt: útmutató"
+
+
+def test_a_hungarian_template_without_the_unsubscribe_link_is_reported_at_its_email(project: Path) -> None:
+    hungarian = project / "templates" / "hu" / "home-bakery" / "b-flour.html"
+    # Its own page instead of the Hungarian layout: the postal address, but no unsubscribe link.
+    hungarian.write_text("<p>Liszt.</p><p>{{ postal_address }}</p>\n")
+    code, output = _validate(project)
+    assert code == 1
+    sequence = project / "sequences" / "home-bakery.yaml"
+    line = _line_of(sequence, "template: home-bakery/b-flour.html")
+    column = sequence.read_text().splitlines()[line - 1].index("home-bakery/b-flour.html") + 1
+    assert (
+        f"home-bakery.yaml:{line}:{column}: the 'hu' version of email 'b-flour' has no unsubscribe "
+        'link; extend the shared layout ({% extends "hu/layout.html" %}) or add {{ unsubscribe_url }} '
+        "and {{ postal_address }} to the template"
+    ) in output
+    assert output.count("has no unsubscribe link") == 1  # the English b-flour is fine
+
+
+def test_an_untranslated_subject_and_a_missing_hungarian_template_say_what_to_write(project: Path) -> None:
+    sequence = project / "sequences" / "home-bakery.yaml"
+    text = sequence.read_text()
+    text = text.replace(
+        'subject: {en: "Scoring that opens the way you want", '
+        'hu: "Bevágás, ami úgy nyílik, ahogy szeretnéd"}',
+        'subject: "Scoring that opens the way you want"',
+    )
+    text = text.replace('hu: "Gőz az otthoni sütőben, négyféleképpen"', 'de: "Dampf im Ofen"')
+    sequence.write_text(text)
+    (project / "templates" / "hu" / "home-bakery" / "k-hydration.html").unlink()
+    code, output = _validate(project)
+    assert code == 1
+    scoring = _line_of(sequence, '"Scoring that opens the way you want"')
+    assert (
+        f"home-bakery.yaml:{scoring}:21: the subject of email 'k-scoring' is not translated: the "
+        "funnel's languages are en, hu; write it once per language: "
+        'subject: {en: "...", hu: "..."}'
+    ) in output
+    steam = _line_of(sequence, "Dampf im Ofen")
+    assert f"home-bakery.yaml:{steam}:" in output
+    assert (
+        "'de' is not one of the funnel's languages (en, hu); add 'de' to 'languages:' or remove this text"
+        in output
+    )
+    assert "the subject of email 'k-steam' has no 'hu' text; add 'hu: \"...\"' to it" in output
+    hydration = _line_of(sequence, "template: home-bakery/k-hydration.html")
+    assert (f"home-bakery.yaml:{hydration}:") in output
+    assert (
+        "the 'hu' version of email 'k-hydration' has no template: 'hu/home-bakery/k-hydration.html' not "
+        "found in"
+    ) in output
+    assert (
+        "write it: a copy of home-bakery/k-hydration.html in 'hu', saved as "
+        "templates/hu/home-bakery/k-hydration.html" in output
+    )
+
+
+def test_texts_per_language_need_the_funnel_to_declare_them(project: Path) -> None:
+    sequence = project / "sequences" / "home-bakery.yaml"
+    sequence.write_text(sequence.read_text().replace("languages: [en, hu]", ""))
+    code, output = _validate(project)
+    assert code == 1
+    assert (
+        "the subject of email 'confirm' is given per language, but the funnel declares no languages; "
+        "add 'languages: [en, hu]' under 'name:'"
+    ) in output
