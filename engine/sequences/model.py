@@ -141,8 +141,7 @@ class TransactionalEmail(Node):
 
     noun: ClassVar[str] = "email"
     id: Id = Field(description="a stable id for this email, like checklist-delivery")
-    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}; with "
-                                      "languages, one per language: {en: ..., hu: ...}")
+    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}")
     template: str = Field(description="the Jinja template under templates/, like marathon/welcome.html")
 
 
@@ -279,8 +278,7 @@ class Email(Node):
     id: Id = Field(description="a stable id, unique in the funnel, like b-choosing-shoes")
     role: Literal["education", "sale"] | None = Field(
         None, description="education or sale")
-    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}; with "
-                                      "languages, one per language: {en: ..., hu: ...}")
+    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}")
     template: str = Field(description="the Jinja template under templates/, like marathon/shoes.html")
     after: Delay | None = Field(None, description="time since the previous email (or since the "
                                                   "path began), like 2d; default: the spacing")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.project.folder import Project
+from engine.project.release import make_release
 
 STARTER = Path(__file__).resolve().parents[2] / "engine" / "project" / "starter"
 
@@ -106,3 +107,68 @@ def test_texts_per_language_need_the_funnel_to_declare_them(project: Path) -> No
         "the subject of email 'confirm' is given per language, but the funnel declares no languages; "
         "add 'languages: [en, hu]' under 'name:'"
     ) in output
+
+
+def _with_variant(project: Path) -> Path:
+    """b-flour tries a short version, in both languages."""
+    sequence = project / "sequences" / "home-bakery.yaml"
+    old = (
+        'subject: {en: "Which flour to buy (and which to skip)", hu: "Milyen lisztet vegyél (és milyet ne)"}}'
+    )
+    text = sequence.read_text()
+    assert old in text
+    sequence.write_text(
+        text.replace(
+            old,
+            old[:-1] + ",\n"
+            "           variants: [{id: plain}, {id: short, template: home-bakery/b-flour-short.html,\n"
+            '                       subject: {en: "Flour, briefly", hu: "Liszt, röviden"}}],\n'
+            "           experiment: {metric: clicks}}",
+        )
+    )
+    templates = project / "templates"
+    (templates / "home-bakery" / "b-flour-short.html").write_text(
+        '{% extends "layout.html" %}{% block body %}<p>Bread flour.</p>{% endblock %}\n'
+    )
+    (templates / "hu" / "home-bakery" / "b-flour-short.html").write_text(
+        '{% extends "hu/layout.html" %}{% block body %}<p>Kenyérliszt.</p>{% endblock %}\n'
+    )
+    return project
+
+
+def test_an_experiments_variant_has_its_version_in_each_language(project: Path) -> None:
+    code, output = _validate(_with_variant(project))
+    assert code == 0, output
+    plan = Project(project).plan("home-bakery")
+    english = plan.email("b-flour").as_variant("short")  # type: ignore[union-attr]
+    hungarian = plan.in_language("hu").email("b-flour").as_variant("short")  # type: ignore[union-attr]
+    assert (english.subject, english.template) == ("Flour, briefly", "home-bakery/b-flour-short.html")
+    assert (hungarian.subject, hungarian.template) == ("Liszt, röviden", "hu/home-bakery/b-flour-short.html")
+    assert plan.in_language("hu").email("b-flour").as_variant(None).subject == (  # type: ignore[union-attr]
+        "Milyen lisztet vegyél (és milyet ne)"
+    )
+    (project / "templates" / "hu" / "home-bakery" / "b-flour-short.html").unlink()
+    code, output = _validate(project)
+    assert code == 1
+    assert (
+        "the 'hu' version of variant 'short' of email 'b-flour' has no template: "
+        "'hu/home-bakery/b-flour-short.html' not found"
+    ) in output
+
+
+def test_a_hungarian_edit_changes_that_emails_text_in_the_release_and_no_other(project: Path) -> None:
+    def texts() -> dict[str, str]:
+        folder = Project(project)
+        snapshot = folder.snapshot()
+        result = folder.check(snapshot=snapshot)
+        assert not result.errors
+        return dict(make_release(snapshot, [f.plan for f in result.funnels]).texts)
+
+    before = texts()
+    hungarian = project / "templates" / "hu" / "home-bakery" / "k-steam.html"
+    hungarian.write_text(hungarian.read_text().replace("négyféleképpen", "többféleképpen") + "<!-- -->\n")
+    after = texts()
+    assert [k for k in before if before[k] != after[k]] == ["home-bakery/k-steam"]
+    sequence = project / "sequences" / "home-bakery.yaml"
+    sequence.write_text(sequence.read_text().replace('hu: "Első nap: a kovász etetése"', 'hu: "Első nap"'))
+    assert [k for k in after if after[k] != texts()[k]] == ["home-bakery/b-starter"]
