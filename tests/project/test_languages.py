@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.flow.explain import Explanation
 from engine.project.folder import Project
 from engine.project.release import make_release
+from engine.subscribers.profile import EnrollmentView, Profile
+from engine.web.dashboard.timeline import entries
 
 STARTER = Path(__file__).resolve().parents[2] / "engine" / "project" / "starter"
 
@@ -172,3 +176,26 @@ def test_a_hungarian_edit_changes_that_emails_text_in_the_release_and_no_other(p
     sequence = project / "sequences" / "home-bakery.yaml"
     sequence.write_text(sequence.read_text().replace('hu: "Első nap: a kovász etetése"', 'hu: "Első nap"'))
     assert [k for k in after if after[k] != texts()[k]] == ["home-bakery/b-starter"]
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject"), [("hu", "Első nap: a kovász etetése"), ("de", "Day one: feeding your starter")]
+)
+def test_the_dashboards_timeline_names_the_subject_the_person_read(
+    project: Path, locale: str, subject: str
+) -> None:
+    plan = Project(project).plan("home-bakery")
+    sent = {
+        "step": "b-starter",
+        "variant": None,
+        "status": "sent",
+        "sent_at": datetime(2026, 3, 3, tzinfo=UTC),
+        "created_at": datetime(2026, 3, 3, tzinfo=UTC),
+        "last_reply": None,
+        "release": None,
+        "funnel": "home-bakery",
+    }
+    view = EnrollmentView({"funnel": "home-bakery"}, [sent], Explanation(None, None, ""))
+    profile = Profile({"locale": locale, "timezone": "UTC"}, [], [], [], [view])
+    (entry,) = entries(profile, {"home-bakery": plan})
+    assert entry.text == f"sent 'b-starter' “{subject}”"
