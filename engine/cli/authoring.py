@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.cli.sample import parse_data, render_sample
+from engine.cli.sample import LOCALE_HELP, check_locale, parse_data, render_sample
 from engine.config import database_url
 from engine.errors import EngineError, did_you_mean, display_path
 from engine.flow.actions import End, EnterPath, EnterSegment, Send, Skip
@@ -27,7 +26,7 @@ from engine.project.release import make_release
 from engine.project.summary import summarize
 from engine.sequences.broadcast_model import json_schema as broadcast_schema
 from engine.sequences.model import json_schema
-from engine.sequences.plan import PathPlan, Plan, Role
+from engine.sequences.plan import Plan, Role
 from engine.sequences.values import format_delay, parse_delay
 from engine.sequences.window import zone
 from engine.store.db import not_created_yet, shown_url
@@ -97,11 +96,12 @@ def validate(obj: Context, paths: tuple[Path, ...], against_db: bool, as_json: b
 @click.option("--variant", metavar="ID",
               help="Show this variant of every email that has it (default: the one the "
                    "experiment's rule picks for this person; docs/experiments.md).")
+@click.option("--locale", metavar="TAG", help=LOCALE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the emails as a JSON array.")
 @pass_project
 def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events: tuple[str, ...],
                      start: str | None, timezone: str, magnet: str | None, days: int,
-                     idle: bool, variant: str | None, as_json: bool) -> None:
+                     idle: bool, variant: str | None, locale: str | None, as_json: bool) -> None:
     """Print the dated timeline one subscriber would receive."""
     plan = _plan(obj, funnel)
     if variant is not None:
@@ -116,9 +116,13 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
                     reader=not idle, variant=variant)
     timeline = simulate(plan, script)
     renderer = Renderer(obj.project.templates_dir)
-    subscriber = Subscriber(SAMPLE.email, SAMPLE.name, timezone=timezone,
+    if locale is not None:
+        check_locale(locale)
+    subscriber = Subscriber(SAMPLE.email, SAMPLE.name, locale=locale or SAMPLE.locale, timezone=timezone,
                             given_first_name=SAMPLE.given_first_name, given_last_name=SAMPLE.given_last_name)
-    rows = [_row(plan, renderer, subscriber, magnet, entry) for entry in timeline.entries]
+    # The steps are the same in every language; the subjects shown are in the one this person reads.
+    written = plan.in_language(subscriber.locale)
+    rows = [_row(written, renderer, subscriber, magnet, entry) for entry in timeline.entries]
     if as_json:
         emails = [{k: v for k, v in r.items() if k != "note"} for r in rows if r["step"]]
         click.echo(json.dumps(emails, indent=2, ensure_ascii=False))
@@ -135,14 +139,16 @@ def simulate_command(obj: Context, funnel: str, answers: tuple[str, ...], events
               help="Write STEP.html and STEP.txt (STEP-VARIANT.*) into this folder.")
 @click.option("--variant", metavar="ID", help="Render this variant of the email (its experiment's "
                                                "versions: docs/experiments.md).")
+@click.option("--locale", metavar="TAG", help=LOCALE_HELP)
 @pass_project
 def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path | None,
-            variant: str | None) -> None:
+            variant: str | None, locale: str | None) -> None:
     """Render one email (HTML and plain text) with sample subscriber data."""
     plan = _plan(obj, funnel)
     if variant is not None:
-        plan = _as_variant(plan, step_id, variant)
-    sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data))
+        _check_email_variant(plan, step_id, variant)
+    sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data), locale=locale,
+                           variant=variant)
     email, subscriber, rendered = sample.email, sample.subscriber, sample.rendered
     if out is not None:
         name = f"{email.id}-{variant}" if variant else email.id
@@ -152,6 +158,8 @@ def preview(obj: Context, funnel: str, step_id: str, data: str | None, out: Path
         click.echo(f"wrote {out / (name + '.html')} and {out / (name + '.txt')}")
         return
     shown = f"Variant: {variant}\n" if variant else ""
+    if sample.plan.language is not None:
+        shown += f"Language: {sample.plan.language} (for locale {subscriber.locale})\n"
     click.echo(f"From: {plan.sender}\nTo: {formataddr((subscriber.name, subscriber.email))}\n"
                f"{shown}Subject: {rendered.subject}\n")
     click.echo(rendered.text)
@@ -221,28 +229,16 @@ def _check_variant(plan: Plan, variant: str) -> None:
                                  f"{did_you_mean(variant, known, words)}", param_hint="--variant")
 
 
-def _as_variant(plan: Plan, step_id: str, variant: str) -> Plan:
-    """`plan` with its email `step_id` as its variant `variant` renders it (preview --variant)."""
+def _check_email_variant(plan: Plan, step_id: str, variant: str) -> None:
+    """preview --variant names a variant of the email `step_id`."""
     email = plan.email(step_id)
     if email is None:
-        return plan  # render_sample says the step is unknown, with its 'did you mean'
+        return  # render_sample says the step is unknown, with its 'did you mean'
     known = [v.id for v in email.variants]
     if variant not in known:
         words = f"its variants: {', '.join(known)}" if known else "it has no variants"
         raise click.BadParameter(f"email '{step_id}' has no variant '{variant}'; "
                                  f"{did_you_mean(variant, known, words)}", param_hint="--variant")
-    shown = email.as_variant(variant)
-
-    def swap(path: PathPlan) -> PathPlan:
-        return replace(path, steps=tuple(shown if e.id == step_id else e for e in path.steps))
-
-    return replace(
-        plan,
-        segments=tuple(replace(s, nurture=swap(s.nurture), sales=swap(s.sales),
-                               customer=swap(s.customer)) for s in plan.segments),
-        winback=replace(plan.winback, path=swap(plan.winback.path)) if plan.winback else None,
-        broadcasts=tuple(replace(b, email=shown) if b.email.id == step_id else b
-                         for b in plan.broadcasts))
 
 
 def _plan(obj: Context, funnel: str) -> Plan:
@@ -314,7 +310,8 @@ def _row(plan: Plan, renderer: Renderer, subscriber: Subscriber, magnet: str | N
                            "step": None, "variant": None, "role": None, "subject": None,
                            "note": None}
     if isinstance(action, Send):
-        email = action.email.as_variant(action.variant)  # the version this person gets
+        # In the subscriber's language, then the version this person gets.
+        email = (plan.email(action.email.id) or action.email).as_variant(action.variant)
         context = template_context(plan, email, subscriber, PreviewLinks(), magnet=magnet,
                                    segment=entry.segment, sent_at=entry.at)
         row.update(path=email.path.value, step=email.id, variant=action.variant,

@@ -15,6 +15,7 @@ from engine.cli.main import Context
 from engine.errors import EngineError, SequenceFileError, UnknownStepError, did_you_mean
 from engine.mail.context import SAMPLE, Links, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Rendered, Renderer
+from engine.sequences.languages import TAG
 from engine.sequences.plan import EmailStep, Plan
 from engine.sequences.window import zone
 
@@ -71,20 +72,29 @@ def _parse_sent_at(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class Sample:
-    """An email rendered for a sample subscriber."""
+    """An email rendered for a sample subscriber, in the funnel's language they read (`plan`)."""
 
     email: EmailStep
     subscriber: Subscriber
     rendered: Rendered
+    plan: Plan
 
 
 def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str, Any], *,
-                  address: str = SAMPLE.email, links: Links | None = None) -> Sample:
-    """Render `step_id` of `plan` for the sample subscriber, with `given` (--data) overriding it."""
-    email = plan.email(step_id)
-    if email is None:
+                  address: str = SAMPLE.email, links: Links | None = None,
+                  locale: str | None = None, variant: str | None = None) -> Sample:
+    """Render `step_id` of `plan` for the sample subscriber, with `given` (--data) overriding it:
+    in the language `locale` (--locale, else --data's locale) reads, as `variant` if given."""
+    if plan.email(step_id) is None:
         error = UnknownStepError(plan.funnel, step_id, [e.id for e in plan.emails()])
         raise click.BadParameter(str(error), param_hint="STEP")
+    if locale is not None:
+        check_locale(locale)
+        given = {**given, "locale": locale}
+    plan = plan.in_language(str(given.get("locale", SAMPLE.locale)))
+    email = plan.email(step_id)
+    assert email is not None  # every language's plan has the same steps
+    email = email.as_variant(variant)
     subscriber = Subscriber(
         email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
         locale=str(given.get("locale", SAMPLE.locale)), timezone=str(given.get("timezone", "UTC")),
@@ -101,4 +111,16 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
     context = template_context(plan, email, subscriber, links or PreviewLinks(),
                                magnet=given.get("magnet"), segment=given.get("segment"),
                                sent_at=sent_at)
-    return Sample(email, subscriber, Renderer(templates_dir).render(email, context))
+    return Sample(email, subscriber, Renderer(templates_dir).render(email, context), plan)
+
+
+def check_locale(locale: str) -> None:
+    """--locale is a language tag (en, hu, pt-BR)."""
+    if not TAG.match(locale):
+        raise click.BadParameter(f"'{locale}' is not a language tag; write one like en, hu or pt-BR",
+                                 param_hint="--locale")
+
+
+LOCALE_HELP = ("The subscriber's locale, like hu or pt-BR: the email in that language (its exact "
+               "tag, then its primary language, else the funnel's default; docs/languages.md), "
+               "dates and numbers written its way.")

@@ -14,7 +14,7 @@ from email.utils import parseaddr
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.cli.sample import load_plan, parse_data, render_sample
+from engine.cli.sample import LOCALE_HELP, load_plan, parse_data, render_sample
 from engine.daemon.wiring import make_transport
 from engine.errors import EngineError
 from engine.mail.context import PreviewLinks
@@ -31,8 +31,9 @@ SUBJECT_PREFIX = "[test] "
 @click.option("--to", "to", required=True, metavar="ADDRESS", help="Where to send the test email.")
 @click.option("--data", help="Subscriber data as JSON: name, email, locale, timezone, fields, magnet, "
                              "segment, sent_at.")
+@click.option("--locale", metavar="TAG", help=LOCALE_HELP)
 @pass_project
-def send_test(obj: Context, funnel: str, step_id: str, to: str, data: str | None) -> None:
+def send_test(obj: Context, funnel: str, step_id: str, to: str, data: str | None, locale: str | None) -> None:
     """Send one email of a funnel to ADDRESS, with sample data, through the configured transport."""
     try:
         check_address(to.strip(), "--to")
@@ -47,7 +48,7 @@ def send_test(obj: Context, funnel: str, step_id: str, to: str, data: str | None
         raise click.ClickException(str(error)) from error
     links = PreviewLinks(settings.links_url.rstrip("/"))
     sample = render_sample(plan, obj.project.templates_dir, step_id, parse_data(data),
-                           address=to, links=links)
+                           address=to, links=links, locale=locale)
     sender = parseaddr(plan.sender)[1]
     domain = settings.message_id_domain or sender.rpartition("@")[2] or "localhost"
     message_id = new_message_id(domain)

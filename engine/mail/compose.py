@@ -87,7 +87,9 @@ def compose(
             sent_at=date,
             dated=dated,
         )
-        key: tuple[object, ...] = (plan.funnel, email.id, magnet, segment)
+        # The locale writes numbers and prices (numbers.py): emails of one step share a text
+        # skeleton only within one locale.
+        key: tuple[object, ...] = (plan.funnel, email.id, magnet, segment, context["locale"])
         if dated:
             # The text skeleton of a dated email holds the date: share it only between
             # emails that write the same date (same locale, zone and minute).

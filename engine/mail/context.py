@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from engine.mail import names
 from engine.mail.dates import Moment
+from engine.sequences.languages import writing_locale
 from engine.sequences.plan import EmailStep, Plan
 
 
@@ -93,7 +94,7 @@ SAMPLES = (SAMPLE, Subscriber(email="someone@example.com"))
 # The names a template may use; the validator reports any other as undefined.
 TOP_LEVEL = ("subscriber", "funnel", "sender", "magnet", "survey", "segment", "vars",
              "email", "unsubscribe_url", "confirm_url", "postal_address",
-             "sent_at", "deadline", "days", "hours", "weeks")
+             "sent_at", "deadline", "days", "hours", "weeks", "locale")
 
 
 def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links: Links, *,
@@ -136,7 +137,8 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
         "unsubscribe_url": links.unsubscribe(email),
         "confirm_url": links.confirm() if used("confirm_url") else "",
         "postal_address": plan.postal_address,
+        "locale": writing_locale(subscriber.locale, plan.language),
     }
     if dated:
-        context["sent_at"] = Moment.of(sent_at or datetime.now(UTC), subscriber.locale, subscriber.timezone)
+        context["sent_at"] = Moment.of(sent_at or datetime.now(UTC), context["locale"], subscriber.timezone)
     return context

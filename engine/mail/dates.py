@@ -1,6 +1,6 @@
 """Dates in templates: the send time and deadlines in the subscriber's zone, written in their language.
 
-The only module that imports Babel: its CLDR data knows how each locale writes a date
+With numbers.py, the only module that imports Babel: its CLDR data knows how each locale writes a date
 ("Friday, December 12" in en, "Freitag, 12. Dezember" in de), which no format string
 written by hand can. Templates get `sent_at` (a `Moment`), `deadline(days=3)` and the
 `date`, `time` and `datetime` filters; docs/sequence-files.md shows them to marketers.

@@ -27,7 +27,7 @@ from jinja2 import (
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
-from engine.mail import dates
+from engine.mail import dates, numbers
 from engine.mail.plaintext import html_to_text
 from engine.mail.textpart import TextParts
 from engine.sequences.plan import EmailStep
@@ -120,6 +120,8 @@ def make_environment(templates_dir: Path, files: Mapping[str, bytes] | None = No
     # sent_at's filters and helpers (dates.py): `{{ deadline(days=3) | date("weekday") }}`.
     env.filters.update(dates.FILTERS)
     env.globals.update(dates.GLOBALS)
+    # Numbers and prices in the email's locale: `{{ vars.price | money("EUR") }}` (numbers.py).
+    env.filters.update(numbers.FILTERS)
     return env
 
 

@@ -123,11 +123,16 @@ def make_release(snapshot: Snapshot, plans: Iterable[Plan]) -> Release:
     families = _Families(snapshot.templates)
     texts, paths = {}, {}
     for plan in plans:
-        shared = _shared_text(plan)
+        # Each language's titles and labels, subjects and templates (templates/hu/...) are the
+        # email's text as much as the default's: a Hungarian edit is an edit (docs/languages.md).
+        shared = _shared_text(plan) + "".join(_shared_text(t) for t in plan.translations)
         for email in plan.emails():
+            versions = [email, *(e for t in plan.translations if (e := t.email(email.id)) is not None)]
             # The templates its variants extend or include are part of its text too.
-            family = families.of(email.template).union(*(families.of(v.template) for v in email.variants))
-            texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, family, templates)
+            names = [name for version in versions
+                     for name in (version.template, *(v.template for v in version.variants))]
+            family = frozenset[str]().union(*(families.of(name) for name in names))
+            texts[f"{plan.funnel}/{email.id}"] = _text_hash(email, shared, family, templates, versions[1:])
         for segment in plan.segments:
             for kind in (PathKind.NURTURE, PathKind.SALES, PathKind.CUSTOMER):
                 paths[f"{plan.funnel}/{segment.id}/{kind.value}"] = tuple(
@@ -216,7 +221,8 @@ def _shared_text(plan: Plan) -> str:
     }, sort_keys=True, default=str)
 
 
-def _text_hash(email: EmailStep, shared: str, family: frozenset[str], templates: Mapping[str, str]) -> str:
+def _text_hash(email: EmailStep, shared: str, family: frozenset[str], templates: Mapping[str, str],
+               translated: Iterable[EmailStep] = ()) -> str:
     sha = hashlib.sha256(shared.encode())
     sha.update(f"\0{email.subject}\0{email.role.value}\0{email.last_chance}\0{email.template}".encode())
     for name in sorted(family):
@@ -226,6 +232,11 @@ def _text_hash(email: EmailStep, shared: str, family: frozenset[str], templates:
     for variant in email.variants:
         sha.update(f"\0variant\0{variant.id}\0{variant.subject}\0{variant.template}"
                    f"\0{templates.get(variant.template, '-')}".encode())
+    # Only a funnel with languages hashes them, so one without stays as earlier releases hashed it.
+    for version in translated:
+        sha.update(f"\0translated\0{version.subject}\0{version.template}".encode())
+        for variant in version.variants:
+            sha.update(f"\0variant\0{variant.id}\0{variant.subject}\0{variant.template}".encode())
     return sha.hexdigest()
 
 

@@ -49,13 +49,16 @@ class TemplateChecker:
         """Every template problem of this funnel (each template file reported once)."""
         errors: list[SequenceError] = []
         written = {e.id: e for e in all_emails(funnel)}
-        sample = self._sample_context(plan)
-        for email in plan.emails():
-            node = written.get(email.id)
-            if node is None:  # a duplicate id: already reported by the validator
-                continue
-            errors.extend(e for e in self._versions(plan, email, node._where, marks, sample)
-                          if e not in errors)
+        # The default language's templates, then each further language's (templates/<lang>/...),
+        # checked the same way: a Hungarian template must have its footer too.
+        for version in (plan, *plan.translations):
+            sample = self._sample_context(version)
+            for email in version.emails():
+                node = written.get(email.id)
+                if node is None:  # a duplicate id: already reported by the validator
+                    continue
+                errors.extend(e for e in self._versions(version, email, node._where, marks, sample)
+                              if e not in errors)
         return errors
 
     def check_broadcast(self, broadcast: BroadcastPlan, plan: Plan, marks: Marks) -> list[SequenceError]:
@@ -71,7 +74,9 @@ class TemplateChecker:
                   sample: dict[str, Any] | None) -> Iterator[SequenceError]:
         """The problems of an email written at `at`, then of each of its variants: a variant's
         own subject or template is checked exactly as the email's, and reported at its own line."""
-        yield from self._email(plan, email, at, at, marks, sample)
+        translated = plan.language if plan.languages and plan.language != plan.languages[0] else None
+        own = f"the '{translated}' version of " if translated else ""
+        yield from self._email(plan, email, at, at, marks, sample, f"{own}email '{email.id}'", translated)
         for i, variant in enumerate(email.variants):
             written = (*at, "variants", i)
             own_subject = (*written, "subject") in marks.values
@@ -80,20 +85,29 @@ class TemplateChecker:
                 continue  # the email as written: checked above
             yield from self._email(plan, email.as_variant(variant.id),
                                    written if own_subject else at, written if own_template else at,
-                                   marks, sample, f"variant '{variant.id}' of email '{email.id}'")
+                                   marks, sample, f"{own}variant '{variant.id}' of email '{email.id}'",
+                                   translated)
 
     def _sample_context(self, plan: Plan) -> dict[str, Any] | None:
         return template_context(plan, next(plan.emails()), SAMPLE, PreviewLinks()) if self.full else None
 
     def _email(self, plan: Plan, email: EmailStep, subject_at: tuple[str | int, ...],
                template_at: tuple[str | int, ...], marks: Marks, sample: dict[str, Any] | None,
-               label: str | None = None) -> list[SequenceError]:
+               label: str, language: str | None = None) -> list[SequenceError]:
         """The subject's and the template's problems of one email whose subject is written at
-        `subject_at` and template at `template_at` in its file; `label` names it in a footer error."""
-        subject_errors = self._subject(email, (*subject_at, "subject"), marks, sample)
+        `subject_at` and template at `template_at` in its file; `label` names it in a footer error.
+        `language`: a further language's version, whose subject is the `language:` entry."""
+        subject_key = (*subject_at, "subject")
+        if plan.language is not None and (*subject_key, plan.language) in marks.values:
+            subject_key = (*subject_key, plan.language)  # {en: ..., hu: ...}: this language's entry
+        # A subject left untranslated is the validator's error; its text is checked as the default's.
+        untranslated = language is not None and subject_key[-1] != language
+        subject_errors = [] if untranslated else self._subject(email, subject_key, marks, sample)
         errors = list(subject_errors)
         where = (*template_at, "template")
         if not self._exists(email.template):
+            if language is not None:
+                return [*errors, self._untranslated(email.template, language, label, where, marks)]
             return [*errors, self._not_found(email.template, where, marks)]
         family = self._scan((email.template, tuple(sorted(plan.vars))), sample)
         if any(self._file_errors[key] for key in family):
@@ -103,10 +117,17 @@ class TemplateChecker:
                     errors.extend(e for e in self._file_errors[key] if e not in errors)
             return errors
         if sample is not None:
-            rendered_at = None if subject_errors else (*subject_at, "subject")
-            errors.extend(self._sample(plan, email, where, marks, rendered_at,
-                                       label or f"email '{email.id}'"))
+            rendered_at = None if subject_errors or untranslated else subject_key
+            errors.extend(self._sample(plan, email, where, marks, rendered_at, label))
         return errors
+
+    def _untranslated(self, name: str, language: str, label: str, where: tuple[str | int, ...],
+                      marks: Marks) -> SequenceError:
+        default = name.removeprefix(f"{language}/")
+        return marks.error(where, f"{label} has no template: '{name}' not found in "
+                           f"{display_path(self.renderer.templates_dir)}/",
+                           f"write it: a copy of {default} in '{language}', saved as "
+                           f"templates/{name}")
 
     def _exists(self, name: str) -> bool:
         try:
@@ -237,8 +258,10 @@ class TemplateChecker:
                                                  in rendered),
                                               ("postal address", address_shown)) if not shown]
             if lacks:
-                return [marks.error(where, f"{label} has no {' and no '.join(lacks)}",
-                                    _FOOTER_FIX)]
+                fix = _FOOTER_FIX
+                if plan.languages and plan.language != plan.languages[0]:  # templates/hu/...: its layout
+                    fix = fix.replace('"layout.html"', f'"{plan.language}/layout.html"')
+                return [marks.error(where, f"{label} has no {' and no '.join(lacks)}", fix)]
         return []
 
 

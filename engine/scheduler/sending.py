@@ -194,7 +194,10 @@ class Sender:
                 reply=f"not sent: step '{row['step']}' of funnel "
                 f"'{row['funnel']}' is no longer in the sequence files",
             )
-        email = email.as_variant(row.get("variant"))  # an experiment's: the version decided for them
+        # In the subscriber's language (docs/languages.md): that language's subject and template,
+        # else the funnel's default; then the experiment's version decided for them.
+        plan = plan.in_language(row["locale"])
+        email = (plan.email(row["step"]) or email).as_variant(row.get("variant"))
         held = self.policy.hold(row, plan, email, now)
         if held is not None:
             return held

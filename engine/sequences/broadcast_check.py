@@ -59,6 +59,11 @@ def check_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel | None,
         errors.extend(_answers(broadcast, marks, funnel))
     errors.extend(_signup_dates(broadcast, marks))
     errors.extend(check_experiment(broadcast.email, "the broadcast's email", marks, broadcast=True))
+    for i, variant in enumerate(broadcast.email.variants or []):
+        if isinstance(variant.subject, dict):  # docs/languages.md: broadcasts are in one language
+            errors.append(marks.error(("email", "variants", i, "subject"), "a broadcast is written in "
+                                      "one language: its subjects are not given per language",
+                                      "write the subject in the funnel's default language, as text"))
     if broadcast.email.role == "education" and broadcast.send.when_ratio_breaks is not None:
         errors.append(marks.error(("send", "when_ratio_breaks"), "'when_ratio_breaks' is for sale "
                                   "broadcasts: an education email never breaks the ratio",

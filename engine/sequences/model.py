@@ -101,6 +101,14 @@ Sample = Annotated[float, BeforeValidator(_sample),
                    WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$",
                                    "examples": ["20%", "10%"]})]
 VarValue = str | int | float | bool
+# A text a subscriber reads, in one language or in each of the funnel's (docs/languages.md):
+# "Your checklist" or {en: "Your checklist", hu: "Itt a listád"}. Checked in languages_check.py.
+Text = Annotated[str | dict[str, str], WithJsonSchema({"oneOf": [
+    {"type": "string"},
+    {"type": "object", "additionalProperties": {"type": "string"},
+     "propertyNames": {"pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"},
+     "examples": [{"en": "Your checklist is here", "hu": "Itt a listád"}]},
+]})]
 # Checked in validate.py, not here, so that a missing exit gets its own message.
 ExitOn = Annotated[Any, WithJsonSchema({"oneOf": [
     {"const": "purchase"},
@@ -133,7 +141,7 @@ class TransactionalEmail(Node):
 
     noun: ClassVar[str] = "email"
     id: Id = Field(description="a stable id for this email, like checklist-delivery")
-    subject: str = Field(description="the subject line; may use {{ subscriber.first_name }}")
+    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}")
     template: str = Field(description="the Jinja template under templates/, like marathon/welcome.html")
 
 
@@ -177,7 +185,8 @@ class Magnet(Node):
 
     noun: ClassVar[str] = "magnet"
     id: Id = Field(description="a stable id, like checklist")
-    title: str = Field(description="what the magnet is called, like '10 things to do before every run'")
+    title: Text = Field(description="what the magnet is called, like '10 things to do before every "
+                                    "run'; with languages, one per language")
     download_url: Url | None = Field(None, description="where it can be downloaded, if it is a file")
     email: TransactionalEmail = Field(description="the email that delivers it")
 
@@ -187,7 +196,7 @@ class Answer(Node):
 
     noun: ClassVar[str] = "answer"
     id: Id = Field(description="a stable id, like beginner")
-    label: str = Field(description="the text of the answer link")
+    label: Text = Field(description="the text of the answer link; with languages, one per language")
     segment: Id | None = Field(None, description="the segment this answer puts the subscriber in")
 
 
@@ -196,7 +205,8 @@ class Question(Node):
 
     noun: ClassVar[str] = "question"
     id: Id = Field(description="a stable id, like experience")
-    text: str = Field(description="the question as the subscriber reads it")
+    text: Text = Field(description="the question as the subscriber reads it; with languages, one "
+                                   "per language")
     answers: list[Answer] = Field(min_length=2, description="at least two answers")
 
 
@@ -230,8 +240,8 @@ class Variant(Node):
     noun: ClassVar[str] = "variant"
     id: Id = Field(description="a stable id for this version, like question; stats and timelines "
                                "name it")
-    subject: str | None = Field(None, description="this version's subject line; default: the "
-                                                  "email's")
+    subject: Text | None = Field(None, description="this version's subject line (one per language "
+                                                   "with languages); default: the email's")
     template: str | None = Field(None, description="this version's template under templates/; "
                                                    "default: the email's")
 
@@ -268,7 +278,7 @@ class Email(Node):
     id: Id = Field(description="a stable id, unique in the funnel, like b-choosing-shoes")
     role: Literal["education", "sale"] | None = Field(
         None, description="education or sale")
-    subject: str = Field(description="the subject line; may use {{ subscriber.first_name }}")
+    subject: Text = Field(description="the subject line; may use {{ subscriber.first_name }}")
     template: str = Field(description="the Jinja template under templates/, like marathon/shoes.html")
     after: Delay | None = Field(None, description="time since the previous email (or since the "
                                                   "path began), like 2d; default: the spacing")
@@ -355,6 +365,10 @@ class Funnel(Node):
                               arbitrary_types_allowed=True)
     funnel: Id = Field(description="the funnel's id, used in forms and commands, like first-marathon")
     name: str = Field(description="a name people read")
+    languages: list[str] | None = Field(
+        None, description="the languages its emails are written in, the default first, like "
+        "[en, hu]: each subject is then {en: ..., hu: ...} and templates/hu/ holds the Hungarian "
+        "templates (docs/languages.md)")
     sender: Sender = Field(description="who the email comes from")
     signup: Signup = Field(description="what happens on signup")
     defaults: Defaults = Field(default_factory=Defaults, description="spacing, window, cap, ratio")

@@ -9,6 +9,7 @@ from email.utils import parseaddr
 from enum import StrEnum
 from functools import cached_property
 
+from engine.sequences.languages import choose
 from engine.sequences.values import Ratio
 from engine.sequences.window import FrequencyCap, SendWindow, zone
 
@@ -304,6 +305,29 @@ class Plan:
     products: Mapping[str, str] = field(default_factory=dict, hash=False)
     # The broadcasts (broadcasts/*.yaml) that go to this funnel's people, in file order.
     broadcasts: tuple[BroadcastPlan, ...] = ()
+    # The language this plan's texts and templates are in, and the funnel's languages, the
+    # default first (docs/languages.md); None and () when the file declares none.
+    language: str | None = None
+    languages: tuple[str, ...] = ()
+    # The same funnel in each further language: same steps and ids, that language's subjects,
+    # titles and labels, and its templates under templates/<language>/.
+    translations: tuple[Plan, ...] = field(default=(), hash=False, compare=False, repr=False)
+
+    def in_language(self, locale: str | None) -> Plan:
+        """The funnel as a subscriber whose locale is `locale` reads it: the language matching it
+        (exact tag, then primary language: pt-BR reads pt), else the default (this plan)."""
+        language = choose(locale, self.languages)
+        if language is None or language == self.language:
+            return self
+        found = self._in_languages.get(language)
+        return self if found is None else found
+
+    @cached_property
+    def _in_languages(self) -> dict[str, Plan]:
+        # The broadcasts are attached to the default plan after compiling (project/folder.py):
+        # a translation serves them as written, in the default language.
+        return {p.language: replace(p, broadcasts=self.broadcasts) if self.broadcasts else p
+                for p in self.translations if p.language is not None}
 
     def customer_segment(self, segment: SegmentPlan, product: str | None) -> tuple[SegmentPlan, str]:
         """The segment whose customer path a purchase of `product` starts, and why.

@@ -8,6 +8,7 @@ from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
 from engine.sequences.compile import email_role, exit_products, path_emails
 from engine.sequences.experiment_check import check_experiment
+from engine.sequences.languages_check import check_languages
 from engine.sequences.loader import Marks
 from engine.sequences.plan import Role
 from engine.sequences.values import Ratio
@@ -15,7 +16,7 @@ from engine.sequences.values import Ratio
 
 def check_funnel(funnel: m.Funnel, marks: Marks) -> list[SequenceError]:
     """Every rule broken by `funnel`, in file order."""
-    checks = (_unique_ids, _signup, _survey, _reach, _paths, _products, _experiments)
+    checks = (_languages, _unique_ids, _signup, _survey, _reach, _paths, _products, _experiments)
     return [error for check in checks for error in check(funnel, marks)]
 
 
@@ -35,6 +36,10 @@ def all_emails(funnel: m.Funnel) -> Iterator[m.TransactionalEmail | m.Email]:
         yield from segment.sales.emails
     if funnel.winback:
         yield from funnel.winback.emails
+
+
+def _languages(funnel: m.Funnel, marks: Marks) -> Iterator[SequenceError]:
+    return check_languages(funnel, marks, all_emails(funnel))
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:

@@ -24,6 +24,7 @@ def delivery_by_message_id(conn: Connection, message_id: str) -> RowMapping | No
             DELIVERY.c.marketing,
             SUBSCRIBER.c.email,
             SUBSCRIBER.c.status.label("subscriber_status"),
+            SUBSCRIBER.c.locale,  # the pages behind the links speak their language
             ENROLLMENT.c.magnet,
         )
         .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)

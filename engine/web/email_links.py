@@ -22,10 +22,12 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.logs import log
 from engine.mail.tokens import verify
+from engine.sequences.plan import Plan
 from engine.store import sentmail
 from engine.store.db import DbConnection, DbError, Unavailable
 from engine.subscribers import inbound
 from engine.subscribers.leads import Proof
+from engine.web.catalogue import language_of
 from engine.web.context import Web, client_ip
 from engine.web.pages import not_found, page
 from engine.web.signup_form import FORM_TYPES, media_type, read_body
@@ -71,12 +73,19 @@ def router(web: Web) -> APIRouter:
         except Unavailable:
             pass
 
-    def names(delivery: Mapping[str, Any]) -> dict[str, Any]:
+    def written(delivery: Mapping[str, Any]) -> Plan | None:
+        """The funnel in the language its emails to this person are written in (docs/languages.md)."""
         plan = web.plans().get(delivery["funnel"])
+        return plan.in_language(delivery["locale"]) if plan else None
+
+    def names(delivery: Mapping[str, Any]) -> dict[str, Any]:
+        plan = written(delivery)
         return {
             "funnel_name": plan.name if plan else delivery["funnel"],
             "magnet_title": plan.magnet(delivery["magnet"]).title if plan else "your download",
             "email": delivery["email"],
+            # The page speaks the language of the emails; a funnel with none: the person's locale.
+            "language": language_of((plan.language if plan else None) or delivery["locale"]),
         }
 
     @routes.get("/confirm/{token}")
@@ -98,7 +107,7 @@ def router(web: Web) -> APIRouter:
 
     def answer_names(hit: _Found) -> dict[str, Any]:
         _, question, choice = hit.values
-        plan = web.plans().get(hit.delivery["funnel"])
+        plan = written(hit.delivery)
         questions = plan.survey.questions if plan and plan.survey else ()
         asked = next((q for q in questions if q.id == question), None)
         label = dict(asked.answers).get(choice, choice) if asked else choice

@@ -12,6 +12,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
+from engine.web.catalogue import DEFAULT, translator
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -31,9 +33,10 @@ def _environment() -> Environment:
     )
 
 
-def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """The page `name`.html rendered with `context`."""
-    html = _environment().get_template(f"{name}.html").render(**context)
+def page(name: str, status: int = 200, language: str = DEFAULT, **context: Any) -> HTMLResponse:
+    """The page `name`.html rendered with `context`, its words in `language` (catalogue.py)."""
+    html = _environment().get_template(f"{name}.html").render(
+        **context, lang=language, _=translator(language))
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 

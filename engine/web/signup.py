@@ -10,7 +10,7 @@ body, with 201 or 200 as DESIGN.md fixes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from engine.logs import log
+from engine.sequences.languages import from_browser
 from engine.sequences.plan import Plan
 from engine.store.db import DbConnection, Unavailable
 from engine.subscribers.addresses import MAX_LENGTH
@@ -44,6 +45,7 @@ from engine.web.signup_form import (
 
 PREFLIGHT_MAX_AGE = "600"
 MAX_PROBLEMS = 50  # listed per answer, as in the app's own validation answer
+MAX_LOCALE = 35  # the subscriber table's locale column
 
 
 class SignupBody(BaseModel):
@@ -142,6 +144,8 @@ def router(web: Web) -> APIRouter:
             _count(web, "invalid")
             return _refused(request, refusal)
         plan = signup.plan
+        if signup.lead.locale is None:
+            signup = _with_browser_locale(signup, request.headers.get("accept-language"))
         cors = origin if origin and origin.lower() in _origins(plan.allowed_origins) else None
         if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
             _count(web, "invalid")
@@ -202,6 +206,15 @@ def router(web: Web) -> APIRouter:
         )
 
     return routes
+
+
+def _with_browser_locale(signup: Signup, header: str | None) -> Signup:
+    """A form without `locale`: the browser's Accept-Language picks it, the best of the funnel's
+    languages it accepts, else its first language (docs/languages.md); no header, no locale."""
+    locale = from_browser(header, signup.plan.languages)
+    if locale is None or len(locale) > MAX_LOCALE:
+        return signup
+    return replace(signup, lead=replace(signup.lead, locale=locale))
 
 
 @lru_cache(maxsize=64)

@@ -53,6 +53,8 @@ def entries(profile: Profile, plans: Mapping[str, Plan]) -> list[Entry]:
     found: list[Entry] = []
     for view in profile.enrollments:
         plan = plans.get(view.row["funnel"])
+        if plan is not None:  # the subjects in the language this person's emails are in
+            plan = plan.in_language(profile.subscriber["locale"])
         for delivery in view.deliveries:
             found.append(_email(delivery, plan, profile.origin(delivery)))
     for event in profile.events:
