@@ -107,10 +107,9 @@ def router(web: Web, gate: Gate) -> APIRouter:
         if plan is None:
             return not_found(session, f"No funnel '{funnel}' to draw: the map is drawn from a sequence file, "
                                       "and no file of the release being served defines it.")
-        now = web.clock.now()
-        found = read_map(web.db_engine, plan, now=now)
+        found = read_map(web.db_engine, plan)
         return page("map", session=session, found=found, drawing=funnel_map(found), figures=figures,
-                    generated_at=now.isoformat())
+                    generated_at=web.clock.now().isoformat())
 
     @routes.post(HOME + "/funnels/{funnel}/steps/{step}/resume")
     async def resume(request: Request, funnel: str, step: str) -> Response:
