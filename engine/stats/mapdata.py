@@ -108,7 +108,13 @@ _PATH_STAGES = {Stage.NURTURE.value, Stage.SALES.value, Stage.CUSTOMER.value, St
 # The stages that count as being "in" a segment now, for the segment's own node.
 _IN_SEGMENT = {Stage.NURTURE.value, Stage.SALES.value, Stage.SALES_DONE.value, Stage.CUSTOMER.value}
 SIGNUP, ANSWERING, SALES_DONE, SUNSET, ENDED, SEGMENT = (
-    "signup:", "wait:answering", "end:sales_done:", "end:sunset", "end:ended", "segment:")
+    "signup:",
+    "wait:answering",
+    "end:sales_done:",
+    "end:sunset",
+    "end:ended",
+    "segment:",
+)
 
 
 def funnel_map(
@@ -124,27 +130,60 @@ def funnel_map(
     edges: list[Edge] = []
 
     def email(step: EmailStep, band: Band, lane: str | None, means: str) -> Place:
-        return Place(step.id, Kind.EMAIL, band, step.id, lane, counted.at.get(step.id, 0), means,
-                     step, numbers.get(step.id, {}))
+        return Place(
+            step.id,
+            Kind.EMAIL,
+            band,
+            step.id,
+            lane,
+            counted.at.get(step.id, 0),
+            means,
+            step,
+            numbers.get(step.id, {}),
+        )
 
     # Entry: one signup place per magnet, the confirmation, each magnet's email, the survey.
-    signups = [Place(SIGNUP + m.id, Kind.SIGNUP, Band.ENTRY, m.title, waiting=counted.magnets.get(m.id, 0),
-                     waiting_means="signed up through this magnet (everyone enrolled now)")
-               for m in plan.magnets]
+    signups = [
+        Place(
+            SIGNUP + m.id,
+            Kind.SIGNUP,
+            Band.ENTRY,
+            m.title,
+            waiting=counted.magnets.get(m.id, 0),
+            waiting_means="signed up through this magnet (everyone enrolled now)",
+        )
+        for m in plan.magnets
+    ]
     places += signups
     heads = [p.key for p in signups]
     if plan.confirmation:
         places.append(email(plan.confirmation, Band.ENTRY, None, "asked to confirm; not clicked yet"))
         if plan.confirmation_again:  # the same request once more, to whoever signs up again
-            places.append(email(plan.confirmation_again, Band.ENTRY, None, "nobody waits for it: it goes "
-                                "when an unconfirmed person signs up again"))
+            places.append(
+                email(
+                    plan.confirmation_again,
+                    Band.ENTRY,
+                    None,
+                    "nobody waits for it: it goes when an unconfirmed person signs up again",
+                )
+            )
         edges += [Edge(h, plan.confirmation.id) for h in heads]
         heads = [plan.confirmation.id]
     delivered = []
     for magnet, signup in zip(plan.magnets, signups, strict=True):
-        places.append(Place(magnet.email.id, Kind.EMAIL, Band.ENTRY, magnet.email.id, None,
-                            counted.magnet_due.get(magnet.id, 0), "confirmed; the magnet goes out next",
-                            magnet.email, numbers.get(magnet.email.id, {})))
+        places.append(
+            Place(
+                magnet.email.id,
+                Kind.EMAIL,
+                Band.ENTRY,
+                magnet.email.id,
+                None,
+                counted.magnet_due.get(magnet.id, 0),
+                "confirmed; the magnet goes out next",
+                magnet.email,
+                numbers.get(magnet.email.id, {}),
+            )
+        )
         edges.append(Edge(heads[0] if plan.confirmation else signup.key, magnet.email.id))
         delivered.append(magnet.email.id)
     heads = delivered
@@ -152,31 +191,55 @@ def funnel_map(
         survey = plan.survey
         places.append(email(survey.email, Band.ENTRY, None, "due to receive the survey"))
         edges += [Edge(h, survey.email.id) for h in heads]
-        places.append(Place(ANSWERING, Kind.WAIT, Band.ENTRY, "Waiting for an answer",
-                            waiting=counted.stages.get(Stage.ANSWERING.value, 0),
-                            waiting_means="sent the survey; the default segment after "
-                                          f"{format_delay(survey.wait)}"))
+        places.append(
+            Place(
+                ANSWERING,
+                Kind.WAIT,
+                Band.ENTRY,
+                "Waiting for an answer",
+                waiting=counted.stages.get(Stage.ANSWERING.value, 0),
+                waiting_means=f"sent the survey; the default segment after {format_delay(survey.wait)}",
+            )
+        )
         edges.append(Edge(survey.email.id, ANSWERING))
         heads = [ANSWERING]
 
     # Each segment: its column, nurture, sales (and the end of sales), the customer path.
     for segment in plan.segments:
         key = SEGMENT + segment.id
-        places.append(Place(key, Kind.SEGMENT, Band.SEGMENTS, segment.name, segment.id,
-                            counted.segments.get(segment.id, 0), "in this segment's nurture, sales or "
-                            "customer path now"))
+        places.append(
+            Place(
+                key,
+                Kind.SEGMENT,
+                Band.SEGMENTS,
+                segment.name,
+                segment.id,
+                counted.segments.get(segment.id, 0),
+                "in this segment's nurture, sales or customer path now",
+            )
+        )
         edges += [Edge(h, key) for h in heads]
         last = key
-        for band, kind, means in ((Band.NURTURE, PathKind.NURTURE, "next to receive this email"),
-                                  (Band.SALES, PathKind.SALES, "next to receive this email")):
+        for band, kind, means in (
+            (Band.NURTURE, PathKind.NURTURE, "next to receive this email"),
+            (Band.SALES, PathKind.SALES, "next to receive this email"),
+        ):
             for step in segment.path(kind).steps:
                 places.append(email(step, band, segment.id, means))
                 edges.append(Edge(last, step.id))
                 last = step.id
         done = SALES_DONE + segment.id
-        places.append(Place(done, Kind.END, Band.SALES, "Sales over, no purchase", segment.id,
-                            counted.sales_done.get(segment.id, 0),
-                            "had every sales email and bought nothing (a purchase still counts)"))
+        places.append(
+            Place(
+                done,
+                Kind.END,
+                Band.SALES,
+                "Sales over, no purchase",
+                segment.id,
+                counted.sales_done.get(segment.id, 0),
+                "had every sales email and bought nothing (a purchase still counts)",
+            )
+        )
         edges.append(Edge(last, done))
         last = ""
         for step in segment.customer.steps:
@@ -195,28 +258,54 @@ def funnel_map(
                 edges.append(Edge(last, step.id))
             last = step.id
         quiet = format_delay(plan.winback.sunset_after)
-        places.append(Place(SUNSET, Kind.END, Band.WINBACK, "Sunset",
-                            waiting=counted.stages.get(Stage.SUNSET.value, 0),
-                            waiting_means=f"no click within {quiet} of the win-back emails: "
-                                          "no more marketing email"))
+        places.append(
+            Place(
+                SUNSET,
+                Kind.END,
+                Band.WINBACK,
+                "Sunset",
+                waiting=counted.stages.get(Stage.SUNSET.value, 0),
+                waiting_means=f"no click within {quiet} of the win-back emails: no more marketing email",
+            )
+        )
         if last:
             edges.append(Edge(last, SUNSET))
-    places.append(Place(ENDED, Kind.END, Band.ENDED, "Left the funnel",
-                        waiting=counted.stages.get(Stage.ENDED.value, 0),
-                        waiting_means="unsubscribed, bounced, or at the end of the customer path"))
+    places.append(
+        Place(
+            ENDED,
+            Kind.END,
+            Band.ENDED,
+            "Left the funnel",
+            waiting=counted.stages.get(Stage.ENDED.value, 0),
+            waiting_means="unsubscribed, bounced, or at the end of the customer path",
+        )
+    )
     lanes = tuple((s.id, s.name) for s in plan.segments)
-    return FunnelMap(plan.funnel, plan.name, lanes, tuple(places), tuple(edges),
-                     tuple(sorted(counted.elsewhere.items())), _headings(plan))
+    return FunnelMap(
+        plan.funnel,
+        plan.name,
+        lanes,
+        tuple(places),
+        tuple(edges),
+        tuple(sorted(counted.elsewhere.items())),
+        _headings(plan),
+    )
 
 
 def _headings(plan: Plan) -> tuple[tuple[Band, str], ...]:
     """What each band of the map is, in a marketer's words."""
-    found = [(Band.NURTURE, f"Nurture: teaching, {plan.ratio} education to sale"),
-             (Band.SALES, "Sales: the offer, until a purchase"),
-             (Band.CUSTOMER, "Customers: after a purchase (it ends sales at once)")]
+    found = [
+        (Band.NURTURE, f"Nurture: teaching, {plan.ratio} education to sale"),
+        (Band.SALES, "Sales: the offer, until a purchase"),
+        (Band.CUSTOMER, "Customers: after a purchase (it ends sales at once)"),
+    ]
     if plan.winback:
-        found.append((Band.WINBACK, f"Win-back: from any path, after {format_delay(plan.winback.after)} "
-                                    "without an open or click"))
+        found.append(
+            (
+                Band.WINBACK,
+                f"Win-back: from any path, after {format_delay(plan.winback.after)} without an open or click",
+            )
+        )
     return tuple(found)
 
 
@@ -273,7 +362,6 @@ def _add(counts: dict[str, int], key: str, n: int) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-
 def read_map(db_engine: DbEngine, plan: Plan) -> FunnelMap:
     """The map of `plan` with who stands where now and every email's numbers, read from one snapshot.
 
@@ -287,6 +375,12 @@ def read_map(db_engine: DbEngine, plan: Plan) -> FunnelMap:
         counts = {c.step: c for c in step_counts(conn, plan.funnel)}
         held = {p["step"]: p["detail"] for p in pauses(conn, plan.funnel) if p["resumed_at"] is None}
         standing = [dict(row) for row in positions(conn, [plan.funnel])]
-    steps = [{**counts.get(e.id, StepCounts(plan.funnel, e.id)).as_dict(), "paused": e.id in held,
-              "paused_detail": held.get(e.id)} for e in plan.emails()]
+    steps = [
+        {
+            **counts.get(e.id, StepCounts(plan.funnel, e.id)).as_dict(),
+            "paused": e.id in held,
+            "paused_detail": held.get(e.id),
+        }
+        for e in plan.emails()
+    ]
     return funnel_map(plan, standing, steps)

@@ -27,16 +27,21 @@ FUNNELS = ("first-marathon", "camping-gear")
 # Who answers what, per funnel: (address, answers); None: never confirms.
 PEOPLE: dict[str, list[tuple[str, dict[str, str] | None]]] = {
     "first-marathon": [
-        ("new1@example.com", {"experience": "new"}), ("new2@example.com", {"experience": "regular"}),
-        ("racer1@example.com", {"experience": "racer"}), ("silent@example.com", {}),
-        ("buyer@example.com", {"experience": "new"}), ("leaver@example.com", {"experience": "racer"}),
+        ("new1@example.com", {"experience": "new"}),
+        ("new2@example.com", {"experience": "regular"}),
+        ("racer1@example.com", {"experience": "racer"}),
+        ("silent@example.com", {}),
+        ("buyer@example.com", {"experience": "new"}),
+        ("leaver@example.com", {"experience": "racer"}),
         ("unconfirmed@example.com", None),
     ],
     "camping-gear": [
         ("amateur@example.com", {"level": "amateur", "frequency": "monthly"}),
         ("pro@example.com", {"level": "pro", "frequency": "every-weekend"}),
         ("weekender@example.com", {"level": "amateur", "frequency": "every-weekend"}),
-        ("quiet@example.com", {}), ("nobody@example.com", None), ("nobody2@example.com", None),
+        ("quiet@example.com", {}),
+        ("nobody@example.com", None),
+        ("nobody2@example.com", None),
     ],
 }
 _PATH_STAGES = ("nurture", "sales", "customer", "winback")
@@ -46,8 +51,14 @@ _SENT = ("sent", "bounced", "unknown")
 @contextmanager
 def map_dashboard(db_url: str, folder: Path) -> Iterator[Dash]:
     """The shipped project served for real, with the dashboard's password set."""
-    harness = Harness(db_url, shipped_project(folder / "project"), START, api_key=API_KEY,
-                      admin_password=PASSWORD, base_url="http://127.0.0.1:8000")
+    harness = Harness(
+        db_url,
+        shipped_project(folder / "project"),
+        START,
+        api_key=API_KEY,
+        admin_password=PASSWORD,
+        base_url="http://127.0.0.1:8000",
+    )
     try:
         with serve(harness) as http:
             yield Dash(harness, http)
@@ -78,16 +89,20 @@ def tell_map_story(h: Harness) -> None:
                 h.event(address, "open", funnel=delivery["funnel"], step=delivery["step"])
             if address.startswith(("new1", "pro")):
                 h.event(address, "click", funnel=delivery["funnel"], step=delivery["step"])
-    h.event("leaver@example.com", "unsubscribe", funnel="first-marathon",
-            step=_last_step(h, "leaver@example.com"))
+    h.event(
+        "leaver@example.com", "unsubscribe", funnel="first-marathon", step=_last_step(h, "leaver@example.com")
+    )
     h.event("buyer@example.com", "purchase", product="my-first-marathon", amount=149.0, currency="USD")
     h.run_until(START + timedelta(days=14), every=timedelta(hours=3))
 
 
 def _address(h: Harness, subscriber_id: int) -> str:
     with h.db_engine.connect() as conn:
-        return str(conn.execute(sa.text("SELECT email FROM subscriber WHERE id = :id"),
-                                {"id": subscriber_id}).scalar_one())
+        return str(
+            conn.execute(
+                sa.text("SELECT email FROM subscriber WHERE id = :id"), {"id": subscriber_id}
+            ).scalar_one()
+        )
 
 
 def _last_step(h: Harness, address: str) -> str:
@@ -103,24 +118,34 @@ def recount(h: Harness, funnel: str) -> dict[str, dict[str, int]]:
         waiting = conn.execute(
             sa.select(ENROLLMENT.c.step, sa.func.count())
             .where(ENROLLMENT.c.funnel == funnel, ENROLLMENT.c.stage.in_(_PATH_STAGES))
-            .group_by(ENROLLMENT.c.step))
+            .group_by(ENROLLMENT.c.step)
+        )
         for step, count in waiting:
             if step is not None:
                 found.setdefault(step, _zero())["waiting"] = int(count)
         sent = conn.execute(
             sa.select(DELIVERY.c.step, sa.func.count())
-            .where(DELIVERY.c.funnel == funnel, DELIVERY.c.status.in_(_SENT)).group_by(DELIVERY.c.step))
+            .where(DELIVERY.c.funnel == funnel, DELIVERY.c.status.in_(_SENT))
+            .group_by(DELIVERY.c.step)
+        )
         for step, count in sent:
             found.setdefault(step, _zero())["sent"] = int(count)
         people = conn.execute(
             sa.select(EVENT.c.step, EVENT.c.type, sa.func.count(sa.distinct(EVENT.c.subscriber_id)))
-            .where(EVENT.c.funnel == funnel, EVENT.c.step.is_not(None),
-                   EVENT.c.type.in_(("open", "click", "unsubscribe")))
-            .group_by(EVENT.c.step, EVENT.c.type))
+            .where(
+                EVENT.c.funnel == funnel,
+                EVENT.c.step.is_not(None),
+                EVENT.c.type.in_(("open", "click", "unsubscribe")),
+            )
+            .group_by(EVENT.c.step, EVENT.c.type)
+        )
         for step, kind, count in people:
             found.setdefault(step, _zero())[kind] = int(count)
-        stages = conn.execute(sa.select(ENROLLMENT.c.stage, sa.func.count())
-                              .where(ENROLLMENT.c.funnel == funnel).group_by(ENROLLMENT.c.stage))
+        stages = conn.execute(
+            sa.select(ENROLLMENT.c.stage, sa.func.count())
+            .where(ENROLLMENT.c.funnel == funnel)
+            .group_by(ENROLLMENT.c.stage)
+        )
         found["stage:"] = {str(stage): int(count) for stage, count in stages}
     return found
 

@@ -45,11 +45,28 @@ def fake_numbers(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     for i, email in enumerate(plan.emails()):
         if email.path.value in paths:
             segment = email.segment
-            positions.append({"stage": email.path.value, "segment": segment, "step": email.id,
-                              "magnet": None, "count": i + 1})
-        steps.append({"step": email.id, "sent": 100 + i, "opened": 40, "opened_rate": 0.4, "clicked": 7,
-                      "clicked_rate": 0.07, "unsubscribed": i, "unsubscribed_rate": i / (100 + i),
-                      "paused": False})
+            positions.append(
+                {
+                    "stage": email.path.value,
+                    "segment": segment,
+                    "step": email.id,
+                    "magnet": None,
+                    "count": i + 1,
+                }
+            )
+        steps.append(
+            {
+                "step": email.id,
+                "sent": 100 + i,
+                "opened": 40,
+                "opened_rate": 0.4,
+                "clicked": 7,
+                "clicked_rate": 0.07,
+                "unsubscribed": i,
+                "unsubscribed_rate": i / (100 + i),
+                "paused": False,
+            }
+        )
     positions += [
         {"stage": "confirming", "segment": None, "step": None, "magnet": None, "count": 11},
         {"stage": "magnet", "segment": None, "step": None, "magnet": plan.magnets[0].id, "count": 12},
@@ -58,8 +75,13 @@ def fake_numbers(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         {"stage": "sales_done", "segment": plan.segments[0].id, "step": None, "magnet": None, "count": 15},
         {"stage": "sunset", "segment": plan.segments[0].id, "step": None, "magnet": None, "count": 16},
         {"stage": "ended", "segment": None, "step": None, "magnet": None, "count": 17},
-        {"stage": "nurture", "segment": plan.segments[0].id, "step": "removed-email", "magnet": None,
-         "count": 18},
+        {
+            "stage": "nurture",
+            "segment": plan.segments[0].id,
+            "step": "removed-email",
+            "magnet": None,
+            "count": 18,
+        },
         {"stage": "sales", "segment": plan.segments[0].id, "step": None, "magnet": None, "count": 19},
     ]
     return positions, steps
@@ -106,13 +128,18 @@ def test_every_email_of_the_shipped_funnels_is_a_node_with_its_counts(plan: Plan
     assert drawn[ENDED].attrib["data-waiting"] == "17"
     # Every enrollment stands at one place or elsewhere: the places add up to the positions.
     assert found.total == sum(row["count"] for row in positions)
-    assert dict(found.elsewhere) == {"at step 'removed-email', no longer in the file": 18,
-                                     "moving on from the sales path": 19}
+    assert dict(found.elsewhere) == {
+        "at step 'removed-email', no longer in the file": 18,
+        "moving on from the sales path": 19,
+    }
     # The magnets' forms count everyone by the magnet they came through (unknown: the default's).
     assert sum(int(drawn[SIGNUP + m.id].attrib["data-waiting"]) for m in plan.magnets) == found.total
     first = plan.segments[0]
-    in_first = sum(r["count"] for r in positions if r["segment"] == first.id
-                   and r["stage"] in ("nurture", "sales", "sales_done", "customer"))
+    in_first = sum(
+        r["count"]
+        for r in positions
+        if r["segment"] == first.id and r["stage"] in ("nurture", "sales", "sales_done", "customer")
+    )
     assert drawn[SEGMENT + first.id].attrib["data-waiting"] == str(in_first)
 
 
@@ -144,9 +171,13 @@ def test_the_layout_is_deterministic_and_nothing_overlaps(plan: Plan) -> None:
     for i, a in enumerate(boxes):
         assert a.x >= 0 and a.x + NODE_WIDTH <= first.width
         assert a.y >= 0 and a.y + NODE_HEIGHT <= first.height
-        for b in boxes[i + 1:]:
-            apart = a.x + NODE_WIDTH <= b.x or b.x + NODE_WIDTH <= a.x or \
-                a.y + NODE_HEIGHT <= b.y or b.y + NODE_HEIGHT <= a.y
+        for b in boxes[i + 1 :]:
+            apart = (
+                a.x + NODE_WIDTH <= b.x
+                or b.x + NODE_WIDTH <= a.x
+                or a.y + NODE_HEIGHT <= b.y
+                or b.y + NODE_HEIGHT <= a.y
+            )
             assert apart, (a.place.key, b.place.key)
     # Top-down: each segment's emails in file order, one under the other, in the segment's lane.
     where = {b.place.key: b for b in boxes}
@@ -181,9 +212,20 @@ def test_text_is_escaped_and_the_map_has_a_title_and_description() -> None:
 
 def test_a_paused_email_says_so_in_words() -> None:
     plan = Project(ROOT).plan("first-marathon")
-    steps = [{"step": "b-shoes", "sent": 300, "opened": 3, "opened_rate": 0.01, "clicked": 0,
-              "clicked_rate": 0.0, "unsubscribed": 9, "unsubscribed_rate": 0.03, "paused": True,
-              "paused_detail": "unsubscribes 3%"}]
+    steps = [
+        {
+            "step": "b-shoes",
+            "sent": 300,
+            "opened": 3,
+            "opened_rate": 0.01,
+            "clicked": 0,
+            "clicked_rate": 0.0,
+            "unsubscribed": 9,
+            "unsubscribed_rate": 0.03,
+            "paused": True,
+            "paused_detail": "unsubscribes 3%",
+        }
+    ]
     svg = ET.fromstring(draw(funnel_map(plan, [], steps)))
     node = nodes(svg)["b-shoes"]
     assert "paused" in node.attrib["class"].split()

@@ -66,8 +66,10 @@ def funnel_map(found: FunnelMap) -> Markup:
     for line in drawn.lines:
         kind = "m-edge purchase" if line.purchase else "m-edge"
         title = f"<title>{escape('on a purchase')}</title>" if line.purchase else ""
-        parts.append(f'<path class="{kind}" d="{line.path}" marker-end="url(#{ident}-arrow)" '
-                     f'data-from="{escape(line.source)}" data-to="{escape(line.target)}">{title}</path>')
+        parts.append(
+            f'<path class="{kind}" d="{line.path}" marker-end="url(#{ident}-arrow)" '
+            f'data-from="{escape(line.source)}" data-to="{escape(line.target)}">{title}</path>'
+        )
     # After the lines: a heading's halo (the style sheet's paint-order) hides the lines behind it.
     for heading in drawn.headings:
         parts.append(f'<text class="m-heading" x="{MARGIN}" y="{heading.y:g}">{escape(heading.text)}</text>')
@@ -90,8 +92,14 @@ def node(funnel: str, box: Box) -> str:
         first = f"{place.waiting:,} waiting · {sent:,} sent"
         if numbers.get("paused"):  # a guardrail (or a person) holds it: say so in words, not colour
             classes, first = classes + " paused", f"PAUSED · {first}"
-        second = (f"open {rate(numbers.get('opened_rate'))} · click {rate(numbers.get('clicked_rate'))} · "
-                  f"unsub {int(numbers.get('unsubscribed', 0)):,}") if sent else "nothing sent yet"
+        second = (
+            (
+                f"open {rate(numbers.get('opened_rate'))} · click {rate(numbers.get('clicked_rate'))} · "
+                f"unsub {int(numbers.get('unsubscribed', 0)):,}"
+            )
+            if sent
+            else "nothing sent yet"
+        )
         return (
             f'<a class="{classes} {role.value}" href="{escape(step_href(funnel, place.key))}" {data}>'
             f"<title>{escape(hover(place))}</title>"
@@ -120,14 +128,18 @@ def badge(role: Role, x: float, y: float) -> str:
     """The role's mark at the node's left: a circle (education), a diamond (sale), a square."""
     cx, cy = x + 17, y + NODE_HEIGHT / 2
     if role is Role.SALE:
-        shape = (f'<path class="m-badge" d="M{cx:g} {cy - 12:g} L{cx + 12:g} {cy:g} L{cx:g} {cy + 12:g} '
-                 f'L{cx - 12:g} {cy:g} z"/>')
+        shape = (
+            f'<path class="m-badge" d="M{cx:g} {cy - 12:g} L{cx + 12:g} {cy:g} L{cx:g} {cy + 12:g} '
+            f'L{cx - 12:g} {cy:g} z"/>'
+        )
     elif role is Role.EDUCATION:
         shape = f'<circle class="m-badge" cx="{cx:g}" cy="{cy:g}" r="10"/>'
     else:
         shape = f'<rect class="m-badge" x="{cx - 9:g}" y="{cy - 9:g}" width="18" height="18"/>'
-    return (f'<g class="m-mark" aria-hidden="true">{shape}<text class="m-letter" x="{cx:g}" y="{cy + 4:g}" '
-            f'text-anchor="middle">{BADGES[role]}</text></g>')
+    return (
+        f'<g class="m-mark" aria-hidden="true">{shape}<text class="m-letter" x="{cx:g}" y="{cy + 4:g}" '
+        f'text-anchor="middle">{BADGES[role]}</text></g>'
+    )
 
 
 def hover(place: Place) -> str:
@@ -139,8 +151,11 @@ def hover(place: Place) -> str:
             lines.append(f"Paused: {place.numbers.get('paused_detail') or 'by a person'}")
     else:
         lines.append(place.label)
-    lines.append(f"Here now: {place.waiting:,} ({place.waiting_means})" if place.waiting_means
-                 else f"Here now: {place.waiting:,}")
+    lines.append(
+        f"Here now: {place.waiting:,} ({place.waiting_means})"
+        if place.waiting_means
+        else f"Here now: {place.waiting:,}"
+    )
     if place.email is not None:
         lines += [f"{label}: {value}" for label, value in figures(place.numbers)]
         lines.append("Click to open its row on the funnel page")
@@ -155,8 +170,12 @@ def figures(numbers: Mapping[str, Any]) -> list[tuple[str, str]]:
         count = int(numbers.get(name, 0))
         return f"{count:,} ({percent(numbers.get(f'{name}_rate', 0.0)) or '0.0%'})" if sent else f"{count:,}"
 
-    return [("Sent", f"{sent:,}"), ("Opened (a weak signal)", with_rate("opened")),
-            ("Clicked (unique people)", with_rate("clicked")), ("Unsubscribed", with_rate("unsubscribed"))]
+    return [
+        ("Sent", f"{sent:,}"),
+        ("Opened (a weak signal)", with_rate("opened")),
+        ("Clicked (unique people)", with_rate("clicked")),
+        ("Unsubscribed", with_rate("unsubscribed")),
+    ]
 
 
 def describe(found: FunnelMap) -> str:

@@ -113,8 +113,11 @@ def layout(found: FunnelMap) -> Layout:
             boxes += _centred([place], width, y)
             y += ROW
     where = {b.place.key: b for b in boxes}
-    lines = tuple(_line(where[e.source], where[e.target], e.purchase) for e in found.edges
-                  if e.source in where and e.target in where)
+    lines = tuple(
+        _line(where[e.source], where[e.target], e.purchase)
+        for e in found.edges
+        if e.source in where and e.target in where
+    )
     return Layout(width, y - ROW + NODE_HEIGHT + MARGIN, tuple(boxes), lines, tuple(heading_rows))
 
 
@@ -157,8 +160,7 @@ def _line(source: Box, target: Box, purchase: bool) -> Line:
     if purchase:
         gutter = source.x + NODE_WIDTH + (LANE - NODE_WIDTH) / 2 - 2
         mid_s, mid_t = source.y + NODE_HEIGHT / 2, target.y + NODE_HEIGHT / 2
-        path = (f"M{source.x + NODE_WIDTH:g} {mid_s:g} H{gutter:g} V{mid_t:g} "
-                f"H{target.x + NODE_WIDTH + 4:g}")
+        path = f"M{source.x + NODE_WIDTH:g} {mid_s:g} H{gutter:g} V{mid_t:g} H{target.x + NODE_WIDTH + 4:g}"
         return Line(path, True, source.place.key, target.place.key)
     x1, y1, x2, y2 = source.centre, source.y + NODE_HEIGHT, target.centre, target.y - 4
     if x1 == x2:
