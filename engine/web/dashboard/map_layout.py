@@ -82,9 +82,7 @@ def layout(found: FunnelMap) -> Layout:
     headings = dict(found.headings)
     boxes: list[Box] = []
     y = float(MARGIN)
-    for row in rows:  # the entry, then one row of segment heads
-        if row[0].band is not Band.ENTRY:
-            break
+    for row in rows:  # the entry's rows, centred; then one row of segment heads, one in each lane
         boxes += _centred(row, width, y)
         y += ROW
     heads = [p for p in found.places if p.band is Band.SEGMENTS]
