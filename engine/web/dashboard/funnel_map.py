@@ -157,24 +157,27 @@ def hover(place: Place) -> str:
         else f"Here now: {place.waiting:,}"
     )
     if place.email is not None:
-        lines += [f"{label}: {value}" for label, value in figures(place.numbers)]
+        lines += [
+            f"{label}: {count}" + (f" ({rate})" if rate else "")
+            for label, count, rate in figures(place.numbers)
+        ]
         lines.append("Click to open its row on the funnel page")
     return "\n".join(lines)
 
 
-def figures(numbers: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """An email's numbers as (label, exact value) pairs: the hover text's and the table's."""
+def figures(numbers: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """An email's numbers as (label, exact count, rate over sent or '') for the hover text and the table."""
     sent = int(numbers.get("sent", 0))
 
-    def with_rate(name: str) -> str:
-        count = int(numbers.get(name, 0))
-        return f"{count:,} ({percent(numbers.get(f'{name}_rate', 0.0)) or '0.0%'})" if sent else f"{count:,}"
+    def with_rate(label: str, name: str) -> tuple[str, str, str]:
+        shown = (percent(numbers.get(f"{name}_rate", 0.0)) or "0.0%") if sent else ""
+        return label, f"{int(numbers.get(name, 0)):,}", shown
 
     return [
-        ("Sent", f"{sent:,}"),
-        ("Opened (a weak signal)", with_rate("opened")),
-        ("Clicked (unique people)", with_rate("clicked")),
-        ("Unsubscribed", with_rate("unsubscribed")),
+        ("Sent", f"{sent:,}", ""),
+        with_rate("Opened (a weak signal)", "opened"),
+        with_rate("Clicked (unique people)", "clicked"),
+        with_rate("Unsubscribed", "unsubscribed"),
     ]
 
 
