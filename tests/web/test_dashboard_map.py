@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.project.folder import Project
-from engine.sequences.plan import Plan, Role
+from engine.sequences.plan import EmailStep, Plan, Role
 from engine.stats.mapdata import ANSWERING, ENDED, SALES_DONE, SEGMENT, SIGNUP, SUNSET, Kind, funnel_map
 from engine.web.dashboard.funnel_map import funnel_map as draw
 from engine.web.dashboard.funnel_map import step_href
@@ -245,3 +247,55 @@ def test_a_funnel_without_a_survey_or_confirmation_still_connects(tmp_path: Path
     assert len(drawn.lines) == len(found.edges)
     magnet_email = plan.magnets[0].email.id
     assert (SIGNUP + plan.magnets[0].id, magnet_email) in {(e.source, e.target) for e in found.edges}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lanes=st.integers(min_value=1, max_value=4),
+    cuts=st.lists(
+        st.tuples(st.integers(0, 12), st.integers(0, 3), st.integers(0, 6)), min_size=4, max_size=4
+    ),
+    magnets=st.integers(min_value=1, max_value=3),
+)
+def test_any_number_of_segments_emails_and_magnets_lays_out_without_overlaps(
+    lanes: int, cuts: list[tuple[int, int, int]], magnets: int
+) -> None:
+    base = Project(ROOT).plan("first-marathon")
+    segments = []
+    for i in range(lanes):
+        model = base.segments[i % len(base.segments)]
+        nurture, sales, customer = cuts[i]
+        segments.append(
+            replace(
+                model,
+                id=f"{model.id}-{i}",
+                nurture=replace(model.nurture, steps=_renamed(model.nurture.steps[:nurture], i)),
+                sales=replace(model.sales, steps=_renamed(model.sales.steps[:sales], i)),
+                customer=replace(model.customer, steps=_renamed(model.customer.steps[:customer], i)),
+            )
+        )
+    offered = tuple(
+        replace(base.magnets[0], id=f"m{i}", email=replace(base.magnets[0].email, id=f"m{i}-email"))
+        for i in range(magnets)
+    )
+    plan = replace(base, segments=tuple(segments), magnets=offered)
+    found = funnel_map(plan, [], [])
+    drawn = layout(found)
+    assert {b.place.key for b in drawn.boxes} == {p.key for p in found.places}
+    assert len(drawn.lines) == len(found.edges)
+    for i, a in enumerate(drawn.boxes):
+        assert a.x >= 0 and a.x + NODE_WIDTH <= drawn.width
+        assert a.y >= 0 and a.y + NODE_HEIGHT <= drawn.height
+        for b in drawn.boxes[i + 1 :]:
+            assert (
+                a.x + NODE_WIDTH <= b.x
+                or b.x + NODE_WIDTH <= a.x
+                or a.y + NODE_HEIGHT <= b.y
+                or b.y + NODE_HEIGHT <= a.y
+            ), (a.place.key, b.place.key)
+    ET.fromstring(draw(found))  # well-formed whatever the shape
+
+
+def _renamed(steps: tuple[EmailStep, ...], lane: int) -> tuple[EmailStep, ...]:
+    """The emails under ids of their own lane: step ids are unique in a funnel."""
+    return tuple(replace(step, id=f"{step.id}-{lane}") for step in steps)
