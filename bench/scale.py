@@ -3,7 +3,7 @@
     python -m bench.scale generate --database sqlite --subscribers 100000 [--out PATH]
     python -m bench.scale generate --database postgresql --subscribers 100000 [--url URL]
     python -m bench.scale time --database sqlite --path PATH
-    python -m bench.scale time --database postgresql --url URL
+    python -m bench.scale time --database postgresql --url URL [--pages-only]
     python -m bench.scale drop --url URL
 
 `generate` makes the engine's schema (engine/store/migrate.py upgrade) and fills it with N
@@ -261,38 +261,14 @@ def pick_subscriber(url: str) -> tuple[int, str]:
     raise SystemExit("the database holds no subscribers: run `python -m bench.scale generate` first")
 
 
-def time_reads(url: str, runs: int = RUNS) -> dict[str, float]:
-    """Every figure, in seconds (reads) and MB (memory)."""
+def time_reads(url: str, runs: int = RUNS, pages_only: bool = False) -> dict[str, float]:
+    """Every figure, in seconds (reads) and MB (memory); `pages_only`: the daemon's pages alone."""
     since = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%d")
     subscriber_id, address = pick_subscriber(url)
     figures: dict[str, float] = {}
     with project_folder() as project:
-        figures["cli_start_s"] = median_of(runs, lambda: run_command(project, url, "--version")[0])
-        commands = {
-            "stats_funnel_json": ("stats", FUNNEL, "--json"),
-            "stats_all": ("stats",),
-            "stats_since": ("stats", "--since", since),
-            "subscriber_show": ("subscribers", "show", address),
-            "export": ("subscribers", "export"),
-        }
-        for name, args in commands.items():
-            processes = [run_command(project, url, *args) for _ in range(runs)]
-            figures[f"{name}_s"] = statistics.median(p[0] for p in processes)
-            figures[f"{name}_in_process_s"] = statistics.median(in_process(project, url, runs, *args))
-            if name == "export":
-                figures["export_mb_out"] = processes[0][1] / 1e6
-                figures["export_peak_rss_mb"] = max(p[2] for p in processes)
-        plans = {FUNNEL: first_marathon(project)}
-        db_engine = make_engine(url)
-
-        def guard() -> float:
-            began = time.perf_counter()
-            paused = check_guardrails(db_engine, plans, datetime.now(UTC))
-            assert not paused, f"the guardrail check paused {paused}: the generated rates crossed a guardrail"
-            return time.perf_counter() - began
-
-        figures["guardrail_check_s"] = median_of(runs, guard)
-        db_engine.dispose()
+        if not pages_only:
+            time_commands(project, url, address, since, runs, figures)
         with daemon(project, url) as (base, pid, ready_s):
             figures["daemon_healthz_first_s"] = ready_s
             time.sleep(5)  # its first tick and guardrail check are done: idle
@@ -305,6 +281,37 @@ def time_reads(url: str, runs: int = RUNS) -> dict[str, float]:
     return figures
 
 
+def time_commands(project: Path, url: str, address: str, since: str, runs: int,
+                  figures: dict[str, float]) -> None:
+    """The `funnel` commands, as processes and in one process, and the guardrail check."""
+    figures["cli_start_s"] = median_of(runs, lambda: run_command(project, url, "--version")[0])
+    commands = {
+        "stats_funnel_json": ("stats", FUNNEL, "--json"),
+        "stats_all": ("stats",),
+        "stats_since": ("stats", "--since", since),
+        "subscriber_show": ("subscribers", "show", address),
+        "export": ("subscribers", "export"),
+    }
+    for name, args in commands.items():
+        processes = [run_command(project, url, *args) for _ in range(runs)]
+        figures[f"{name}_s"] = statistics.median(p[0] for p in processes)
+        figures[f"{name}_in_process_s"] = statistics.median(in_process(project, url, runs, *args))
+        if name == "export":
+            figures["export_mb_out"] = processes[0][1] / 1e6
+            figures["export_peak_rss_mb"] = max(p[2] for p in processes)
+    plans = {FUNNEL: first_marathon(project)}
+    db_engine = make_engine(url)
+
+    def guard() -> float:
+        began = time.perf_counter()
+        paused = check_guardrails(db_engine, plans, datetime.now(UTC))
+        assert not paused, f"the guardrail check paused {paused}: the generated rates crossed a guardrail"
+        return time.perf_counter() - began
+
+    figures["guardrail_check_s"] = median_of(runs, guard)
+    db_engine.dispose()
+
+
 def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str, float]:
     """The dashboard pages and GET /api/stats over HTTP, logged in as an operator is."""
     pages = {
@@ -312,6 +319,7 @@ def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str
         "dashboard_overview_s": "/dashboard",
         "dashboard_overview_since_s": f"/dashboard?since={since}",
         "dashboard_funnel_s": f"/dashboard/funnels/{FUNNEL}",
+        "dashboard_map_s": f"/dashboard/funnels/{FUNNEL}/map",
         "dashboard_guardrails_s": "/dashboard/guardrails",
         "dashboard_subscriber_s": f"/dashboard/subscribers/{subscriber_id}",
         "dashboard_search_s": "/dashboard/subscribers?q=runner12",
@@ -346,6 +354,7 @@ LABELS = {
     "dashboard_overview_s": ("/dashboard", 1.0),
     "dashboard_overview_since_s": ("/dashboard?since=DATE", 1.0),
     "dashboard_funnel_s": (f"/dashboard/funnels/{FUNNEL}", 1.0),
+    "dashboard_map_s": (f"/dashboard/funnels/{FUNNEL}/map", 1.0),
     "dashboard_guardrails_s": ("/dashboard/guardrails", 1.0),
     "dashboard_subscriber_s": ("/dashboard/subscribers/ID", 1.0),
     "dashboard_search_s": ("/dashboard/subscribers?q=", 1.0),
@@ -369,8 +378,9 @@ def print_table(figures: dict[str, float]) -> None:
             inside = figures.get(key.removesuffix("_s") + "_in_process_s")
             print(f"{label:<44} {figures[key]:>9.3f} {f'{inside:.3f}' if inside is not None else '':>10}  "
                   f"{f'< {aim:g} s' if aim else ''}")
-    print(f"{'export: printed / peak resident':<44} {figures['export_mb_out']:>6.0f} MB / "
-          f"{figures['export_peak_rss_mb']:.0f} MB (aim < 200 MB)")
+    if "export_mb_out" in figures:
+        print(f"{'export: printed / peak resident':<44} {figures['export_mb_out']:>6.0f} MB / "
+              f"{figures['export_peak_rss_mb']:.0f} MB (aim < 200 MB)")
     print(f"{'idle daemon resident':<44} {figures['daemon_idle_rss_mb']:>6.0f} MB (aim < 150 MB); "
           f"after the pages {figures['daemon_rss_after_pages_mb']:.0f} MB")
     print(f"{'daemon errors logged while timing':<44} {figures['daemon_errors']:>6.0f}")
@@ -392,6 +402,8 @@ def main() -> None:
     timing.add_argument("--path", help="the SQLite file")
     timing.add_argument("--url", help="the PostgreSQL database's URL")
     timing.add_argument("--runs", type=int, default=RUNS)
+    timing.add_argument("--pages-only", action="store_true",
+                        help="time the daemon's pages alone, not the commands and the guardrail check")
     drop = sub.add_parser("drop", help="drop a funnel_scale_* PostgreSQL database")
     drop.add_argument("--url", required=True)
     args = parser.parse_args()
@@ -446,7 +458,7 @@ def run_time(args: argparse.Namespace) -> None:
                              "`python -m bench.scale generate --database postgresql` printed")
         url = args.url
     counts = table_counts(url)
-    figures = time_reads(url, args.runs)
+    figures = time_reads(url, args.runs, args.pages_only)
     print(f"{counts['subscriber']:,} subscribers on {args.database} "
           f"({sum(counts.values()):,} rows), {os.cpu_count()} cores")
     print_table(figures)

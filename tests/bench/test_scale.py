@@ -68,7 +68,7 @@ def test_time_reads_every_figure_and_ends_with_json(tmp_path: Path) -> None:
     assert timed.returncode == 0, timed.stderr
     figures = json.loads(timed.stdout.splitlines()[-1])
     for key in ("stats_funnel_json_s", "stats_all_s", "stats_since_s", "api_stats_s",
-                "dashboard_overview_s", "dashboard_funnel_s", "dashboard_guardrails_s",
+                "dashboard_overview_s", "dashboard_funnel_s", "dashboard_map_s", "dashboard_guardrails_s",
                 "dashboard_subscriber_s", "dashboard_search_s", "subscriber_show_s",
                 "subscriber_show_in_process_s", "export_s", "guardrail_check_s"):
         assert figures[key] > 0, key

@@ -1,4 +1,4 @@
-"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0006 down and up."""
+"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0008 down and up."""
 
 from __future__ import annotations
 
@@ -128,7 +128,21 @@ def test_0006_adds_the_broadcast_tables_and_delivery_variant_and_takes_them_away
     assert "variant" in {c["name"] for c in inspector.get_columns("delivery")}
     assert {i["name"] for i in inspector.get_indexes("broadcast_recipient")} >= {
         "ix_broadcast_recipient_enrollment", "ix_broadcast_recipient_broadcast_status"}
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0006"
+    assert migrate.current_revision(db_engine) == migrate.head_revision()
+
+
+def test_0008_adds_the_index_of_the_funnel_map_and_takes_it_away(db_engine: Engine) -> None:
+    def indexes() -> set[str]:
+        return {i["name"] for i in sa.inspect(db_engine).get_indexes("enrollment") if i["name"]}
+
+    assert "ix_enrollment_position" in indexes()
+    with db_engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "0006")
+    assert "ix_enrollment_position" not in indexes()
+    assert "ix_enrollment_audience" in indexes()
+    migrate.upgrade(db_engine)
+    assert "ix_enrollment_position" in indexes()
+    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0008"
 
 
 def test_a_database_a_newer_version_migrated_is_refused_and_left_alone(db_engine: Engine) -> None:

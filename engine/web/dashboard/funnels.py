@@ -17,12 +17,14 @@ from starlette.responses import RedirectResponse, Response
 from engine.errors import UnknownFunnelError
 from engine.logs import log
 from engine.stats.broadcasts import read_report
+from engine.stats.mapdata import read_map
 from engine.stats.report import parse_since
 from engine.store import pauses
 from engine.store.db import DbConnection
 from engine.web.context import Web
 from engine.web.dashboard.auth import HOME, Gate
 from engine.web.dashboard.chart import funnel_chart
+from engine.web.dashboard.funnel_map import figures, funnel_map
 from engine.web.dashboard.render import HEADERS, not_found, page
 from engine.web.dashboard.session import Session
 
@@ -87,6 +89,27 @@ def router(web: Web, gate: Gate) -> APIRouter:
         chart = funnel_chart(funnel, f"Funnel {found['name']}", found["stages"])
         return page("funnel", session=session, funnel=found, chart=chart, paused=paused,
                     unlisted=unlisted, resumed=done, since=since or "", generated_at=data["generated_at"])
+
+    @routes.get(HOME + "/maps")
+    def maps(request: Request) -> Response:
+        session = gate.require(request)
+        if not isinstance(session, Session):
+            return session
+        plans = web.plans()
+        return page("maps", session=session, funnels=[(key, plans[key].name) for key in sorted(plans)])
+
+    @routes.get(HOME + "/funnels/{funnel}/map")
+    def map_page(request: Request, funnel: str) -> Response:
+        session = gate.require(request)
+        if not isinstance(session, Session):
+            return session
+        plan = web.plans().get(funnel[:_ID_LIMIT + 1])
+        if plan is None:
+            return not_found(session, f"No funnel '{funnel}' to draw: the map is drawn from a sequence file, "
+                                      "and no file of the release being served defines it.")
+        found = read_map(web.db_engine, plan)
+        return page("map", session=session, found=found, drawing=funnel_map(found), figures=figures,
+                    generated_at=web.clock.now().isoformat())
 
     @routes.post(HOME + "/funnels/{funnel}/steps/{step}/resume")
     async def resume(request: Request, funnel: str, step: str) -> Response:
