@@ -366,7 +366,7 @@ def read_map(db_engine: DbEngine, plan: Plan) -> FunnelMap:
     """The map of `plan` with who stands where now and every email's numbers, read from one snapshot.
 
     The positions are one GROUP BY over the funnel's enrollments, which the index
-    `ix_enrollment_position` covers (migration 0008); the numbers are the stats report's
+    `ix_enrollment_position` covers (migration 0007); the numbers are the stats report's
     (`StepCounts.as_dict`, as `funnel stats` shows them), read without the rest of the report:
     its stage, source and product counts, which the map does not show, took as long again
     (0.15-0.3 s of 0.5 at a million on SQLite).

@@ -101,7 +101,7 @@ class Enrollment(SQLModel, table=True):
         # reads of an enrollment, so a million are counted without reading their rows).
         sa.Index("ix_enrollment_audience", "funnel", "created_at", "stage", "segment", "subscriber_id",
                  "reached"),
-        # Who stands where, for the funnel map: a GROUP BY read from the index alone (0008).
+        # Who stands where, for the funnel map: a GROUP BY read from the index alone (0007).
         sa.Index("ix_enrollment_position", "funnel", "stage", "segment", "step", "magnet"),
     )
 

@@ -1,4 +1,4 @@
-"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0008 down and up."""
+"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0007 down and up."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_0006_adds_the_broadcast_tables_and_delivery_variant_and_takes_them_away
     assert migrate.current_revision(db_engine) == migrate.head_revision()
 
 
-def test_0008_adds_the_index_of_the_funnel_map_and_takes_it_away(db_engine: Engine) -> None:
+def test_0007_adds_the_index_of_the_funnel_map_and_takes_it_away(db_engine: Engine) -> None:
     def indexes() -> set[str]:
         return {i["name"] for i in sa.inspect(db_engine).get_indexes("enrollment") if i["name"]}
 
@@ -142,7 +142,7 @@ def test_0008_adds_the_index_of_the_funnel_map_and_takes_it_away(db_engine: Engi
     assert "ix_enrollment_audience" in indexes()
     migrate.upgrade(db_engine)
     assert "ix_enrollment_position" in indexes()
-    assert migrate.current_revision(db_engine) == migrate.head_revision() == "0008"
+    assert migrate.current_revision(db_engine) == migrate.head_revision()
 
 
 def test_a_database_a_newer_version_migrated_is_refused_and_left_alone(db_engine: Engine) -> None:
