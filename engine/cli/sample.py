@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,11 @@ import click
 
 from engine.cli.main import Context
 from engine.errors import EngineError, SequenceFileError, UnknownStepError, did_you_mean
-from engine.mail.context import SAMPLE, Links, PreviewLinks, Subscriber, template_context
-from engine.mail.render import Rendered, Renderer
+from engine.mail.context import SAMPLE, Links, Subscriber
+from engine.mail.preview import Preview, preview
+from engine.mail.render import Renderer
 from engine.sequences.languages import TAG
-from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.plan import Plan
 from engine.sequences.window import zone
 
 DATA_KEYS = ("name", "first_name", "last_name", "email", "locale", "timezone", "fields", "magnet", "segment",
@@ -70,19 +70,9 @@ def _parse_sent_at(text: str) -> datetime:
                                  '"2026-12-09T09:00:00+00:00"', param_hint="--data") from None
 
 
-@dataclass(frozen=True)
-class Sample:
-    """An email rendered for a sample subscriber, in the funnel's language they read (`plan`)."""
-
-    email: EmailStep
-    subscriber: Subscriber
-    rendered: Rendered
-    plan: Plan
-
-
 def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str, Any], *,
                   address: str = SAMPLE.email, links: Links | None = None,
-                  locale: str | None = None, variant: str | None = None) -> Sample:
+                  locale: str | None = None, variant: str | None = None) -> Preview:
     """Render `step_id` of `plan` for the sample subscriber, with `given` (--data) overriding it:
     in the language `locale` (--locale, else --data's locale) reads, as `variant` if given."""
     if plan.email(step_id) is None:
@@ -91,10 +81,6 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
     if locale is not None:
         check_locale(locale)
         given = {**given, "locale": locale}
-    plan = plan.in_language(str(given.get("locale", SAMPLE.locale)))
-    email = plan.email(step_id)
-    assert email is not None  # every language's plan has the same steps
-    email = email.as_variant(variant)
     subscriber = Subscriber(
         email=str(given.get("email", address)), name=str(given.get("name", SAMPLE.name)),
         locale=str(given.get("locale", SAMPLE.locale)), timezone=str(given.get("timezone", "UTC")),
@@ -108,10 +94,10 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
         sent_at = _parse_sent_at(given["sent_at"])
         if sent_at.tzinfo is None:
             sent_at = sent_at.replace(tzinfo=zone(subscriber.timezone))
-    context = template_context(plan, email, subscriber, links or PreviewLinks(),
-                               magnet=given.get("magnet"), segment=given.get("segment"),
-                               sent_at=sent_at)
-    return Sample(email, subscriber, Renderer(templates_dir).render(email, context), plan)
+    shown = preview(plan, Renderer(templates_dir), step_id, subscriber, variant=variant, links=links,
+                    magnet=given.get("magnet"), segment=given.get("segment"), sent_at=sent_at)
+    assert shown is not None  # every language's plan has the same steps
+    return shown
 
 
 def check_locale(locale: str) -> None:
