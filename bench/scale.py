@@ -50,7 +50,7 @@ from bench.scale_load import ORDER, Loader, PostgresLoader, SqliteLoader
 from bench.scale_people import FUNNEL, Ids, Population, first_marathon
 from bench.workspace import ROOT
 from engine.scheduler.guard import check_guardrails
-from engine.store import tallies, tally_sql
+from engine.store import daily_sql, tallies, tally_sql
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
@@ -76,6 +76,7 @@ def generate(url: str, count: int, seed: int = 14) -> dict[str, float]:
         # Loaded without the stats triggers (PostgreSQL's COPY skips them anyway), then the
         # tallies are counted once, as migration 0005 does for a list that is there.
         tally_sql.uninstall(conn)
+        daily_sql.uninstall(conn)
     db_engine.dispose()
     now = int(time.time()) // 60 * 60
     population = Population(first_marathon(ROOT), now, seed)
@@ -97,6 +98,7 @@ def generate(url: str, count: int, seed: int = 14) -> dict[str, float]:
     with db_engine.begin() as conn:
         tallies.replace_totals(conn)
         tally_sql.install(conn)
+        daily_sql.install(conn)
     db_engine.dispose()
     total_s = time.perf_counter() - began
     print(file=sys.stderr)
