@@ -76,15 +76,11 @@ def day_counts(
 
 def has_mail(conn: Connection, funnel: str, step: str) -> bool:
     """Whether any day counted something of this email (a step no longer in the file may have)."""
-    found = sa.union_all(
-        *(
-            sa.select(table.c.n)
-            .where(table.c.kind == KIND, table.c.funnel == funnel, table.c.k2 == step)
-            .limit(1)
-            for table in (TALLY_TOTAL, TALLY)
-        )
-    ).subquery()
-    return conn.execute(sa.select(sa.func.count()).select_from(found)).scalar_one() > 0
+    found = [
+        sa.exists().where(table.c.kind == KIND, table.c.funnel == funnel, table.c.k2 == step)
+        for table in (TALLY_TOTAL, TALLY)
+    ]
+    return bool(conn.execute(sa.select(sa.or_(*found))).scalar_one())
 
 
 def marks(conn: Connection, funnel: str, before: datetime, step: str | None = None) -> list[Mark]:
