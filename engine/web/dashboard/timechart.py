@@ -64,7 +64,8 @@ def nice_ceiling(largest: float, integers: bool = True) -> tuple[float, float]:
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     if integers:
         step = max(1.0, float(math.ceil(step)))
-    return step * math.ceil(largest / step), step
+    # Rounded: 0.1 * 3 is 0.30000000000000004 in floats, and 0.3 / 0.1 is 2.9999999999999996.
+    return round(step * math.ceil(round(largest / step, 9)), 9), step
 
 
 def number(value: float, money: bool = False) -> str:
