@@ -27,7 +27,7 @@ _HEAD = re.compile(r'<th scope="col" class="num">([^<]*)</th>')
 def table(html: str) -> dict[str, dict[str, str]]:
     """The page's table of numbers: row label -> column -> the number as shown."""
     part = html.split('<table class="daily">')[1].split("</table>")[0]
-    columns = [unescape(c) for c in _HEAD.findall(part)]
+    columns = [unescape(c).replace("\u00ad", "") for c in _HEAD.findall(part)]  # soft hyphens
     return {
         label: dict(zip(columns, _CELL.findall(cells), strict=True)) for label, cells in _ROW.findall(part)
     }

@@ -86,10 +86,19 @@ def panels(
     return drawn
 
 
+# Where a long column name may break (a soft hyphen), so the table fits beside the charts.
+_BREAKS = {
+    "Confirmations": "Confir\u00admations",
+    "Unsubscribed": "Unsub\u00adscribed",
+    "Complained": "Com\u00adplained",
+}
+
+
 def table(activity: charts.Activity, metrics: Sequence[str], with_revenue: bool) -> dict[str, Any]:
     """The same numbers as rows: one per bucket, then the totals."""
     currencies = list(activity.revenue) if with_revenue else []
-    columns = [LABELS[m] for m in metrics] + [f"Revenue {currency_name(c)}" for c in currencies]
+    columns = [_BREAKS.get(LABELS[m], LABELS[m]) for m in metrics]
+    columns += [f"Revenue {currency_name(c)}" for c in currencies]
     axis = buckets(activity)
     rows = []
     for i, bucket in enumerate(axis):
