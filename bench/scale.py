@@ -57,6 +57,7 @@ from engine.store.tables import ENROLLMENT, SUBSCRIBER
 
 BATCH = 20_000  # subscribers per transaction
 RUNS = 3
+CHART_STEP = "b-shoes"  # an email most of the list got: its chart reads the most days and keys
 SECRET = "bench-scale-" + "s" * 32
 PASSWORD = "bench-scale-password"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -309,6 +310,7 @@ def time_reads(url: str, runs: int = RUNS) -> dict[str, float]:
 
 def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str, float]:
     """The dashboard pages and GET /api/stats over HTTP, logged in as an operator is."""
+    year_ago = (datetime.now(UTC) - timedelta(days=364)).strftime("%Y-%m-%d")
     pages = {
         "api_stats_s": "/api/stats",
         "dashboard_overview_s": "/dashboard",
@@ -317,6 +319,10 @@ def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str
         "dashboard_guardrails_s": "/dashboard/guardrails",
         "dashboard_subscriber_s": f"/dashboard/subscribers/{subscriber_id}",
         "dashboard_search_s": "/dashboard/subscribers?q=runner12",
+        # Charts over time (daily tallies): the last 30 days, one email's, a year by the week.
+        "dashboard_charts_s": f"/dashboard/funnels/{FUNNEL}/charts",
+        "dashboard_charts_step_s": f"/dashboard/funnels/{FUNNEL}/charts?step={CHART_STEP}",
+        "dashboard_charts_year_s": f"/dashboard/funnels/{FUNNEL}/charts?from={year_ago}",
     }
     found: dict[str, float] = {}
     with httpx.Client(base_url=base, timeout=600) as http:
@@ -351,6 +357,9 @@ LABELS = {
     "dashboard_guardrails_s": ("/dashboard/guardrails", 1.0),
     "dashboard_subscriber_s": ("/dashboard/subscribers/ID", 1.0),
     "dashboard_search_s": ("/dashboard/subscribers?q=", 1.0),
+    "dashboard_charts_s": (f"/dashboard/funnels/{FUNNEL}/charts", 1.0),
+    "dashboard_charts_step_s": (f"/dashboard/funnels/{FUNNEL}/charts?step=", 1.0),
+    "dashboard_charts_year_s": (f"/dashboard/funnels/{FUNNEL}/charts?from= (a year)", 1.0),
     "subscriber_show_s": ("funnel subscribers show ADDRESS", 0.1),
     "export_s": ("funnel subscribers export", None),
     "guardrail_check_s": ("guardrail check (one run, in process)", 1.0),
