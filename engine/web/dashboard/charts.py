@@ -164,6 +164,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
             }
             if isinstance(picked, str):
                 return page("charts", status=400, error=picked, **common)
+            form.update({"from": picked[0].isoformat(), "to": picked[1].isoformat()})  # the days shown
             found = charts.activity(conn, funnel, *picked, now=web.clock.now(), step=step)
         groups = (MAIL, LEAVING) if step else (PEOPLE, MAIL, LEAVING)
         metrics = [m for _, ms in groups for m in ms]
@@ -207,6 +208,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
         }
         if isinstance(picked, str):
             return page("charts", status=400, error=picked, **common)
+        common["form"].update({"from": picked[0].isoformat(), "to": picked[1].isoformat()})
         with snapshot(web.db_engine) as conn:
             found = charts.broadcast_activity(conn, broadcast, *picked, now=web.clock.now())
         groups = (MAIL, LEAVING)
