@@ -252,3 +252,20 @@ def _header(headers: list[str], name: str) -> str:
     found = [h for h in headers if h.replace("\u00ad", "").lower() == name.lower()]  # soft hyphens
     assert found, (name, headers)
     return found[0]
+
+
+def test_on_a_phone_the_charts_fit_the_screen_and_the_table_scrolls_inside(
+    browser: Browser, site: tuple[Harness, str]
+) -> None:
+    _, base = site
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    tab = context.new_page()
+    try:
+        path = f"/dashboard/funnels/first-marathon/charts?from={FIRST}&to={LAST}"
+        log_in(tab, base, path)
+        assert tab.evaluate("document.documentElement.scrollWidth") <= 390
+        box = tab.locator("svg.time-chart").first.bounding_box()
+        assert box is not None and box["width"] <= 390
+        assert tab.locator(".numbers .scroll").evaluate("box => box.scrollWidth > box.clientWidth")
+    finally:
+        context.close()
