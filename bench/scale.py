@@ -50,13 +50,14 @@ from bench.scale_load import ORDER, Loader, PostgresLoader, SqliteLoader
 from bench.scale_people import FUNNEL, Ids, Population, first_marathon
 from bench.workspace import ROOT
 from engine.scheduler.guard import check_guardrails
-from engine.store import tallies, tally_sql
+from engine.store import daily_sql, tallies, tally_sql
 from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import ENROLLMENT, SUBSCRIBER
 
 BATCH = 20_000  # subscribers per transaction
 RUNS = 3
+CHART_STEP = "b-shoes"  # an email most of the list got: its chart reads the most days and keys
 SECRET = "bench-scale-" + "s" * 32
 PASSWORD = "bench-scale-password"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -76,6 +77,7 @@ def generate(url: str, count: int, seed: int = 14) -> dict[str, float]:
         # Loaded without the stats triggers (PostgreSQL's COPY skips them anyway), then the
         # tallies are counted once, as migration 0005 does for a list that is there.
         tally_sql.uninstall(conn)
+        daily_sql.uninstall(conn)
     db_engine.dispose()
     now = int(time.time()) // 60 * 60
     population = Population(first_marathon(ROOT), now, seed)
@@ -97,6 +99,7 @@ def generate(url: str, count: int, seed: int = 14) -> dict[str, float]:
     with db_engine.begin() as conn:
         tallies.replace_totals(conn)
         tally_sql.install(conn)
+        daily_sql.install(conn)
     db_engine.dispose()
     total_s = time.perf_counter() - began
     print(file=sys.stderr)
@@ -314,6 +317,7 @@ def time_commands(project: Path, url: str, address: str, since: str, runs: int,
 
 def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str, float]:
     """The dashboard pages and GET /api/stats over HTTP, logged in as an operator is."""
+    year_ago = (datetime.now(UTC) - timedelta(days=364)).strftime("%Y-%m-%d")
     pages = {
         "api_stats_s": "/api/stats",
         "dashboard_overview_s": "/dashboard",
@@ -323,6 +327,10 @@ def time_pages(base: str, subscriber_id: int, since: str, runs: int) -> dict[str
         "dashboard_guardrails_s": "/dashboard/guardrails",
         "dashboard_subscriber_s": f"/dashboard/subscribers/{subscriber_id}",
         "dashboard_search_s": "/dashboard/subscribers?q=runner12",
+        # Charts over time (daily tallies): the last 30 days, one email's, a year by the week.
+        "dashboard_charts_s": f"/dashboard/funnels/{FUNNEL}/charts",
+        "dashboard_charts_step_s": f"/dashboard/funnels/{FUNNEL}/charts?step={CHART_STEP}",
+        "dashboard_charts_year_s": f"/dashboard/funnels/{FUNNEL}/charts?from={year_ago}",
     }
     found: dict[str, float] = {}
     with httpx.Client(base_url=base, timeout=600) as http:
@@ -358,6 +366,9 @@ LABELS = {
     "dashboard_guardrails_s": ("/dashboard/guardrails", 1.0),
     "dashboard_subscriber_s": ("/dashboard/subscribers/ID", 1.0),
     "dashboard_search_s": ("/dashboard/subscribers?q=", 1.0),
+    "dashboard_charts_s": (f"/dashboard/funnels/{FUNNEL}/charts", 1.0),
+    "dashboard_charts_step_s": (f"/dashboard/funnels/{FUNNEL}/charts?step=", 1.0),
+    "dashboard_charts_year_s": (f"/dashboard/funnels/{FUNNEL}/charts?from= (a year)", 1.0),
     "subscriber_show_s": ("funnel subscribers show ADDRESS", 0.1),
     "export_s": ("funnel subscribers export", None),
     "guardrail_check_s": ("guardrail check (one run, in process)", 1.0),

@@ -11,7 +11,7 @@ purchase or two each that is 100,000 index probes, well under a second on either
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.sql.selectable import NamedFromClause
@@ -87,3 +87,24 @@ def _later(
     if conn.dialect.name == "sqlite":
         return sa.func.strftime("%Y-%m-%d %H:%M:%f", moment, f"+{int(window.total_seconds())} seconds")
     return moment + sa.literal(window, sa.Interval())
+
+
+def attributed_by_day(
+    conn: DbConnection, funnel: str, broadcast_id: str, window: timedelta, start: datetime, end: datetime
+) -> list[tuple[date, str, int, float]]:
+    """The purchases `attributed` counts, by the UTC day they were made in [start, end):
+    (day, currency or '', purchases, revenue), for the broadcast's chart over time."""
+    joined, event, where = _purchases_after(conn, funnel, broadcast_id, window)
+    if conn.dialect.name == "sqlite":
+        day: sa.ColumnElement[str] = sa.func.substr(event.c.at, 1, 10)
+    else:
+        day = sa.func.to_char(sa.func.timezone("UTC", event.c.at), "YYYY-MM-DD")
+    currency = sa.func.coalesce(event.c.currency, "")
+    statement = (
+        sa.select(day, currency, sa.func.count(), sa.func.coalesce(sa.func.sum(event.c.amount), 0.0))
+        .select_from(joined)
+        .where(*where, event.c.at >= start, event.c.at < end)
+        .group_by(day, currency)
+    )
+    found = conn.execute(statement)
+    return [(date.fromisoformat(str(d)), str(c), int(n), float(amount)) for d, c, n, amount in found]

@@ -25,10 +25,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType
+from engine.store import daily
+from engine.store.daily_sql import KIND
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TALLY, TALLY_TOTAL
 from engine.store.tally_sql import ACTED_EVENTS, MILESTONE_BITS, PENDING_AS, PENDING_STATUSES, REACHED
 
-KINDS = ("cohort", "revenue", "product", "customer", "answer", "mail")
+# `daily` is by the day things happened, not the signup day: engine/store/daily_sql.py.
+KINDS = ("cohort", "revenue", "product", "customer", "answer", "mail", KIND)
 _KEY = ("kind", "funnel", "day", "k1", "k2", "k3", "k4")
 # PostgreSQL: one folder at a time, whatever daemon it runs in (an advisory lock's key).
 _FOLD_LOCK = 7_240_514
@@ -356,6 +359,10 @@ def recount(
     statements["mail"] = mail
     found: list[TallyRow] = []
     for kind in kinds:
+        if kind == KIND:  # several statements, over the days things happened in [start, end)
+            for each in daily.recount_statements(conn, funnel, start, end):
+                found.extend(_row(row) for row in conn.execute(each))
+            continue
         statement = statements[kind]
         if kind in ("cohort", "revenue", "product"):
             statement = narrowed(statement)
