@@ -322,6 +322,7 @@ def build_daemon(
         outbox_dir=project / settings.outbox_dir if settings.transport == "outbox" else None,
         base_url=settings.links_url,
         webhook_key=settings.webhook_key,
+        renderer=lambda: live.current.renderer,
     )
     return Daemon(
         settings, project, db_engine, live, transport, clock, ticker, dispatcher, db_executor,

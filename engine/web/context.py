@@ -9,6 +9,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from engine.mail.render import Renderer
 from engine.scheduler.clock import Clock
 from engine.scheduler.stoplist import Stoplist
 from engine.sequences.plan import Plan
@@ -38,6 +39,7 @@ class Web:
     outbox_dir: Path | None = None  # the outbox transport's folder, shown in the dashboard; None: SMTP
     base_url: str = ""  # https: the dashboard's session cookie is Secure
     webhook_key: str | None = None  # Basic-auth password of /webhooks/ (never the API key)
+    renderer: Callable[[], Renderer] | None = None  # the live templates: the dashboard's previews
     # Opens and clicks already counted in the last hour: a proxy or a bot fetching one
     # link again and again costs no database write.
     seen_links: RateLimit = field(default_factory=lambda: RateLimit(1, 3600.0))

@@ -32,7 +32,8 @@ from tests.web.dashboard_site import (
     tell_story,
 )
 
-PAGES = ["/dashboard", "/dashboard/funnels/minimal", "/dashboard/subscribers", "/dashboard/subscribers/1",
+PAGES = ["/dashboard", "/dashboard/funnels/minimal", "/dashboard/funnels/minimal/emails/e1",
+         "/dashboard/subscribers", "/dashboard/subscribers/1",
          "/dashboard/outbox", f"/dashboard/outbox/{HOSTILE_MESSAGE}.eml", "/dashboard/guardrails",
          "/dashboard/releases", "/dashboard/broadcasts"]
 
@@ -269,6 +270,42 @@ def test_the_funnel_page_shows_the_steps_and_highlights_the_paused_one(dash: Das
     magnet = page.text.split('id="step-magnet"')[1].split("</tr>")[0]
     assert "Running" in magnet and "Resume" not in magnet
     assert '<td class="num">1</td>' in magnet  # the magnet went to Ann alone
+
+
+def test_an_email_page_shows_its_numbers_and_a_sandboxed_preview_of_the_sample_subscriber(
+    dash: Dash,
+) -> None:
+    logged_in(dash)
+    funnel = dash.http.get("/dashboard/funnels/minimal")
+    assert 'href="/dashboard/funnels/minimal/emails/e1"' in funnel.text  # the steps table links to it
+    page = dash.http.get("/dashboard/funnels/minimal/emails/magnet")
+    assert page.status_code == 200
+    assert "Your guide, Alex" in page.text  # the subject, rendered for the sample subscriber
+    sent = page.text.split('<tr data-number="Sent">')[1].split("</tr>")[0]
+    assert '<td class="num">1</td>' in sent  # the magnet went to Ann alone, as the funnel page says
+    assert 'src="/dashboard/funnels/minimal/emails/magnet/html?"' in page.text
+    frame = dash.http.get("/dashboard/funnels/minimal/emails/magnet/html")
+    assert frame.status_code == 200
+    assert frame.headers["content-security-policy"].startswith("sandbox;")
+    assert "Alex" in frame.text and "<html" in frame.text.lower()
+    e1 = dash.http.get("/dashboard/funnels/minimal/emails/e1/html")
+    assert "Hi Alex, this is e1." in e1.text
+
+
+def test_an_email_page_refuses_an_unknown_email_variant_or_language_tag(dash: Dash) -> None:
+    logged_in(dash)
+    for path, status, says in (
+        ("/dashboard/funnels/minimal/emails/nope", 404, "has no email &#39;nope&#39;"),
+        ("/dashboard/funnels/nope/emails/e1", 404, "No funnel &#39;nope&#39;"),
+        ("/dashboard/funnels/minimal/emails/e1?variant=b", 400, "has no variant &#39;b&#39;"),
+        ("/dashboard/funnels/minimal/emails/e1/html?variant=b", 400, "has no variant &#39;b&#39;"),
+        ("/dashboard/funnels/minimal/emails/e1?locale=%3Cscript%3E", 400, "is not a language tag"),
+    ):
+        response = dash.http.get(path)
+        assert response.status_code == status, path
+        assert says in response.text, path
+        assert "<script>" not in response.text
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def test_an_unknown_funnel_subscriber_or_message_is_a_404_page(dash: Dash) -> None:

@@ -209,7 +209,7 @@ def test_text_is_escaped_and_the_map_has_a_title_and_description() -> None:
     assert "style" not in markup  # the CSP allows no inline style
     head = nodes(svg)[SEGMENT + segment.id]
     assert texts(head)[0].startswith("<script>")  # shown as text, cut to fit
-    assert step_href("a b/c", "x#y") == "/dashboard/funnels/a%20b%2Fc#step-x%23y"
+    assert step_href("a b/c", "x#y") == "/dashboard/funnels/a%20b%2Fc/emails/x%23y"
 
 
 def test_a_paused_email_says_so_in_words() -> None:

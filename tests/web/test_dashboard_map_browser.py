@@ -78,10 +78,14 @@ def test_both_shipped_funnels_draw_the_numbers_the_tables_hold(browser: Browser,
             # The table beside says the same.
             row = tab.locator(f'table.places tr[data-key="{first.id}"]')
             assert row.locator("td").nth(1).inner_text() == f"{counted[first.id]['sent']:,}"
-            # A click on an email opens its row on the funnel page.
+            # A click on an email opens its page: its numbers and its preview, in a sandboxed frame.
             drawing.locator(f'a.m-node[data-key="{first.id}"]').click()
-            tab.wait_for_url(f"{base}/dashboard/funnels/{funnel}#step-{first.id}")
-            assert tab.locator(f"tr#step-{first.id}").is_visible()
+            tab.wait_for_url(f"{base}/dashboard/funnels/{funnel}/emails/{first.id}")
+            assert tab.locator("h1").inner_text().startswith(first.id)
+            numbers = tab.locator('tr[data-number="Sent"] td').first.inner_text()
+            assert numbers == f"{counted[first.id]['sent']:,}"
+            frame = tab.frame_locator("iframe.mail")
+            assert "Alex" in frame.locator("body").inner_text()  # the sample subscriber's email
         assert dialogs == []
     finally:
         context.close()

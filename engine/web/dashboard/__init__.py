@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from engine.web.context import Web
-from engine.web.dashboard import auth, broadcasts, charts, funnels, outbox, people, releases
+from engine.web.dashboard import auth, broadcasts, charts, emails, funnels, outbox, people, releases
 from engine.web.dashboard.render import style
 
 _STYLE_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
@@ -27,6 +27,6 @@ def router(web: Web) -> APIRouter:
         # Public: the login page needs it, and it holds nothing but colours and spacing.
         return Response(style(), media_type="text/css", headers=_STYLE_HEADERS)
 
-    for part in (auth, funnels, broadcasts, people, outbox, releases, charts):
+    for part in (auth, funnels, emails, broadcasts, people, outbox, releases, charts):
         routes.include_router(part.router(web, gate))
     return routes

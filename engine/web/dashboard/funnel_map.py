@@ -32,8 +32,8 @@ BADGES = {Role.EDUCATION: "E", Role.SALE: "$", Role.TRANSACTIONAL: "T"}
 
 
 def step_href(funnel: str, step: str) -> str:
-    """The email's row on the funnel page: its numbers, status and Resume button."""
-    return f"/dashboard/funnels/{quote(funnel, safe='')}#step-{quote(step, safe='')}"
+    """The email's page: its numbers and its preview (engine/web/dashboard/emails.py)."""
+    return f"/dashboard/funnels/{quote(funnel, safe='')}/emails/{quote(step, safe='')}"
 
 
 def short(text: str, limit: int = NAME_CHARS) -> str:
