@@ -40,6 +40,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
+from engine.store.tally_sql import triggers
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -262,31 +263,9 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
     }
 
 
-def _sqlite(name: str, when_on: str, condition: str, statements: list[str]) -> list[str]:
-    when = f" WHEN {condition}" if condition else ""
-    body = "".join(f"  {stmt};\n" for stmt in statements)
-    return [f"CREATE TRIGGER {name} {when_on} FOR EACH ROW{when}\nBEGIN\n{body}END"]
-
-
-def _postgresql(name: str, when_on: str, condition: str, statements: list[str]) -> list[str]:
-    when = f" WHEN ({condition})" if condition else ""
-    returned = "OLD" if when_on.startswith("BEFORE") else "NULL"
-    body = "".join(f"  {stmt};\n" for stmt in statements)
-    return [
-        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n{body}  RETURN {returned};\nEND\n$$",
-        f"CREATE TRIGGER {name} {when_on} FOR EACH ROW{when} EXECUTE FUNCTION {name}()",
-    ]
-
-
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements that create every daily trigger on `dialect` ('sqlite' or 'postgresql')."""
-    make = _sqlite if dialect == "sqlite" else _postgresql
-    return [
-        ddl
-        for name, (when_on, condition, stmts) in _bodies(dialect).items()
-        for ddl in make(name, when_on, condition, stmts)
-    ]
+    return triggers(dialect, _bodies(dialect))
 
 
 def install(conn: Connection) -> None:

@@ -36,6 +36,7 @@ rows the engine writes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -434,11 +435,17 @@ def _postgresql(name: str, when_on: str, condition: str, statements: list[str]) 
     ]
 
 
+def triggers(dialect: str, bodies: Mapping[str, tuple[str, str, list[str]]]) -> list[str]:
+    """The statements that create the triggers of `bodies` (name -> (when and on what, condition,
+    statements)) on `dialect` ('sqlite' or 'postgresql'): these tallies' and the daily ones'."""
+    make = _sqlite if dialect == "sqlite" else _postgresql
+    return [ddl for name, (when_on, condition, stmts) in bodies.items()
+            for ddl in make(name, when_on, condition, stmts)]
+
+
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements that create every tally trigger on `dialect` ('sqlite' or 'postgresql')."""
-    make = _sqlite if dialect == "sqlite" else _postgresql
-    return [ddl for name, (when_on, condition, stmts) in _bodies(_Dialect(dialect)).items()
-            for ddl in make(name, when_on, condition, stmts)]
+    return triggers(dialect, _bodies(_Dialect(dialect)))
 
 
 def install(conn: Connection) -> None:
