@@ -62,7 +62,8 @@ def when(broadcast: BroadcastPlan) -> str:
 
 
 def state(row: Mapping[str, Any] | None, progress: calendar.Progress | None, pending_mail: int) -> str:
-    """draft, scheduled, taking, sending, sent (taken whole, nobody and no email pending) or cancelled."""
+    """draft, scheduled, taking, sending, sent (taken whole, nobody and no email pending) or cancelled
+    (`held` is said by `_summary`, which knows the file)."""
     if row is None:
         return DRAFT
     if row["state"] == calendar.SENDING and progress is not None and not progress.by_status.get(
