@@ -40,7 +40,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.store.tally_sql import triggers
+from engine.store.tally_sql import drop, triggers
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -276,10 +276,4 @@ def install(conn: Connection) -> None:
 
 def uninstall(conn: Connection) -> None:
     """Drop the daily triggers (a downgrade; a bulk load that counts afresh after)."""
-    for name in TRIGGERS:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-        else:
-            table = name.split("_")[1]
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}()")
+    drop(conn, TRIGGERS)

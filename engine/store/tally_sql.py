@@ -36,7 +36,7 @@ rows the engine writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -456,7 +456,12 @@ def install(conn: Connection) -> None:
 
 def uninstall(conn: Connection) -> None:
     """Drop the tally triggers (a downgrade; a bulk load that rebuilds the tallies after)."""
-    for name in TRIGGERS:
+    drop(conn, TRIGGERS)
+
+
+def drop(conn: Connection, names: Iterable[str]) -> None:
+    """Drop the triggers `names` (named `<purpose>_<table>_<event>`, as `triggers` makes them)."""
+    for name in names:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
         else:
