@@ -6,13 +6,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.scheduler.harness import Harness
+from tests.support.browser import chromium
 from tests.support.project import minimal_project
 from tests.web.served import serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, inside minimal's weekday 08:00-11:00 window
 API_KEY = "test-api-key"
@@ -41,3 +46,10 @@ def site(db_url: str, tmp_path: Path) -> Iterator[Site]:
             yield Site(harness, http)
     finally:
         harness.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless chromium for a browser test module's tests (skipped without it: tests/support/browser.py)."""
+    with chromium() as launched:
+        yield launched

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from engine.stats.broadcasts import read_report
-from tests.support.browser import chromium
 from tests.web.dashboard_site import (
     IMG_NAME,
     PASSWORD,
@@ -32,13 +31,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless chromium for the module's tests."""
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from engine.store.db import make_engine
 from engine.store.migrate import upgrade
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, MILESTONE
 from tests.scheduler.harness import Harness
-from tests.support.browser import chromium
 from tests.support.project import shipped_project
 from tests.web.served import serve
 
@@ -42,13 +41,6 @@ PEOPLE = {
     "camping-gear": [("level", "amateur"), ("level", "pro"), ("level", "amateur")],
 }
 PRICES = {"first-marathon": ("my-first-marathon", 149.0, "EUR"), "camping-gear": ("tent", 89.5, "USD")}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless chromium for the module's tests."""
-    with chromium() as launched:
-        yield launched
 
 
 def tell(h: Harness) -> None:

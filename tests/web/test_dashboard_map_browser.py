@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.browser import chromium
 from tests.web.dashboard_site import Dash
 from tests.web.map_site import FUNNELS, PEOPLE, map_dashboard, recount, tell_map_story
 from tests.web.test_dashboard_browser import log_in
@@ -20,12 +19,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
