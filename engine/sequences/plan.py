@@ -88,10 +88,12 @@ class EmailStep:
     def as_variant(self, variant_id: str | None) -> EmailStep:
         """This email as `variant_id` renders it: that variant's subject and template (the email
         itself when it has no such variant, or none is named)."""
-        chosen = next((v for v in self.variants if v.id == variant_id), None)
-        if chosen is None:
-            return self
-        return replace(self, subject=chosen.subject, template=chosen.template)
+        return self if variant_id is None else self._versions.get(variant_id, self)
+
+    @cached_property
+    def _versions(self) -> dict[str, EmailStep]:
+        # Made once per email of a release, not once per message composed.
+        return {v.id: replace(self, subject=v.subject, template=v.template) for v in self.variants}
 
     @property
     def marketing(self) -> bool:
