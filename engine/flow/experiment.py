@@ -25,6 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from math import floor, prod
 
 from engine.flow.betadist import chance_above, chance_largest, chance_largest_at, quantile
@@ -119,8 +120,16 @@ def pick(arms: Sequence[Arm], rule: Rule, seed: bytes) -> str:
 def winner(arms: Sequence[Arm], rule: Rule) -> str | None:
     """The variant everyone gets now (the override, or the rule's winner), or None while testing.
 
-    What `decide` says, without the estimates: cheap enough to ask before every send.
+    What `decide` says, without the estimates. Asked before every send of an experiment's
+    email, on counts that change every few seconds (engine/scheduler/experiments.py): the
+    answer is kept for the last counts seen, since the stop rule over large counts costs
+    a millisecond.
     """
+    return _winner(tuple(arms), rule)
+
+
+@lru_cache(maxsize=256)
+def _winner(arms: tuple[Arm, ...], rule: Rule) -> str | None:
     _check(arms, rule)
     if rule.override is not None:
         return rule.override

@@ -36,13 +36,15 @@ def experiment_counts(
         for email in plan.emails():
             if not email.variants or email.experiment is None:
                 continue
-            counts = _counts(conn, funnel, email.id, email.experiment)
-            winner = None
-            if plan.broadcast(email.id) is not None:
+            if plan.broadcast(email.id) is None:
+                trial = Trial(_counts(conn, funnel, email.id, email.experiment))
+            else:
+                # A broadcast's recipients need only its winner (engine/flow/variants.py,
+                # for_broadcast): its counts are read once, when the winner is chosen.
                 if winners is None:
                     winners = {b: r["winner"] for b, r in calendar.rows(conn).items()}
-                winner = winners.get(email.id)
-            found.setdefault(funnel, {})[email.id] = Trial(counts, winner)
+                trial = Trial(winner=winners.get(email.id))
+            found.setdefault(funnel, {})[email.id] = trial
     return found
 
 
