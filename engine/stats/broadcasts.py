@@ -76,19 +76,17 @@ def state(row: Mapping[str, Any] | None, progress: calendar.Progress | None, pen
 def listing(conn: DbConnection, plans: Mapping[str, Plan]) -> list[dict[str, Any]]:
     """Every broadcast of the project's files in file order, then those on the calendar whose file is gone."""
     rows = calendar.rows(conn)
-    found: list[dict[str, Any]] = []
-    for plan in plans.values():
-        counts = _counts(conn, plan.funnel, [b.id for b in plan.broadcasts])
-        for broadcast in plan.broadcasts:
-            row = rows.pop(broadcast.id, None)
-            count = counts.get(broadcast.id)
-            if row is not None and row["funnel"] != plan.funnel:  # held: its mail is in the funnel it was for
-                count = _counts(conn, row["funnel"], [broadcast.id]).get(broadcast.id)
-            found.append(_summary(conn, broadcast, row, count))
-    for broadcast_id, row in sorted(rows.items()):
-        counts = _counts(conn, row["funnel"], [broadcast_id])
-        found.append(_summary(conn, None, row, counts.get(broadcast_id), broadcast_id))
-    return found
+    listed: list[tuple[str, str, BroadcastPlan | None, Mapping[str, Any] | None]] = [
+        (b.id, calendar.mail_funnel(b, rows.get(b.id)), b, rows.pop(b.id, None))
+        for plan in plans.values() for b in plan.broadcasts
+    ]
+    listed += [(broadcast_id, row["funnel"], None, row) for broadcast_id, row in sorted(rows.items())]
+    ids: dict[str, list[str]] = {}
+    for broadcast_id, funnel, _, _ in listed:
+        ids.setdefault(funnel, []).append(broadcast_id)
+    counts = {funnel: _counts(conn, funnel, each) for funnel, each in ids.items()}
+    return [_summary(conn, broadcast, row, counts[funnel].get(broadcast_id), broadcast_id)
+            for broadcast_id, funnel, broadcast, row in listed]
 
 
 def _counts(conn: DbConnection, funnel: str, ids: list[str]) -> dict[str, StepCounts]:
@@ -103,14 +101,17 @@ def _summary(
     row: Mapping[str, Any] | None,
     counts: StepCounts | None,
     broadcast_id: str | None = None,
+    progress: calendar.Progress | None = None,
 ) -> dict[str, Any]:
-    progress = calendar.progress(conn, row["id"]) if row is not None else None
+    if progress is None and row is not None:
+        progress = calendar.progress(conn, row["id"])
     pending = counts.pending if counts else 0
     held = calendar.moved(broadcast, row) if broadcast is not None else None
     return {
         "broadcast": broadcast.id if broadcast else broadcast_id,
         "name": broadcast.name if broadcast else broadcast_id,
-        "funnel": broadcast.funnel if broadcast else row["funnel"] if row else None,
+        # the funnel its emails are in: for a held one, the funnel it was scheduled for
+        "funnel": calendar.mail_funnel(broadcast, row) if broadcast else row["funnel"] if row else None,
         "file": broadcast.source if broadcast else None,  # None: its file was removed
         "role": broadcast.email.role.value if broadcast else None,
         "when": when(broadcast) if broadcast else None,
@@ -194,16 +195,15 @@ def _ratio_skips(
 def numbers(conn: DbConnection, broadcast: BroadcastPlan) -> dict[str, Any]:
     """What the broadcast did: its email's numbers, its recipients by status, skips by reason, and
     the purchases attributed to it (within `attribution` of each recipient's email)."""
-    counts = _counts(conn, broadcast.funnel, [broadcast.id]).get(broadcast.id) or StepCounts(
-        broadcast.funnel, broadcast.id
-    )
     row = calendar.row(conn, broadcast.id)
+    funnel = calendar.mail_funnel(broadcast, row)
+    counts = _counts(conn, funnel, [broadcast.id]).get(broadcast.id) or StepCounts(funnel, broadcast.id)
     progress = calendar.progress(conn, broadcast.id)
-    bought = attributed(conn, broadcast.funnel, broadcast.id, broadcast.attribution)
+    bought = attributed(conn, funnel, broadcast.id, broadcast.attribution)
     email = counts.as_dict()
     del email["funnel"], email["step"]
     return {
-        **_summary(conn, broadcast, row, counts),
+        **_summary(conn, broadcast, row, counts, progress=progress),
         "subject": broadcast.email.subject,
         "email": email,
         "recipients_by_status": dict(sorted(progress.by_status.items())),

@@ -10,10 +10,11 @@ as spans in the same units, so the page can shade them where they happened.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from engine.sequences.plan import BroadcastPlan
+from engine.store import broadcasts as calendar
 from engine.store import daily
 from engine.store.broadcast_stats import attributed_by_day
 from engine.store.db import DbConnection
@@ -127,12 +128,13 @@ def broadcast_activity(
 ) -> Activity:
     """A broadcast's email's counts per bucket, and the purchases attributed to it (within its
     attribution window after each recipient's email) on the days they were made."""
-    found = activity(conn, broadcast.funnel, first, last, now, step=broadcast.id)
+    funnel = calendar.mail_funnel(broadcast, calendar.row(conn, broadcast.id))
+    found = activity(conn, funnel, first, last, now, step=broadcast.id)
     revenue: dict[str, list[float]] = {}
     purchases = [0] * len(found.starts)
     bought = attributed_by_day(
         conn,
-        broadcast.funnel,
+        funnel,
         broadcast.id,
         broadcast.attribution,
         _midnight(first),
@@ -142,16 +144,7 @@ def broadcast_activity(
         i = _index(first, found.unit, day)
         revenue.setdefault(currency, [0.0] * len(found.starts))[i] += amount
         purchases[i] += n
-    return Activity(
-        found.first,
-        found.last,
-        found.unit,
-        found.starts,
-        found.counts,
-        _rounded(revenue),
-        purchases,
-        found.pauses,
-    )
+    return replace(found, revenue=_rounded(revenue), purchases=purchases)
 
 
 def _rounded(revenue: Mapping[str, list[float]]) -> dict[str, list[float]]:

@@ -143,6 +143,12 @@ def to_take(
     ]
 
 
+def mail_funnel(broadcast: BroadcastPlan, found: Mapping[str, Any] | None) -> str:
+    """The funnel whose deliveries are the broadcast's emails: the one it was scheduled for (its
+    calendar row, `found`), which its file may no longer name (`moved`); else its file's."""
+    return str(found["funnel"]) if found is not None else broadcast.funnel
+
+
 def moved(broadcast: BroadcastPlan, found: Mapping[str, Any] | None) -> str | None:
     """Why a scheduled broadcast is held, or None: its file names another funnel than the one it
     was scheduled for. Its people were chosen from that funnel (or are about to be), so it

@@ -431,6 +431,11 @@ def test_a_broadcast_whose_file_moves_it_to_another_funnel_after_scheduling_is_h
         with h.db_engine.connect() as conn:
             listed = {b["broadcast"]: b for b in numbers.listing(conn, h.daemon.live.current.plans)}
         assert (listed["news"]["state"], listed["news"]["held"]) == ("held", problem)
+        moved = h.daemon.live.current.plans["other"].broadcast("news")
+        assert moved is not None
+        with h.db_engine.connect() as conn:
+            shown = numbers.numbers(conn, moved)  # its page: the funnel its emails are in
+        assert (shown["funnel"], shown["state"], listed["news"]["funnel"]) == ("minimal", "held", "minimal")
         path.write_text(path.read_text().replace("funnel: other\n", "funnel: minimal\n"))
         h.run_until(WEDNESDAY_0930 + timedelta(days=1), every=timedelta(minutes=30))
         # Back in its funnel, it goes: late, at the next morning's window (weekdays 08:00-11:00).
