@@ -82,31 +82,32 @@ class DkimKey:
 def parse_entries(text: str) -> list[KeyEntry]:
     """`DOMAIN SELECTOR KEY` entries separated by newlines, ';' or ','; ValueError says what to write.
 
-    KEY is a path to a PEM file, or the PEM itself on one line (as an environment
-    variable holds it). A domain may have one key of each type; that is checked when
-    the keys are read (the type is the key's own).
+    KEY is a path to a PEM file, or the PEM itself, on one line (as an environment variable
+    holds it) or on its own lines (a TOML multi-line string). A domain may have one key of
+    each type; that is checked when the keys are read (the type is the key's own). An error
+    never repeats what it could not read: that may be a piece of a key.
     """
     entries: list[KeyEntry] = []
     seen: set[tuple[str, str]] = set()
-    for part in _ENTRY_SPLIT.split(text):
-        part = part.strip()
-        if not part or part.startswith("#"):
-            continue
+    # A PEM block on lines of its own is one entry's KEY, not entries of its own.
+    text = _PEM.sub(lambda block: " ".join(block.group(0).split()), text)
+    parts = [p.strip() for p in _ENTRY_SPLIT.split(text)]
+    for number, part in enumerate((p for p in parts if p and not p.startswith("#")), 1):
         fields = part.split(None, 2)
         if len(fields) < 3:
             raise ValueError(
-                f"'{_shown(part)}' is not DOMAIN SELECTOR KEY; write for example "
-                f"'{ENTRY_EXAMPLE}' (KEY: the private key's file, or the key on one line)"
+                f"entry {number} is not DOMAIN SELECTOR KEY (it has {len(fields)} word(s)); write "
+                f"for example '{ENTRY_EXAMPLE}' (KEY: the private key's file, or the key itself)"
             )
         domain, selector, source = fields[0].lower().rstrip("."), fields[1], fields[2].strip()
         if not _DOMAIN.fullmatch(domain):
             raise ValueError(
-                f"'{_shown(part)}': '{fields[0]}' is not a domain name; write the domain "
+                f"entry {number}: '{fields[0]}' is not a domain name; write the domain "
                 f"of the sender's address (From), e.g. '{ENTRY_EXAMPLE}'"
             )
         if not _SELECTOR.fullmatch(selector) or "_" in selector:
             raise ValueError(
-                f"'{_shown(part)}': selector '{selector}' may hold only letters, digits, "
+                f"entry {number}: selector '{selector}' may hold only letters, digits, "
                 "'-' and '.', e.g. mail2026"
             )
         if (domain, selector.lower()) in seen:
@@ -114,12 +115,6 @@ def parse_entries(text: str) -> list[KeyEntry]:
         seen.add((domain, selector.lower()))
         entries.append(KeyEntry(domain, selector, source))
     return entries
-
-
-def _shown(part: str) -> str:
-    """An entry as an error shows it: without the key, should the key be written in it."""
-    start = part.find("-----BEGIN")
-    return part if start < 0 else part[:start] + "-----BEGIN ...(the key)"
 
 
 def read_key(entry: KeyEntry, data: bytes) -> DkimKey:

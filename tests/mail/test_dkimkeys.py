@@ -148,3 +148,17 @@ def test_bad_key_settings_give_the_start_error(tmp_path: Path) -> None:
 def test_long_txt_values_are_cut_at_255() -> None:
     parts = txt_strings("x" * 600)
     assert [len(p) for p in parts] == [255, 255, 90] and "".join(parts) == "x" * 600
+
+
+def test_a_key_on_lines_of_its_own_is_one_entry_and_an_error_never_repeats_a_piece_of_a_key() -> None:
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    (entry,) = parse_entries(f"example.com ed1 {pem}\nexample.org rsa1 dkim/org.pem")[:1]
+    assert (entry.domain, entry.selector, entry.inline) == ("example.com", "ed1", True)
+    assert read_key(entry, entry.source.encode()).type is KeyType.ED25519
+    secret = pem.splitlines()[1]  # the key's base64: the whole private key of an Ed25519 key
+    with pytest.raises(ValueError) as refused:  # the BEGIN line misspelt: the base64 stands alone
+        parse_entries("example.com ed1 " + pem.replace("-----BEGIN", "----BEGIN"))
+    assert secret not in str(refused.value)
+    assert "is not DOMAIN SELECTOR KEY" in str(refused.value)
