@@ -47,13 +47,22 @@ def for_step(email: EmailStep, facts: Facts) -> str | None:
     return pick(arms_of(email, facts), rule_of(email.experiment), f"{facts.key}:{email.id}".encode())
 
 
+def sampled(broadcast: BroadcastPlan) -> ExperimentPlan | None:
+    """The broadcast's experiment while it is tried on a sample: None when it has none, or when
+    its file names the winner (then everyone gets that one, at their own time)."""
+    experiment = broadcast.email.experiment
+    if not broadcast.email.variants or experiment is None or experiment.sample is None:
+        return None
+    return None if experiment.winner is not None else experiment
+
+
 def sample_place(broadcast: BroadcastPlan, key: str) -> str | None:
     """The variant a broadcast recipient tries, or None: they are the rest, who get the winner.
 
     Fixed by the recipient's key, so the daemon (timing the rest later) and `step` agree.
     """
-    experiment = broadcast.email.experiment
-    if not broadcast.email.variants or experiment is None or experiment.sample is None:
+    experiment = sampled(broadcast)
+    if experiment is None or experiment.sample is None:
         return None
     ids = tuple(v.id for v in broadcast.email.variants)
     return split(f"{broadcast.id}:{key}".encode(), ids, experiment.sample)

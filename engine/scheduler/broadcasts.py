@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from engine.flow.experiment import decide
-from engine.flow.variants import arms, rule_of, sample_place
+from engine.flow.variants import arms, rule_of, sample_place, sampled
 from engine.logs import log
 from engine.scheduler.funnels import Funnels
 from engine.sequences.plan import BroadcastPlan
@@ -71,8 +71,8 @@ def _due_for(broadcast: BroadcastPlan) -> Callable[[int, str], datetime]:
     """When the broadcast is due to a recipient: at their time (worked out once per zone), or, for
     the rest of an experiment's audience, `decide_after` later, when its winner is known."""
     due_in = lru_cache(maxsize=None)(broadcast.due_at)
-    experiment = broadcast.email.experiment
-    if experiment is None or experiment.sample is None or not broadcast.email.variants:
+    experiment = sampled(broadcast)
+    if experiment is None:
         return lambda _subscriber, timezone: due_in(timezone)
 
     def due_for(subscriber: int, timezone: str) -> datetime:
@@ -84,16 +84,22 @@ def _due_for(broadcast: BroadcastPlan) -> Callable[[int, str], datetime]:
 
 def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
     """Choose, once, the winner of each broadcast experiment whose time has come: `decide_after`
-    after its first recipients were due. How many were chosen now."""
+    after its first recipients were due. How many were chosen now.
+
+    Not for a broadcast whose file names the winner, nor one held because its file names
+    another funnel (its sample's counts are in the funnel it was scheduled for).
+    """
     chosen = 0
     for plan in funnels.plans.values():
         for broadcast in plan.broadcasts:
-            experiment = broadcast.email.experiment
-            if experiment is None or experiment.sample is None or not broadcast.email.variants:
+            experiment = sampled(broadcast)
+            if experiment is None:
                 continue
             with db_engine.connect() as conn:
                 row = calendar.row(conn, broadcast.id)
                 if row is None or row["winner"] is not None or row["state"] == calendar.CANCELLED:
+                    continue
+                if calendar.moved(broadcast, row) is not None:
                     continue
                 first = row["first_due_at"]  # when its first recipients were due
                 if first is None or now < first + experiment.decide_after:

@@ -324,6 +324,41 @@ def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, projec
         h.close()
 
 
+def test_a_broadcast_whose_file_names_the_winner_sends_it_to_everyone_at_their_time(
+    db_url: str, project: Path
+) -> None:
+    """`winner:` in the file: nobody tries the others, nobody waits `decide_after` (docs/experiments.md)."""
+    from engine.sequences.plan import ExperimentPlan, Variant
+
+    _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        current = h.daemon.live.current
+        plan = current.plans["minimal"]
+        news = plan.broadcasts[0]
+        trial = ExperimentPlan(metric="clicks", min_sends=1, sample=0.5, decide_after=timedelta(hours=4),
+                               winner="b")
+        email = dataclasses.replace(
+            news.email, experiment=trial,
+            variants=(Variant("a", "News A", "t/news.html"), Variant("b", "News B", "t/news.html")),
+        )
+        plan = dataclasses.replace(plan, broadcasts=(dataclasses.replace(news, email=email),))
+        h.daemon.live.current = dataclasses.replace(current, plans={**current.plans, "minimal": plan})
+        for i in range(12):
+            _join(h, f"p{i}@example.com", "new")
+        h.run_until(MONDAY + timedelta(hours=20))
+        _schedule(h, "news")
+        h.run_until(WEDNESDAY_0930 + timedelta(minutes=30), every=timedelta(minutes=30))
+        sent = [d for d in h.deliveries() if d["step"] == "news"]
+        assert len(sent) == 12 and {d["variant"] for d in sent} == {"b"}
+        assert all(d["sent_at"] < WEDNESDAY_0930 + timedelta(minutes=30) for d in sent)
+        with h.db_engine.connect() as conn:
+            row = calendar.row(conn, "news")
+        assert row is not None and row["winner"] is None  # the file decided; the daemon chose nothing
+    finally:
+        h.close()
+
+
 def test_a_sequence_experiment_sends_more_and_more_of_the_variant_that_gets_clicks(
     db_url: str, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
