@@ -19,7 +19,7 @@ from engine.logs import log
 from engine.scheduler.outcomes import Claimed, DeliveryUpdate, later
 from engine.scheduler.throttle import DomainThrottle, recipient_domain
 from engine.scheduler.warmup import Warmup
-from engine.sequences.plan import EmailStep, Plan
+from engine.sequences.plan import EmailStep, PathKind, Plan
 from engine.store.db import DbConnection
 
 
@@ -74,7 +74,7 @@ class SendPolicy:
 
     def hold(self, row: Claimed, plan: Plan, email: EmailStep, now: datetime) -> DeliveryUpdate | None:
         """The update that makes `row` (its `email` of `plan`) wait, or None when it may be sent now."""
-        windowed = row["marketing"] and not email.anytime  # marketing mail, unless `anytime`
+        windowed = row["marketing"] and _windowed(plan, email)
         if windowed and plan.window and not plan.window.contains(now, row["timezone"]):
             # Late (downtime, a backlog): wait for the window rather than arrive at night.
             return later(row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window")
@@ -111,3 +111,10 @@ class SendPolicy:
     def pause(self, domain: str, until: datetime) -> None:
         """Send nothing to `domain` before `until` (it answered 421)."""
         self.paused_domains[domain] = until
+
+
+def _windowed(plan: Plan, email: EmailStep) -> bool:
+    """Whether a marketing email waits for the send window: unless `anytime`, or a broadcast whose
+    file says `window: ignore`."""
+    broadcast = plan.broadcast(email.id) if email.path is PathKind.BROADCAST else None
+    return broadcast.use_window if broadcast is not None else not email.anytime

@@ -18,10 +18,7 @@ def compile_broadcast(broadcast: Broadcast, source: str) -> BroadcastPlan:
         source=source,
         email=EmailStep(id=broadcast.broadcast, path=PathKind.BROADCAST, segment=None,
                         role=Role(broadcast.email.role), subject=broadcast.email.subject,
-                        template=broadcast.email.template, **experiment_of(broadcast.email),
-                        # `window: ignore`: the send policy holds it for no window either
-                        # (engine/scheduler/policy.py); the interpreter still applies the cap.
-                        anytime=send.window != "funnel"),
+                        template=broadcast.email.template, **experiment_of(broadcast.email)),
         audience=Audience(
             segments=frozenset(audience.segments) if audience.segments is not None else None,
             stages=frozenset(audience.stages) if audience.stages is not None else None,
