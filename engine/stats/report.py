@@ -47,8 +47,6 @@ def parse_since(text: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-
-
 def funnel_report(
     conn: DbConnection,
     plans: Mapping[str, Plan],

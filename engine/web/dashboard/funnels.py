@@ -16,11 +16,10 @@ from starlette.responses import RedirectResponse, Response
 
 from engine.errors import UnknownFunnelError
 from engine.logs import log
-from engine.stats.broadcasts import read_report
 from engine.stats.mapdata import read_map
-from engine.stats.report import parse_since
+from engine.stats.report import funnel_report, parse_since
 from engine.store import pauses
-from engine.store.db import DbConnection
+from engine.store.db import DbConnection, snapshot
 from engine.web.context import Web
 from engine.web.dashboard.auth import HOME, Gate
 from engine.web.dashboard.chart import funnel_chart
@@ -42,7 +41,9 @@ def router(web: Web, gate: Gate) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
 
     def report(funnel: str | None, since: datetime | None) -> dict[str, Any]:
-        return read_report(web.db_engine, web.plans(), funnel, since, now=web.clock.now())
+        # The stats report without its broadcasts' numbers, which no page here shows.
+        with snapshot(web.db_engine) as conn:
+            return funnel_report(conn, web.plans(), funnel, since, now=web.clock.now())
 
     def opened(request: Request, since: str | None) -> tuple[Session, datetime | None] | Response:
         """The session and the `?since=` time, or the login redirect or a 400 page."""
