@@ -83,6 +83,7 @@ class Cancelled:
 
     recipients: int  # who had not had it yet
     deliveries: int  # emails decided and waiting, now cancelled
+    already: bool = False  # it was cancelled before: this cancel stopped nothing
 
 
 def cancel(conn: DbConnection, broadcast_id: str, now: datetime, by: str) -> Cancelled:
@@ -98,7 +99,7 @@ def cancel(conn: DbConnection, broadcast_id: str, now: datetime, by: str) -> Can
             "(a draft never goes; delete its file if you no longer want it)"
         )
     if existing["state"] == CANCELLED:
-        return Cancelled(0, 0)
+        return Cancelled(0, 0, already=True)
     conn.execute(
         sa.update(BROADCAST)
         .where(BROADCAST.c.id == broadcast_id)

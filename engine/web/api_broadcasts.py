@@ -106,8 +106,9 @@ def router(web: Web) -> APIRouter:
         stopped = await web.writer.run(job)
         if isinstance(stopped, str):
             return JSONResponse({"detail": stopped}, status_code=409)
-        log("broadcast_cancelled", broadcast=broadcast.id, by="api", recipients=stopped.recipients,
-            deliveries=stopped.deliveries)
+        if not stopped.already:
+            log("broadcast_cancelled", broadcast=broadcast.id, by="api", recipients=stopped.recipients,
+                deliveries=stopped.deliveries)
         counts = {"recipients": stopped.recipients, "deliveries": stopped.deliveries}
         after = await run_in_threadpool(read, broadcast)
         return JSONResponse({"cancelled": counts, "broadcast": after})

@@ -89,3 +89,20 @@ def test_an_unknown_broadcast_is_a_404_page(dash: Dash) -> None:
     assert "No broadcast with this id" in page.text
     draft = dash.http.get("/dashboard/broadcasts/flash")
     assert draft.status_code == 200 and 'action="/dashboard/broadcasts/flash/cancel"' not in draft.text
+
+
+def test_a_held_broadcast_says_why_and_can_still_be_cancelled(dash: Dash, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    funnel = (project / "sequences" / "minimal.yaml").read_text()
+    (project / "sequences" / "other.yaml").write_text(funnel.replace("funnel: minimal\n", "funnel: other\n"))
+    digest = project / "broadcasts" / "digest.yaml"
+    digest.write_text(digest.read_text().replace("funnel: minimal\n", "funnel: other\n"))
+    dash.harness.tick()  # the daemon serves the edited files
+    page = dash.http.get("/dashboard/broadcasts/digest")
+    assert "Held: broadcast &#39;digest&#39; was scheduled for funnel &#39;minimal&#39;" in page.text
+    assert 'action="/dashboard/broadcasts/digest/cancel"' in page.text  # as the message says to
+    done = dash.http.post("/dashboard/broadcasts/digest/cancel", data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 303 and _state(dash, "digest") == calendar.CANCELLED
+    with dash.harness.db_engine.begin() as conn:  # a second cancel stops nothing and says so
+        assert calendar.cancel(conn, "digest", dash.harness.clock.now(), "test") == calendar.Cancelled(
+            0, 0, already=True)

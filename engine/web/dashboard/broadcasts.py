@@ -51,7 +51,9 @@ def router(web: Web, gate: Gate) -> APIRouter:
                                       "(a file with errors is not served: run funnel validate).")
         with snapshot(web.db_engine) as conn:
             found = numbers.numbers(conn, broadcast)
-        return page("broadcast", session=session, b=found, cancellable=found["state"] in CANCELLABLE,
+        # A held broadcast is on the calendar too: its message says to cancel it.
+        cancellable = found["held"] is not None or found["state"] in CANCELLABLE
+        return page("broadcast", session=session, b=found, cancellable=cancellable,
                     cancelled=cancelled is not None and found["state"] == calendar.CANCELLED)
 
     @routes.post(HOME + "/broadcasts/{broadcast_id}/cancel")
@@ -73,7 +75,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
                 return None
 
         stopped = await web.writer.run(job)
-        if stopped is not None:
+        if stopped is not None and not stopped.already:
             log("broadcast_cancelled", broadcast=broadcast.id, by="dashboard", recipients=stopped.recipients,
                 deliveries=stopped.deliveries)
         target = f"{HOME}/broadcasts/{quote(broadcast.id, safe='')}?cancelled=1"
