@@ -7,7 +7,7 @@ import json
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.errors import display_path
+from engine.errors import UnknownFunnelError, display_path
 from engine.stats.experiments import ExperimentReport, experiment_reports, report_lines
 from engine.store.db import DbEngine
 
@@ -28,9 +28,7 @@ def experiments(obj: Context, funnel: str | None, as_json: bool) -> None:
                 err=True,
             )
     if funnel is not None and funnel not in plans:
-        raise click.ClickException(
-            f"no funnel '{funnel}' in this project (the funnels: {', '.join(sorted(plans))})"
-        )
+        raise click.ClickException(str(UnknownFunnelError(funnel, list(plans))))
 
     def read(db_engine: DbEngine) -> list[ExperimentReport]:
         with db_engine.connect() as conn:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import UnknownFunnelError
 from engine.flow.experiment import Decision, decide
 from engine.flow.variants import arms, rule_of
 from engine.sequences.plan import Plan
@@ -58,13 +59,14 @@ class ExperimentReport:
 def experiment_reports(
     conn: DbConnection, plans: Mapping[str, Plan], funnels: Iterable[str] | None = None
 ) -> list[ExperimentReport]:
-    """Every experiment of these funnels (default: all), in file order."""
+    """Every experiment of these funnels (default: all), in file order; UnknownFunnelError for a
+    funnel `plans` does not have."""
     found: list[ExperimentReport] = []
     kept: dict[str, Mapping[str, Any]] | None = None
     for funnel in funnels if funnels is not None else sorted(plans):
         plan = plans.get(funnel)
         if plan is None:
-            continue
+            raise UnknownFunnelError(funnel, list(plans))
         for email in plan.emails():
             if not email.variants or email.experiment is None:
                 continue

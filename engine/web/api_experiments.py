@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from engine.errors import UnknownFunnelError
 from engine.stats.experiments import experiment_reports
 from engine.store.db import snapshot
 from engine.web.context import Web
@@ -24,7 +25,8 @@ def router(web: Web) -> APIRouter:
     @routes.get(
         "/experiments",
         summary="Each email with variants: per variant its numbers, and the decision",
-        responses={200: {"description": "`funnel experiments --json`, under `experiments`"}},
+        responses={200: {"description": "`funnel experiments --json`, under `experiments`"},
+                   404: {"description": "no funnel of that id in the release being served"}},
     )
     async def list_experiments(funnel: str | None = None) -> JSONResponse:
         def job() -> list[dict[str, Any]]:
@@ -33,6 +35,9 @@ def router(web: Web) -> APIRouter:
                     r.as_json() for r in experiment_reports(conn, web.plans(), [funnel] if funnel else None)
                 ]
 
-        return JSONResponse({"experiments": await run_in_threadpool(job)})
+        try:
+            return JSONResponse({"experiments": await run_in_threadpool(job)})
+        except UnknownFunnelError as error:
+            return JSONResponse({"detail": str(error)}, status_code=404)
 
     return routes

@@ -35,3 +35,10 @@ def test_the_experiments_and_their_numbers_behind_the_key(site: Site) -> None:
     assert experiment["reason"].startswith("waiting: ")
     assert site.http.get("/api/experiments", params={"funnel": "camping-gear"}, headers=site.api).json() == {
         "experiments": []}
+
+
+def test_an_unknown_funnel_is_a_404_that_names_the_funnels(site: Site) -> None:
+    answer = site.http.get("/api/experiments", params={"funnel": "first-marathn"}, headers=site.api)
+    assert answer.status_code == 404
+    assert answer.json()["detail"] == (
+        "no funnel named 'first-marathn'; did you mean 'first-marathon'?")
