@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from engine.project.folder import Project
 from engine.sequences.plan import EmailStep, Plan, Role
 from engine.stats.mapdata import ANSWERING, ENDED, SALES_DONE, SEGMENT, SIGNUP, SUNSET, Kind, funnel_map
+from engine.web.dashboard.emails import email_href
 from engine.web.dashboard.funnel_map import funnel_map as draw
-from engine.web.dashboard.funnel_map import step_href
 from engine.web.dashboard.map_layout import NODE_HEIGHT, NODE_WIDTH, layout
 from tests.support.project import ROOT
 
@@ -108,7 +108,7 @@ def test_every_email_of_the_shipped_funnels_is_a_node_with_its_counts(plan: Plan
     for step in sequence_emails(plan):
         node = drawn[step]
         assert node.tag == f"{SVG}a"
-        assert node.attrib["href"] == step_href(plan.funnel, step)
+        assert node.attrib["href"] == email_href(plan.funnel, step)
         assert node.attrib["data-sent"] == str(by_step[step]["sent"])
         shown = texts(node)
         expected_waiting = waiting.get(step, 0)
@@ -209,7 +209,7 @@ def test_text_is_escaped_and_the_map_has_a_title_and_description() -> None:
     assert "style" not in markup  # the CSP allows no inline style
     head = nodes(svg)[SEGMENT + segment.id]
     assert texts(head)[0].startswith("<script>")  # shown as text, cut to fit
-    assert step_href("a b/c", "x#y") == "/dashboard/funnels/a%20b%2Fc/emails/x%23y"
+    assert email_href("a b/c", "x#y") == "/dashboard/funnels/a%20b%2Fc/emails/x%23y"
 
 
 def test_a_paused_email_says_so_in_words() -> None:

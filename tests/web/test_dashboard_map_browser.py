@@ -1,6 +1,6 @@
 """The funnel map in a real browser (Debian's chromium, headless, Playwright's sync API), for both
 shipped funnels after two weeks of a real daemon: the numbers drawn are the recount's, an
-email node opens its row on the funnel page, and on a phone the page does not widen."""
+email node opens its page, and on a phone the page does not widen."""
 
 from __future__ import annotations
 

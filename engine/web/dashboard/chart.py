@@ -31,6 +31,27 @@ def percent(fraction: float | None) -> str:
     return "" if fraction is None else f"{fraction * 100:.1f}%"
 
 
+# An email's numbers (StepCounts.as_dict's names) as the dashboard labels them; each but the
+# first and the last with its rate over sent.
+LABELS = {"sent": "Sent", "delivered": "Delivered", "opened": "Opened (a weak signal)",
+          "clicked": "Clicked (unique people)", "unsubscribed": "Unsubscribed", "complained": "Complained",
+          "bounced": "Bounced", "pending": "Waiting to be sent"}
+_UNRATED = ("sent", "pending")
+
+
+def figures(
+    numbers: Mapping[str, Any], names: Sequence[str] = ("sent", "opened", "clicked", "unsubscribed")
+) -> list[tuple[str, str, str]]:
+    """An email's numbers `names` as (label, exact count, rate over sent or ''): the map's hover text
+    and table, and the email page's table."""
+    sent = int(numbers.get("sent", 0))
+    return [
+        (LABELS[name], f"{int(numbers.get(name, 0)):,}",
+         "" if name in _UNRATED or not sent else percent(numbers.get(f"{name}_rate", 0.0)) or "0.0%")
+        for name in names
+    ]
+
+
 def bar_width(count: int, largest: int) -> float:
     """How wide a bar of `count` is when the longest bar is of `largest`."""
     return 0.0 if largest <= 0 else round(BAR_WIDTH * max(count, 0) / largest, 2)

@@ -22,6 +22,7 @@ from engine.sequences.plan import Plan
 from engine.store.stepstats import StepCounts, step_counts
 from engine.web.context import Web
 from engine.web.dashboard.auth import HOME, Gate
+from engine.web.dashboard.chart import LABELS, figures
 from engine.web.dashboard.outbox import FRAME_HEADERS
 from engine.web.dashboard.render import not_found, page
 from engine.web.dashboard.session import Session
@@ -70,8 +71,9 @@ def router(web: Web, gate: Gate) -> APIRouter:
         session, plan, sample = found
         with web.db_engine.connect() as conn:
             counts = next(iter(step_counts(conn, plan.funnel, steps=[sample.email.id])), None)
+        numbers = (counts or StepCounts(plan.funnel, sample.email.id)).as_dict()
         return page("email", session=session, plan=plan, sample=sample, variant=variant or "",
-                    locale=locale or "", counts=_numbers(counts or StepCounts(plan.funnel, sample.email.id)),
+                    locale=locale or "", counts=figures(numbers, list(LABELS)),
                     base=email_href(plan.funnel, sample.email.id))
 
     @routes.get(HOME + "/funnels/{funnel}/emails/{step}/html")
@@ -87,15 +89,3 @@ def router(web: Web, gate: Gate) -> APIRouter:
 
 def _refused(session: Session, text: str) -> HTMLResponse:
     return page("message", status=400, session=session, title="Not shown", text=text)
-
-
-def _numbers(counts: StepCounts) -> list[tuple[str, int, float | None]]:
-    """(label, count, rate over the sends or None) of each number the page shows."""
-    rated = counts.as_dict()
-    shown: list[tuple[str, int, float | None]] = [("Sent", counts.sent, None)]
-    for name, label in (("delivered", "Delivered"), ("opened", "Opened (a weak signal)"),
-                        ("clicked", "Clicked (unique)"), ("unsubscribed", "Unsubscribed"),
-                        ("complained", "Complained"), ("bounced", "Bounced")):
-        shown.append((label, rated[name], rated[f"{name}_rate"]))
-    shown.append(("Waiting to be sent", counts.pending, None))
-    return shown

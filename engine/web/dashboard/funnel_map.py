@@ -6,22 +6,21 @@ nodes. As in chart.py, every piece of text is escaped and nothing is styled inli
 dashboard's CSP allows no inline style): colours come from the style sheet through classes.
 Education and sale emails differ in more than colour: a round badge with an E against a
 diamond with a $, and a sale's box has a heavy dashed border (transactional emails have a
-square badge with a T). Each email is a link to its row on the funnel page; its exact
+square badge with a T). Each email is a link to its page (numbers and a preview); its exact
 numbers are in its <title> (shown on hover) and in the table the page puts beside the map.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
 from engine.sequences.plan import Role
 from engine.stats.mapdata import FunnelMap, Kind, Place
-from engine.web.dashboard.chart import percent
+from engine.web.dashboard.chart import figures
+from engine.web.dashboard.emails import email_href
 from engine.web.dashboard.map_layout import MARGIN, NODE_HEIGHT, NODE_WIDTH, Box, layout
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -29,11 +28,6 @@ NAME_CHARS = 26  # what fits the node's first line at its font size; the whole n
 ROLE_WORDS = {Role.EDUCATION: "education", Role.SALE: "sale", Role.TRANSACTIONAL: "transactional"}
 # The badge of each role: its letter and its shape, so that the role reads without colour.
 BADGES = {Role.EDUCATION: "E", Role.SALE: "$", Role.TRANSACTIONAL: "T"}
-
-
-def step_href(funnel: str, step: str) -> str:
-    """The email's page: its numbers and its preview (engine/web/dashboard/emails.py)."""
-    return f"/dashboard/funnels/{quote(funnel, safe='')}/emails/{quote(step, safe='')}"
 
 
 def short(text: str, limit: int = NAME_CHARS) -> str:
@@ -101,7 +95,7 @@ def node(funnel: str, box: Box) -> str:
             else "nothing sent yet"
         )
         return (
-            f'<a class="{classes} {role.value}" href="{escape(step_href(funnel, place.key))}" {data}>'
+            f'<a class="{classes} {role.value}" href="{escape(email_href(funnel, place.key))}" {data}>'
             f"<title>{escape(hover(place))}</title>"
             f'<rect class="m-box" x="{x:g}" y="{y:g}" width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6"/>'
             f"{badge(role, x, y)}"
@@ -161,24 +155,8 @@ def hover(place: Place) -> str:
             f"{label}: {count}" + (f" ({rate})" if rate else "")
             for label, count, rate in figures(place.numbers)
         ]
-        lines.append("Click to open its row on the funnel page")
+        lines.append("Click to open its page: its numbers and a preview")
     return "\n".join(lines)
-
-
-def figures(numbers: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """An email's numbers as (label, exact count, rate over sent or '') for the hover text and the table."""
-    sent = int(numbers.get("sent", 0))
-
-    def with_rate(label: str, name: str) -> tuple[str, str, str]:
-        shown = (percent(numbers.get(f"{name}_rate", 0.0)) or "0.0%") if sent else ""
-        return label, f"{int(numbers.get(name, 0)):,}", shown
-
-    return [
-        ("Sent", f"{sent:,}", ""),
-        with_rate("Opened (a weak signal)", "opened"),
-        with_rate("Clicked (unique people)", "clicked"),
-        with_rate("Unsubscribed", "unsubscribed"),
-    ]
 
 
 def describe(found: FunnelMap) -> str:

@@ -22,8 +22,8 @@ from engine.store import pauses
 from engine.store.db import DbConnection, snapshot
 from engine.web.context import Web
 from engine.web.dashboard.auth import HOME, Gate
-from engine.web.dashboard.chart import funnel_chart
-from engine.web.dashboard.funnel_map import figures, funnel_map
+from engine.web.dashboard.chart import figures, funnel_chart
+from engine.web.dashboard.funnel_map import funnel_map
 from engine.web.dashboard.render import HEADERS, not_found, page
 from engine.web.dashboard.session import Session
 
