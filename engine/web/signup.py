@@ -45,7 +45,6 @@ from engine.web.signup_form import (
 
 PREFLIGHT_MAX_AGE = "600"
 MAX_PROBLEMS = 50  # listed per answer, as in the app's own validation answer
-MAX_LOCALE = 35  # the subscriber table's locale column
 
 
 class SignupBody(BaseModel):
@@ -144,8 +143,6 @@ def router(web: Web) -> APIRouter:
             _count(web, "invalid")
             return _refused(request, refusal)
         plan = signup.plan
-        if signup.lead.locale is None:
-            signup = _with_browser_locale(signup, request.headers.get("accept-language"))
         cors = origin if origin and origin.lower() in _origins(plan.allowed_origins) else None
         if request.headers.get("sec-fetch-mode") == "cors" and cors is None:
             _count(web, "invalid")
@@ -155,6 +152,8 @@ def router(web: Web) -> APIRouter:
             log("signup_trapped", logging.WARNING, funnel=plan.funnel, ip=client_ip(request))
             _count(web, "trapped")
             return _accepted(request, signup, new=True, cors=cors)
+        if signup.lead.locale is None:
+            signup = _with_browser_locale(signup, request.headers.get("accept-language"))
         wait = web.address_limit.hit(address_key(signup.lead.email))
         if wait:
             log("signup_limited", logging.WARNING, by="address", funnel=plan.funnel, ip=client_ip(request))
@@ -210,9 +209,10 @@ def router(web: Web) -> APIRouter:
 
 def _with_browser_locale(signup: Signup, header: str | None) -> Signup:
     """A form without `locale`: the browser's Accept-Language picks it, the best of the funnel's
-    languages it accepts, else its first language (docs/languages.md); no header, no locale."""
+    languages it accepts, else the primary language of the first it names (docs/languages.md);
+    no usable header, no locale."""
     locale = from_browser(header, signup.plan.languages)
-    if locale is None or len(locale) > MAX_LOCALE:
+    if locale is None:
         return signup
     return replace(signup, lead=replace(signup.lead, locale=locale))
 
