@@ -16,13 +16,15 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from engine.errors import EngineError, did_you_mean
-from engine.mail.dkimkeys import DkimKey, KeyEntry, parse_entries, read_key
 from engine.sequences.values import parse_delay
+
+if TYPE_CHECKING:
+    from engine.mail.dkimkeys import DkimKey, KeyEntry
 
 CONFIG_FILE = "funnel.toml"
 ENV_PREFIX = "FUNNEL_"
@@ -153,7 +155,11 @@ class Settings(BaseModel):
     def _dkim_entries(cls, value: object) -> object:
         if isinstance(value, list):  # a TOML array: one entry a string
             value = "\n".join(str(item) for item in value)
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip():
+            # Only where keys are set: every command reads the settings, few sign (cryptography
+            # is 14 ms of a command's start).
+            from engine.mail.dkimkeys import parse_entries
+
             parse_entries(value)  # raises ValueError naming the entry and what to write
         return value
 
@@ -464,6 +470,8 @@ def dkim_keys(settings: Settings, project: Path, published: bool = False) -> lis
     Called once at start: a missing file, a key that is not a private key or an RSA key
     under 2048 bits is a ConfigError naming the setting, the entry and what to write.
     """
+    from engine.mail.dkimkeys import parse_entries, read_key  # see _dkim_entries
+
     name = "dkim_published" if published else "dkim_keys"
     where = f"setting '{name}' (funnel.toml or {ENV_PREFIX}{name.upper()})"
     keys: list[DkimKey] = []
