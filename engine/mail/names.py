@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from engine.sequences.languages import primary
+
 # Languages (the first subtag of a locale) whose names are written family name first:
 # Hungarian, Japanese, Korean, Chinese, Vietnamese, Khmer; Mongolian puts the patronymic
 # first; Burmese names have no family name, so a word of one is no first name either.
@@ -45,7 +47,7 @@ def first_name(name: str, locale: str, given: str | None = None) -> str:
         return tidy(given)
     # An ASCII name holds no CJK script: most names skip the look-up of every character's
     # Unicode name (~4 µs for a 16-character name, at every email).
-    if _language(locale) in FAMILY_NAME_FIRST or (not name.isascii() and any(_cjk(c) for c in name)):
+    if primary(locale) in FAMILY_NAME_FIRST or (not name.isascii() and any(_cjk(c) for c in name)):
         return ""
     family, comma, rest = name.partition(",")
     words = rest.split() if comma else family.split()
@@ -59,10 +61,6 @@ def first_name(name: str, locale: str, given: str | None = None) -> str:
 def _initial_or_title(word: str) -> bool:
     bare = word.rstrip(".").lower()
     return len(bare) <= 1 or bare in _TITLES
-
-
-def _language(locale: str) -> str:
-    return locale.replace("_", "-").split("-")[0].lower()
 
 
 def _cjk(char: str) -> bool:

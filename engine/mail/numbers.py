@@ -10,14 +10,13 @@ language of the email when it is not theirs.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from babel.numbers import (
-    UnknownCurrencyError,
     format_currency,
     format_decimal,
     format_percent,
-    get_currency_name,
 )
 from jinja2 import pass_context
 from jinja2.runtime import Context
@@ -64,16 +63,15 @@ def format_money(value: Any, currency: str, locale: str) -> str:
     """`value` in `currency` (an ISO 4217 code: EUR, USD, HUF) as the locale writes prices."""
     amount = _amount(value, "money")
     code = str(currency).strip().upper()
-    where = locale_of(locale)
-    try:
-        get_currency_name(code, locale=where)
-        if code not in where.currencies and code not in locale_of(FALLBACK).currencies:
-            raise UnknownCurrencyError(code)
-    except UnknownCurrencyError:
-        raise ValueError(
-            f"'{currency}' is not a currency code; write one like EUR, USD, GBP or HUF"
-        ) from None
-    return str(format_currency(amount, code, locale=where))
+    if not _known_currency(code, locale):
+        raise ValueError(f"'{currency}' is not a currency code; write one like EUR, USD, GBP or HUF")
+    return str(format_currency(amount, code, locale=locale_of(locale)))
+
+
+@lru_cache(maxsize=256)
+def _known_currency(code: str, locale: str) -> bool:
+    """Whether CLDR knows `code` in `locale` or in English (asked once per code and locale)."""
+    return code in locale_of(locale).currencies or code in locale_of(FALLBACK).currencies
 
 
 def format_share(value: Any, locale: str) -> str:
