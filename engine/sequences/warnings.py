@@ -13,6 +13,7 @@ from engine.errors import SequenceError
 from engine.sequences import model as m
 from engine.sequences.loader import Marks
 from engine.sequences.plan import EmailStep, PathPlan, Plan
+from engine.sequences.validate import marketing_emails
 from engine.sequences.values import format_delay
 from engine.sequences.window import SendWindow
 
@@ -22,7 +23,7 @@ _WEEK = timedelta(days=7)
 
 def warn_funnel(funnel: m.Funnel, plan: Plan, marks: Marks) -> list[SequenceError]:
     """Every setting of `funnel` that can never take effect, in file order."""
-    experiments = [warning for email in _marketing(funnel) if (step := plan.email(email.id))
+    experiments = [warning for email in marketing_emails(funnel) if (step := plan.email(email.id))
                    for warning in warn_experiment(email, step, f"email '{email.id}'", marks)]
     return [*_winback_never_fires(funnel, plan, marks), *_unused_spacing(funnel, marks), *experiments]
 
@@ -58,14 +59,6 @@ def warn_experiment(written: m.Node, email: EmailStep, label: str,
         yield _warning(marks, (*experiment._where, "attribution"), f"'attribution' of {label} is "
                        "never used: it times purchases, and the metric is clicks",
                        "remove it, or write 'metric: purchases'")
-
-
-def _marketing(funnel: m.Funnel) -> Iterator[m.Email]:
-    for segment in funnel.segments:
-        for kind in ("nurture", "sales", "customer"):
-            yield from _emails(getattr(segment, kind))
-    if funnel.winback:
-        yield from funnel.winback.emails
 
 
 def _winback_never_fires(funnel: m.Funnel, plan: Plan, marks: Marks) -> Iterator[SequenceError]:
