@@ -191,7 +191,7 @@ class Project:
         result.errors.extend(errors)
         if not errors and funnel is not None:  # without its funnel, not all of it was checked
             result.broadcasts.append(LoadedBroadcast(path, broadcast, plan, doc.marks))
-            result.warnings.extend(warn_broadcast(broadcast, doc.marks, funnel.model))
+            result.warnings.extend(warn_broadcast(broadcast, plan, doc.marks, funnel.model))
         return broadcast.funnel
 
     def _split(self, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:

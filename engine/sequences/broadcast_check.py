@@ -13,11 +13,11 @@ from pydantic import ValidationError
 
 from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
-from engine.sequences.broadcast_compile import compile_broadcast
 from engine.sequences.broadcast_model import LEFT_OUT_STAGES, STAGES, Broadcast
 from engine.sequences.compile import exit_products
 from engine.sequences.experiment_check import check_experiment
 from engine.sequences.loader import Document, Marks, Path
+from engine.sequences.plan import BroadcastPlan
 from engine.sequences.structure import attach_positions, translate
 from engine.sequences.validate import all_emails
 from engine.sequences.warnings import WARNING, warn_experiment
@@ -71,10 +71,12 @@ def check_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel | None,
     return errors
 
 
-def warn_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> list[SequenceError]:
+def warn_broadcast(
+    broadcast: Broadcast, plan: BroadcastPlan, marks: Marks, funnel: m.Funnel
+) -> list[SequenceError]:
     """Settings that may never take effect: products the funnel names nowhere (not errors:
     purchases come from shops, which may sell what no sequence file names), and an experiment's
-    settings that cannot (engine/sequences/warnings.py)."""
+    settings that cannot (engine/sequences/warnings.py). `plan`: the broadcast compiled."""
     named = set(funnel.products)
     for segment in funnel.segments:
         named |= exit_products(segment.sales.exit_on) or set()
@@ -88,7 +90,7 @@ def warn_broadcast(broadcast: Broadcast, marks: Marks, funnel: m.Funnel) -> list
                                             f"'{funnel.funnel}' names no product '{product}' (in "
                                             "'products:' or an 'exit_on'); nobody may have bought "
                                             "it", fix))
-    warnings.extend(warn_experiment(broadcast.email, compile_broadcast(broadcast, "").email,
+    warnings.extend(warn_experiment(broadcast.email, plan.email,
                                     "the broadcast's email", marks))
     return warnings
 
