@@ -15,7 +15,7 @@ from engine.errors import EngineError, SequenceFileError, UnknownStepError, did_
 from engine.mail.context import SAMPLE, Links, Subscriber
 from engine.mail.preview import Preview, preview
 from engine.mail.render import Renderer
-from engine.sequences.languages import TAG
+from engine.sequences.languages import is_tag
 from engine.sequences.plan import Plan
 from engine.sequences.window import zone
 
@@ -102,7 +102,7 @@ def render_sample(plan: Plan, templates_dir: Path, step_id: str, given: dict[str
 
 def check_locale(locale: str) -> None:
     """--locale is a language tag (en, hu, pt-BR)."""
-    if not TAG.match(locale):
+    if not is_tag(locale):
         raise click.BadParameter(f"'{locale}' is not a language tag; write one like en, hu or pt-BR",
                                  param_hint="--locale")
 

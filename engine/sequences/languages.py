@@ -13,7 +13,14 @@ import re
 from collections.abc import Sequence
 
 # A language tag as forms and CSVs accept it: en, hu, pt-BR, zh-Hant-TW, en_GB.
-TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+# A language tag as the engine takes one (a form, a CSV, the API, --locale, a sequence file):
+# a 2-3 letter language, then subtags after '-' or '_' ('pt-BR', 'en_GB', 'zh-Hant-TW').
+TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def is_tag(text: str) -> bool:
+    """Whether `text` is a whole language tag (TAG)."""
+    return TAG.fullmatch(text) is not None
 # Accept-Language lists at most this many entries that count: a browser sends 2 to 6.
 _MAX_RANGES = 20
 
@@ -64,7 +71,7 @@ def accepted(header: str | None) -> list[str]:
     for position, part in enumerate(header.split(",")[:_MAX_RANGES]):
         tag, _, params = part.strip().partition(";")
         tag = tag.strip()
-        if not tag or tag == "*" or not TAG.match(tag):
+        if not tag or tag == "*" or not is_tag(tag):
             continue
         quality = 1.0
         found = re.search(r"q\s*=\s*([0-9.]+)", params)

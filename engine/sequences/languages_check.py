@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from engine.errors import SequenceError, did_you_mean
 from engine.sequences import model as m
-from engine.sequences.languages import TAG, canonical
+from engine.sequences.languages import canonical, is_tag
 from engine.sequences.loader import Marks, Path
 
 
@@ -25,7 +25,7 @@ def check_languages(
     seen: dict[str, int] = {}
     for i, tag in enumerate(languages):
         where = (*funnel._where, "languages", i)
-        if not TAG.match(tag):
+        if not is_tag(tag):
             yield marks.error(where, f"'{tag}' is not a language tag", "write one like en, hu, de or pt-BR")
         elif canonical(tag) in seen:
             yield marks.error(where, f"language '{tag}' is listed twice", "keep one of them")

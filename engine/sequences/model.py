@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
 from engine.sequences import values
+from engine.sequences.languages import TAG
 from engine.sequences.window import FrequencyCap, SendWindow
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -106,7 +107,7 @@ VarValue = str | int | float | bool
 Text = Annotated[str | dict[str, str], WithJsonSchema({"oneOf": [
     {"type": "string"},
     {"type": "object", "additionalProperties": {"type": "string"},
-     "propertyNames": {"pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"},
+     "propertyNames": {"pattern": f"^{TAG.pattern}$"},
      "examples": [{"en": "Your checklist is here", "hu": "Itt a listád"}]},
 ]})]
 # Checked in validate.py, not here, so that a missing exit gets its own message.

@@ -9,7 +9,6 @@ a row problem skips that row only.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +17,7 @@ from zoneinfo import available_timezones
 
 from engine.errors import EngineError, closest, did_you_mean
 from engine.flow.status import BLOCKED_STATUSES, SubscriberStatus
+from engine.sequences.languages import is_tag
 from engine.sequences.plan import Plan
 from engine.store.subscribers import column_widths
 from engine.subscribers.addresses import check_email
@@ -28,7 +28,6 @@ STANDARD = ("email", "name", "first_name", "last_name", "locale", "timezone", "s
 # skip the row): a round trip must not turn them into custom fields.
 EXPORT_ONLY = ("status", "created_at", "stage", "segment", "step")
 SKIPPED_STATUSES = (SubscriberStatus.UNSUBSCRIBED, *BLOCKED_STATUSES)
-_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 # The widths of the columns the cells go to: PostgreSQL refuses a longer value (and with
 # it the whole batch), so a long cell is a problem of its row.
 _LIMITS: dict[str, int] = {
@@ -225,7 +224,7 @@ def _check(name: str, value: str, plan: Plan) -> list[str]:
         ids = [m.id for m in plan.magnets]
         hint = did_you_mean(value, ids, f"the magnets of funnel '{plan.funnel}' are {', '.join(ids)}")
         return [f"unknown magnet '{value}'; {hint}"]
-    if name == "locale" and not _LOCALE.fullmatch(value):
+    if name == "locale" and not is_tag(value):
         return [f"locale '{value}' is not a language tag; write one like en, de or pt-BR"]
     limit = _LIMITS.get(name)
     if limit is not None and len(value) > limit:

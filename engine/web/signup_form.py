@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from engine.errors import did_you_mean
+from engine.sequences.languages import is_tag
 from engine.sequences.plan import Plan
 from engine.subscribers.addresses import MAX_LENGTH, check_email
 from engine.subscribers.leads import UTM_KEYS, Lead, answer_problems
@@ -55,7 +56,6 @@ TEXT_FIELDS: dict[str, tuple[int, str]] = {
     **{key: (200, "a UTM value") for key in UTM_KEYS},
 }
 RESERVED = frozenset({"email", HONEYPOT, *TEXT_FIELDS})
-_LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}")
 _KEY = re.compile(r"[A-Za-z0-9_.-]{1,50}")
 _BRACKETED = re.compile(r"(fields|answers)\[([^\]]*)\]")
 
@@ -234,7 +234,7 @@ def check_signup(values: Mapping[str, Any], plans: Mapping[str, Plan], check_dom
         problems.append(("magnet", f"'{magnet}' is not a lead magnet of funnel '{plan.funnel}'; "
                          + did_you_mean(magnet, [m.id for m in plan.magnets], "leave it out")))
     locale = texts.get("locale") or None
-    if locale and not _LOCALE.fullmatch(locale):
+    if locale and not is_tag(locale):
         problems.append(("locale", f"'{locale}' is not a language tag; write one like en, de or pt-BR"))
     timezone = texts.get("timezone") or None
     if timezone and timezone not in _zones():

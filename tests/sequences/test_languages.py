@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.sequences.languages import accepted, choose, from_browser, match, writing_locale
+from engine.sequences.languages import accepted, choose, from_browser, is_tag, match, writing_locale
 
 LANGUAGES = ("en", "hu")
 
@@ -62,3 +62,13 @@ def test_dates_and_numbers_are_written_in_the_subscribers_locale_only_in_their_l
     assert writing_locale("de", "en") == "en"  # a German reading the English default
     assert writing_locale("de", None) == "de"  # no languages declared: as before
     assert writing_locale("hu", "hu") == "hu"
+
+
+@pytest.mark.parametrize("tag", ["en", "hu", "pt-BR", "en_GB", "zh-Hant-TW", "de-CH-1901", "sgn-x-a"])
+def test_one_language_tag_rule_takes_what_forms_csv_and_commands_take(tag: str) -> None:
+    assert is_tag(tag)
+
+
+@pytest.mark.parametrize("tag", ["", "e", "english", "hu HU", "en\n", "hu-", "<script>", "en-GB-toolong99"])
+def test_one_language_tag_rule_refuses_what_is_not_a_tag(tag: str) -> None:
+    assert not is_tag(tag)

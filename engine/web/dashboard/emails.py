@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 
 from engine.mail.context import SAMPLE
 from engine.mail.preview import Preview, preview
-from engine.sequences.languages import TAG
+from engine.sequences.languages import is_tag
 from engine.sequences.plan import Plan
 from engine.store.stepstats import StepCounts, step_counts
 from engine.web.context import Web
@@ -53,7 +53,7 @@ def router(web: Web, gate: Gate) -> APIRouter:
         if variant and variant not in {v.id for v in email.variants}:
             return _refused(session, f"Email '{step}' has no variant '{variant}'; its variants are: "
                             f"{', '.join(v.id for v in email.variants) or 'none'}.")
-        if locale and not TAG.match(locale):
+        if locale and not is_tag(locale):
             return _refused(session, f"'{locale}' is not a language tag; write one like en, hu or pt-BR.")
         if web.renderer is None:
             return not_found(session, "This daemon renders no previews.")
