@@ -61,7 +61,7 @@ def decide_due(
         updates: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
         recipients: list[dict[str, Any]] = []
-        broadcast_steps: set[tuple[str, str]] = set()  # (funnel, broadcast id)
+        broadcast_mail: list[dict[str, Any]] = []  # queued only once settled (below)
         missing: list[int] = []
         for row in rows:
             plan = funnels.plans.get(row["funnel"])
@@ -81,11 +81,14 @@ def decide_due(
                     until=outcome.wait.at.isoformat())
             for action in outcome.actions:
                 _log_action(action, row, plan)
+                if not isinstance(action, Send | Skip):
+                    continue
+                broadcast = action.email.path is PathKind.BROADCAST
                 if isinstance(action, Send):
-                    deliveries.append(_delivery(row, action, plan, now, message_domain(plan)))
-                if isinstance(action, Send | Skip) and action.email.path is PathKind.BROADCAST:
+                    mail = _delivery(row, action, plan, now, message_domain(plan))
+                    (broadcast_mail if broadcast else deliveries).append(mail)
+                if broadcast:
                     recipients.append(_recipient(row, action, now))
-                    broadcast_steps.add((plan.funnel, action.email.id))
             milestones.extend(_milestones(row, outcome, now))
             updates.append(
                 {
@@ -100,8 +103,12 @@ def decide_due(
             # A broadcast's email is queued only for a recipient still pending: not one whose
             # broadcast was cancelled since they were read (engine/store/broadcasts.py, settle).
             marked = calendar.settle(conn, recipients)
-            deliveries = [d for d in deliveries if (d["funnel"], d["step"]) not in broadcast_steps
-                          or (d["step"], d["enrollment_id"]) in marked]
+            for mail in broadcast_mail:
+                if (mail["step"], mail["enrollment_id"]) in marked:
+                    deliveries.append(mail)
+                else:  # said 'queued' above: say it was not
+                    log("skipped", step=mail["step"], reason="the broadcast was cancelled as it was decided",
+                        funnel=mail["funnel"], enrollment=mail["enrollment_id"])
         queued = queries.queue_deliveries(conn, deliveries)
         record_milestones(conn, milestones)
         queries.postpone_enrollments(conn, missing, now + MISSING_FUNNEL_RETRY, now)
