@@ -71,12 +71,12 @@ def _purchases_after(
         event.c.type == EventType.PURCHASE.value,
         sa.or_(event.c.funnel.is_(None), event.c.funnel == funnel),
         event.c.at >= delivery.c.sent_at,
-        event.c.at < _later(conn, delivery.c.sent_at, window),
+        event.c.at < later(conn, delivery.c.sent_at, window),
     ]
     return joined, event, where
 
 
-def _later(
+def later(
     conn: DbConnection, moment: sa.ColumnElement[object], window: timedelta
 ) -> sa.ColumnElement[object]:
     """`moment + window` in the database's own date arithmetic.

@@ -15,6 +15,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from engine.flow.state import EventType
+from engine.store.broadcast_stats import later
 from engine.store.db import DbConnection
 from engine.store.status import NOT_SENT
 from engine.store.tables import DELIVERY, EVENT
@@ -37,10 +38,7 @@ def purchases(conn: DbConnection, funnel: str, step: str, within: timedelta) -> 
         sa.or_(EVENT.c.funnel.is_(None), EVENT.c.funnel == funnel),
         DELIVERY.c.sent_at.is_not(None),
         EVENT.c.at >= DELIVERY.c.sent_at,
-        EVENT.c.at <= DELIVERY.c.sent_at + sa.literal(within, sa.Interval())
-        if conn.dialect.name == "postgresql"
-        else sa.func.julianday(EVENT.c.at)
-        <= sa.func.julianday(DELIVERY.c.sent_at) + within.total_seconds() / 86400,
+        EVENT.c.at < later(conn, DELIVERY.c.sent_at, within),  # as a broadcast's attribution counts
     )
     return _counts(conn, funnel, step, sa.func.sum(sa.case((bought, 1), else_=0)))
 
