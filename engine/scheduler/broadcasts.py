@@ -90,29 +90,29 @@ def choose_winners(db_engine: DbEngine, funnels: Funnels, now: datetime) -> int:
     another funnel (its sample's counts are in the funnel it was scheduled for).
     """
     chosen = 0
-    for plan in funnels.plans.values():
-        for broadcast in plan.broadcasts:
-            experiment = sampled(broadcast)
-            if experiment is None:
-                continue
-            with db_engine.connect() as conn:
-                row = calendar.row(conn, broadcast.id)
-                if row is None or row["winner"] is not None or row["state"] == calendar.CANCELLED:
-                    continue
-                if calendar.moved(broadcast, row) is not None:
-                    continue
-                first = row["first_due_at"]  # when its first recipients were due
-                if first is None or now < first + experiment.decide_after:
-                    continue
-                counts = trials.counts_for(conn, plan.funnel, [(broadcast.id, experiment.metric,
-                                                                experiment.attribution)])
-            tried = arms(broadcast.email, counts.get(broadcast.id, ()))
-            decision = decide(tried, rule_of(experiment), final=True)
-            winner = decision.winner or tried[0].variant
-            with db_engine.begin() as conn:
-                if calendar.keep_winner(conn, broadcast.id, winner, decision.reason, now):
-                    chosen += 1
-                    calendar.wake_waiting(conn, broadcast.id, now)  # the rest due by now go at once
-                    log("experiment_decided", broadcast=broadcast.id, funnel=plan.funnel, winner=winner,
-                        reason=decision.reason)
+    experiments = [(plan, b, e) for plan in funnels.plans.values() for b in plan.broadcasts
+                   if (e := sampled(b)) is not None]
+    if not experiments:
+        return 0
+    with db_engine.connect() as conn:
+        found = calendar.rows(conn)  # one read a tick for every experiment
+    for plan, broadcast, experiment in experiments:
+        row = found.get(broadcast.id)
+        if row is None or row["winner"] is not None or row["state"] == calendar.CANCELLED:
+            continue
+        first = row["first_due_at"]  # when its first recipients were due
+        if first is None or now < first + experiment.decide_after or calendar.moved(broadcast, row):
+            continue
+        with db_engine.connect() as conn:
+            counts = trials.counts_for(conn, plan.funnel, [(broadcast.id, experiment.metric,
+                                                            experiment.attribution)])
+        tried = arms(broadcast.email, counts.get(broadcast.id, ()))
+        decision = decide(tried, rule_of(experiment), final=True)
+        winner = decision.winner or tried[0].variant
+        with db_engine.begin() as conn:
+            if calendar.keep_winner(conn, broadcast.id, winner, decision.reason, now):
+                chosen += 1
+                calendar.wake_waiting(conn, broadcast.id, now)  # the rest due by now go at once
+                log("experiment_decided", broadcast=broadcast.id, funnel=plan.funnel, winner=winner,
+                    reason=decision.reason)
     return chosen
