@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.flow.state import Stage
-from engine.sequences.plan import EmailStep, PathKind, Plan, Role
+from engine.sequences.plan import EmailStep, PathKind, Plan
 from engine.sequences.values import format_delay
 from engine.store.db import DbEngine, snapshot
 from engine.store.pauses import pauses
@@ -62,11 +62,6 @@ class Place:
     email: EmailStep | None = None
     numbers: Mapping[str, Any] = field(default_factory=dict, hash=False)  # the report's step row
 
-    @property
-    def role(self) -> Role | None:
-        """Education, sale or transactional, for an email."""
-        return self.email.role if self.email else None
-
 
 @dataclass(frozen=True)
 class Edge:
@@ -97,10 +92,6 @@ class FunnelMap:
         # The forms and the segments count people who also stand at a place below them.
         placed = sum(p.waiting for p in self.places if p.kind not in (Kind.SIGNUP, Kind.SEGMENT))
         return placed + sum(n for _, n in self.elsewhere)
-
-    def place(self, key: str) -> Place | None:
-        """The place with this key."""
-        return next((p for p in self.places if p.key == key), None)
 
 
 # The stages whose enrollments stand at an email of a path, by that email's step id.
