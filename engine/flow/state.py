@@ -29,8 +29,11 @@ class Stage(StrEnum):
     @property
     def path(self) -> PathKind | None:
         """The path this stage walks, for the path stages."""
-        return {Stage.NURTURE: PathKind.NURTURE, Stage.SALES: PathKind.SALES,
-                Stage.CUSTOMER: PathKind.CUSTOMER, Stage.WINBACK: PathKind.WINBACK}.get(self)
+        return _PATHS.get(self)
+
+
+_PATHS = {Stage.NURTURE: PathKind.NURTURE, Stage.SALES: PathKind.SALES,
+          Stage.CUSTOMER: PathKind.CUSTOMER, Stage.WINBACK: PathKind.WINBACK}
 
 
 class EventType(StrEnum):
@@ -147,6 +150,8 @@ class Facts:
         Confirmations stay: one decided by a daemon whose clock runs a little ahead still
         spaces the next one.
         """
+        if all(e.at <= now for e in self.events) and all(t <= now for t in self.marketing_sent):
+            return self  # the usual case: nothing lies ahead of `now`
         return replace(self, events=tuple(e for e in self.events if e.at <= now),
                        marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
 

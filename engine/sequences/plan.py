@@ -110,10 +110,13 @@ class PathPlan:
 
     def index(self, step_id: str) -> int | None:
         """The position of `step_id` in this path, or None if it is not (or no longer) here."""
-        for i, email in enumerate(self.steps):
-            if email.id == step_id:
-                return i
-        return None
+        return self._positions.get(step_id)
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        # step() asks several times an email (the subscriber's position, the next email).
+        # Reversed, so that the first of two equal ids wins, as a scan from the front finds it.
+        return {email.id: i for i, email in reversed(list(enumerate(self.steps)))}
 
 
 @dataclass(frozen=True)
@@ -357,7 +360,12 @@ class Plan:
 
     def segment(self, segment_id: str | None) -> SegmentPlan | None:
         """The segment with this id, if the funnel (still) has it."""
-        return next((s for s in self.segments if s.id == segment_id), None)
+        return self._segments.get(segment_id) if segment_id is not None else None
+
+    @cached_property
+    def _segments(self) -> dict[str, SegmentPlan]:
+        # Looked up several times for every enrollment step() advances.
+        return {s.id: s for s in reversed(self.segments)}  # the first of two equal ids wins
 
     def magnet(self, magnet_id: str | None) -> MagnetPlan:
         """The magnet with this id; the default one when the id is missing or unknown."""
