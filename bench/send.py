@@ -19,6 +19,10 @@ their ratio.
 With `--dkim`, the engine DKIM-signs every email (keys made for the funnel's sender domain,
 as `funnel dkim keygen` makes them); the report adds what signing alone costs per email,
 timed on the raw baseline's messages in this process.
+
+The engine logs as `funnel run` does (a JSON line at info for each email queued and each
+email sent), to a file in a temporary folder; `--no-logs` leaves logging unset, as this
+benchmark ran before 2026-12-05 (its earlier figures in docs/benchmarks.md are without logs).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
 from engine.daemon.wiring import build_daemon
+from engine.logs import setup_logging
 from engine.mail.dkimkeys import KeyEntry, KeyType, generate, private_pem, read_key
 from engine.mail.signing import Signer
 from engine.scheduler.clock import FrozenClock
@@ -157,11 +162,11 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
 
 
 def processes_rate(url: str, project: Path, port: int, connections: int, count: int,
-                   processes: int, batch_size: int,
-                   dkim_keys: str = "") -> tuple[float, list[dict[str, float]]]:
+                   processes: int, batch_size: int, dkim_keys: str = "",
+                   log_file: Path | None = None) -> tuple[float, list[dict[str, float]]]:
     """Emails per second of `processes` engine processes ticking `url` together, and each one's report."""
     command = [sys.executable, "-m", "bench.send_process", url, str(project), str(port), str(connections),
-               NOW.isoformat(), str(batch_size), dkim_keys]
+               NOW.isoformat(), str(batch_size), dkim_keys, str(log_file or "")]
     started = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                for _ in range(processes)]
     try:
@@ -203,6 +208,14 @@ def check_sent_once(url: str, count: int, sink_messages: int) -> None:
         raise RuntimeError(f"smtp-sink received {sink_messages:,} messages for {count:,} emails")
 
 
+def _lines(log_file: Path | None) -> int:
+    """How many lines the engine logged (0: it did not log)."""
+    if log_file is None or not log_file.exists():
+        return 0
+    with log_file.open("rb") as lines:
+        return sum(1 for _ in lines)
+
+
 @contextmanager
 def _database(kind: str, url: str | None) -> Iterator[str | None]:
     """The --database-url, a throwaway PostgreSQL database, or None (a SQLite file in the workspace)."""
@@ -231,6 +244,8 @@ def main() -> None:
     parser.add_argument("--database-url", help="an empty database (default: per --database)")
     parser.add_argument("--dkim", choices=("none", "ed25519", "rsa", "both"), default="none",
                         help="DKIM-sign every email with these keys (both: two signatures an email)")
+    parser.add_argument("--no-logs", action="store_true",
+                        help="leave logging unset (the default logs as `funnel run` does, to a file)")
     args = parser.parse_args()
     reports: list[dict[str, float]] = []
     with _database(args.database, args.database_url) as given, workspace(given) as (project, url), \
@@ -238,20 +253,24 @@ def main() -> None:
         fill(url, args.subscribers)
         dkim_keys = make_dkim_keys(project, args.dkim)
         counters = Path(scratch) / "sink-counters"
+        log_file = None if args.no_logs else Path(scratch) / "engine.log"
         with running_sink(counters_file=counters) as port:
             start = sample()
             probe = read_counters(counters).messages  # the sink's start-up probe sent none, but be sure
             if args.processes > 1:
                 engine, reports = processes_rate(
                     url, project, port, args.connections, args.subscribers, args.processes, args.batch_size,
-                    dkim_keys,
+                    dkim_keys, log_file,
                 )
                 cpu = sum(r["cpu_seconds"] for r in reports)
             else:
+                if log_file is not None:
+                    setup_logging("info", log_file.open("a"))
                 engine, cpu = engine_rate(url, project, port, args.connections, args.subscribers,
                                           args.batch_size, dkim_keys)
             middle = sample()
             check_sent_once(url, args.subscribers, read_counters(counters).messages - probe)
+            log_lines = _lines(log_file)
             connections = args.connections * args.processes
             raw = asyncio.run(raw_send(port, build_sample_messages(args.subscribers), connections))
             end = sample()
@@ -269,6 +288,8 @@ def main() -> None:
     print(f"  engine CPU per email (every engine process): {cpu / args.subscribers * 1000:8.3f} ms")
     if dkim_keys:
         print(f"  of which DKIM signing ({args.dkim}), alone:       {signing:8.3f} ms")
+    if log_file is not None:
+        print(f"  log lines written (as funnel run logs):       {log_lines:8,}")
     print(f"  raw aiosmtplib, pre-built messages:           {raw:8,.0f} emails/s")
     print(
         f"  ratio {engine / raw:.2f}"
@@ -289,6 +310,7 @@ def main() -> None:
                 "engine_cpu_ms_per_email": round(cpu / args.subscribers * 1000, 3),
                 "dkim": args.dkim,
                 "dkim_sign_ms_per_email": round(signing, 3),
+                "logs": log_file is not None,
                 "exactly_once": True,
             }
         )

@@ -1,12 +1,13 @@
 """One engine process of `python -m bench.send --processes N`: ticks the shared database until done.
 
-    python -m bench.send_process URL PROJECT SMTP_PORT CONNECTIONS NOW BATCH_SIZE
+    python -m bench.send_process URL PROJECT SMTP_PORT CONNECTIONS NOW BATCH_SIZE [DKIM_KEYS [LOG_FILE]]
 
 Builds the daemon's parts (as `funnel run` does, with a frozen clock at NOW, bench.send's moment),
 prints `ready`, waits for `go` on stdin, then ticks until a tick finds nothing to do and the
 database has nothing due or queued that another process has not claimed. The last line is
 JSON: when it began and ended (time.time(), comparable between processes), how many emails
-it attempted, the CPU seconds its ticks used, and all it used (start-up included).
+it attempted, the CPU seconds its ticks used, and all it used (start-up included). With
+LOG_FILE, it logs as `funnel run` does (JSON lines at info), appended to that file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from engine.config import Settings
 from engine.daemon.wiring import Daemon, build_daemon
+from engine.logs import setup_logging
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import DbEngine, make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT
@@ -75,6 +77,8 @@ def main() -> None:
     url, project, port, connections = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     now = datetime.fromisoformat(sys.argv[5])
     dkim_keys = sys.argv[7] if len(sys.argv) > 7 else ""
+    if len(sys.argv) > 8 and sys.argv[8]:
+        setup_logging("info", open(sys.argv[8], "a"))  # noqa: SIM115 (open for the process's life)
     settings = bench_settings(url, port, connections, int(sys.argv[6]), dkim_keys)
     daemon = build_daemon(settings, project, clock=FrozenClock(now),
                           db_engine=make_engine(url), guard=False)
