@@ -146,7 +146,7 @@ class _Known:
                        confirmations=(confirmations[sid],) if sid in confirmations else ())
             for sid in ids})
         return cls(
-            subscribers=queries.subscribers_by_id(conn, ids),
+            subscribers=queries.subscriber_facts(conn, ids),
             events={sid: events_of(found) for sid, found in events.items()},
             paused=paused_steps(conn),
             sends=sends,

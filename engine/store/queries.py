@@ -40,6 +40,14 @@ def subscribers_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapp
     return {row["id"]: row for row in rows}
 
 
+def subscriber_facts(conn: Connection, ids: Iterable[int]) -> dict[int, RowMapping]:
+    """Each subscriber's `timezone` and `status` by id: all that deciding reads of a subscriber
+    (not the whole row, whose `fields` JSON and times would be converted for nothing)."""
+    columns = (SUBSCRIBER.c.id, SUBSCRIBER.c.timezone, SUBSCRIBER.c.status)
+    rows = conn.execute(sa.select(*columns).where(SUBSCRIBER.c.id.in_(list(ids)))).mappings()
+    return {row["id"]: row for row in rows}
+
+
 def set_subscriber_status(
     conn: Connection, subscriber_id: int, status: str, now: datetime, only_from: Sequence[str] = ()
 ) -> None:
