@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from engine.logs import log
 from engine.scheduler.broadcasts import choose_winners, take_audiences
@@ -89,6 +91,14 @@ class Ticker:
                 break
         return decided, queued
 
+    async def _or_log(self, failed: str, fn: Callable[..., int], *args: Any) -> int:
+        """`fn(*args)` on the database thread; 0, and an error line `failed`, if it raised."""
+        try:
+            return await in_db_thread(self.db_executor, fn, *args)
+        except Exception as error:
+            log(failed, logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+            return 0
+
     async def tick(self) -> TickReport:
         """Reload edited funnels, decide due enrollments, send due deliveries."""
         started, began = self.clock.now(), time.perf_counter()
@@ -97,14 +107,11 @@ class Ticker:
         # After deciding: those who signed up or answered just before a broadcast's first moment
         # are in their stage and segment when its audience is taken; the recipients it is due
         # to now are decided at once, not a tick later.
-        try:
-            taken = await in_db_thread(self.db_executor, partial(take_audiences, told=self.held_told),
-                                       self.db_engine, self.live.current, self.clock.now())
-            chosen = await in_db_thread(self.db_executor, choose_winners, self.db_engine, self.live.current,
-                                        self.clock.now())
-        except Exception as error:  # a locked database: the next tick goes on where this one stopped
-            log("broadcast_take_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
-            taken = chosen = 0
+        # Each may fail on a locked database: the next tick goes on where this one stopped.
+        taken = await self._or_log("broadcast_take_failed", partial(take_audiences, told=self.held_told),
+                                   self.db_engine, self.live.current, self.clock.now())
+        chosen = await self._or_log("experiment_decide_failed", choose_winners, self.db_engine,
+                                    self.live.current, self.clock.now())
         if taken or chosen:
             more, more_queued = await self._decide()
             decided, queued = decided + more, queued + more_queued

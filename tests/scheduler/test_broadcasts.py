@@ -249,32 +249,37 @@ def test_a_broadcast_whose_complaints_cross_the_line_pauses_itself_and_resume_se
         h.close()
 
 
-def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, project: Path) -> None:
-    import dataclasses
-
+def _tried_by_half(h: Harness) -> list[str]:
+    """24 people in minimal; 'news' as an experiment of two subjects that half of them try, an
+    hour to decide, sent to the first of them at Wednesday 09:30. The people's addresses."""
     from engine.sequences.plan import ExperimentPlan, Variant
 
+    # The variants as the files will give them: two subjects, half the audience tries them.
+    current = h.daemon.live.current
+    plan = current.plans["minimal"]
+    news = plan.broadcasts[0]
+    trial = ExperimentPlan(metric="clicks", min_sends=1, sample=0.5, decide_after=timedelta(hours=1))
+    email = dataclasses.replace(
+        news.email,
+        experiment=trial,
+        variants=(Variant("a", "News A", "t/news.html"), Variant("b", "News B", "t/news.html")),
+    )
+    plan = dataclasses.replace(plan, broadcasts=(dataclasses.replace(news, email=email),))
+    h.daemon.live.current = dataclasses.replace(current, plans={**current.plans, "minimal": plan})
+    people = [f"p{i}@example.com" for i in range(24)]
+    for person in people:
+        _join(h, person, "new")
+    h.run_until(MONDAY + timedelta(hours=20))
+    _schedule(h, "news")
+    h.run_until(WEDNESDAY_0930 + timedelta(minutes=30), every=timedelta(minutes=30))
+    return people
+
+
+def test_a_broadcast_experiment_sends_its_winner_to_the_rest(db_url: str, project: Path) -> None:
     _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
     h = Harness(db_url, project, MONDAY)
     try:
-        # The variants as the files will give them: two subjects, half the audience tries them.
-        current = h.daemon.live.current
-        plan = current.plans["minimal"]
-        news = plan.broadcasts[0]
-        trial = ExperimentPlan(metric="clicks", min_sends=1, sample=0.5, decide_after=timedelta(hours=1))
-        email = dataclasses.replace(
-            news.email,
-            experiment=trial,
-            variants=(Variant("a", "News A", "t/news.html"), Variant("b", "News B", "t/news.html")),
-        )
-        plan = dataclasses.replace(plan, broadcasts=(dataclasses.replace(news, email=email),))
-        h.daemon.live.current = dataclasses.replace(current, plans={**current.plans, "minimal": plan})
-        people = [f"p{i}@example.com" for i in range(24)]
-        for person in people:
-            _join(h, person, "new")
-        h.run_until(MONDAY + timedelta(hours=20))
-        _schedule(h, "news")
-        h.run_until(WEDNESDAY_0930 + timedelta(minutes=30), every=timedelta(minutes=30))
+        people = _tried_by_half(h)
         tried = {d["subscriber_id"]: d["variant"] for d in h.deliveries() if d["step"] == "news"}
         assert set(tried.values()) == {"a", "b"} and 4 <= len(tried) <= 20  # about half, both variants
         with h.db_engine.begin() as conn:  # the B readers click; the A readers do not
@@ -479,6 +484,52 @@ def test_a_broadcast_whose_file_moves_it_to_another_funnel_after_scheduling_is_h
     finally:
         h.close()
 
+
+
+def test_no_winner_is_chosen_for_an_experiment_held_because_its_file_names_another_funnel(
+    db_url: str, project: Path
+) -> None:
+    """Its sample's counts are in the funnel it was scheduled for: counting the new funnel's (none)
+    would keep the first variant for everyone. It waits, and is decided once the file is put back."""
+    from engine.scheduler.broadcasts import choose_winners
+
+    _broadcast(project, "news", WEDNESDAY_0930.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    h = Harness(db_url, project, MONDAY)
+    try:
+        _tried_by_half(h)
+        current = h.daemon.live.current
+        plan = current.plans["minimal"]
+        moved = dataclasses.replace(plan.broadcasts[0], funnel="other")
+        elsewhere = dataclasses.replace(current, plans={
+            "minimal": dataclasses.replace(plan, broadcasts=()),
+            "other": dataclasses.replace(plan, funnel="other", broadcasts=(moved,)),
+        })
+        due = WEDNESDAY_0930 + timedelta(hours=3)  # well after decide_after
+        assert choose_winners(h.db_engine, elsewhere, due) == 0
+        with h.db_engine.connect() as conn:
+            row = calendar.row(conn, "news")
+        assert row is not None and row["winner"] is None
+        assert choose_winners(h.db_engine, current, due) == 1  # its file names its funnel again
+    finally:
+        h.close()
+
+
+def test_a_failing_winner_choice_is_logged_as_such_and_the_tick_goes_on(
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.scheduler.tick as tick
+
+    def locked(*_: object) -> int:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(tick, "choose_winners", locked)
+    _join(harness, "ana@example.com", "new")
+    _schedule(harness, "news")
+    with caplog.at_level(logging.INFO, logger="funnel"):
+        harness.run_until(WEDNESDAY_0930 + timedelta(hours=1), every=timedelta(minutes=30))
+    failed = {r.getMessage() for r in caplog.records if r.levelno == logging.ERROR}
+    assert failed == {"experiment_decide_failed"}  # not the audience's: that was taken
+    assert harness.sent_steps("ana@example.com").count("news") == 1
 
 
 def test_scheduling_a_broadcast_again_under_another_funnel_is_refused_with_the_fix(harness: Harness) -> None:
