@@ -154,7 +154,7 @@ class _Known:
             # Read only while the release has broadcasts: no cost to a project without them.
             broadcasts=calendar.pending_for(conn, [row["id"] for row in rows])
             if any(plan.broadcasts for plan in funnels.plans.values()) else {},
-            trials=experiment_counts(conn, {row["funnel"] for row in rows}, funnels),
+            trials=experiment_counts(conn, {row["funnel"] for row in rows}, funnels, now),
         )
 
     def facts(self, row: Row) -> Facts:

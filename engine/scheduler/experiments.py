@@ -8,8 +8,8 @@ row (engine/scheduler/broadcasts.py chooses it).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from engine.flow.state import Trial
 from engine.scheduler.funnels import Funnels
@@ -18,13 +18,15 @@ from engine.store import broadcasts as calendar
 from engine.store import trials
 from engine.store.db import DbConnection
 
-FRESH_SECONDS = 10.0
-# By database (its URL: an engine's id may be reused once it is gone), funnel and step.
-_read: dict[tuple[str, str, str], tuple[float, trials.Counts]] = {}
+FRESH = timedelta(seconds=10)
+# By database (its URL: an engine's id may be reused once it is gone), funnel, step and what it
+# counts (an edit may change the metric or the attribution window): when read, by the daemon's
+# clock (a simulated day in a test reads fresh counts as a real one does), and the counts.
+_read: dict[tuple[str, str, str, str, timedelta], tuple[datetime, trials.Counts]] = {}
 
 
 def experiment_counts(
-    conn: DbConnection, funnel_ids: Iterable[str], funnels: Funnels
+    conn: DbConnection, funnel_ids: Iterable[str], funnels: Funnels, now: datetime
 ) -> dict[str, dict[str, Trial]]:
     """Per funnel of `funnel_ids`: each experimental email's Trial (counts, and a broadcast's winner)."""
     found: dict[str, dict[str, Trial]] = {}
@@ -37,7 +39,7 @@ def experiment_counts(
             if not email.variants or email.experiment is None:
                 continue
             if plan.broadcast(email.id) is None:
-                trial = Trial(_counts(conn, funnel, email.id, email.experiment))
+                trial = Trial(_counts(conn, funnel, email.id, email.experiment, now))
             else:
                 # A broadcast's recipients need only its winner (engine/flow/variants.py,
                 # for_broadcast): its counts are read once, when the winner is chosen.
@@ -48,11 +50,13 @@ def experiment_counts(
     return found
 
 
-def _counts(conn: DbConnection, funnel: str, step: str, experiment: ExperimentPlan) -> trials.Counts:
-    key = (conn.engine.url.render_as_string(hide_password=True), funnel, step)
-    now = time.monotonic()
+def _counts(
+    conn: DbConnection, funnel: str, step: str, experiment: ExperimentPlan, now: datetime
+) -> trials.Counts:
+    key = (conn.engine.url.render_as_string(hide_password=True), funnel, step, experiment.metric,
+           experiment.attribution)
     cached = _read.get(key)
-    if cached is not None and now - cached[0] < FRESH_SECONDS:
+    if cached is not None and timedelta(0) <= now - cached[0] < FRESH:  # a clock set back reads afresh
         return cached[1]
     counts = trials.counts_for(conn, funnel, [(step, experiment.metric, experiment.attribution)])[step]
     _read[key] = (now, counts)
