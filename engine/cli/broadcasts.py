@@ -129,12 +129,12 @@ def schedule_command(obj: Context, broadcast_id: str, by: str) -> None:
     plan, broadcast = _find(plans, broadcast_id)
     db_engine = obj.database()
     now = obj.clock(clock).now()
-    on_calendar = _read(db_engine, lambda conn: calendar.row(conn, broadcast.id))
-    if on_calendar is None and broadcast.last_due() <= now:  # (one on the calendar: the calendar answers)
-        click.echo(f"broadcast '{broadcast.id}' cannot be scheduled: its time has passed "
-                   f"({numbers.when(broadcast)}); set `send.at` in {broadcast.source} to a later time",
-                   err=True)
-        sys.exit(1)
+    if _read(db_engine, lambda conn: calendar.row(conn, broadcast.id)) is None:
+        try:  # before counting its audience, which takes a while at a million
+            calendar.refuse_if_late(broadcast, now)
+        except calendar.TooLate as error:
+            click.echo(str(error), err=True)
+            sys.exit(1)
     found = _read(db_engine, lambda conn: numbers.audience(conn, plan, broadcast, now))
     release = make_release(snapshot, plans.values()).id
     try:
@@ -152,7 +152,7 @@ def schedule_command(obj: Context, broadcast_id: str, by: str) -> None:
         click.echo(f"broadcast '{broadcast.id}' is already scheduled (since {since}); nothing to do")
         return
     log("broadcast_scheduled", broadcast=broadcast.id, funnel=broadcast.funnel, by=by, release=release)
-    click.echo(f"scheduled '{broadcast.id}' (release {release}): it goes at {numbers.when(broadcast)}; "
+    click.echo(f"scheduled '{broadcast.id}' (release {release}): it goes at {broadcast.when}; "
                f"a running daemon takes its audience from {broadcast.first_due():%Y-%m-%d %H:%M} UTC. "
                f"Cancel with: funnel broadcast cancel {broadcast.id}")
 

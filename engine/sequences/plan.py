@@ -277,6 +277,13 @@ class BroadcastPlan:
         """The latest moment it goes to anyone: `at` in the westernmost zone (UTC-12)."""
         return self.at.replace(tzinfo=UTC) + timedelta(hours=12) if self.local else self.at
 
+    @property
+    def when(self) -> str:
+        """'2026-12-10 09:00 each recipient's local time', or the one instant in UTC."""
+        if self.local:
+            return f"{self.at:%Y-%m-%d %H:%M} each recipient's local time"
+        return f"{self.at:%Y-%m-%d %H:%M} UTC"
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -54,13 +54,6 @@ def find(plans: Mapping[str, Plan], broadcast_id: str) -> tuple[Plan, BroadcastP
     raise UnknownBroadcastError(broadcast_id, (b.id for p in plans.values() for b in p.broadcasts))
 
 
-def when(broadcast: BroadcastPlan) -> str:
-    """'2026-12-10 09:00 each recipient's local time', or the one instant in UTC."""
-    if broadcast.local:
-        return f"{broadcast.at:%Y-%m-%d %H:%M} each recipient's local time"
-    return f"{broadcast.at:%Y-%m-%d %H:%M} UTC"
-
-
 def state(row: Mapping[str, Any] | None, progress: calendar.Progress | None, pending_mail: int) -> str:
     """draft, scheduled, taking, sending, sent (taken whole, nobody and no email pending) or cancelled
     (`held` is said by `_summary`, which knows the file)."""
@@ -114,7 +107,7 @@ def _summary(
         "funnel": calendar.mail_funnel(broadcast, row) if broadcast else row["funnel"] if row else None,
         "file": broadcast.source if broadcast else None,  # None: its file was removed
         "role": broadcast.email.role.value if broadcast else None,
-        "when": when(broadcast) if broadcast else None,
+        "when": broadcast.when if broadcast else None,
         "state": HELD if held else state(row, progress, pending),
         "held": held,  # why it sends nothing, and what to do; None when it is not held
         "recipients": row["recipients"] if row else 0,
@@ -157,7 +150,7 @@ def audience(
         "broadcast": broadcast.id,
         "funnel": broadcast.funnel,
         "role": broadcast.email.role.value,
-        "when": when(broadcast),
+        "when": broadcast.when,
         "state": row["state"] if row is not None else DRAFT,
         "matching": counts.matching,
         "gone": dict(sorted(counts.gone.items())),

@@ -34,6 +34,20 @@ class CalendarError(Exception):
     """A schedule or cancel that cannot be done, in words for the person who asked."""
 
 
+class TooLate(CalendarError):
+    """A broadcast not on the calendar whose last moment has passed: it cannot be scheduled."""
+
+
+def refuse_if_late(broadcast: BroadcastPlan, now: datetime) -> None:
+    """TooLate, with the fix, if a broadcast that is not on the calendar yet could reach nobody in time.
+
+    (One on the calendar is the calendar's to answer: `schedule` says it already is.)
+    """
+    if broadcast.last_due() <= now:
+        raise TooLate(f"broadcast '{broadcast.id}' cannot be scheduled: its time has passed "
+                      f"({broadcast.when}); set `send.at` in {broadcast.source} to a later time")
+
+
 def row(conn: DbConnection, broadcast_id: str) -> Mapping[str, Any] | None:
     """The broadcast's row; None: it was never scheduled (a draft)."""
     found = conn.execute(sa.select(BROADCAST).where(BROADCAST.c.id == broadcast_id)).mappings().first()
@@ -48,7 +62,8 @@ def rows(conn: DbConnection) -> dict[str, Mapping[str, Any]]:
 def schedule(
     conn: DbConnection, broadcast: BroadcastPlan, release: str | None, now: datetime, by: str
 ) -> bool:
-    """Put the broadcast on the calendar; False if it already was. A cancelled one stays cancelled."""
+    """Put the broadcast on the calendar; False if it already was. A cancelled one stays cancelled,
+    and one whose time has passed is refused (TooLate)."""
     existing = row(conn, broadcast.id)
     if existing is not None:
         if existing["state"] == CANCELLED:
@@ -61,6 +76,7 @@ def schedule(
         if held is not None:
             raise CalendarError(held)
         return False
+    refuse_if_late(broadcast, now)
     conn.execute(
         sa.insert(BROADCAST).values(
             id=broadcast.id,

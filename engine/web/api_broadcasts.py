@@ -69,20 +69,16 @@ def router(web: Web) -> APIRouter:
         broadcast = which
         now = web.clock.now()
 
-        def job(conn: DbConnection) -> bool | str:
+        def job(conn: DbConnection) -> bool | calendar.CalendarError:
             try:
-                if calendar.row(conn, broadcast.id) is None and broadcast.last_due() <= now:
-                    return (f"its time has passed ({numbers.when(broadcast)}): set `send.at` in "
-                            f"{broadcast.source} to a later time")
                 return calendar.schedule(conn, broadcast, None, now, "api")
             except calendar.CalendarError as error:
-                return str(error)
+                return error
 
         done = await web.writer.run(job)
-        if isinstance(done, str):
-            status = 422 if done.startswith("its time has passed") else 409
-            return JSONResponse({"detail": f"broadcast '{broadcast.id}' cannot be scheduled: {done}"
-                                 if status == 422 else done}, status_code=status)
+        if isinstance(done, calendar.CalendarError):
+            status = 422 if isinstance(done, calendar.TooLate) else 409
+            return JSONResponse({"detail": str(done)}, status_code=status)
         if done:
             log("broadcast_scheduled", broadcast=broadcast.id, funnel=broadcast.funnel, by="api")
         return JSONResponse({"scheduled": done, "broadcast": await run_in_threadpool(read, broadcast)})

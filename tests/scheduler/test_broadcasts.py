@@ -541,3 +541,16 @@ def test_scheduling_a_broadcast_again_under_another_funnel_is_refused_with_the_f
         calendar.schedule(conn, elsewhere, None, harness.clock.now(), "test")
     assert str(refused.value).startswith("broadcast 'news' was scheduled for funnel 'minimal' but its file")
     assert "write 'funnel: minimal' again, or cancel it (funnel broadcast cancel news)" in str(refused.value)
+
+
+def test_the_calendar_itself_refuses_a_broadcast_whose_time_has_passed(harness: Harness) -> None:
+    """The one home of the rule: the CLI, the API and the dashboard all schedule through it."""
+    plan = harness.daemon.live.current.plans["minimal"].broadcast("news")
+    assert plan is not None
+    past = dataclasses.replace(plan, at=MONDAY - timedelta(days=1))
+    with harness.db_engine.begin() as conn, pytest.raises(calendar.TooLate) as refused:
+        calendar.schedule(conn, past, None, harness.clock.now(), "test")
+    assert str(refused.value) == ("broadcast 'news' cannot be scheduled: its time has passed "
+                                  f"(2026-03-01 08:00 UTC); set `send.at` in {plan.source} to a later time")
+    with harness.db_engine.connect() as conn:
+        assert calendar.row(conn, "news") is None

@@ -71,9 +71,9 @@ def test_schedule_send_cancel_and_the_refusals(site: Site) -> None:
     assert (again.status_code, again.json()["scheduled"]) == (200, False)
     past = site.http.post("/api/broadcasts/old/schedule", headers=site.api)
     assert past.status_code == 422
-    detail = past.json()["detail"]
+    detail = past.json()["detail"]  # the words `funnel broadcast schedule` prints
     assert detail.startswith("broadcast 'old' cannot be scheduled: its time has passed "
-                             "(2026-03-01 09:00 UTC): set `send.at` in ")
+                             "(2026-03-01 09:00 UTC); set `send.at` in ")
     assert detail.endswith("broadcasts/old.yaml to a later time")
     draft = site.http.post("/api/broadcasts/flash/cancel", headers=site.api)
     assert draft.status_code == 409
