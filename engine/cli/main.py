@@ -1,21 +1,27 @@
-"""The `funnel` command group and what every command shares: the project folder and settings."""
+"""The `funnel` command group and what every command shares: the project folder and settings.
+
+Nothing but click is imported here at module level: `funnel --version` and `funnel --help`
+need no more, and each command imports what it uses (the settings bring in pydantic, the
+project folder pydantic, YAML and Jinja, the store SQLAlchemy: 0.6 s of CPU together here,
+which `--version` used to wait for). tests/cli/test_lightness.py keeps it so.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
 from functools import cached_property
+from gettext import gettext
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from engine.config import Settings, database_url, load_settings
-from engine.errors import EngineError
-from engine.project.folder import Project
-from engine.scheduler.clock import Clock, marked_clock
-from engine.store import meta
-from engine.store.db import DbEngine, DbError, make_engine
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.project.folder import Project
+    from engine.scheduler.clock import Clock
+    from engine.store.db import DbEngine
 
 T = TypeVar("T")
 
@@ -25,13 +31,21 @@ class Context:
 
     def __init__(self, project: Path) -> None:
         self.root = project
-        self.project = Project(project)
         self.demo_clock: Clock | None = None  # a --time-scale demo's, when its database is open
         self._opened = False  # whether the database (and so its clock mark) was read yet
 
     @cached_property
+    def project(self) -> Project:
+        """The project folder's sequences, broadcasts and templates."""
+        from engine.project.folder import Project
+
+        return Project(self.root)
+
+    @cached_property
     def settings(self) -> Settings:
         """funnel.toml and FUNNEL_ variables, read once."""
+        from engine.config import load_settings
+
         return load_settings(self.root)
 
     def database(self) -> DbEngine:
@@ -40,6 +54,7 @@ class Context:
             command_clock,
             open_database,  # the daemon's wiring is heavy; only commands that need it
         )
+        from engine.errors import EngineError
 
         try:
             # A --time-scale demo's database is not refused: its clock is read here, before
@@ -60,6 +75,12 @@ class Context:
         answer (not made yet, an older schema, unreachable) is opened as `database` opens it,
         migrated or its error shown, and `reader` asked again (it must only read).
         """
+        from engine.config import database_url
+        from engine.errors import EngineError
+        from engine.scheduler.clock import marked_clock
+        from engine.store import meta
+        from engine.store.db import DbError, make_engine
+
         try:
             db_engine = make_engine(database_url(self.settings, self.root))
         except EngineError:
@@ -104,6 +125,34 @@ COMMANDS = {
 }
 
 
+# What `funnel --help` lists for each command: the first sentence of its docstring, as click
+# shortens it. Listing them from here spares `--help` importing every command's module (1.4 s
+# of CPU here, the daemon's above all); tests/cli/test_commands.py checks that each is its
+# command's own first sentence, and that `--help` prints the same either way.
+SUMMARIES = {
+    "broadcast": "One-off emails (broadcasts/*.yaml): list, audience, preview, schedule, cancel, stats.",
+    "db": "Database maintenance.",
+    "dkim": "DKIM keys that sign the mail (docs/dkim.md).",
+    "doctor": "Check the sending domains' DNS (SPF, DKIM, DMARC, MX) and base_url; print what to fix.",
+    "experiments": "Each email with variants: sends, clicks or buyers, rate with its 95% interval, chance to "
+                   "be best, and what the rule decides now (a broadcast's winner once kept).",
+    "form": "Print an HTML signup form for a funnel, to paste into a web page.",
+    "init": "Create a new project in DIRECTORY (default: --project, or this folder).",
+    "pause": "Pause an email step by hand: who reaches it waits there until `funnel resume`.",
+    "preview": "Render one email (HTML and plain text) with sample subscriber data.",
+    "resume": "Resume a paused email step: everyone waiting at it goes on at the daemon's next tick.",
+    "run": "Run the daemon: scheduler, sending and the HTTP server, until SIGTERM.",
+    "schema": "Print the JSON Schema of sequence files (or of broadcast files), for editors.",
+    "send-test": "Send one email of a funnel to ADDRESS, with sample data, through the configured transport.",
+    "simulate": "Print the dated timeline one subscriber would receive.",
+    "stats": "Stages with conversions, answers, segments, sources, revenue, products and every "
+             "email's numbers.",
+    "subscribers": "Import, export, look up and erase subscribers.",
+    "validate": "Check sequence and broadcast files (default: the project's sequences/ and broadcasts/); "
+                "exit 1 on any error.",
+}
+
+
 class _Commands(click.Group):
     """A group that imports a command's module when the command is looked up (COMMANDS)."""
 
@@ -114,6 +163,16 @@ class _Commands(click.Group):
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             importlib.import_module(COMMANDS[cmd_name])
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click writes it, but a command not imported yet stands in with its SUMMARIES line."""
+        commands = [(name, self.commands.get(name) or click.Command(name, help=SUMMARIES[name]))
+                    for name in self.list_commands(ctx)]
+        commands = [(name, command) for name, command in commands if not command.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section(gettext("Commands")):  # as click words it
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in commands])
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
