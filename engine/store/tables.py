@@ -1,9 +1,13 @@
-"""The tables (SQLModel): subscribers, consent, tags, enrollments, events, deliveries, suppressions.
+"""The tables: subscribers, consent, tags, enrollments, events, deliveries, suppressions, and the rest.
 
-Times are stored as UTC. The hot paths (claiming, marking) use the Core `Table`
-objects exported at the bottom through `engine.store.queries`, not ORM objects:
-claiming and marking 500 rows costs ~32 ms with Core statements against ~170 ms
-with ORM objects on SQLite here.
+Times are stored as UTC. Every statement the engine runs is a Core statement on these
+`Table` objects (claiming and marking 500 rows costs ~32 ms with Core statements against
+~170 ms with ORM objects on SQLite here), so they are defined in Core, not as SQLModel
+classes: no ORM class was ever used, and defining them through SQLModel cost every process
+that touches the database 0.15 s of CPU here (importing sqlmodel and SQLAlchemy's ORM, then
+building a pydantic model and a mapper per table), `funnel subscribers show` included.
+The schema is the one the SQLModel classes made, column for column (the migrations and
+tests/store/test_tables.py say so): a string column is VARCHAR(n) as before.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
 
 from engine.flow.status import SubscriberStatus
 from engine.store.status import DeliveryStatus
@@ -40,344 +43,328 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _utc() -> UtcDateTime:
-    return UtcDateTime()
+METADATA = sa.MetaData()
 
 
-class Subscriber(SQLModel, table=True):
-    """A person on the list, once per address (case-insensitively)."""
+def _id() -> sa.Column[int]:
+    """The integer key the database numbers."""
+    return sa.Column("id", sa.Integer, primary_key=True)
 
-    id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=320)  # as given, domain lowercased
-    email_key: str = Field(max_length=320, unique=True)  # lowercased: the identity
-    name: str = Field(default="", max_length=200)
+
+def _str(name: str, length: int, *, null: bool = False, **options: Any) -> sa.Column[str]:
+    """A VARCHAR(length) column; NOT NULL unless `null`."""
+    return sa.Column(name, sa.String(length), nullable=null, **options)
+
+
+def _int(name: str, *, null: bool = False, **options: Any) -> sa.Column[int]:
+    """An INTEGER column; NOT NULL unless `null`."""
+    return sa.Column(name, sa.Integer, nullable=null, **options)
+
+
+def _utc(name: str, *, null: bool = False, **options: Any) -> sa.Column[datetime]:
+    """An aware UTC time (UtcDateTime); NOT NULL unless `null`."""
+    return sa.Column(name, UtcDateTime(), nullable=null, **options)
+
+
+def _json(name: str) -> sa.Column[Any]:
+    """A JSON document, never NULL (an empty one is {} or [])."""
+    return sa.Column(name, sa.JSON, nullable=False)
+
+
+def _ref(name: str, target: str, **options: Any) -> sa.Column[int]:
+    """An INTEGER NOT NULL pointing at `target` ("table.id"), deleted with the row it points at."""
+    return sa.Column(name, sa.Integer, sa.ForeignKey(target, ondelete="CASCADE"), nullable=False, **options)
+
+
+# A person on the list, once per address (case-insensitively).
+SUBSCRIBER = sa.Table(
+    "subscriber", METADATA,
+    _id(),
+    _str("email", 320),  # as given, domain lowercased
+    _str("email_key", 320, unique=True),  # lowercased: the identity
+    _str("name", 200, default=""),
     # As the person gave them (a form's first_name/last_name fields, a CSV column, the API);
     # None: not given, and templates fall back to what is safe to take from `name`.
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    locale: str = Field(default="en", max_length=35)
-    timezone: str = Field(default="UTC", max_length=64)
-    status: str = Field(default=SubscriberStatus.ACTIVE.value, max_length=20)  # a SubscriberStatus
-    fields: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    source: str | None = Field(default=None, max_length=200)
-    utm_source: str | None = Field(default=None, max_length=200)
-    utm_medium: str | None = Field(default=None, max_length=200)
-    utm_campaign: str | None = Field(default=None, max_length=200)
-    utm_term: str | None = Field(default=None, max_length=200)
-    utm_content: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(sa_type=_utc())
-    updated_at: datetime = Field(sa_type=_utc())
+    _str("first_name", 100, null=True),
+    _str("last_name", 100, null=True),
+    _str("locale", 35, default="en"),
+    _str("timezone", 64, default="UTC"),
+    _str("status", 20, default=SubscriberStatus.ACTIVE.value),  # a SubscriberStatus
+    _json("fields"),
+    _str("source", 200, null=True),
+    _str("utm_source", 200, null=True),
+    _str("utm_medium", 200, null=True),
+    _str("utm_campaign", 200, null=True),
+    _str("utm_term", 200, null=True),
+    _str("utm_content", 200, null=True),
+    _utc("created_at"),
+    _utc("updated_at"),
+)
 
+# Proof of a signup, confirmation or import: when, from where, and the wording shown.
+CONSENT = sa.Table(
+    "consent", METADATA,
+    _id(),
+    _ref("subscriber_id", "subscriber.id", index=True),
+    _str("kind", 20),  # signup|confirm|import
+    _utc("at"),
+    _str("funnel", 100, null=True),
+    _str("form", 200, null=True),
+    _str("ip", 45, null=True),
+    _str("user_agent", 500, null=True),
+    _str("wording", 2000, null=True),
+)
 
-class Consent(SQLModel, table=True):
-    """Proof of a signup, confirmation or import: when, from where, and the wording shown."""
+# A label on a subscriber.
+TAG = sa.Table(
+    "tag", METADATA,
+    _ref("subscriber_id", "subscriber.id", primary_key=True),
+    _str("name", 100, primary_key=True),
+    _utc("at"),
+)
 
-    id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
-    kind: str = Field(max_length=20)  # signup|confirm|import
-    at: datetime = Field(sa_type=_utc())
-    funnel: str | None = Field(default=None, max_length=100)
-    form: str | None = Field(default=None, max_length=200)
-    ip: str | None = Field(default=None, max_length=45)
-    user_agent: str | None = Field(default=None, max_length=500)
-    wording: str | None = Field(default=None, max_length=2000)
-
-
-class Tag(SQLModel, table=True):
-    """A label on a subscriber."""
-
-    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
-    name: str = Field(primary_key=True, max_length=100)
-    at: datetime = Field(sa_type=_utc())
-
-
-class Enrollment(SQLModel, table=True):
-    """One subscriber's position in one funnel: the interpreter's State as a row."""
-
-    __table_args__ = (
-        sa.UniqueConstraint("subscriber_id", "funnel", name="uq_enrollment_subscriber_funnel"),
-        # A stats read with --since recounts the hours of its first day from here, and a
-        # broadcast's audience is counted from it alone (0006: it covers what the audience
-        # reads of an enrollment, so a million are counted without reading their rows).
-        sa.Index("ix_enrollment_audience", "funnel", "created_at", "stage", "segment", "subscriber_id",
-                 "reached"),
-        # Who stands where, for the funnel map: a GROUP BY read from the index alone (0007).
-        sa.Index("ix_enrollment_position", "funnel", "stage", "segment", "step", "magnet"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
-    funnel: str = Field(max_length=100, index=True)
-    magnet: str | None = Field(default=None, max_length=100)
-    stage: str = Field(max_length=20)
-    since: datetime = Field(sa_type=_utc())
-    segment: str | None = Field(default=None, max_length=100)
-    step: str | None = Field(default=None, max_length=100)
-    last_sent_at: datetime | None = Field(default=None, sa_type=_utc())
-    deadline: datetime | None = Field(default=None, sa_type=_utc())
-    done: list[list[Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    reason: str | None = Field(default=None, max_length=300)
-    resume_stage: str | None = Field(default=None, max_length=20)  # win-back: where a click returns them
-    resume_step: str | None = Field(default=None, max_length=100)
+# One subscriber's position in one funnel: the interpreter's State as a row.
+ENROLLMENT = sa.Table(
+    "enrollment", METADATA,
+    _id(),
+    _ref("subscriber_id", "subscriber.id"),
+    _str("funnel", 100, index=True),
+    _str("magnet", 100, null=True),
+    _str("stage", 20),
+    _utc("since"),
+    _str("segment", 100, null=True),
+    _str("step", 100, null=True),
+    _utc("last_sent_at", null=True),
+    _utc("deadline", null=True),
+    _json("done"),
+    _str("reason", 300, null=True),
+    _str("resume_stage", 20, null=True),  # win-back: where a click returns them
+    _str("resume_step", 100, null=True),
     # When the tick should look at this row next; NULL: only an event wakes it.
-    next_run_at: datetime | None = Field(default=None, index=True, sa_type=_utc())
+    _utc("next_run_at", null=True, index=True),
     # The stages and deeds it reached, as tally_sql.REACHED's bits: kept by database triggers
     # from its milestones and events, for the stats tallies. Never written by the engine.
-    reached: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    _int("reached", default=0, server_default="0"),
     # Indexed alone too, for the same recount over every funnel.
-    created_at: datetime = Field(index=True, sa_type=_utc())
-    updated_at: datetime = Field(sa_type=_utc())
+    _utc("created_at", index=True),
+    _utc("updated_at"),
+    sa.UniqueConstraint("subscriber_id", "funnel", name="uq_enrollment_subscriber_funnel"),
+    # A stats read with --since recounts the hours of its first day from here, and a
+    # broadcast's audience is counted from it alone (0006: it covers what the audience
+    # reads of an enrollment, so a million are counted without reading their rows).
+    sa.Index("ix_enrollment_audience", "funnel", "created_at", "stage", "segment", "subscriber_id",
+             "reached"),
+    # Who stands where, for the funnel map: a GROUP BY read from the index alone (0007).
+    sa.Index("ix_enrollment_position", "funnel", "stage", "segment", "step", "magnet"),
+)
 
-
-class Event(SQLModel, table=True):
-    """Something that happened to a subscriber: an answer, a purchase, a click, an unsubscribe."""
-
-    __table_args__ = (sa.Index("ix_event_funnel_step_type", "funnel", "step", "type"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
-    funnel: str | None = Field(default=None, max_length=100)  # None: every funnel
-    type: str = Field(max_length=20)
-    at: datetime = Field(sa_type=_utc())
-    question: str | None = Field(default=None, max_length=100)
-    answer: str | None = Field(default=None, max_length=100)
-    product: str | None = Field(default=None, max_length=200)
-    name: str | None = Field(default=None, max_length=100)
-    amount: float | None = None
-    currency: str | None = Field(default=None, max_length=3)
-    external_id: str | None = Field(default=None, max_length=200, unique=True)  # makes retries idempotent
+# Something that happened to a subscriber: an answer, a purchase, a click, an unsubscribe.
+EVENT = sa.Table(
+    "event", METADATA,
+    _id(),
+    _ref("subscriber_id", "subscriber.id", index=True),
+    _str("funnel", 100, null=True),  # None: every funnel
+    _str("type", 20),
+    _utc("at"),
+    _str("question", 100, null=True),
+    _str("answer", 100, null=True),
+    _str("product", 200, null=True),
+    _str("name", 100, null=True),
+    sa.Column("amount", sa.Float, nullable=True),
+    _str("currency", 3, null=True),
+    _str("external_id", 200, null=True, unique=True),  # makes retries idempotent
     # The email the event came from (a click, open, unsubscribe, complaint or bounce): per-step stats.
-    step: str | None = Field(default=None, max_length=100)
-    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    _str("step", 100, null=True),
+    _json("data"),
+    sa.Index("ix_event_funnel_step_type", "funnel", "step", "type"),
+)
 
-
-class Delivery(SQLModel, table=True):
-    """One email decided for one enrollment, and what became of it: exactly one per step."""
-
-    __table_args__ = (
-        sa.UniqueConstraint("enrollment_id", "step", name="uq_delivery_enrollment_step"),
-        sa.Index("ix_delivery_subscriber_created", "subscriber_id", "created_at"),
-        # Per-step numbers (funnel stats, the guardrail check) group by these.
-        sa.Index("ix_delivery_funnel_step_status", "funnel", "step", "status"),
-        # A stats read with --since (and the guardrails' since the last resume) recounts the
-        # hours of its first day from here.
-        sa.Index("ix_delivery_created_at", "created_at"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    enrollment_id: int = Field(foreign_key="enrollment.id", ondelete="CASCADE")
-    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
-    funnel: str = Field(max_length=100)
-    step: str = Field(max_length=100)
-    segment: str | None = Field(default=None, max_length=100)
-    marketing: bool = True
-    message_id: str = Field(max_length=200, unique=True)
+# One email decided for one enrollment, and what became of it: exactly one per step.
+DELIVERY = sa.Table(
+    "delivery", METADATA,
+    _id(),
+    _ref("enrollment_id", "enrollment.id"),
+    _ref("subscriber_id", "subscriber.id"),
+    _str("funnel", 100),
+    _str("step", 100),
+    _str("segment", 100, null=True),
+    sa.Column("marketing", sa.Boolean, nullable=False, default=True),
+    _str("message_id", 200, unique=True),
     # a DeliveryStatus: queued|sending|deferred -> sent|failed|bounced|rejected|unknown|suppressed
-    status: str = Field(default=DeliveryStatus.QUEUED.value, max_length=20)
-    attempts: int = Field(default=0)
-    last_code: int | None = None
-    last_reply: str | None = Field(default=None, max_length=500)
-    created_at: datetime = Field(sa_type=_utc())
+    _str("status", 20, default=DeliveryStatus.QUEUED.value),
+    _int("attempts", default=0),
+    _int("last_code", null=True),
+    _str("last_reply", 500, null=True),
+    _utc("created_at"),
     # Pending rows only; NULL once final. A claim pushes it out by the lease.
-    next_attempt_at: datetime | None = Field(default=None, index=True, sa_type=_utc())
-    sent_at: datetime | None = Field(default=None, sa_type=_utc())
+    _utc("next_attempt_at", null=True, index=True),
+    _utc("sent_at", null=True),
     # The retry lifetime runs from here: mail held back (warm-up, throttle) has not been tried.
-    first_attempt_at: datetime | None = Field(default=None, sa_type=_utc())
-    updated_at: datetime = Field(sa_type=_utc())
+    _utc("first_attempt_at", null=True),
+    _utc("updated_at"),
     # The release (files) its message was rendered from; NULL until it is composed.
-    release: str | None = Field(default=None, max_length=12)
+    _str("release", 12, null=True),
     # What the recipient did with it, as tally_sql.ACTED's bits: kept by a database trigger
     # from the events naming its step, for the stats tallies. Never written by the engine.
-    acted: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    _int("acted", default=0, server_default="0"),
     # The experiment's variant it was decided with (docs/experiments.md); NULL: the email has none.
-    variant: str | None = Field(default=None, max_length=100)
+    _str("variant", 100, null=True),
+    sa.UniqueConstraint("enrollment_id", "step", name="uq_delivery_enrollment_step"),
+    sa.Index("ix_delivery_subscriber_created", "subscriber_id", "created_at"),
+    # Per-step numbers (funnel stats, the guardrail check) group by these.
+    sa.Index("ix_delivery_funnel_step_status", "funnel", "step", "status"),
+    # A stats read with --since (and the guardrails' since the last resume) recounts the
+    # hours of its first day from here.
+    sa.Index("ix_delivery_created_at", "created_at"),
+)
 
+# An address never to be mailed again, kept as a SHA-256 so that erasure can keep it.
+SUPPRESSION = sa.Table(
+    "suppression", METADATA,
+    _id(),
+    _str("email_hash", 64, unique=True),
+    _str("reason", 20),  # bounced|complained|unsubscribed|forgotten|manual
+    _str("detail", 500, null=True),
+    _utc("at"),
+)
 
-class Suppression(SQLModel, table=True):
-    """An address never to be mailed again, kept as a SHA-256 so that erasure can keep it."""
+# The first time an enrollment entered a stage: what funnel stage counts are made of.
+MILESTONE = sa.Table(
+    "milestone", METADATA,
+    _id(),
+    _ref("enrollment_id", "enrollment.id"),
+    _ref("subscriber_id", "subscriber.id", index=True),
+    _str("funnel", 100),
+    _str("stage", 20),
+    _utc("at"),
+    sa.UniqueConstraint("enrollment_id", "stage", name="uq_milestone_enrollment_stage"),
+    sa.Index("ix_milestone_funnel_stage", "funnel", "stage"),
+)
 
-    id: int | None = Field(default=None, primary_key=True)
-    email_hash: str = Field(max_length=64, unique=True)
-    reason: str = Field(max_length=20)  # bounced|complained|unsubscribed|forgotten|manual
-    detail: str | None = Field(default=None, max_length=500)
-    at: datetime = Field(sa_type=_utc())
-
-
-class Milestone(SQLModel, table=True):
-    """The first time an enrollment entered a stage: what funnel stage counts are made of."""
-
-    __table_args__ = (
-        sa.UniqueConstraint("enrollment_id", "stage", name="uq_milestone_enrollment_stage"),
-        sa.Index("ix_milestone_funnel_stage", "funnel", "stage"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    enrollment_id: int = Field(foreign_key="enrollment.id", ondelete="CASCADE")
-    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
-    funnel: str = Field(max_length=100)
-    stage: str = Field(max_length=20)
-    at: datetime = Field(sa_type=_utc())
-
-
-class StepPause(SQLModel, table=True):
-    """A step held by a guardrail or a person: subscribers who reach it wait there."""
-
-    __tablename__ = "step_pause"
-
-    funnel: str = Field(primary_key=True, max_length=100)
-    step: str = Field(primary_key=True, max_length=100)
-    paused_at: datetime = Field(sa_type=_utc())
-    metric: str = Field(max_length=20)  # unsubscribes|bounces|complaints|manual
-    detail: str = Field(default="", max_length=500)
+# A step held by a guardrail or a person: subscribers who reach it wait there.
+STEP_PAUSE = sa.Table(
+    "step_pause", METADATA,
+    _str("funnel", 100, primary_key=True),
+    _str("step", 100, primary_key=True),
+    _utc("paused_at"),
+    _str("metric", 20),  # unsubscribes|bounces|complaints|manual
+    _str("detail", 500, default=""),
     # NULL while paused. Guardrails judge only what was sent after the last resume.
-    resumed_at: datetime | None = Field(default=None, sa_type=_utc())
-    resumed_by: str | None = Field(default=None, max_length=100)
+    _utc("resumed_at", null=True),
+    _str("resumed_by", 100, null=True),
+)
 
+# The history of pauses and resumes, for the dashboard and the alert trail.
+GUARDRAIL_EVENT = sa.Table(
+    "guardrail_event", METADATA,
+    _id(),
+    _str("funnel", 100, index=True),
+    _str("step", 100),
+    _str("action", 20),  # paused|resumed
+    _str("metric", 20, null=True),
+    _str("detail", 500, default=""),
+    _int("sends", null=True),
+    _int("count", null=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    _str("by", 100, null=True),  # who resumed: "cli", "dashboard"
+    _utc("at"),
+)
 
-class GuardrailEvent(SQLModel, table=True):
-    """The history of pauses and resumes, for the dashboard and the alert trail."""
-
-    __tablename__ = "guardrail_event"
-
-    id: int | None = Field(default=None, primary_key=True)
-    funnel: str = Field(max_length=100, index=True)
-    step: str = Field(max_length=100)
-    action: str = Field(max_length=20)  # paused|resumed
-    metric: str | None = Field(default=None, max_length=20)
-    detail: str = Field(default="", max_length=500)
-    sends: int | None = None
-    count: int | None = None
-    threshold: float | None = None
-    by: str | None = Field(default=None, max_length=100)  # who resumed: "cli", "dashboard"
-    at: datetime = Field(sa_type=_utc())
-
-
-class Release(SQLModel, table=True):
-    """A snapshot of the sequence files and templates a daemon served, from when it went live."""
-
-    id: str = Field(primary_key=True, max_length=12)  # the hash's first 12 hex digits
-    hash: str = Field(max_length=64, unique=True)  # sha256 of the files: daemons write it once
-    went_live_at: datetime = Field(sa_type=_utc())
+# A snapshot of the sequence files and templates a daemon served, from when it went live.
+RELEASE = sa.Table(
+    "release", METADATA,
+    _str("id", 12, primary_key=True),  # the hash's first 12 hex digits
+    _str("hash", 64, unique=True),  # sha256 of the files: daemons write it once
+    _utc("went_live_at"),
     # What changed from the release before: emails_added/removed, templates_added/removed/changed.
-    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    _json("summary"),
+)
 
+# Facts about the database itself, by key: "clock" (which kind of clock writes it).
+META = sa.Table(
+    "meta", METADATA,
+    _str("key", 100, primary_key=True),
+    _json("value"),
+    _utc("updated_at"),
+)
 
-class Meta(SQLModel, table=True):
-    """Facts about the database itself, by key: "clock" (which kind of clock writes it)."""
+# A dashboard login: the sha256 of its session id; a logout revokes it for every daemon.
+DASHBOARD_SESSION = sa.Table(
+    "dashboard_session", METADATA,
+    _str("id", 64, primary_key=True),
+    _utc("created_at"),
+    _utc("expires_at"),
+    _utc("revoked_at", null=True),
+)
 
-    key: str = Field(primary_key=True, max_length=100)
-    value: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(sa_type=_utc())
-
-
-class DashboardSession(SQLModel, table=True):
-    """A dashboard login: the sha256 of its session id; a logout revokes it for every daemon."""
-
-    __tablename__ = "dashboard_session"
-
-    id: str = Field(primary_key=True, max_length=64)
-    created_at: datetime = Field(sa_type=_utc())
-    expires_at: datetime = Field(sa_type=_utc())
-    revoked_at: datetime | None = Field(default=None, sa_type=_utc())
-
-
-class Broadcast(SQLModel, table=True):
-    """A broadcast file put on the calendar (`funnel broadcast schedule`); no row: a draft.
-
-    The file says what goes and when; this row says that it may go, how far its audience
-    has been taken, and whether it was cancelled (docs/broadcasts.md).
-    """
-
-    id: str = Field(primary_key=True, max_length=100)  # the file's `broadcast:` id
-    funnel: str = Field(max_length=100)
-    state: str = Field(max_length=20)  # scheduled|taking|sending|cancelled
-    scheduled_at: datetime = Field(sa_type=_utc())
-    scheduled_by: str = Field(default="", max_length=100)
-    release: str | None = Field(default=None, max_length=12)  # the release it was scheduled from
+# A broadcast file put on the calendar (`funnel broadcast schedule`); no row: a draft.
+# The file says what goes and when; this row says that it may go, how far its audience
+# has been taken, and whether it was cancelled (docs/broadcasts.md).
+BROADCAST = sa.Table(
+    "broadcast", METADATA,
+    _str("id", 100, primary_key=True),  # the file's `broadcast:` id
+    _str("funnel", 100),
+    _str("state", 20),  # scheduled|taking|sending|cancelled
+    _utc("scheduled_at"),
+    _str("scheduled_by", 100, default=""),
+    _str("release", 12, null=True),  # the release it was scheduled from
     # Taking the audience, in batches by enrollment id: the last id taken, and how many so far.
-    taken_through: int = Field(default=0)
-    recipients: int = Field(default=0)
-    audience_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking began
-    first_due_at: datetime | None = Field(default=None, sa_type=_utc())  # its first recipient's due time
-    taken_at: datetime | None = Field(default=None, sa_type=_utc())  # when taking ended
-    cancelled_at: datetime | None = Field(default=None, sa_type=_utc())
-    cancelled_by: str | None = Field(default=None, max_length=100)
+    _int("taken_through", default=0),
+    _int("recipients", default=0),
+    _utc("audience_at", null=True),  # when taking began
+    _utc("first_due_at", null=True),  # its first recipient's due time
+    _utc("taken_at", null=True),  # when taking ended
+    _utc("cancelled_at", null=True),
+    _str("cancelled_by", 100, null=True),
     # An experiment's winner, chosen once for good at its time, and the decision in words.
-    winner: str | None = Field(default=None, max_length=100)
-    decision: str | None = Field(default=None, max_length=500)
-    updated_at: datetime = Field(sa_type=_utc())
+    _str("winner", 100, null=True),
+    _str("decision", 500, null=True),
+    _utc("updated_at"),
+)
 
+# One enrollment a broadcast goes to, when it is due to them, and what became of it.
+BROADCAST_RECIPIENT = sa.Table(
+    "broadcast_recipient", METADATA,
+    _str("broadcast", 100, primary_key=True),
+    _ref("enrollment_id", "enrollment.id", primary_key=True),
+    _ref("subscriber_id", "subscriber.id"),
+    _utc("due_at"),
+    _str("status", 20, default="pending"),  # pending|sent|skipped|cancelled
+    _str("reason", 300, null=True),  # why it was skipped
+    _utc("decided_at", null=True),
+    # The tick reads a claimed enrollment's pending broadcasts by enrollment.
+    sa.Index("ix_broadcast_recipient_enrollment", "enrollment_id", "status"),
+    sa.Index("ix_broadcast_recipient_broadcast_status", "broadcast", "status"),
+)
 
-class BroadcastRecipient(SQLModel, table=True):
-    """One enrollment a broadcast goes to, when it is due to them, and what became of it."""
+# A change to a stats count, appended by a database trigger (engine/store/tally_sql.py).
+# Appending never waits for another writer; `tallies.fold` sums these into `tally_total`.
+TALLY = sa.Table(
+    "tally", METADATA,
+    _id(),
+    _str("kind", 10),  # cohort|revenue|product|customer|answer
+    _str("funnel", 100),
+    _str("day", 10),  # the enrollment's signup day, UTC, YYYY-MM-DD
+    _str("k1", 200, default=""),  # the kind's key parts ('' for none)
+    _str("k2", 200, default=""),
+    _str("k3", 200, default=""),
+    _str("k4", 200, default=""),
+    _int("n", default=0),
+    sa.Column("amount", sa.Float, nullable=False, default=0.0),
+    _int("priced", default=0),  # of `n` purchases, how many had an amount
+)
 
-    __tablename__ = "broadcast_recipient"
-    __table_args__ = (
-        # The tick reads a claimed enrollment's pending broadcasts by enrollment.
-        sa.Index("ix_broadcast_recipient_enrollment", "enrollment_id", "status"),
-        sa.Index("ix_broadcast_recipient_broadcast_status", "broadcast", "status"),
-    )
-
-    broadcast: str = Field(primary_key=True, max_length=100)
-    enrollment_id: int = Field(primary_key=True, foreign_key="enrollment.id", ondelete="CASCADE")
-    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
-    due_at: datetime = Field(sa_type=_utc())
-    status: str = Field(default="pending", max_length=20)  # pending|sent|skipped|cancelled
-    reason: str | None = Field(default=None, max_length=300)  # why it was skipped
-    decided_at: datetime | None = Field(default=None, sa_type=_utc())
-
-
-class Tally(SQLModel, table=True):
-    """A change to a stats count, appended by a database trigger (engine/store/tally_sql.py).
-
-    Appending never waits for another writer; `tallies.fold` sums these into `tally_total`.
-    """
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=10)  # cohort|revenue|product|customer|answer
-    funnel: str = Field(max_length=100)
-    day: str = Field(max_length=10)  # the enrollment's signup day, UTC, YYYY-MM-DD
-    k1: str = Field(default="", max_length=200)  # the kind's key parts ('' for none)
-    k2: str = Field(default="", max_length=200)
-    k3: str = Field(default="", max_length=200)
-    k4: str = Field(default="", max_length=200)
-    n: int = 0
-    amount: float = 0.0
-    priced: int = 0  # of `n` purchases, how many had an amount
-
-
-class TallyTotal(SQLModel, table=True):
-    """The sum of every folded `tally` row, one row per key."""
-
-    __tablename__ = "tally_total"
-
-    kind: str = Field(primary_key=True, max_length=10)
-    funnel: str = Field(primary_key=True, max_length=100)
-    day: str = Field(primary_key=True, max_length=10)
-    k1: str = Field(primary_key=True, max_length=200)
-    k2: str = Field(primary_key=True, max_length=200)
-    k3: str = Field(primary_key=True, max_length=200)
-    k4: str = Field(primary_key=True, max_length=200)
-    n: int = 0
-    amount: float = 0.0
-    priced: int = 0
-
-
-METADATA = SQLModel.metadata
-SUBSCRIBER = METADATA.tables["subscriber"]
-CONSENT = METADATA.tables["consent"]
-TAG = METADATA.tables["tag"]
-ENROLLMENT = METADATA.tables["enrollment"]
-EVENT = METADATA.tables["event"]
-DELIVERY = METADATA.tables["delivery"]
-SUPPRESSION = METADATA.tables["suppression"]
-MILESTONE = METADATA.tables["milestone"]
-STEP_PAUSE = METADATA.tables["step_pause"]
-GUARDRAIL_EVENT = METADATA.tables["guardrail_event"]
-RELEASE = METADATA.tables["release"]
-META = METADATA.tables["meta"]
-DASHBOARD_SESSION = METADATA.tables["dashboard_session"]
-BROADCAST = METADATA.tables["broadcast"]
-BROADCAST_RECIPIENT = METADATA.tables["broadcast_recipient"]
-TALLY = METADATA.tables["tally"]
-TALLY_TOTAL = METADATA.tables["tally_total"]
+# The sum of every folded `tally` row, one row per key.
+TALLY_TOTAL = sa.Table(
+    "tally_total", METADATA,
+    _str("kind", 10, primary_key=True),
+    _str("funnel", 100, primary_key=True),
+    _str("day", 10, primary_key=True),
+    _str("k1", 200, primary_key=True),
+    _str("k2", 200, primary_key=True),
+    _str("k3", 200, primary_key=True),
+    _str("k4", 200, primary_key=True),
+    _int("n", default=0),
+    sa.Column("amount", sa.Float, nullable=False, default=0.0),
+    _int("priced", default=0),
+)
