@@ -14,7 +14,6 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.cli.profile_text import profile_json, profile_lines
-from engine.cli.sample import load_plan
 from engine.errors import UnknownFunnelError, display_path
 from engine.scheduler.clock import Clock, SystemClock
 from engine.store import reports
@@ -43,11 +42,13 @@ def _database(obj: Context) -> DbEngine:
 @pass_project
 def import_command(obj: Context, file: Path, funnel: str, double_opt_in: bool) -> None:
     """Add the people of a CSV file (header row; an 'email' column) to a funnel; exit 1 on bad rows."""
-    # Imported here, not above: rich and the address checker take 0.1 s to import, which the
-    # other subscribers commands (show, above all) would wait for without using them.
+    # Imported here, not above: rich, the address checker and the sample renderer (load_plan's
+    # module) take 0.1 s to import, which the other subscribers commands (show, above all) would
+    # wait for without using them.
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from engine.cli.sample import load_plan
     from engine.subscribers.csvleads import CsvLeads, ImportFileError
     from engine.subscribers.importing import Importer
 

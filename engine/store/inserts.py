@@ -7,11 +7,29 @@ what "the same row" is, and these skip a row that would break one instead of fai
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
+
+
+def on_conflict_dialect(conn: Connection) -> ModuleType:
+    """The dialect module whose insert() writes ON CONFLICT for this connection's database.
+
+    PostgreSQL's is imported only for a PostgreSQL database: importing it takes 25 ms here
+    (its types, catalog and asyncpg modules), which a command on SQLite (`funnel subscribers
+    show`) would pay for nothing.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql
+    return sqlite
 
 
 def insert_ignoring_conflicts(
@@ -20,9 +38,9 @@ def insert_ignoring_conflicts(
     """Insert rows; a row that would break the unique key `unique` is skipped. Returns rows inserted."""
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    dialect = on_conflict_dialect(conn)
     key = next(iter(table.primary_key.columns))
-    if dialect is postgresql and len(rows) > 1 and _arrays_can_carry(table, rows[0]):
+    if conn.dialect.name == "postgresql" and len(rows) > 1 and _arrays_can_carry(table, rows[0]):
         return len(conn.execute(_unnest_insert(table, rows, unique).returning(key)).all())
     statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique)).returning(key)
     # rowcount is not reliable for batched inserts on every driver; counting RETURNING rows is.
@@ -45,6 +63,8 @@ def _unnest_insert(
     writes otherwise (insertmanyvalues) is parsed by psycopg in Python: 418 KB of SQL for
     1,000 queued emails, 117 ms for 3,000, about 39 µs an email of the deciding tick.
     """
+    from sqlalchemy.dialects import postgresql
+
     names = list(rows[0])
     arrays = [sa.bindparam(f"unnest_{name}", [row[name] for row in rows],
                            type_=postgresql.ARRAY(table.c[name].type)) for name in names]
@@ -65,6 +85,6 @@ def insert_new(
     `returning` columns (in any order)."""
     if not rows:
         return []
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    dialect = on_conflict_dialect(conn)
     statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique))
     return [tuple(r) for r in conn.execute(statement.returning(*returning), [dict(r) for r in rows])]

@@ -21,12 +21,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType
 from engine.store import daily
 from engine.store.daily_sql import KIND
+from engine.store.inserts import on_conflict_dialect
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TALLY, TALLY_TOTAL
 from engine.store.tally_sql import ACTED_EVENTS, MILESTONE_BITS, PENDING_AS, PENDING_STATUSES, REACHED
 
@@ -148,7 +149,7 @@ def fold(conn: Connection) -> int:
 
 def _add_to_totals(conn: Connection, rows: sa.Select[Any]) -> None:
     """INSERT ... SELECT into tally_total, adding to a key that is there."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    dialect = on_conflict_dialect(conn)
     if dialect is sqlite:
         rows = rows.where(sa.true())  # SQLite: an upsert's SELECT needs a WHERE (parsing ambiguity)
     columns = [*_KEY, "n", "amount", "priced"]
