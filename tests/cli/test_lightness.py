@@ -57,3 +57,13 @@ def test_subscribers_show_imports_nothing_of_the_daemon(sqlite_cli: Cli, tmp_pat
     assert sqlite_cli("subscribers", "import", "people.csv", "--funnel", "minimal").exit_code == 0
     args = ["--project", str(sqlite_cli.project), "subscribers", "show", "ann@example.com"]
     assert _imported(args, _NOT_FOR_SHOW, {"FUNNEL_DATABASE_URL": sqlite_cli.db_url}) == []
+
+
+# What the authoring commands must not import: they read files, not the database or the settings.
+_NOT_FOR_AUTHORING = ("sqlalchemy", "alembic", "fastapi", "apscheduler", "aiosmtplib", "dkim", "cryptography",
+                      "rich", "engine.config", "engine.store", "engine.daemon", "engine.web")
+
+
+def test_validate_preview_and_simulate_import_no_database(project: Path) -> None:
+    for args in (["validate"], ["preview", "minimal", "o2"], ["simulate", "minimal"]):
+        assert _imported(["--project", str(project), *args], _NOT_FOR_AUTHORING) == [], args
