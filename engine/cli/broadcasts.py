@@ -17,7 +17,7 @@ import click
 from engine.cli.broadcasts_text import audience_lines, list_lines, stats_lines
 from engine.cli.main import Context, main, pass_project
 from engine.config import database_url
-from engine.errors import EngineError, display_path
+from engine.errors import EngineError
 from engine.logs import log
 from engine.mail.context import SAMPLE, PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer
@@ -184,11 +184,7 @@ def cancel_command(obj: Context, broadcast_id: str, by: str) -> None:
 
 def _plans(obj: Context) -> dict[str, Plan]:
     """The project's funnels with their broadcasts (without the templates' sample renders)."""
-    result = obj.project.load_plans()
-    for path in result.broadcast_files:
-        if result.by_file.get(path):
-            click.echo(f"{display_path(path)} has errors (run funnel validate); it is not listed", err=True)
-    return {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
+    return obj.plans("it is not listed", obj.project.load_plans().broadcast_files)
 
 
 def _find(plans: Mapping[str, Plan], broadcast_id: str) -> tuple[Plan, BroadcastPlan]:

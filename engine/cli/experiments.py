@@ -7,7 +7,7 @@ import json
 import click
 
 from engine.cli.main import Context, main, pass_project
-from engine.errors import UnknownFunnelError, display_path
+from engine.errors import UnknownFunnelError
 from engine.stats.experiments import ExperimentReport, experiment_reports, report_lines
 from engine.store.db import DbEngine
 
@@ -19,14 +19,7 @@ from engine.store.db import DbEngine
 def experiments(obj: Context, funnel: str | None, as_json: bool) -> None:
     """Each email with variants: sends, clicks or buyers, rate with its 95% interval, chance to be best,
     and what the rule decides now (a broadcast's winner once kept)."""
-    result = obj.project.load_plans()
-    plans = {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
-    for path, errors in sorted(result.by_file.items()):
-        if errors:
-            click.echo(
-                f"{display_path(path)} has errors (run funnel validate); its experiments are not shown",
-                err=True,
-            )
+    plans = obj.plans("its experiments are not shown")
     if funnel is not None and funnel not in plans:
         raise click.ClickException(str(UnknownFunnelError(funnel, list(plans))))
 

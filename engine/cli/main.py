@@ -9,7 +9,7 @@ which `--version` used to wait for). tests/cli/test_lightness.py keeps it so.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import cached_property
 from gettext import gettext
 from pathlib import Path
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.project.folder import Project
     from engine.scheduler.clock import Clock
+    from engine.sequences.plan import Plan
     from engine.store.db import DbEngine
 
 T = TypeVar("T")
@@ -40,6 +41,19 @@ class Context:
         from engine.project.folder import Project
 
         return Project(self.root)
+
+    def plans(self, unshown: str, files: Collection[Path] | None = None) -> dict[str, Plan]:
+        """The project's funnels by id, compiled without the templates' sample renders (a report
+        renders nothing; `funnel validate` does those). Each file of `files` (default: every
+        file) that has errors is named on stderr: "<file> has errors (run funnel validate); "
+        and `unshown`, what the command leaves out for it."""
+        from engine.errors import display_path
+
+        result = self.project.load_plans()
+        for path, errors in sorted(result.by_file.items()):
+            if errors and (files is None or path in files):
+                click.echo(f"{display_path(path)} has errors (run funnel validate); {unshown}", err=True)
+        return {loaded.plan.funnel: loaded.plan for loaded in result.funnels}
 
     @cached_property
     def settings(self) -> Settings:
