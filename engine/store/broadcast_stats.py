@@ -20,6 +20,7 @@ from engine.flow.state import EventType
 from engine.store.db import DbConnection
 from engine.store.status import LEFT
 from engine.store.tables import DELIVERY, EVENT
+from engine.store.tally_sql import day_of
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,7 @@ def attributed_by_day(
     """The purchases `attributed` counts, by the UTC day they were made in [start, end):
     (day, currency or '', purchases, revenue), for the broadcast's chart over time."""
     joined, event, where = _purchases_after(conn, funnel, broadcast_id, window)
-    if conn.dialect.name == "sqlite":
-        day: sa.ColumnElement[str] = sa.func.substr(event.c.at, 1, 10)
-    else:
-        day = sa.func.to_char(sa.func.timezone("UTC", event.c.at), "YYYY-MM-DD")
+    day = day_of(conn, event.c.at)
     currency = sa.func.coalesce(event.c.currency, "")
     statement = (
         sa.select(day, currency, sa.func.count(), sa.func.coalesce(sa.func.sum(event.c.amount), 0.0))

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from engine.store.daily_sql import CONFIRMED_STAGE, EACH, FIRSTS, KIND, PURCHASE
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, GUARDRAIL_EVENT, MILESTONE, TALLY, TALLY_TOTAL
+from engine.store.tally_sql import day_of
 
 # A funnel's guardrail history is short (a pause is a rare, human-sized event); more than
 # this many pauses and resumes before a range's end are not read.
@@ -105,13 +106,6 @@ def marks(conn: Connection, funnel: str, before: datetime, step: str | None = No
     ]
 
 
-def _day_of(conn: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-    """A stored time's UTC date as 'YYYY-MM-DD', as the triggers write it."""
-    if conn.dialect.name == "sqlite":
-        return sa.func.substr(column, 1, 10)
-    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-
-
 def recount_statements(
     conn: Connection, funnel: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> list[sa.Select[Any]]:
@@ -133,7 +127,7 @@ def recount_statements(
     def counted(
         table: sa.Table, at: sa.ColumnElement[Any], metric: Any, step: Any, *where: sa.ColumnElement[bool]
     ) -> sa.Select[Any]:
-        day = _day_of(conn, at)
+        day = day_of(conn, at)
         statement = sa.select(
             sa.literal(KIND), table.c.funnel, day, metric, step, blank, blank, sa.func.count(), zero, none
         ).where(*where)
@@ -166,7 +160,7 @@ def recount_statements(
     if funnel is not None:  # the range narrows the firsts below, not the events they are first of
         ranking = ranking.where(p.c.funnel == funnel)
     ranked = ranking.subquery()
-    firsts_day = _day_of(conn, ranked.c.at)
+    firsts_day = day_of(conn, ranked.c.at)
     metric = sa.case(*((ranked.c.type == t, name) for t, name in FIRSTS.items()))
     firsts = sa.select(
         sa.literal(KIND),
@@ -192,7 +186,7 @@ def recount_statements(
         sa.or_(p.c.funnel == e.c.funnel, p.c.funnel.is_(None)),
         p.c.at >= e.c.created_at,
     )
-    currency, day = sa.func.coalesce(p.c.currency, ""), _day_of(conn, p.c.at)
+    currency, day = sa.func.coalesce(p.c.currency, ""), day_of(conn, p.c.at)
     revenue = sa.select(
         sa.literal(KIND),
         e.c.funnel,

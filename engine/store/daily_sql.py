@@ -40,7 +40,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.store.tally_sql import drop, triggers
+from engine.store.tally_sql import before, day_sql, drop, plain, triggers
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -65,19 +65,6 @@ TRIGGERS = (
 _COLUMNS = "kind, funnel, day, k1, k2, k3, k4, n, amount, priced"
 
 
-def day_sql(dialect: str, column: str) -> str:
-    """The UTC date of a stored time, as 'YYYY-MM-DD' (as tally_sql writes it)."""
-    if dialect == "sqlite":
-        return f"substr({column}, 1, 10)"  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', in UTC
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-
-
-def _plain(column: str) -> str:
-    """Keep the planner off an index of this column: a subscriber's rows go by subscriber
-    (tally_sql._plain says what it cost otherwise)."""
-    return f"({column} || '')"
-
-
 def _case(column: str, names: dict[str, str]) -> str:
     return f"CASE {column} " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in names.items()) + " END"
 
@@ -91,17 +78,11 @@ def _one(dialect: str, r: str, column: str, metric: str, step: str, sign: int, w
     )
 
 
-def _others(r: str, sign: int, q: str) -> str:
-    """The events `r` is judged against: for an insert (`sign` 1) those stored before it, for a
-    delete every other one still there (tally_sql._before: as if a many-row INSERT went row by row)."""
-    return f"{q}.id < {r}.id" if sign > 0 else f"{q}.id <> {r}.id"
-
-
 def _same_email(q: str, r: str) -> str:
     """Event `q` is of the same kind and email as `r`: found through the subscriber's events."""
     return (
         f"{q}.subscriber_id = {r}.subscriber_id AND {q}.type = {r}.type "
-        f"AND {_plain(f'{q}.funnel')} = {r}.funnel AND {_plain(f'{q}.step')} = {r}.step"
+        f"AND {plain(f'{q}.funnel')} = {r}.funnel AND {plain(f'{q}.step')} = {r}.step"
     )
 
 
@@ -119,12 +100,12 @@ def _first(dialect: str, r: str, sign: int) -> list[str]:
     metric = _case(f"{r}.type", FIRSTS)
     none_before_r = (
         f"NOT EXISTS (SELECT 1 FROM event q WHERE {_same_email('q', r)} "
-        f"AND {_others(r, sign, 'q')} AND {_earlier('q', r)})"
+        f"AND {before(r, sign, 'q')} AND {_earlier('q', r)})"
     )
     first_without_r = (
-        f"{_same_email('p', r)} AND {_others(r, sign, 'p')} AND {_earlier(r, 'p')} "
+        f"{_same_email('p', r)} AND {before(r, sign, 'p')} AND {_earlier(r, 'p')} "
         f"AND NOT EXISTS (SELECT 1 FROM event q WHERE {_same_email('q', r)} "
-        f"AND {_others(r, sign, 'q')} AND {_earlier('q', 'p')})"
+        f"AND {before(r, sign, 'q')} AND {_earlier('q', 'p')})"
     )
     return [
         _one(dialect, r, "at", metric, f"{r}.step", sign, none_before_r),

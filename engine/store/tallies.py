@@ -29,7 +29,7 @@ from engine.store import daily
 from engine.store.daily_sql import KIND
 from engine.store.inserts import on_conflict_dialect
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, MILESTONE, SUBSCRIBER, TALLY, TALLY_TOTAL
-from engine.store.tally_sql import ACTED_EVENTS, MILESTONE_BITS, PENDING_AS, PENDING_STATUSES, REACHED
+from engine.store.tally_sql import ACTED_EVENTS, MILESTONE_BITS, PENDING_AS, PENDING_STATUSES, REACHED, day_of
 
 # `daily` is by the day things happened, not the signup day: engine/store/daily_sql.py.
 KINDS = ("cohort", "revenue", "product", "customer", "answer", "mail", KIND)
@@ -269,13 +269,6 @@ def _by_key(rows: Iterable[TallyRow]) -> dict[tuple[str, ...], tuple[int, float,
             for r in rows}
 
 
-def _day_of(conn: Connection, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
-    """A stored time's UTC date as 'YYYY-MM-DD', as the triggers write it."""
-    if conn.dialect.name == "sqlite":
-        return sa.func.substr(column, 1, 10)
-    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
-
-
 def recount(
     conn: Connection,
     funnel: str | None = None,
@@ -285,7 +278,7 @@ def recount(
 ) -> list[TallyRow]:
     """The tallies counted from the rows, for enrollments (emails, for `mail`) created in [start, end)."""
     e, s, p = ENROLLMENT, SUBSCRIBER, EVENT
-    day = _day_of(conn, e.c.created_at)
+    day = day_of(conn, e.c.created_at)
     blank = sa.literal("")
 
     def narrowed(statement: sa.Select[Any]) -> sa.Select[Any]:
@@ -344,7 +337,7 @@ def recount(
     ).where(ranked.c.rank == 1).group_by(ranked.c.funnel, ranked.c.day, ranked.c.question, ranked.c.answer)
     d = DELIVERY
     status = sa.case((d.c.status.in_(PENDING_STATUSES), PENDING_AS), else_=d.c.status)
-    mail_day = _day_of(conn, d.c.created_at)
+    mail_day = day_of(conn, d.c.created_at)
     mail = sa.select(
         sa.literal("mail"), d.c.funnel, mail_day, d.c.step, status, sa.cast(d.c.acted, sa.String(12)), blank,
         sa.func.count(), sa.literal(0.0), sa.literal(0),

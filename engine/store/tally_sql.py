@@ -38,7 +38,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
@@ -96,15 +98,27 @@ TRIGGERS = (
 )
 
 
+def day_sql(dialect: str, column: str) -> str:
+    """The UTC date of a stored time, as 'YYYY-MM-DD' (the tallies' and the daily tallies' `day`)."""
+    if dialect == "sqlite":
+        return f"substr({column}, 1, 10)"  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', in UTC
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+def day_of(conn: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """day_sql as an expression, for the queries that read what the triggers wrote by day."""
+    if conn.dialect.name == "sqlite":
+        return sa.func.substr(column, 1, 10)
+    return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+
+
 @dataclass(frozen=True)
 class _Dialect:
     name: str
 
     def day(self, column: str) -> str:
         """The UTC date of a stored time, as 'YYYY-MM-DD'."""
-        if self.name == "sqlite":
-            return f"substr({column}, 1, 10)"  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', in UTC
-        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return day_sql(self.name, column)
 
     def differs(self, a: str, b: str) -> str:
         """NULL-safe a != b."""
@@ -136,7 +150,7 @@ def _cohort(d: _Dialect, e: str, sign: int) -> str:
     )
 
 
-def _before(r: str, sign: int, q: str) -> str:
+def before(r: str, sign: int, q: str) -> str:
     """The other events event `r` is judged against: for an insert (`sign` 1), those stored
     before it, for a delete, every other one still there.
 
@@ -149,7 +163,7 @@ def _before(r: str, sign: int, q: str) -> str:
     return f"{q}.id < {r}.id" if sign > 0 else f"{q}.id <> {r}.id"
 
 
-def _plain(column: str) -> str:
+def plain(column: str) -> str:
     """A text column the planner must not pick an index of: a subscriber's rows go by subscriber.
 
     Without it, SQLite looked up a subscriber's events of one step through the index on
@@ -199,7 +213,7 @@ def _newer(q: str, p: str) -> str:
 
 def _same_question(q: str, p: str) -> str:
     return (
-        f"{q}.subscriber_id = {p}.subscriber_id AND {_plain(f'{q}.funnel')} = {p}.funnel "
+        f"{q}.subscriber_id = {p}.subscriber_id AND {plain(f'{q}.funnel')} = {p}.funnel "
         f"AND {q}.type = '{ANSWER}' "
         f"AND {q}.question = {p}.question AND {q}.answer IS NOT NULL"
     )
@@ -210,7 +224,7 @@ def _latest_answers(d: _Dialect, e: str, sign: int) -> str:
     return (
         f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', {e}.funnel, {d.day(f'{e}.created_at')}, "
         f"p.question, p.answer, '', '', {sign}, 0, 0 FROM event p "
-        f"WHERE p.subscriber_id = {e}.subscriber_id AND {_plain('p.funnel')} = {e}.funnel "
+        f"WHERE p.subscriber_id = {e}.subscriber_id AND {plain('p.funnel')} = {e}.funnel "
         f"AND p.type = '{ANSWER}' "
         "AND p.question IS NOT NULL AND p.answer IS NOT NULL "
         f"AND NOT EXISTS (SELECT 1 FROM event q WHERE {_same_question('q', 'p')} AND {_newer('q', 'p')})"
@@ -221,12 +235,12 @@ def _event_bits(e: str) -> str:
     """The deed bits the events already stored give enrollment `e` (for one added after them)."""
     return (
         f"(CASE WHEN EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = {e}.subscriber_id "
-        f"AND p.type = '{ANSWER}' AND {_plain('p.funnel')} = {e}.funnel) "
+        f"AND p.type = '{ANSWER}' AND {plain('p.funnel')} = {e}.funnel) "
         f"THEN {REACHED['answered']} ELSE 0 END) "
         f"| (CASE WHEN EXISTS (SELECT 1 FROM event p WHERE {_counted(e)}) "
         f"THEN {REACHED['purchased']} ELSE 0 END) "
         f"| (CASE WHEN EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = {e}.subscriber_id "
-        f"AND p.type = '{UNSUBSCRIBE}' AND {_plain('p.funnel')} = {e}.funnel) "
+        f"AND p.type = '{UNSUBSCRIBE}' AND {plain('p.funnel')} = {e}.funnel) "
         f"THEN {REACHED['unsubscribed']} ELSE 0 END)"
     )
 
@@ -271,7 +285,7 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
         priced = f"CASE WHEN {r}.amount IS NULL THEN 0 ELSE {sign} END"
         # A customer of a product is counted by their first purchase of it and uncounted by
         # their last: `r` is the only one (the others are looked for without it).
-        only = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {_before(r, sign, 'q')} AND {_counted('e', 'q')} "
+        only = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {before(r, sign, 'q')} AND {_counted('e', 'q')} "
                 f"AND coalesce(q.product, '') = coalesce({r}.product, ''))")
         return [
             f"INSERT INTO tally ({_COLUMNS}) SELECT 'revenue', e.funnel, {day}, coalesce(e.segment, ''), "
@@ -287,24 +301,24 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
         """Answer event `r` added (+1) or taken away (-1): move the latest answer's tally."""
         if_answer = f"{r}.type = '{ANSWER}' AND {r}.question IS NOT NULL AND {r}.answer IS NOT NULL"
         # The latest answer to the question without `r`: it loses its place when `r` is newer.
-        other = (f"{_before(r, sign, 'p')} AND NOT EXISTS (SELECT 1 FROM event q "
-                 f"WHERE {_before(r, sign, 'q')} "
+        other = (f"{before(r, sign, 'p')} AND NOT EXISTS (SELECT 1 FROM event q "
+                 f"WHERE {before(r, sign, 'q')} "
                  f"AND {_same_question('q', 'p')} AND {_newer('q', 'p')})")
-        r_is_latest = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {_before(r, sign, 'q')} "
+        r_is_latest = (f"NOT EXISTS (SELECT 1 FROM event q WHERE {before(r, sign, 'q')} "
                        f"AND {_same_question('q', r)} AND {_newer('q', r)})")
         day = d.day("e.created_at")
-        enrolled = f"e.subscriber_id = {r}.subscriber_id AND {_plain('e.funnel')} = {r}.funnel"
+        enrolled = f"e.subscriber_id = {r}.subscriber_id AND {plain('e.funnel')} = {r}.funnel"
         return [
             f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', e.funnel, {day}, p.question, p.answer, '', '', "
             f"{-sign}, 0, 0 FROM enrollment e JOIN event p ON p.subscriber_id = e.subscriber_id "
-            f"AND {_plain('p.funnel')} = e.funnel AND p.type = '{ANSWER}' AND p.question = {r}.question "
+            f"AND {plain('p.funnel')} = e.funnel AND p.type = '{ANSWER}' AND p.question = {r}.question "
             f"AND p.answer IS NOT NULL WHERE {enrolled} AND {if_answer} AND {other} AND {r_is_latest}",
             f"INSERT INTO tally ({_COLUMNS}) SELECT 'answer', e.funnel, {day}, {r}.question, {r}.answer, "
             f"'', '', {sign}, 0, 0 FROM enrollment e WHERE {enrolled} AND {if_answer} AND {r_is_latest}",
         ]
 
     moved = f"{d.differs('OLD.segment', 'NEW.segment')}"
-    mine = f"subscriber_id = NEW.subscriber_id AND {_plain('funnel')} = NEW.funnel"
+    mine = f"subscriber_id = NEW.subscriber_id AND {plain('funnel')} = NEW.funnel"
     return {
         "tally_enrollment_insert": ("AFTER INSERT ON enrollment", "", [
             _cohort(d, "NEW", 1),
@@ -370,7 +384,7 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
             f"NEW.type IN ({_ACTED_TYPES}) AND NEW.step IS NOT NULL",
             [_set_bit(f"({_acted_bit('NEW.type')})",
                       "enrollment_id = (SELECT id FROM enrollment WHERE subscriber_id = NEW.subscriber_id "
-                      f"AND {_plain('funnel')} = NEW.funnel) AND step = NEW.step",
+                      f"AND {plain('funnel')} = NEW.funnel) AND step = NEW.step",
                       table="delivery", column="acted")],
         ),
         "tally_event_answer": (
@@ -404,10 +418,10 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
             _mail(d, "NEW", 1),
             # Events that name the step before the email exists (none the engine writes).
             "UPDATE delivery SET acted = (SELECT coalesce(sum(DISTINCT " + _acted_bit("p.type") + "), 0) "
-            f"FROM event p WHERE p.subscriber_id = NEW.subscriber_id AND {_plain('p.funnel')} = NEW.funnel "
-            f"AND {_plain('p.step')} = NEW.step AND p.type IN ({_ACTED_TYPES})) "
+            f"FROM event p WHERE p.subscriber_id = NEW.subscriber_id AND {plain('p.funnel')} = NEW.funnel "
+            f"AND {plain('p.step')} = NEW.step AND p.type IN ({_ACTED_TYPES})) "
             "WHERE id = NEW.id AND EXISTS (SELECT 1 FROM event p WHERE p.subscriber_id = NEW.subscriber_id "
-            f"AND {_plain('p.funnel')} = NEW.funnel AND {_plain('p.step')} = NEW.step)",
+            f"AND {plain('p.funnel')} = NEW.funnel AND {plain('p.step')} = NEW.step)",
         ]),
         "tally_delivery_update": (
             "AFTER UPDATE OF status, acted ON delivery",
