@@ -232,23 +232,28 @@ def _extra_header(name: str, value: str) -> str:
     return f"{name}: {value}"
 
 
-# Quoted-printable lines already written, by their text: an email's lines are mostly its
-# step's, the same for every subscriber, so most are looked up rather than encoded (b2a_qp
-# costs ~11 ns a byte: 60 µs for the two parts of a 5 KB email). Emptied when full, so
-# that lines of one email only (its signed links) cannot make it grow.
-_QP_LINES: dict[str, bytes] = {}
+# Quoted-printable lines already written, by their UTF-8 bytes, as they go on the wire (CRLF,
+# "From " escaped): an email's lines are mostly its step's, the same for every subscriber,
+# so most are looked up rather than encoded (b2a_qp costs ~11 ns a byte: 60 µs for the two
+# parts of a 5 KB email). Emptied when full, so that lines of one email only (its signed
+# links) cannot make it grow.
+_QP_LINES: dict[bytes, bytes] = {}
 _QP_LINES_MAX = 4096
 
 
 def _quoted_printable(body: str) -> bytes:
-    """binascii.b2a_qp(body as UTF-8, istext=True) for a body without CR, written line by line.
+    """The wire form of `body` (no CR in it) as quoted-printable UTF-8, written line by line.
 
-    Without a CR, b2a_qp carries nothing from one line to the next (its line length starts
-    again at each LF; a space before an LF is judged on that line), so the encoding of
-    `line + LF` is the same wherever the line stands; the last line, with no LF after it,
-    is encoded on its own.
+    That is binascii.b2a_qp(body as UTF-8, istext=True), then each line starting "From "
+    (mangled to ">From " by mbox-style relays) written "=46rom " ('F' escaped), then CRLF
+    line ends. Without a CR, b2a_qp carries nothing from one line to the next (its line
+    length starts again at each LF; a space before an LF is judged on that line), so the
+    encoding of `line + LF` is the same wherever the line stands; and a line's "From " and
+    LFs are its own. So each line's wire form is kept and looked up; the last line, with
+    no LF after it, is encoded on its own. Splitting the UTF-8 bytes rather than the text:
+    ~2 µs less on a 3.4 KB HTML part, whose curly quotes make it a 2-byte-wide str.
     """
-    lines = body.split("\n")
+    lines = body.encode("utf-8", "replace").split(b"\n")
     last = lines.pop()
     known = _QP_LINES
     out = list(map(known.get, lines))  # the look-ups in C: a few lines an email are new
@@ -256,12 +261,20 @@ def _quoted_printable(body: str) -> bytes:
         for i, encoded in enumerate(out):
             if encoded is None:
                 line = lines[i]
-                encoded = out[i] = binascii.b2a_qp((line + "\n").encode("utf-8", "replace"), istext=True)
+                encoded = out[i] = _wire(binascii.b2a_qp(line + b"\n", istext=True))
                 if len(known) >= _QP_LINES_MAX:
                     known.clear()
                 known[line] = encoded
-    out.append(binascii.b2a_qp(last.encode("utf-8", "replace"), istext=True))
+    out.append(_wire(binascii.b2a_qp(last, istext=True)))
     return b"".join(out)  # type: ignore[arg-type]  # every None was filled in
+
+
+def _wire(encoded: bytes) -> bytes:
+    """Quoted-printable lines with "From " at a line start escaped and CRLF line ends."""
+    # (bytes.replace, not a regex: 1 µs instead of 38 µs on 5 KB.)
+    if encoded.startswith(b"From "):
+        encoded = b"=46" + encoded[1:]
+    return encoded.replace(b"\nFrom ", b"\n=46rom ").replace(b"\n", b"\r\n")
 
 
 def _part(content_type: str, body: str) -> bytes:
@@ -273,11 +286,5 @@ def _part(content_type: str, body: str) -> bytes:
     """
     if "\r" in body:
         body = _NEWLINE.sub("\n", body)
-    encoded = _quoted_printable(body)
-    # A line starting "From " is mangled to ">From " by mbox-style relays; =46 is 'F'.
-    # (bytes.replace, not a regex: 1 µs instead of 38 µs on 5 KB.)
-    if encoded.startswith(b"From "):
-        encoded = b"=46" + encoded[1:]
-    encoded = encoded.replace(b"\nFrom ", b"\n=46rom ").replace(b"\n", b"\r\n")
     return (f"Content-Type: {content_type}; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + encoded
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + _quoted_printable(body)

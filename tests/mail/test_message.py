@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine.mail.message import _quoted_printable, build_message, check_address, new_message_id
+from engine.mail.message import _part, build_message, check_address, new_message_id
 
 DATE = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 MESSAGE_ID = "0123456789abcdef0123456789abcdef@funnel.example.com"
@@ -317,15 +317,30 @@ def test_any_name_and_subject_give_exactly_the_expected_headers(name: str, subje
 
 
 # Lines that meet every rule of b2a_qp: long ones (soft breaks), '=' and non-ASCII (escaped),
-# a space or tab before the line's end, a lone '.', a 'From ' start.
-_QP_PIECES = ["a", " ", "\t", ".", "=", "é", "\u2014", "\n", "From ", "x" * 70]
+# a space or tab before the line's end, a lone '.', a 'From ' start (also after a soft break),
+# CR and CRLF line ends, a lone surrogate (written '?').
+_QP_PIECES = ["a", " ", "\t", ".", "=", "é", "\u2014", "\n", "\r", "\r\n", "From ", "x" * 70, "x" * 72,
+              "\ud800", "🎉"]
 _QP_TEXT = st.lists(st.sampled_from(_QP_PIECES)).map("".join)
+
+
+def plain_part(content_type: str, body: str) -> bytes:
+    """What _part writes, the plain way: b2a_qp of the whole body, then "From " escaped and CRLF."""
+    encoded = binascii.b2a_qp(re.sub(r"\r\n?", "\n", body).encode("utf-8", "replace"), istext=True)
+    if encoded.startswith(b"From "):
+        encoded = b"=46" + encoded[1:]
+    encoded = encoded.replace(b"\nFrom ", b"\n=46rom ").replace(b"\n", b"\r\n")
+    return (f"Content-Type: {content_type}; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + encoded
 
 
 @given(_QP_TEXT, _QP_TEXT)
 @example("x" * 75 + " \nnext", "")
 @example(".\n.", ". \n")
-def test_quoted_printable_line_by_line_is_b2a_qp_of_the_whole(first: str, second: str) -> None:
+@example("From a", "From b ")
+@example("x" * 73 + "From x", "x" * 72 + "\r\nFrom \r")
+@example("a =\r\n.\r", "\ud800é ")
+def test_a_part_written_line_by_line_is_the_whole_body_encoded(first: str, second: str) -> None:
     body = first + "\n" + second
     for _ in range(2):  # encoded, then looked up
-        assert _quoted_printable(body) == binascii.b2a_qp(body.encode(), istext=True)
+        assert _part("text/plain", body) == plain_part("text/plain", body)
