@@ -8,11 +8,13 @@ all of it, so a token cannot be moved to another purpose or changed in any byte.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
 import json
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 # RFC 2104: a 128-bit truncation of HMAC-SHA256 still leaves forgery at 2**-128.
@@ -20,8 +22,12 @@ SIGNATURE_BYTES = 16
 MAX_TOKEN_CHARS = 2048
 
 
+# base64.urlsafe_b64encode, without its two Python-level calls (four _b64 an email).
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -56,13 +62,21 @@ def _signature(secret: str, payload: str) -> str:
     return _b64(outer.digest()[:SIGNATURE_BYTES])
 
 
-# json.dumps with separators builds a new encoder at every call (~3 µs, two tokens an email).
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+def _json(purpose: str, issued: int, values: list[str]) -> str:
+    """`json.dumps([purpose, issued, *values], separators=(",", ":"))`, written directly.
+
+    The encoder writes a list of strings and an int so: each string through
+    encode_basestring_ascii (the default ensure_ascii), the int as repr() writes it,
+    joined by ",". JSONEncoder.encode builds its C encoder anew at every call
+    (~1.3 µs, against ~0.4 µs here; two tokens an email).
+    """
+    return "[" + ",".join([encode_basestring_ascii(purpose), str(issued),
+                           *map(encode_basestring_ascii, values)]) + "]"
 
 
 def sign(secret: str, purpose: str, values: list[str], issued: datetime) -> str:
     """A token for `purpose` carrying `values`, issued at `issued`."""
-    body = _COMPACT.encode([purpose, int(issued.timestamp()), *values])
+    body = _json(purpose, int(issued.timestamp()), values)
     payload = _b64(body.encode("utf-8"))
     return f"{payload}.{_signature(secret, payload)}"
 

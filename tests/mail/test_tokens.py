@@ -92,3 +92,26 @@ def test_a_click_link_too_long_to_verify_is_not_made() -> None:
     links = SignedLinks("https://funnel.example", "secret", "3f2a9c@funnel.example", NOW)
     url = "https://shop.example/?q=" + "x" * 1500
     assert links.click(url) == url  # verify() would refuse its token: the click could never be followed
+
+
+def plain_token(secret: str, purpose: str, values: list[str], issued: datetime) -> str:
+    """A token as json.dumps and base64 write it: what sign's direct writing must equal."""
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    body = json.dumps([purpose, int(issued.timestamp()), *values], separators=(",", ":"))
+    payload = b64(body.encode("utf-8"))
+    signature = hmac.digest(secret.encode("utf-8"), payload.encode("ascii"), hashlib.sha256)[:16]
+    return f"{payload}.{b64(signature)}"
+
+
+@given(purpose=st.text(), values=st.lists(st.text()),
+       seconds=st.integers(min_value=-(2**34), max_value=2**34))
+@example(purpose="click", values=['https://x.example/?q="a\\b"&c=\u00e9\u2028\ud800\x00\x7f\U0001f389'],
+         seconds=1772438400)
+@example(purpose="", values=[], seconds=0)
+def test_a_token_is_json_and_base64_as_the_standard_library_writes_them(
+    purpose: str, values: list[str], seconds: int
+) -> None:
+    issued = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=seconds % 999_983)
+    assert sign("secret", purpose, values, issued) == plain_token("secret", purpose, values, issued)
