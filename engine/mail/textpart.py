@@ -41,7 +41,18 @@ def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
         return f"qzfm{len(values) - 1}mfzq"
     if isinstance(value, dict):
         shape.append(tuple(value))
-        return {k: _mark(v, values, shape) for k, v in value.items()}
+        marked = {}
+        for key, item in value.items():
+            # The subscriber's dict is mostly strings: marked here, not by a call each.
+            if type(item) is str:
+                shape.append(bool(item))
+                if item:
+                    values.append(item)
+                    item = f"qzfm{len(values) - 1}mfzq"
+                marked[key] = item
+            else:
+                marked[key] = _mark(item, values, shape)
+        return marked
     if isinstance(value, list):
         shape.append(len(value))
         return [_mark(v, values, shape) for v in value]
@@ -155,7 +166,8 @@ class TextParts:
             if len(self._skeletons) >= _CACHE_LIMIT:
                 self._skeletons.clear()
             self._skeletons[full_key] = skeleton
-        escaped = [str(escape(v)) for v in values]
+        # Markup is a str: joined as it is, not copied into one first.
+        escaped: list[str] = list(map(escape, values))
         if skeleton.raw.fill(escaped) != raw_html:
             self.misses += 1
             html = inline(raw_html)

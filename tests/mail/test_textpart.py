@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.mail.context import PreviewLinks, Subscriber, template_context
 from engine.mail.render import Renderer, html_to_text
-from engine.mail.textpart import _MARKER, _Marked
+from engine.mail.textpart import _MARKER, _mark, _Marked
 from engine.project.folder import Project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +131,38 @@ _MARKED_PIECES = ["a", "qzfm", "mfzq", "qzfm0mfzq", "qzfm1mfzq", "qzfm12mfzq", "
 def test_a_skeleton_is_filled_in_as_the_marker_regex_would(text: str) -> None:
     values = [f"<{i}>" for i in range(13)]
     assert _Marked(text).fill(values) == _MARKER.sub(lambda m: values[int(m[1])], text)
+
+
+def plain_mark(value: object, values: list[str], shape: list[object]) -> object:
+    """_mark as one recursive function: what its inlined strings of a dict must equal."""
+    if isinstance(value, str):
+        shape.append(bool(value))
+        if not value:
+            return value
+        values.append(value)
+        return f"qzfm{len(values) - 1}mfzq"
+    if isinstance(value, dict):
+        shape.append(tuple(value))
+        return {k: plain_mark(v, values, shape) for k, v in value.items()}
+    if isinstance(value, list):
+        shape.append(len(value))
+        return [plain_mark(v, values, shape) for v in value]
+    shape.append(value)
+    return value
+
+
+_contexts = st.recursive(
+    st.text(max_size=5) | st.none() | st.booleans() | st.integers(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(_contexts)
+def test_marking_a_context_is_the_plain_recursive_marking(value: object) -> None:
+    values: list[str] = []
+    shape: list[object] = []
+    plain_values: list[str] = []
+    plain_shape: list[object] = []
+    assert _mark(value, values, shape) == plain_mark(value, plain_values, plain_shape)
+    assert (values, shape) == (plain_values, plain_shape)
