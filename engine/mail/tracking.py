@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as markup
 import re
+from collections.abc import Callable
 from html.entities import html5
 
 from engine.mail.context import Links
@@ -58,19 +59,20 @@ def _track_clicks(html: str, text: str, links: Links, own: str) -> tuple[str, st
     tracked: dict[str, str] = {}  # URL -> its click link: a URL linked twice is signed once
     in_text: dict[str, str] = {}  # the URL as the text part shows it -> its click link
 
-    def rewrite(tag: re.Match[str]) -> str:
+    def rewrite(tag: re.Match[str]) -> str | None:
+        """The tag with its link counted; None when it stays as it is."""
         for attribute in _ATTRIBUTE.finditer(tag[0], 2):
             if attribute[1].lower() == "href":
                 break
         else:
-            return tag[0]
+            return None
         quoted = attribute[2]
         if not quoted:
-            return tag[0]
+            return None
         value = quoted[1:-1] if quoted[0] in "\"'" else quoted
         url = _followed(value)
         if not _trackable(url, own):
-            return tag[0]
+            return None
         link = tracked.get(url)
         if link is None:
             link = tracked[url] = links.click(url)
@@ -80,12 +82,31 @@ def _track_clicks(html: str, text: str, links: Links, own: str) -> tuple[str, st
         start, end = attribute.span(2)
         return f'{tag[0][:start]}"{markup.escape(link)}"{tag[0][end:]}'
 
-    html = _A_TAG.sub(rewrite, html)
+    html = _substitute(_A_TAG, rewrite, html)
     if in_text:
         # Each URL as a whole: not the start of a longer one ("…/x" in "…/x.html").
         shown = "|".join(re.escape(url) for url in sorted(in_text, key=len, reverse=True))
         text = re.sub(_SHOWN_URL.format(shown), lambda m: in_text[m[1]], text)
     return html, text
+
+
+def _substitute(pattern: re.Pattern[str], rewrite: Callable[[re.Match[str]], str | None], text: str) -> str:
+    """`pattern.sub` with `rewrite`, where None keeps a match as it is; `text` itself when none changes.
+
+    re.sub copies the text piece by piece even when every match stays (an email whose
+    only link is its unsubscribe one): ~1 µs on a 3.4 KB email.
+    """
+    pieces: list[str] = []
+    done = 0
+    for match in pattern.finditer(text):
+        rewritten = rewrite(match)
+        if rewritten is not None:
+            pieces += (text[done:match.start()], rewritten)
+            done = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def _trackable(url: str, own: str) -> bool:

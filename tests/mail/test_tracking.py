@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import css_inline
@@ -13,7 +14,7 @@ from engine.mail.context import PreviewLinks
 from engine.mail.links import SignedLinks
 from engine.mail.render import html_to_text
 from engine.mail.tokens import verify
-from engine.mail.tracking import MAX_URL_CHARS, track
+from engine.mail.tracking import _A_TAG, MAX_URL_CHARS, _substitute, track
 from tests.support.links import hrefs
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -152,3 +153,24 @@ def test_the_token_carries_exactly_the_url_the_template_wrote(url: str) -> None:
         [href] = hrefs(tracked_html)
         assert clicked(href) == url
         assert f"x ({href})" in tracked_text
+
+
+_HTML_PIECES = ["<a href='x'>", '<a href="https://a.example/">', "<A\thref=y>", "<abbr>", "</a>", "</body>",
+                "</BODY >", "</body\n>", "<body>", "x", "é", "\u201c", "\n"]
+_HTML = st.lists(st.sampled_from(_HTML_PIECES)).map("".join)
+
+
+@given(_HTML, st.sets(st.integers(min_value=0, max_value=20)))
+def test_substituting_tags_is_re_sub_and_keeps_an_unchanged_text(html: str, changed: set[int]) -> None:
+    seen = iter(range(1000))
+
+    def rewrite(tag: re.Match[str]) -> str | None:
+        return f"[{tag[0]}]" if next(seen) in changed else None
+
+    expected = _A_TAG.sub(lambda tag: rewrite(tag) or tag[0], html)
+    seen = iter(range(1000))
+    got = _substitute(_A_TAG, rewrite, html)
+    assert got == expected
+    if got == html:
+        assert got is html
+
