@@ -55,9 +55,15 @@ _OWN_HEADERS = frozenset({
 
 def new_message_id(domain: str) -> str:
     """A fresh Message-ID without angle brackets: 128 random bits, then '@' and `domain`."""
-    if not _DOMAIN.fullmatch(domain):
+    if not _is_domain(domain):
         raise ValueError(f"{domain!r} cannot end a Message-ID: use a plain ASCII host name")
     return f"{secrets.token_hex(16)}@{domain}"
+
+
+@functools.lru_cache(maxsize=1024)  # an email's two domains (sender's, recipient's) recur: ~1 µs each
+def _is_domain(domain: str) -> bool:
+    """Whether `domain` is a plain ASCII host name (_DOMAIN), remembered for the domains seen most."""
+    return _DOMAIN.fullmatch(domain) is not None
 
 
 def check_address(address: str, role: str = "recipient") -> str:
@@ -75,7 +81,7 @@ def check_address(address: str, role: str = "recipient") -> str:
     if not _LOCAL_PART.fullmatch(local):
         raise ValueError(f"{role} address {address!r}: the part before '@' may hold only letters, "
                          "digits, dots and !#$%&'*+/=?^_`{|}~- (at most 64)")
-    if not _DOMAIN.fullmatch(domain):
+    if not _is_domain(domain):
         raise ValueError(f"{role} address {address!r}: the part after '@' is not a host name")
     return address
 
@@ -97,7 +103,7 @@ def build_message(*, sender: str, to_name: str, to_address: str, subject: str, h
     if reply_to is not None:
         lines.append(_configured_header("Reply-To", reply_to, "reply_to"))
     if list_unsubscribe is not None:
-        if not _URL.fullmatch(list_unsubscribe):
+        if not _is_url(list_unsubscribe):
             raise ValueError(f"list_unsubscribe {list_unsubscribe!r} must be an https:// (or http://) URL "
                              "of printable ASCII (percent-encode the rest), at most 900 characters")
         lines.append(f"List-Unsubscribe: <{list_unsubscribe}>")
@@ -123,8 +129,27 @@ def build_message(*, sender: str, to_name: str, to_address: str, subject: str, h
     ))
 
 
+def _is_url(value: str) -> bool:
+    """`_URL.fullmatch(value)`, checked with string methods: ~0.3 µs instead of ~1 µs on a signed link.
+
+    After "https://" or "http://", 1 to 900 characters, each printable ASCII but space,
+    '<' and '>' (the regex's [!-;=?-~]): isprintable() on ASCII text allows 0x20 to 0x7E.
+    """
+    if value.startswith("https://"):
+        rest = value[8:]
+    elif value.startswith("http://"):
+        rest = value[7:]
+    else:
+        return False
+    return (0 < len(rest) <= 900 and rest.isascii() and rest.isprintable()
+            and " " not in rest and "<" not in rest and ">" not in rest)
+
+
 def _clean(value: str) -> str:
     """Untrusted header text on one line: controls and line breaks become single spaces, ends trimmed."""
+    if value.isascii() and value.isprintable() and "  " not in value:
+        # No control, no run of spaces: the substitution below would change nothing (~0.4 µs).
+        return value.strip()
     value = _UNSAFE_RUN.sub(" ", value).strip()  # strip(): no-break spaces at the ends too
     return _SURROGATE.sub("\ufffd", value) if not value.isascii() else value
 
@@ -159,7 +184,7 @@ def _date(date: datetime, offset: timedelta | None) -> str:
 def _check_message_id(message_id: str) -> str:
     """`message_id` (no angle brackets) when it is `left@domain` in plain ASCII; ValueError otherwise."""
     left, at, domain = message_id.rpartition("@")
-    if not (at and _LOCAL_PART.fullmatch(left) and _DOMAIN.fullmatch(domain)):
+    if not (at and _LOCAL_PART.fullmatch(left) and _is_domain(domain)):
         raise ValueError(f"Message-ID {message_id!r} must be 'left@domain' in ASCII without <>; "
                          "use new_message_id()")
     return message_id

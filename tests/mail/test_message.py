@@ -14,7 +14,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from engine.mail.message import _part, build_message, check_address, new_message_id
+from engine.mail.message import (
+    _SURROGATE,
+    _UNSAFE_RUN,
+    _URL,
+    _clean,
+    _is_url,
+    _part,
+    build_message,
+    check_address,
+    new_message_id,
+)
 
 DATE = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 MESSAGE_ID = "0123456789abcdef0123456789abcdef@funnel.example.com"
@@ -344,3 +354,35 @@ def test_a_part_written_line_by_line_is_the_whole_body_encoded(first: str, secon
     body = first + "\n" + second
     for _ in range(2):  # encoded, then looked up
         assert _part("text/plain", body) == plain_part("text/plain", body)
+
+
+_URL_PIECES = ["https://", "http://", "http:/", "HTTPS://", "s", "a", "/", "?q=1&r", "<", ">",
+               " ", "\t", "\x00", "\x7f", "\x85", "é", "~", "!", ";", "=", "x" * 300]
+_URL_TEXT = st.lists(st.sampled_from(_URL_PIECES), max_size=12).map("".join)
+
+
+@given(_URL_TEXT)
+@example("https://")
+@example("http://" + "x" * 900)
+@example("https://" + "x" * 901)
+@example("https://a<b")
+@example("http://a>b")
+@example("https://a b")
+@example("http://a\x7fb")
+@example("https://é")
+@example("https://a\tb")
+def test_the_url_check_is_the_regex(value: str) -> None:
+    assert _is_url(value) == bool(_URL.fullmatch(value))
+
+
+@given(st.lists(st.sampled_from(["a", " ", "  ", "\t", "\n", "\r", "\x00", "\x1f", "\x7f", "\x85", "\xa0",
+                                 "\u2028", "\u3000", "é", "\ud800", "=?", "Z"])).map("".join))
+@example("a  b")
+@example(" Ann  Lee ")
+@example("Ann\x7fLee")
+@example("Ann\x1fLee")
+@example("\x1c Ann")
+def test_cleaning_printable_ascii_text_is_the_substitution(value: str) -> None:
+    plain = _UNSAFE_RUN.sub(" ", value).strip()
+    plain = _SURROGATE.sub("\ufffd", plain) if not plain.isascii() else plain
+    assert _clean(value) == plain
