@@ -16,7 +16,6 @@ is kept over: a sale broadcast counts as a sale, an education broadcast as educa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from engine.flow import waits
@@ -84,13 +83,13 @@ def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
     if not ready:
         return waits.WinnerPending(email, now + WINNER_RECHECK)
     sent = Done(email.id, PathKind.BROADCAST, email.role)
-    return Move(replace(state, done=(*state.done, sent)), (Send(email, state.segment, variant),))
+    return Move(state.replaced(done=(*state.done, sent)), (Send(email, state.segment, variant),))
 
 
 def skip(state: State, broadcast: BroadcastPlan, reason: str) -> Move:
     """Spare the recipient this broadcast, for good, and say why."""
     spared = Done(broadcast.email.id, PathKind.BROADCAST, broadcast.email.role, skipped=True)
-    return Move(replace(state, done=(*state.done, spared)), (Skip(broadcast.email, reason),))
+    return Move(state.replaced(done=(*state.done, spared)), (Skip(broadcast.email, reason),))
 
 
 def left_out_because(state: State, facts: Facts) -> str | None:

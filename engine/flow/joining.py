@@ -6,7 +6,6 @@ Each returns a Move, or the reason it waits (engine/flow/waits.py).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from engine.flow import waits
@@ -28,9 +27,9 @@ def on_confirming(plan: Plan, state: State, facts: Facts, now: datetime) -> wait
     """Double opt-in: send the request (once more after a repeated signup), then wait for the click."""
     confirmed = facts.first(EventType.CONFIRMED)
     if not plan.double_opt_in or plan.confirmation is None:
-        return Move(replace(state, stage=Stage.MAGNET, since=now))
+        return Move(state.replaced(stage=Stage.MAGNET, since=now))
     if confirmed is not None:
-        return Move(replace(state, stage=Stage.MAGNET, since=confirmed.at))
+        return Move(state.replaced(stage=Stage.MAGNET, since=confirmed.at))
     sent = state.sent_ids()
     if plan.confirmation.id not in sent:
         return _request(state, plan.confirmation, facts, now)
@@ -62,13 +61,13 @@ def on_magnet(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wa
     """Send the lead magnet signed up for, then go on to the survey."""
     email = plan.magnet(facts.magnet).email
     if email.id in state.sent_ids():
-        return Move(replace(state, stage=Stage.SURVEY, since=now))
+        return Move(state.replaced(stage=Stage.SURVEY, since=now))
     return send(state, email, stage=Stage.SURVEY, since=now)
 
 
 def _segment_chosen(state: State, segment: str, reason: str,
                     since: datetime, extra: tuple[Action, ...] = ()) -> Move:
-    moved = replace(state, stage=Stage.NURTURE, segment=segment, since=since, step=None,
+    moved = state.replaced(stage=Stage.NURTURE, segment=segment, since=since, step=None,
                     last_sent_at=None, deadline=None)
     return Move(moved, (*extra, EnterSegment(segment, reason),
                         EnterPath(PathKind.NURTURE, f"segment '{segment}' chosen")))

@@ -12,8 +12,6 @@ nothing, for `funnel simulate` and `funnel subscribers show`.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine.flow.actions import EnterPath, EnterSegment
 from engine.flow.moves import Move
 from engine.flow.state import Event, EventType, Facts, Stage, State
@@ -33,7 +31,7 @@ def late_answer(plan: Plan, state: State, facts: Facts) -> Move | None:
     chosen = plan.survey.decide(facts.answers())
     if chosen == state.segment or plan.segment(chosen) is None:
         return None
-    moved = replace(state, segment=chosen, since=max(late), step=None, last_sent_at=None)
+    moved = state.replaced(segment=chosen, since=max(late), step=None, last_sent_at=None)
     reason = f"late survey answer, before any nurture email of segment '{state.segment}'"
     return Move(moved, (EnterSegment(chosen, reason),
                         EnterPath(PathKind.NURTURE, f"segment '{chosen}' chosen")))

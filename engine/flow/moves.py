@@ -7,7 +7,7 @@ waits (engine/flow/waits.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from engine.flow.actions import Action, End, Send
 from engine.flow.state import Done, Stage, State
@@ -25,10 +25,10 @@ class Move:
 def send(state: State, email: EmailStep, **changes: object) -> Move:
     """Send `email` now and note it as done; `changes`: other State fields to set."""
     done = Done(email.id, email.path, email.role)
-    moved = replace(state, done=(*state.done, done), **changes)  # type: ignore[arg-type]
+    moved = state.replaced(done=(*state.done, done), **changes)
     return Move(moved, (Send(email, state.segment),))
 
 
 def end(state: State, reason: str) -> Move:
     """End the enrollment for `reason`."""
-    return Move(replace(state, stage=Stage.ENDED, step=None, reason=reason), (End(reason),))
+    return Move(state.replaced(stage=Stage.ENDED, step=None, reason=reason), (End(reason),))

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from engine.flow.status import SubscriberStatus
 from engine.sequences.plan import EmailStep, PathKind, Role
+
+_Frozen = TypeVar("_Frozen", "State", "Facts")
+
+
+def _copy(original: _Frozen, names: frozenset[str], changes: dict[str, Any]) -> _Frozen:
+    """`dataclasses.replace(original, **changes)` for State and Facts, at a fifth of its cost.
+
+    `step` copies a State or Facts about four times per email; `replace` looks up every
+    field and runs the frozen `__init__`, whose `object.__setattr__` per field costs more
+    than the copy itself (4.0 µs against 0.8 µs for State). Taking the instance's
+    `__dict__` as it is says the same because neither class has a `__post_init__`, an
+    `init=False` field or a cached value in its `__dict__` (tests/flow/test_state_copy.py
+    keeps it so); an unknown field is refused as `replace` refuses it.
+    """
+    unknown = changes.keys() - names
+    if unknown:
+        raise TypeError(f"{type(original).__name__} has no field {sorted(unknown)[0]!r}")
+    copied = object.__new__(type(original))
+    values = copied.__dict__
+    values.update(original.__dict__)
+    values.update(changes)
+    return copied
 
 
 class Stage(StrEnum):
@@ -100,6 +123,10 @@ class State:
     resume_stage: Stage | None = None
     resume_step: str | None = None
 
+    def replaced(self, **changes: Any) -> State:
+        """This state with `changes` to its fields: `dataclasses.replace`, faster (see _copy)."""
+        return _copy(self, _STATE_FIELDS, changes)
+
     def sent_ids(self) -> frozenset[str]:
         """Step ids of every email actually sent to this subscriber in this funnel."""
         return frozenset(d.step for d in self.done if not d.skipped)
@@ -107,6 +134,9 @@ class State:
     def passed_ids(self) -> frozenset[str]:
         """Step ids sent or skipped: never to be considered again."""
         return frozenset(d.step for d in self.done)
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(State))
 
 
 @dataclass(frozen=True)
@@ -144,6 +174,10 @@ class Facts:
     key: str = ""
     variant: str | None = None
 
+    def replaced(self, **changes: Any) -> Facts:
+        """These facts with `changes` to their fields: `dataclasses.replace`, faster (see _copy)."""
+        return _copy(self, _FACTS_FIELDS, changes)
+
     def until(self, now: datetime) -> Facts:
         """These facts as they stood at `now`.
 
@@ -152,16 +186,16 @@ class Facts:
         """
         if all(e.at <= now for e in self.events) and all(t <= now for t in self.marketing_sent):
             return self  # the usual case: nothing lies ahead of `now`
-        return replace(self, events=tuple(e for e in self.events if e.at <= now),
-                       marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
+        return self.replaced(events=tuple(e for e in self.events if e.at <= now),
+                             marketing_sent=tuple(t for t in self.marketing_sent if t <= now))
 
     def after_send(self, email: EmailStep, at: datetime) -> Facts:
         """These facts once `email` was decided at `at`: the frequency cap and the
         confirmation gap count it. The one rule for `step`, the tick's batch and `simulate`."""
         if email.marketing:
-            return replace(self, marketing_sent=(*self.marketing_sent, at))
+            return self.replaced(marketing_sent=(*self.marketing_sent, at))
         if email.path is PathKind.CONFIRM:
-            return replace(self, confirmations=(*self.confirmations, at))
+            return self.replaced(confirmations=(*self.confirmations, at))
         return self
 
     def first(self, kind: EventType) -> Event | None:
@@ -180,3 +214,6 @@ class Facts:
     def last_answer_at(self) -> datetime | None:
         """When the latest answer came in."""
         return max((e.at for e in self.events if e.type is EventType.ANSWER), default=None)
+
+
+_FACTS_FIELDS = frozenset(f.name for f in fields(Facts))

@@ -83,7 +83,7 @@ def _blocked(plan: Plan, state: State, facts: Facts) -> Outcome:
         spared = skip_broadcast(state, broadcast, reason)
         state = spared.state
         skips.extend(spared.actions)
-    ended = replace(state, stage=Stage.ENDED, step=None, reason=reason)
+    ended = state.replaced(stage=Stage.ENDED, step=None, reason=reason)
     # Not in `entered`: ended from outside the funnel's walk, this ending never wrote a
     # milestone, and the stage counts (engine/store/funnelstats.py) stay as they were.
     return Outcome(ended, (*skips, End(reason)), None, waits.AddressBlocked(facts.status))
@@ -152,7 +152,7 @@ def _purchase_moves(plan: Plan, state: State, facts: Facts) -> Move | None:
     actions.append(EnterPath(PathKind.CUSTOMER, why))
     # Spacing counts from the purchase, or from the current stage when the purchase is
     # older (a customer who signs up again must not get their onboarding in a rush).
-    moved = replace(state, stage=Stage.CUSTOMER, segment=segment.id,
+    moved = state.replaced(stage=Stage.CUSTOMER, segment=segment.id,
                     since=max(purchase.at, state.since), step=None, last_sent_at=None,
                     deadline=None)
     return Move(moved, tuple(actions))
@@ -200,7 +200,7 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     if path is None and kind is PathKind.WINBACK:  # the section was removed: back to where they were
         return _back(state, now, "the win-back emails were removed")
     if path is None:
-        moved = replace(state, segment=plan.default_segment, step=None)
+        moved = state.replaced(segment=plan.default_segment, step=None)
         return Move(moved, (EnterSegment(plan.default_segment,
                                           f"segment '{state.segment}' was removed"),))
     deferred = deferred_waiting(state, path.steps)
@@ -211,7 +211,7 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     if email is None:
         return _path_finished(plan, state, kind, now)
     if email.id != state.step and ready is None:
-        return Move(replace(state, step=email.id))
+        return Move(state.replaced(step=email.id))
     if email.id in facts.paused:
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
         # the step wakes everyone waiting at it.
@@ -235,22 +235,22 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     if kind is not PathKind.WINBACK and plan.winback and idle and now - idle >= plan.winback.after \
             and _mailed_since(state, facts, idle):
         # Not one more regular email to someone who stopped reading: win them back first.
-        moved = replace(state, stage=Stage.WINBACK, since=now, step=None, last_sent_at=None,
+        moved = state.replaced(stage=Stage.WINBACK, since=now, step=None, last_sent_at=None,
                         resume_stage=state.stage, resume_step=email.id)
         reason = f"no open or click for {format_delay(now - idle)}"
         return Move(moved, (EnterPath(PathKind.WINBACK, reason),))
     if ready is not None:  # a deferred sale goes now; the walk stays where it is
         went = Done(email.id, kind, email.role, deferred=True)
-        return Move(replace(state, done=(*state.done, went), last_sent_at=now), (Send(email, state.segment),))
+        return Move(state.replaced(done=(*state.done, went), last_sent_at=now), (Send(email, state.segment),))
     if email.role is Role.SALE and kind in _RATIO_PATHS and _breaks_ratio(plan, state, kind):
         after = _after(path, email)
         if not _breaks_ratio(plan, state, kind, broadcasts=False):
             # Only a broadcast's emails stand in its way: it waits instead of being lost.
-            waiting = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
+            waiting = state.replaced(step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                          skipped=True, deferred=True)))
             return Move(waiting, (Defer(email, "a broadcast's sale is in the window of the "
                                                f"{plan.ratio} rule; it goes once the rule allows"),))
-        skipped = replace(state, step=after, done=(*state.done, Done(email.id, kind, email.role,
+        skipped = state.replaced(step=after, done=(*state.done, Done(email.id, kind, email.role,
                                                                      skipped=True)))
         return Move(skipped, (Skip(email, f"sending it now would break the {plan.ratio} rule"),))
     return send(state, email, step=_after(path, email), last_sent_at=now)
@@ -288,7 +288,7 @@ def _drop_deferred(state: State, deferred: list[EmailStep]) -> Move:
     """The path ended while these sales still waited for the ratio: they are skipped, said so."""
     dropped = tuple(Done(e.id, e.path, e.role, skipped=True) for e in deferred)
     reason = "its path ended before the ratio allowed it after a broadcast's sale"
-    return Move(replace(state, done=(*state.done, *dropped)), tuple(Skip(e, reason) for e in deferred))
+    return Move(state.replaced(done=(*state.done, *dropped)), tuple(Skip(e, reason) for e in deferred))
 
 
 def _idle_since(facts: Facts) -> datetime | None:
@@ -316,7 +316,7 @@ def _returned(plan: Plan, state: State, facts: Facts) -> Move | None:
 
 def _back(state: State, at: datetime, reason: str) -> Move:
     stage = state.resume_stage or Stage.NURTURE
-    moved = replace(state, stage=stage, since=at, step=state.resume_step, last_sent_at=None,
+    moved = state.replaced(stage=stage, since=at, step=state.resume_step, last_sent_at=None,
                     resume_stage=None, resume_step=None, reason=None)
     assert stage.path is not None
     return Move(moved, (EnterPath(stage.path, reason),))
@@ -329,15 +329,15 @@ def _path_finished(plan: Plan, state: State, kind: PathKind, now: datetime) -> w
         if now < due:
             return waits.SunsetDue(sunset_after, due)
         reason = f"sunset: no click within {format_delay(sunset_after)} of the win-back emails"
-        return Move(replace(state, stage=Stage.SUNSET, since=due, step=None, reason=reason),
+        return Move(state.replaced(stage=Stage.SUNSET, since=due, step=None, reason=reason),
                      (End(reason),))
     if kind is PathKind.NURTURE:
-        moved = replace(state, stage=Stage.SALES, since=state.last_sent_at or state.since,
+        moved = state.replaced(stage=Stage.SALES, since=state.last_sent_at or state.since,
                         step=None, last_sent_at=None)
         return Move(moved, (EnterPath(PathKind.SALES, "nurture path finished"),))
     if kind is PathKind.SALES:
         reason = "sales path finished without a purchase"
-        moved = replace(state, stage=Stage.SALES_DONE, step=None, last_sent_at=None)
+        moved = state.replaced(stage=Stage.SALES_DONE, step=None, last_sent_at=None)
         return Move(moved, (End(reason),))
     return end(state, "customer path finished")
 
