@@ -156,6 +156,9 @@ def matches(audience: Audience, state: State, facts: Facts, tags: frozenset[str]
 
 def deferred_waiting(state: State, path_steps: Sequence[EmailStep]) -> list[EmailStep]:
     """The sales of this path that were deferred and have not gone yet, in the order they were deferred."""
+    if not any(entry.deferred and entry.skipped for entry in state.done):
+        # The usual case, asked at every move of a path: no sale ever waited, none waits now.
+        return []
     latest: dict[str, Done] = {}
     for entry in state.done:
         latest[entry.step] = entry

@@ -132,8 +132,14 @@ class SegmentPlan:
 
     def path(self, kind: PathKind) -> PathPlan:
         """The nurture, sales or customer path."""
-        return {PathKind.NURTURE: self.nurture, PathKind.SALES: self.sales,
-                PathKind.CUSTOMER: self.customer}[kind]
+        # Not a dict built per call: step() asks at every move of a path.
+        if kind is PathKind.NURTURE:
+            return self.nurture
+        if kind is PathKind.SALES:
+            return self.sales
+        if kind is PathKind.CUSTOMER:
+            return self.customer
+        raise KeyError(kind)
 
     def ends_sales(self, product: str | None) -> bool:
         """Whether a purchase of `product` ends this segment's sales path."""
