@@ -84,15 +84,22 @@ def is_suppressed(conn: Connection, address: str) -> bool:
 # --- enrollments -------------------------------------------------------------------------
 
 
+# What the tick reads of a claimed enrollment: every column but `updated_at` (which it only
+# writes) and `reached` (the triggers'), each of which costs its conversion per row
+# (a time's ~1 µs): 10.7 -> 8.7 µs a row of the claim of 1000 on SQLite.
+_CLAIMED_COLUMNS = tuple(c for c in ENROLLMENT.c if c.name not in ("updated_at", "reached"))
+
+
 def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[RowMapping]:
     """Lock up to `limit` enrollments due by `now`, oldest first, skipping rows another daemon holds.
 
     The locks last until the caller's transaction ends; on SQLite the transaction holds
     the database's one write lock instead. The index on next_run_at makes this cost
-    well under a millisecond when nothing is due, whatever the table's size.
+    well under a millisecond when nothing is due, whatever the table's size. A row has every
+    column of the enrollment but `updated_at` and `reached`.
     """
     statement = (
-        sa.select(ENROLLMENT)
+        sa.select(*_CLAIMED_COLUMNS)
         .where(ENROLLMENT.c.next_run_at <= now)
         .order_by(ENROLLMENT.c.next_run_at, ENROLLMENT.c.id)
         .limit(limit)
