@@ -211,7 +211,19 @@ def _walk(plan: Plan, state: State, facts: Facts, now: datetime) -> waits.Wait |
     if email is None:
         return _path_finished(plan, state, kind, now)
     if email.id != state.step and ready is None:
-        return Move(state.replaced(step=email.id))
+        # Moving to the email changes only `step`, which nothing in step() reads before this
+        # line: the walk goes on from there at once instead of in a second call of _next (the
+        # first email of every path). Its wait is still a move of its own, which step() keeps.
+        at_email = state.replaced(step=email.id)
+        went = _at_email(plan, at_email, facts, now, path, kind, email, ready)
+        return went if isinstance(went, Move) else Move(at_email)
+    return _at_email(plan, state, facts, now, path, kind, email, ready)
+
+
+def _at_email(plan: Plan, state: State, facts: Facts, now: datetime, path: PathPlan, kind: PathKind,
+              email: EmailStep, ready: EmailStep | None) -> waits.Wait | Move:
+    """The walk at `email` of `path`, the one it is at (or a deferred sale, `ready`): sent when due,
+    else why it waits."""
     if email.id in facts.paused:
         # A guardrail (or a person) holds this email: wait here, do not skip it. Resuming
         # the step wakes everyone waiting at it.
