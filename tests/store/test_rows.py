@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.flow.state import EventType
-from engine.store.rows import events_of
+import pytest
+
+from engine.flow.state import Done, EventType
+from engine.sequences.plan import PathKind, Role
+from engine.store.rows import events_of, state_of, state_values
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -21,3 +24,35 @@ def test_event_rows_keep_their_funnel_and_a_type_a_newer_version_wrote_is_ignore
     seen = [(e.type, e.funnel, e.step) for e in events_of(rows)]
     assert seen == [(EventType.ANSWER, "a", "x"), (EventType.PURCHASE, None, "x"),
                     (EventType.CLICK, "b", "x")]
+
+
+def _enrollment(done: list[list[Any]]) -> dict[str, Any]:
+    return {"stage": "nurture", "since": AT, "segment": "beginner", "step": None, "last_sent_at": AT,
+            "deadline": None, "done": done, "reason": None, "resume_stage": None, "resume_step": None}
+
+
+def test_a_timeline_read_twice_is_the_same_and_as_built_entry_by_entry() -> None:
+    """state_of shares the Done of an entry it saw before: equal to one built anew, every time."""
+    done = [["n0", "nurture", "education", False], ["n1", "nurture", "sale", True, True],
+            ["n1", "nurture", "sale", False, True], ["b1", "broadcast", "sale", 1],
+            ["n2", "nurture", "education", 0, 0]]
+    plain = (Done("n0", PathKind.NURTURE, Role.EDUCATION),
+             Done("n1", PathKind.NURTURE, Role.SALE, skipped=True, deferred=True),
+             Done("n1", PathKind.NURTURE, Role.SALE, deferred=True),
+             Done("b1", PathKind.BROADCAST, Role.SALE, skipped=True),
+             Done("n2", PathKind.NURTURE, Role.EDUCATION))
+    for _ in range(2):
+        state = state_of(_enrollment(done))
+        assert state.done == plain
+        assert [(type(d.skipped), type(d.deferred)) for d in state.done] == [(bool, bool)] * 5
+        assert state_values(state)["done"] == [["n0", "nurture", "education", False],
+                                               ["n1", "nurture", "sale", True, True],
+                                               ["n1", "nurture", "sale", False, True],
+                                               ["b1", "broadcast", "sale", True],
+                                               ["n2", "nurture", "education", False]]
+
+
+def test_an_unknown_path_or_role_in_a_timeline_is_refused() -> None:
+    for entry in (["n0", "nowhere", "education", False], ["n0", "nurture", "gossip", False]):
+        with pytest.raises(ValueError):
+            state_of(_enrollment([entry]))
