@@ -18,7 +18,7 @@ from engine.errors import EngineError
 from engine.mail.context import Links, Subscriber, template_context
 from engine.mail.message import build_message
 from engine.mail.render import Renderer
-from engine.mail.tracking import track
+from engine.mail.tracking import track_parts
 from engine.mail.transport import Outgoing
 from engine.sequences.plan import EmailStep, PathKind, Plan
 
@@ -96,10 +96,22 @@ def compose(
             key = (*key, *context["sent_at"].key())
         rendered = renderer.render(email, context, key=key)
         html, text = rendered.html, rendered.text
+        html_shape, text_shape = rendered.html_shape, rendered.text_shape
         if email.path is not PathKind.CONFIRM:  # nothing is counted before consent
-            html, text = track(
+            tracked = track_parts(
                 html, text, links, tracking.base_url, clicks=tracking.clicks, opens=tracking.opens
             )
+            # A part whose links tracking rewrote is no longer its skeleton filled in:
+            # encoded as it is. The pixel, put in a fixed piece, keeps the HTML's shape.
+            if tracked.html is not html:
+                html_shape = None
+            if tracked.text is not text:
+                text_shape = None
+            html, text = tracked.html, tracked.text
+            if tracked.pixel:
+                if html_shape is not None:
+                    html_shape = html_shape[0].inserted(html_shape[1], tracked.at, tracked.pixel)
+                html = html[:tracked.at] + tracked.pixel + html[tracked.at:]
         data = build_message(
             sender=plan.sender,
             to_name=subscriber.name,
@@ -113,6 +125,8 @@ def compose(
             # Every email to a subscriber carries it; only the double opt-in request does not
             # (the person is not on the list until they confirm).
             list_unsubscribe=None if email.path is PathKind.CONFIRM else links.unsubscribe(email),
+            html_shape=html_shape,
+            text_shape=text_shape,
         )
     except (TemplateError, ValueError) as error:
         if is_file_problem(error):

@@ -28,6 +28,7 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.mail import dates, numbers
+from engine.mail.message import Shaped
 from engine.mail.plaintext import html_to_text
 from engine.mail.textpart import TextParts
 from engine.sequences.plan import EmailStep
@@ -42,6 +43,10 @@ class Rendered:
     subject: str
     html: str
     text: str
+    # The step's skeleton and this email's values each part was filled from, when it was:
+    # build_message encodes such a part from its fixed lines (message.BodyShape).
+    html_shape: Shaped | None = None
+    text_shape: Shaped | None = None
 
 
 class _Compiled(NamedTuple):
@@ -234,9 +239,8 @@ class Renderer:
         """
         raw = self._raw(email.template, context)
         if key:
-            html, text = self.text_parts.parts((email.template, *key), context, raw,
-                                               lambda c: self._raw(email.template, c), self._inline)
-        else:
-            html = self._inline(raw)
-            text = html_to_text(html)
-        return Rendered(self.subject(email.subject, context), html, text)
+            html, text, html_shape, text_shape = self.text_parts.shaped_parts(
+                (email.template, *key), context, raw, lambda c: self._raw(email.template, c), self._inline)
+            return Rendered(self.subject(email.subject, context), html, text, html_shape, text_shape)
+        html = self._inline(raw)
+        return Rendered(self.subject(email.subject, context), html, html_to_text(html))

@@ -22,6 +22,7 @@ from typing import Any
 
 from markupsafe import escape
 
+from engine.mail.message import BodyShape, Shaped
 from engine.mail.plaintext import html_to_text
 
 _MARKER = re.compile(r"qzfm(\d+)mfzq")
@@ -67,12 +68,19 @@ class _Marked:
     skeleton instead of ~11, three times an email.
     """
 
-    __slots__ = ("pieces", "slots")
+    __slots__ = ("_shape", "pieces", "slots")
 
     def __init__(self, text: str) -> None:
         split = _MARKER.split(text)  # text, number, text, ..., text
         self.pieces = split[0::2]
         self.slots = [int(n) for n in split[1::2]]
+        self._shape: BodyShape | None = None
+
+    def shape(self) -> BodyShape:
+        """The text as message.py encodes it, its fixed lines encoded once (made when first asked)."""
+        if self._shape is None:
+            self._shape = BodyShape(self.pieces, self.slots)
+        return self._shape
 
     def fill(self, values: list[str]) -> str:
         """The text with each marker replaced by its value."""
@@ -138,6 +146,13 @@ class TextParts:
     def parts(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str,
               render: Callable[[dict[str, Any]], str], inline: Callable[[str], str]) -> tuple[str, str]:
         """(inlined HTML, text part) of `raw_html`, which is `render(context)`."""
+        html, text, _, _ = self.shaped_parts(key, context, raw_html, render, inline)
+        return html, text
+
+    def shaped_parts(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str,
+                     render: Callable[[dict[str, Any]], str], inline: Callable[[str], str],
+                     ) -> tuple[str, str, Shaped | None, Shaped | None]:
+        """`parts`, with the skeleton and values each part was filled from (None when not from one)."""
         values: list[str] = []
         shape: list[object] = []
         # Only the personal values are marked (in the context's order, which numbers the
@@ -158,7 +173,7 @@ class TextParts:
             except Exception:  # a value used as more than text (an include's name): no skeleton
                 self.misses += 1
                 html = inline(raw_html)
-                return html, html_to_text(html)
+                return html, html_to_text(html), None, None
             inlined = inline(raw_skeleton)
             skeleton = _Skeleton(_Marked(raw_skeleton),
                                  _Marked(inlined) if _inline_safe(raw_skeleton) else None,
@@ -171,9 +186,10 @@ class TextParts:
         if skeleton.raw.fill(escaped) != raw_html:
             self.misses += 1
             html = inline(raw_html)
-            return html, html_to_text(html)
+            return html, html_to_text(html), None, None
         self.hits += 1
         text = skeleton.text.fill(values)
+        text_shape = (skeleton.text.shape(), values)
         if skeleton.html is None:
-            return inline(raw_html), text
-        return skeleton.html.fill(escaped), text
+            return inline(raw_html), text, None, text_shape
+        return skeleton.html.fill(escaped), text, (skeleton.html.shape(), escaped), text_shape

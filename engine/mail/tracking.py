@@ -11,6 +11,7 @@ import html as markup
 import re
 from collections.abc import Callable
 from html.entities import html5
+from typing import NamedTuple
 
 from engine.mail.context import Links
 
@@ -47,12 +48,31 @@ def track(html: str, text: str, links: Links, own: str, *, clicks: bool = True,
     MAX_URL_CHARS long. The text part shows each link's URL once (plaintext.py: "text
     (URL)", or the URL alone); the same URLs are replaced there.
     """
+    tracked = track_parts(html, text, links, own, clicks=clicks, opens=opens)
+    html = tracked.html
+    if tracked.pixel:
+        html = html[:tracked.at] + tracked.pixel + html[tracked.at:]
+    return html, tracked.text
+
+
+class Tracked(NamedTuple):
+    """What `track` does to an email, the pixel not yet put in: `html[:at] + pixel + html[at:]`."""
+
+    html: str  # with its links counted; the very `html` given when none is
+    text: str  # likewise
+    pixel: str  # the open pixel's <img>, "" when opens are not counted
+    at: int  # where the pixel goes in `html`: before its last </body>, or at its end
+
+
+def track_parts(html: str, text: str, links: Links, own: str, *, clicks: bool = True,
+                opens: bool = True) -> Tracked:
+    """`track`, in parts: the caller puts the pixel in (compose.py keeps the parts' shapes so)."""
     if clicks:
         html, text = _track_clicks(html, text, links, own.rstrip("/"))
     pixel = links.pixel() if opens else ""
-    if pixel:
-        html = _before_body_end(html, _PIXEL.format(markup.escape(pixel)))
-    return html, text
+    if not pixel:
+        return Tracked(html, text, "", len(html))
+    return Tracked(html, text, _PIXEL.format(markup.escape(pixel)), _body_end(html))
 
 
 def _track_clicks(html: str, text: str, links: Links, own: str) -> tuple[str, str]:
@@ -145,10 +165,10 @@ def _decode_reference(reference: re.Match[str]) -> str:
     return reference[0]
 
 
-def _before_body_end(html: str, element: str) -> str:
-    """`html` with `element` just before its last </body>, or at its end when it has none."""
+def _body_end(html: str) -> int:
+    """Where an element goes to end up just before the last </body> of `html`: its end when it has none."""
     at = html.rfind("</body>")  # how css-inline writes it
     if at < 0:
         ends = [end.start() for end in _BODY_END.finditer(html)]
         at = ends[-1] if ends else len(html)
-    return html[:at] + element + html[at:]
+    return at

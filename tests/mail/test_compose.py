@@ -120,3 +120,40 @@ def test_an_include_named_by_a_subscriber_value_renders_though_the_text_skeleton
     renderer = _renderer(tmp_path, '{% include "part-" ~ subscriber.locale ~ ".html" %}')
     (tmp_path / "part-en.html").write_text("<p>English part</p>")
     assert "English part" in _html(_compose(renderer, PathKind.NURTURE))
+
+
+_SHAPED_BODIES = [
+    BODY,
+    # A value just before </body>, the pixel after it; no </body> at all; a value on every line.
+    '<html><body><p>Hi {{ subscriber.name }}</p>\n<a href="{{ unsubscribe_url }}">u</a>'
+    "{{ subscriber.name }}</body></html>",
+    "<p>{{ subscriber.name }}\n{{ subscriber.name }}</p>\nFrom {{ subscriber.name }}\n",
+    '<p>Hi {{ subscriber.name }}</p>\n\n<a href="https://example.com/x">x</a>'
+    ' <a href="{{ unsubscribe_url }}">u</a>',
+    "<p>" + "x" * 74 + " {{ subscriber.name }} </p>\n<p>=\u201cquoted\u201d=</p>\n</body>",
+]
+_SHAPED_NAMES = ["Ann", "", "Zo\u00eb <b>&\"'", "From Me", "x" * 90, "a\u00a0 b", "Ann\nLee", "</body>"]
+
+
+@pytest.mark.parametrize("body", _SHAPED_BODIES)
+@pytest.mark.parametrize("tracking", [TRACKED, Tracking("https://funnel.example", clicks=False, opens=False),
+                                      Tracking("https://funnel.example", clicks=True, opens=False)])
+def test_parts_encoded_from_their_skeleton_are_the_parts_encoded_whole(
+    tmp_path: Path, body: str, tracking: Tracking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shapes compose hands build_message (after tracking and the pixel) give the bytes of the parts."""
+    from engine.mail.message import BodyShape
+
+    plan = make_plan()
+    renderer = _renderer(tmp_path, body)
+    links = SignedLinks("https://funnel.example", "secret", "m1@example.com", NOW)
+
+    def composed() -> list[bytes]:
+        return [compose(plan, _step(plan, kind), Subscriber("a@example.com", name), links, renderer,
+                        message_id="m1@example.com", date=NOW, tracking=tracking).data
+                for kind in (PathKind.NURTURE, PathKind.CONFIRM) for name in _SHAPED_NAMES]
+
+    fast = composed()
+    assert renderer.text_parts.hits > 0
+    monkeypatch.setattr(BodyShape, "encode", lambda self, values: None)  # every part encoded whole
+    assert composed() == fast

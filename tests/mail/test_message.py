@@ -18,6 +18,7 @@ from engine.mail.message import (
     _SURROGATE,
     _UNSAFE_RUN,
     _URL,
+    BodyShape,
     _clean,
     _is_url,
     _part,
@@ -354,6 +355,52 @@ def test_a_part_written_line_by_line_is_the_whole_body_encoded(first: str, secon
     body = first + "\n" + second
     for _ in range(2):  # encoded, then looked up
         assert _part("text/plain", body) == plain_part("text/plain", body)
+
+
+@given(st.lists(_QP_TEXT, min_size=1, max_size=6), st.lists(_QP_TEXT, min_size=1, max_size=4), st.randoms())
+@example(["a\nb", "c\nd"], ["x"], None)
+@example(["From a\n", " \nFrom "], ["From "], None)
+@example(["x" * 73, "\n"], ["x" * 5 + " "], None)
+@example(["", "", ""], ["a\nb", "\n"], None)
+@example(["a\r", "b"], ["c"], None)
+@example(["a\n", "b"], ["c\r\nd"], None)
+def test_a_part_encoded_from_its_shape_is_the_body_encoded(pieces: list[str], values: list[str],
+                                                           rng: object) -> None:
+    """The fixed lines written once, the lines with values joined and encoded: the body's own bytes."""
+    import random
+
+    pick = rng if isinstance(rng, random.Random) else random.Random(0)
+    slots = [pick.randrange(len(values)) for _ in pieces[1:]]
+    body = pieces[0] + "".join(values[slot] + piece for slot, piece in zip(slots, pieces[1:], strict=True))
+    shape = BodyShape(pieces, slots)
+    for _ in range(2):  # the chunks encoded, then looked up
+        assert _part("text/html", body, (shape, values)) == plain_part("text/html", body)
+
+
+@given(st.lists(_QP_TEXT, min_size=1, max_size=6), st.lists(_QP_TEXT, min_size=1, max_size=4),
+       st.randoms(), _QP_TEXT, st.integers(min_value=0))
+@example(["<p>", "</p>\n</body>"], ["a\nb"], None, "<img>\n", 10)
+def test_a_text_inserted_into_a_shape_is_encoded_as_the_body_with_it(
+    pieces: list[str], values: list[str], rng: object, text: str, at: int
+) -> None:
+    """A shape with a text put in (the open pixel) encodes the new body; None when `at` is inside a value."""
+    import random
+
+    pick = rng if isinstance(rng, random.Random) else random.Random(0)
+    slots = [pick.randrange(len(values)) for _ in pieces[1:]]
+    body = pieces[0] + "".join(values[slot] + piece for slot, piece in zip(slots, pieces[1:], strict=True))
+    at %= len(body) + 1
+    shaped = BodyShape(pieces, slots).inserted(values, at, text)
+    new_body = body[:at] + text + body[at:]
+    if shaped is None:  # only when `at` falls strictly inside a value
+        starts = [len(pieces[0])]
+        for slot, piece in zip(slots, pieces[1:], strict=True):
+            starts.append(starts[-1] + len(values[slot]) + len(piece))
+        ends = [start - len(piece) for start, piece in zip(starts[1:], pieces[1:], strict=True)]
+        assert any(start < at < end for start, end in zip(starts, ends, strict=False))
+        return
+    assert _part("text/html", new_body, shaped) == plain_part("text/html", new_body)
+    assert shaped[0].inserted(shaped[1], at, text) is None  # one text put in only
 
 
 _URL_PIECES = ["https://", "http://", "http:/", "HTTPS://", "s", "a", "/", "?q=1&r", "<", ">",

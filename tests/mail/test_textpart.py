@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.mail.context import PreviewLinks, Subscriber, template_context
+from engine.mail.message import _part
 from engine.mail.render import Renderer, html_to_text
 from engine.mail.textpart import _MARKER, _mark, _Marked
 from engine.project.folder import Project
@@ -36,6 +37,11 @@ def test_the_cached_text_equals_converting_the_subscribers_own_html(
     slow = RENDERER.render(email, context)  # no key: inline and convert this subscriber's own HTML
     assert rendered.html == slow.html
     assert rendered.text == slow.text == html_to_text(rendered.html)
+    # The skeleton and values each part was filled from are the part: encoded from them, the same bytes.
+    assert rendered.text_shape is not None
+    for part, shape in ((rendered.text, rendered.text_shape), (rendered.html, rendered.html_shape)):
+        if shape is not None:
+            assert _part("text/plain", part, shape) == _part("text/plain", part)
 
 
 def test_a_value_the_template_transforms_falls_back_to_converting_the_html(tmp_path: Path) -> None:
