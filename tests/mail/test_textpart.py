@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from markupsafe import Markup, escape
 
 from engine.mail.context import PreviewLinks, Subscriber, template_context
 from engine.mail.message import _part
@@ -172,3 +173,28 @@ def test_marking_a_context_is_the_plain_recursive_marking(value: object) -> None
     plain_shape: list[object] = []
     assert _mark(value, values, shape) == plain_mark(value, plain_values, plain_shape)
     assert (values, shape) == (plain_values, plain_shape)
+
+
+class _Shown(str):
+    """A str that says how it is shown in HTML, as Markup does: escape() takes its word for it."""
+
+    def __html__(self) -> str:
+        return f"<i>{self}</i>"
+
+
+_ESCAPABLE = st.lists(st.sampled_from(["a", "é", "&", "<", ">", "'", '"', "&amp;", "\u2019"]), max_size=12)
+
+
+@given(st.lists(st.one_of(
+    _ESCAPABLE.map("".join),
+    st.lists(st.sampled_from(["a", "<b>", "&", "'"]), max_size=6).map("".join).map(Markup),
+    _ESCAPABLE.map("".join).map(_Shown),
+), max_size=8))
+def test_values_escaped_fast_are_what_markupsafe_writes(values: list[str]) -> None:
+    """Plain values without markup characters are kept as they are; the rest go through escape()."""
+    from engine.mail.textpart import _escaped
+
+    fast = _escaped(values)
+    assert len(fast) == len(values)
+    for value, written in zip(values, fast, strict=True):
+        assert str(written) == str(escape(value))
