@@ -159,7 +159,9 @@ def _broadcast_rate(url: str, project: Path, at: datetime, port: int, connection
     plan = daemon.live.current.plans[FUNNEL].broadcast(BROADCAST)
     assert plan is not None, "the bench broadcast did not load"
     with daemon.db_engine.begin() as conn:
-        calendar.schedule(conn, plan, daemon.live.current.release.id, at, "bench")
+        # Scheduled a minute before its moment, as a marketer would: the calendar refuses one
+        # whose time has come (calendar.TooLate).
+        calendar.schedule(conn, plan, daemon.live.current.release.id, at - timedelta(minutes=1), "bench")
 
     def taken() -> bool:
         with daemon.db_engine.connect() as conn:
