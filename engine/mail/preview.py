@@ -26,11 +26,10 @@ def preview(plan: Plan, renderer: Renderer, email_id: str, subscriber: Subscribe
             segment: str | None = None, sent_at: datetime | None = None) -> Preview | None:
     """Email `email_id` of `plan` rendered for `subscriber`, in their language, as `variant` if given;
     None when the funnel has no such email."""
-    plan = plan.in_language(subscriber.locale)
-    email = plan.email(email_id)
-    if email is None:
+    read = plan.as_read(email_id, subscriber.locale, variant)
+    if read is None:
         return None
-    email = email.as_variant(variant)
+    plan, email = read
     context = template_context(plan, email, subscriber, links or PreviewLinks(), magnet=magnet,
                                segment=segment, sent_at=sent_at)
     return Preview(email, subscriber, renderer.render(email, context), plan)

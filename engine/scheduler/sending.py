@@ -185,8 +185,10 @@ class Sender:
             # enrollments do, rather than lose the email.
             reply = f"waiting: no sequence file defines funnel '{row['funnel']}'"
             return later(row, now + MISSING_FUNNEL_RETRY, now, reply)
-        email = plan.email(row["step"])
-        if email is None:  # the marketer removed this step: it is not to be sent
+        # In the subscriber's language: that language's subject and template, else the
+        # funnel's default; then the experiment's version decided for them.
+        read = plan.as_read(row["step"], row["locale"], row.get("variant"))
+        if read is None:  # the marketer removed this step: it is not to be sent
             return final(
                 row,
                 DeliveryStatus.FAILED,
@@ -194,10 +196,7 @@ class Sender:
                 reply=f"not sent: step '{row['step']}' of funnel "
                 f"'{row['funnel']}' is no longer in the sequence files",
             )
-        # In the subscriber's language (docs/languages.md): that language's subject and template,
-        # else the funnel's default; then the experiment's version decided for them.
-        plan = plan.in_language(row["locale"])
-        email = (plan.email(row["step"]) or email).as_variant(row.get("variant"))
+        plan, email = read
         held = self.policy.hold(row, plan, email, now)
         if held is not None:
             return held

@@ -429,3 +429,12 @@ class Plan:
     def email(self, step_id: str) -> EmailStep | None:
         """The email with this step id, if any."""
         return self._by_id.get(step_id)
+
+    def as_read(self, step_id: str, locale: str | None, variant: str | None) -> tuple[Plan, EmailStep] | None:
+        """Email `step_id` as the subscriber reads it: in the language their `locale` matches (that
+        language's plan, for its texts, and its subject and template), then as the experiment's
+        `variant` they were given. None when the funnel has no such email. The one rule for
+        sending, previewing and showing a subscriber's emails (docs/languages.md)."""
+        written = self.in_language(locale)
+        email = written.email(step_id)
+        return None if email is None else (written, email.as_variant(variant))

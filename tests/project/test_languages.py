@@ -151,6 +151,12 @@ def test_an_experiments_variant_has_its_version_in_each_language(project: Path) 
     assert plan.in_language("hu").email("b-flour").as_variant(None).subject == (  # type: ignore[union-attr]
         "Milyen lisztet vegyél (és milyet ne)"
     )
+    # The one rule sending, previewing and the timelines read an email by (Plan.as_read):
+    # the language the locale matches, then the variant given.
+    assert plan.as_read("b-flour", "hu-HU", "short") == (plan.in_language("hu"), hungarian)
+    assert plan.as_read("b-flour", "de", "short") == (plan, english)
+    assert plan.as_read("b-flour", None, None) == (plan, plan.email("b-flour"))
+    assert plan.as_read("gone", "hu", "short") is None
     (project / "templates" / "hu" / "home-bakery" / "b-flour-short.html").unlink()
     code, output = _validate(project)
     assert code == 1
