@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.logs import log
 from engine.scheduler.broadcasts import choose_winners, take_audiences
@@ -22,6 +22,8 @@ from engine.scheduler.guard import Guard
 from engine.sequences.plan import Plan
 from engine.stats.metrics import Metrics
 from engine.store.db import DbEngine
+
+T = TypeVar("T")
 
 # Deciding rounds per tick, so that a huge backlog of decisions cannot starve sending.
 MAX_DECIDE_ROUNDS = 20
@@ -91,13 +93,14 @@ class Ticker:
                 break
         return decided, queued
 
-    async def _or_log(self, failed: str, fn: Callable[..., int], *args: Any) -> int:
-        """`fn(*args)` on the database thread; 0, and an error line `failed`, if it raised."""
+    async def _or_log(self, failed: str, fn: Callable[..., T], *args: Any) -> T | None:
+        """`fn(*args)` on the database thread; None, and an error line `failed`, if it raised (a
+        locked database: the next tick goes on where this one stopped; sending goes on now)."""
         try:
             return await in_db_thread(self.db_executor, fn, *args)
         except Exception as error:
             log(failed, logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
-            return 0
+            return None
 
     async def tick(self) -> TickReport:
         """Reload edited funnels, decide due enrollments, send due deliveries."""
@@ -107,7 +110,6 @@ class Ticker:
         # After deciding: those who signed up or answered just before a broadcast's first moment
         # are in their stage and segment when its audience is taken; the recipients it is due
         # to now are decided at once, not a tick later.
-        # Each may fail on a locked database: the next tick goes on where this one stopped.
         taken = await self._or_log("broadcast_take_failed", partial(take_audiences, told=self.held_told),
                                    self.db_engine, self.live.current, self.clock.now())
         chosen = await self._or_log("experiment_decide_failed", choose_winners, self.db_engine,
@@ -115,11 +117,8 @@ class Ticker:
         if taken or chosen:
             more, more_queued = await self._decide()
             decided, queued = decided + more, queued + more_queued
-        if self.guard is not None and self.guard.due():
-            try:
-                await in_db_thread(self.db_executor, self.guard.run, self.clock.now())
-            except Exception as error:  # a locked database: judged again next time; sending goes on
-                log("guardrail_check_failed", logging.ERROR, error=f"{type(error).__name__}: {error}"[:500])
+        if self.guard is not None and self.guard.due():  # judged again next time if it fails
+            await self._or_log("guardrail_check_failed", self.guard.run, self.clock.now())
         attempted = await self.dispatcher.dispatch()
         report = TickReport(started, time.perf_counter() - began, decided, queued, attempted)
         self.last = report
