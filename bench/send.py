@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from bench.raw_baseline import raw_send
 from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
+from engine.daemon import heap
 from engine.daemon.wiring import build_daemon
 from engine.logs import setup_logging
 from engine.mail.dkimkeys import KeyEntry, KeyType, generate, private_pem, read_key
@@ -145,8 +147,10 @@ def sign_cost(project: Path, dkim_keys: str, count: int) -> float:
 def engine_rate(url: str, project: Path, port: int, connections: int, count: int,
                 batch_size: int, dkim_keys: str = "") -> tuple[float, float]:
     """Emails per second from the first tick to the last recorded outcome, in this process; CPU seconds."""
+    threshold = gc.get_threshold()
     daemon = build_daemon(bench_settings(url, port, connections, batch_size, dkim_keys), project,
                           clock=FrozenClock(NOW), db_engine=make_engine(url))
+    heap.settle()  # as funnel run does once its daemon is built
 
     async def run() -> float:
         began = time.perf_counter()
@@ -154,7 +158,11 @@ def engine_rate(url: str, project: Path, port: int, connections: int, count: int
         return count / (time.perf_counter() - began)
 
     cpu = time.process_time()
-    rate = asyncio.run(run())
+    try:
+        rate = asyncio.run(run())
+    finally:
+        gc.unfreeze()  # the raw baseline runs next in this process, with the collector as it was
+        gc.set_threshold(*threshold)
     cpu = time.process_time() - cpu
     daemon.db_executor.shutdown()
     daemon.db_engine.dispose()

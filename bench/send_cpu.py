@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from bench.send import NOW, fill
 from bench.send_process import bench_settings, send_all
 from bench.smtp_sink import running_sink
 from bench.workspace import workspace
+from engine.daemon import heap
 from engine.daemon.wiring import build_daemon
 from engine.mail.transport import Outcome, Outgoing, Result
 from engine.scheduler.clock import FrozenClock
@@ -62,12 +64,15 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 def whole(url: str, project: Any, port: int, count: int, connections: int) -> tuple[float, float]:
     """(CPU, wall) seconds per email of the daemon's ticks sending `count` emails, as bench.send runs them."""
     fill(url, count)
+    threshold = gc.get_threshold()
     daemon = build_daemon(bench_settings(url, port, connections), project, clock=FrozenClock(NOW),
                           db_engine=make_engine(url))
-
+    heap.settle()  # as funnel run does once its daemon is built
     try:
         _, cpu, wall = _timed(lambda: asyncio.run(send_all(daemon, count)))
     finally:
+        gc.unfreeze()  # the next pass builds another daemon in this process
+        gc.set_threshold(*threshold)
         daemon.db_executor.shutdown()
         daemon.web_executor.shutdown()
         daemon.db_engine.dispose()

@@ -22,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from engine.config import Settings
+from engine.daemon import heap
 from engine.daemon.wiring import Daemon, build_daemon
 from engine.logs import setup_logging
 from engine.scheduler.clock import FrozenClock
@@ -82,6 +83,7 @@ def main() -> None:
     settings = bench_settings(url, port, connections, int(sys.argv[6]), dkim_keys)
     daemon = build_daemon(settings, project, clock=FrozenClock(now),
                           db_engine=make_engine(url), guard=False)
+    heap.settle()  # as funnel run does once its daemon is built
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("bench.send_process: expected 'go' on stdin")

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 import engine.daemon.runner as runner
 from engine.config import Settings
+from engine.daemon import heap
 from engine.daemon.wiring import build_daemon
 from engine.logs import setup_logging
 from engine.scheduler.tick import TickReport
@@ -90,6 +91,7 @@ def main() -> None:
         return app
 
     runner.create_app = create_app  # type: ignore[attr-defined]  # the Runner builds its app by this name
+    heap.settle()  # as funnel run does once its daemon is built
     sys.exit(asyncio.run(runner.Runner(daemon).run()))
 
 

@@ -10,6 +10,7 @@ import click
 
 from engine.cli.main import Context, main, pass_project
 from engine.config import database_url
+from engine.daemon import heap
 from engine.daemon.listen import CannotListen, bound_port, listen
 from engine.daemon.pool import WorkerPool
 from engine.daemon.runner import Runner
@@ -102,6 +103,7 @@ def run(
             "folder writable for this user, or run from a folder you own"
         ) from error
     pool = WorkerPool(settings, obj.root, time_scale, daemon.metrics) if settings.workers > 1 else None
+    heap.settle()  # what start-up built lives as long as the process: out of the collector's way
     sys.exit(asyncio.run(Runner(daemon, sock, pool=pool).run()))
 
 

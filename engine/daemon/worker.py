@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import Settings
+from engine.daemon import heap
 from engine.daemon.runner import Runner
 from engine.daemon.wiring import build_daemon, open_database
 from engine.errors import EngineError
@@ -91,6 +92,7 @@ def main() -> int:
         log("worker_failed", logging.ERROR, error=str(error)[:1000])
         return EXIT_CANNOT_START
     runner = Runner(daemon, serve_http=False, on_tick=_reporter(daemon.metrics))
+    heap.settle()
 
     async def run() -> int:
         watch = asyncio.create_task(_parent_gone(runner.stop))
