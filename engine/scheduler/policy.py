@@ -78,11 +78,21 @@ class SendPolicy:
         if windowed and plan.window and not plan.window.contains(now, row["timezone"]):
             # Late (downtime, a backlog): wait for the window rather than arrive at night.
             return later(row, plan.window.next_open(now, row["timezone"]), now, "waiting for the send window")
+        return self.paused(row, now) or self._spent(row, now)
+
+    def paused(self, row: Claimed, now: datetime) -> DeliveryUpdate | None:
+        """The update that makes `row` wait because its domain answered 421, or None.
+
+        Asked again right before the send: a message composed ahead of its turn must not
+        be tried at a domain that answered 421 meanwhile.
+        """
+        if not self.paused_domains:
+            return None
         domain = recipient_domain(row["email"])
         paused = self.paused_domains.get(domain)
         if paused and paused > now:
             return later(row, paused, now, f"{domain} answered 421; waiting")
-        return self._spent(row, now)
+        return None
 
     def _spent(self, row: Claimed, now: datetime) -> DeliveryUpdate | None:
         """The update that holds `row` back (no attempt) if today's warm-up or its domain's rate is spent."""
@@ -104,9 +114,18 @@ class SendPolicy:
         return None
 
     def spend(self, row: Claimed) -> None:
-        """Count one message that goes now against today's warm-up (marketing mail only)."""
+        """Count one message that is to go against today's warm-up (marketing mail only).
+
+        Counted when the message is composed to go, before any later message is checked:
+        composed ahead of their sends, no two can take the last one.
+        """
         if row["marketing"] and self._warmup_left is not None:
             self._warmup_left -= 1
+
+    def unspend(self, row: Claimed) -> None:
+        """Give back what `spend` counted for a message that did not go after all."""
+        if row["marketing"] and self._warmup_left is not None:
+            self._warmup_left += 1
 
     def pause(self, domain: str, until: datetime) -> None:
         """Send nothing to `domain` before `until` (it answered 421)."""

@@ -21,7 +21,9 @@ import pytest
 
 from engine.config import parse_domain_rates, parse_schedule, parse_start
 from engine.logs import LOGGER, setup_logging
+from engine.mail.memory import MemoryTransport
 from engine.mail.smtp import SmtpSettings, SmtpTransport
+from engine.mail.transport import Outcome, Result
 from engine.scheduler.throttle import DomainThrottle
 from engine.scheduler.tick import TickReport
 from engine.scheduler.warmup import Warmup
@@ -92,6 +94,37 @@ def _by_address(harness: Harness, step: str) -> dict[str, dict[str, Any]]:
     with harness.db_engine.connect() as conn:
         emails = {row.id: row.email for row in conn.exec_driver_sql("SELECT id, email FROM subscriber")}
     return {emails[d["subscriber_id"]]: d for d in harness.deliveries() if d["step"] == step}
+
+
+def test_a_421_holds_the_rest_of_its_domain_even_mail_composed_before_it_came(
+    db_url: str, project: Path
+) -> None:
+    """Messages are composed a round ahead (four workers here): those of the 421's round to
+    its domain are held at their turn, not tried; the other domain's mail goes."""
+    transport = MemoryTransport(
+        lambda m: Result(Outcome.RETRY, 421, "4.7.0 try later", domain_wide=True)
+        if m.rcpt_to.endswith("@slow.example") else Result(Outcome.SENT, 250, "ok"))
+    h = Harness(db_url, project, MONDAY, transport=transport)
+    try:
+        people = ["s0@slow.example", "o0@other.example", "s1@slow.example", "s2@slow.example",
+                  "o1@other.example", "s3@slow.example", "s4@slow.example"]
+        for i, address in enumerate(people):
+            h.clock.at = MONDAY + timedelta(seconds=i)  # confirmations claimed in this order
+            h.add(address)
+        h.tick()
+        assert [m.rcpt_to for m, _ in transport.attempts] == [
+            "s0@slow.example", "o0@other.example", "o1@other.example"]
+        [step] = {d["step"] for d in h.deliveries()}  # each one's confirmation
+        by_address = _by_address(h, step)
+        assert (by_address["s0@slow.example"]["status"], by_address["s0@slow.example"]["attempts"]) == (
+            "deferred", 1)
+        for held in ("s1@slow.example", "s2@slow.example", "s3@slow.example", "s4@slow.example"):
+            d = by_address[held]
+            assert (d["status"], d["attempts"]) == ("deferred", 0)
+            assert d["last_reply"] == "slow.example answered 421; waiting"
+        assert {by_address[a]["status"] for a in ("o0@other.example", "o1@other.example")} == {"sent"}
+    finally:
+        h.close()
 
 
 def test_a_throttled_domain_waits_its_turn_while_other_domains_go_in_the_same_tick(
@@ -195,6 +228,34 @@ def test_warm_up_sends_the_days_volume_of_marketing_mail_and_all_transactional_m
         assert limits == [(1, 3), (2, 5)]  # once a day, not once per held email
     finally:
         sending.close()
+
+
+def test_a_message_stopped_after_it_was_composed_gives_its_warm_up_place_back(
+    db_url: str, project: Path
+) -> None:
+    """Composed a round ahead (four workers), a message counts against the warm-up when composed;
+    one the stop list then stops must not cost the day a place: the day's volume still goes."""
+    h = Harness(db_url, project, MONDAY, warmup_schedule="3", warmup_start=WEDNESDAY.date().isoformat())
+    try:
+        people = [f"p{i}@example.com" for i in range(6)]
+        for i, address in enumerate(people):
+            h.clock.at = MONDAY + timedelta(seconds=i)
+            h.add(address, answers={"level": "new"})
+        h.tick()
+        for address in people:
+            h.event(address, "confirmed")
+        h.tick()
+        # p0 unsubscribes on another daemon: this one hears of it by its stop list only.
+        with h.db_engine.connect() as conn:
+            p0 = conn.exec_driver_sql("SELECT id FROM subscriber WHERE email = 'p0@example.com'").scalar_one()
+        h.daemon.dispatcher.recorder.stoplist.add([(p0, "minimal")])
+        h.clock.at = WEDNESDAY + timedelta(minutes=5)  # every e1 is due
+        h.tick()
+        e1 = _by_address(h, "e1")
+        assert e1["p0@example.com"]["status"] == "suppressed"
+        assert Counter(d["status"] for d in e1.values()) == {"sent": 3, "deferred": 2, "suppressed": 1}
+    finally:
+        h.close()
 
 
 def test_the_bucket_refills_at_its_rate_and_promises_later_slots_in_order() -> None:
