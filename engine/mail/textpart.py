@@ -33,15 +33,21 @@ _CACHE_LIMIT = 4096
 
 
 def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
-    """`value` with every non-empty string replaced by a marker; `shape` records what was kept."""
+    """`value` with every non-empty string replaced by a marker; `shape` records what was kept.
+
+    Two values with equal shapes differ only in their non-empty strings: the shape holds each
+    dict's keys, each list's length, which strings are empty and every other value, each with
+    its type (1, 1.0, True and a non-empty string would be equal entries without it, and
+    render differently). A plain str's entry is a bool, the common case kept cheap.
+    """
     if isinstance(value, str):
-        shape.append(bool(value))
+        shape.append(bool(value) if type(value) is str else (type(value), bool(value)))
         if not value:
             return value
         values.append(value)
         return f"qzfm{len(values) - 1}mfzq"
     if isinstance(value, dict):
-        shape.append(tuple(value))
+        shape.append((type(value), *value))
         marked = {}
         for key, item in value.items():
             # The subscriber's dict is mostly strings: marked here, not by a call each.
@@ -55,9 +61,9 @@ def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
                 marked[key] = _mark(item, values, shape)
         return marked
     if isinstance(value, list):
-        shape.append(len(value))
+        shape.append((type(value), len(value)))
         return [_mark(v, values, shape) for v in value]
-    shape.append(value)
+    shape.append((type(value), value))
     return value
 
 

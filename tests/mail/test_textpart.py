@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from markupsafe import Markup, escape
 
@@ -143,23 +143,24 @@ def test_a_skeleton_is_filled_in_as_the_marker_regex_would(text: str) -> None:
 def plain_mark(value: object, values: list[str], shape: list[object]) -> object:
     """_mark as one recursive function: what its inlined strings of a dict must equal."""
     if isinstance(value, str):
-        shape.append(bool(value))
+        shape.append(bool(value) if type(value) is str else (type(value), bool(value)))
         if not value:
             return value
         values.append(value)
         return f"qzfm{len(values) - 1}mfzq"
     if isinstance(value, dict):
-        shape.append(tuple(value))
+        shape.append((type(value), *value))
         return {k: plain_mark(v, values, shape) for k, v in value.items()}
     if isinstance(value, list):
-        shape.append(len(value))
+        shape.append((type(value), len(value)))
         return [plain_mark(v, values, shape) for v in value]
-    shape.append(value)
+    shape.append((type(value), value))
     return value
 
 
 _contexts = st.recursive(
-    st.text(max_size=5) | st.none() | st.booleans() | st.integers(),
+    st.text(max_size=5) | st.text(max_size=3).map(Markup) | st.none() | st.booleans() | st.integers()
+    | st.floats(allow_nan=False),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=5),
     max_leaves=30,
 )
@@ -173,6 +174,34 @@ def test_marking_a_context_is_the_plain_recursive_marking(value: object) -> None
     plain_shape: list[object] = []
     assert _mark(value, values, shape) == plain_mark(value, plain_values, plain_shape)
     assert (values, shape) == (plain_values, plain_shape)
+
+
+def _typed(value: object) -> object:
+    """`value` with each part's type beside it: 1, 1.0 and True are equal, and not written alike."""
+    if isinstance(value, dict):
+        return type(value), [(k, _typed(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return type(value), [_typed(v) for v in value]
+    return type(value), value
+
+
+_small = st.recursive(
+    st.sampled_from(["", "a", "b", Markup(""), Markup("m"), 0, 1, True, False, None, 2.5]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("kj"), inner, max_size=2),
+    max_leaves=5,
+)
+
+
+@given(_small, _small)
+@example(Markup(""), "")
+@example(1, "a")
+@example([True], ["a"])
+def test_values_of_one_shape_differ_only_in_their_non_empty_strings(one: object, other: object) -> None:
+    """The skeleton key's promise (textpart._mark): equal shapes, equal marked values, types and all."""
+    shapes: list[list[object]] = [[], []]
+    marked = [_mark(value, [], shape) for value, shape in zip((one, other), shapes, strict=True)]
+    if shapes[0] == shapes[1]:
+        assert _typed(marked[0]) == _typed(marked[1])
 
 
 class _Shown(str):
