@@ -15,7 +15,7 @@ from datetime import datetime
 from jinja2 import TemplateError, TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from engine.errors import EngineError
-from engine.mail.context import Links, Subscriber, template_context
+from engine.mail.context import Links, Subscriber, skeleton_key, template_context
 from engine.mail.message import build_message
 from engine.mail.render import Renderer
 from engine.mail.tracking import track_parts
@@ -88,12 +88,8 @@ def compose(
             dated=dated,
         )
         # The locale writes numbers and prices (numbers.py): emails of one step share a text
-        # skeleton only within one locale.
-        key: tuple[object, ...] = (plan.funnel, email.id, magnet, segment, context["locale"])
-        if dated:
-            # The text skeleton of a dated email holds the date: share it only between
-            # emails that write the same date (same locale, zone and minute).
-            key = (*key, *context["sent_at"].key())
+        # skeleton only within one locale; a dated one, within one date (locale, zone, minute).
+        key = skeleton_key(plan, email, context, magnet=magnet, segment=segment, dated=dated)
         rendered = renderer.render(email, context, key=key)
         html, text = rendered.html, rendered.text
         html_shape, text_shape = rendered.html_shape, rendered.text_shape

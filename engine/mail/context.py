@@ -142,3 +142,24 @@ def template_context(plan: Plan, email: EmailStep, subscriber: Subscriber, links
     if dated:
         context["sent_at"] = Moment.of(sent_at or datetime.now(UTC), context["locale"], subscriber.timezone)
     return context
+
+
+def skeleton_key(plan: Plan, email: EmailStep, context: dict[str, Any], *,
+                 magnet: str | None = None, segment: str | None = None,
+                 dated: bool = True) -> tuple[object, ...]:
+    """What all of `context` but the personal values depends on: emails of one key share a skeleton.
+
+    The renderer adds the template and the personal values' shape (textpart.py). It may
+    send a proven template's skeleton filled in without rendering the email
+    (personal.py), so the rest of the context must be a function of this key: the plan
+    (funnel and language, within the one release a renderer serves), the email (its id;
+    a variant differs in subject and template only), the magnet and segment chosen, the
+    locale numbers and dates are written in, and the send time to the minute (dated
+    templates only; personal.py proves none that is dated, as a date may show the
+    seconds). Signed links are personal (unsubscribe_url, confirm_url, the survey's answer
+    links); tests/mail/test_skeleton_key.py checks the rest over the shipped funnels.
+    """
+    key: tuple[object, ...] = (plan.funnel, plan.language, email.id, magnet, segment, context["locale"])
+    if dated:
+        key = (*key, *context["sent_at"].key())
+    return key

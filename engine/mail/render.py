@@ -29,6 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from engine.mail import dates, numbers
 from engine.mail.message import Shaped
+from engine.mail.personal import Chain, as_is_chains, written_as_leaves
 from engine.mail.plaintext import html_to_text
 from engine.mail.textpart import TextParts
 from engine.sequences.plan import EmailStep
@@ -142,6 +143,7 @@ class Renderer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
         self.text_parts = TextParts()
         self._names: dict[tuple[str, str], tuple[frozenset[str] | None, bool]] = {}
+        self._as_is: dict[str, tuple[Chain, ...] | None] = {}
 
     @classmethod
     def from_files(cls, templates_dir: Path, files: Mapping[str, bytes]) -> Renderer:
@@ -173,8 +175,22 @@ class Renderer:
 
     def _find_names(self, template: str, subject: str) -> tuple[frozenset[str] | None, bool]:
         tree = self.env.parse(subject)
+        trees = self._trees(template)
+        if trees is None:
+            return None, True
         found = set(meta.find_undeclared_variables(tree))
         dated = _writes_dates(tree)
+        for _, tree in trees:
+            found |= meta.find_undeclared_variables(tree)
+            dated = dated or _writes_dates(tree)
+        return frozenset(found), dated
+
+    def _trees(self, template: str) -> list[tuple[str, nodes.Template]] | None:
+        """The syntax trees of a template and of all it extends, includes or imports, by name.
+
+        None when one names another by a computed name: then any template may be used.
+        """
+        trees: list[tuple[str, nodes.Template]] = []
         pending, seen = [template], set()
         while pending:
             name = pending.pop()
@@ -184,13 +200,33 @@ class Renderer:
             assert self.env.loader is not None
             source = self.env.loader.get_source(self.env, name)[0]
             tree = self.env.parse(source)
-            found |= meta.find_undeclared_variables(tree)
-            dated = dated or _writes_dates(tree)
+            trees.append((name, tree))
             for referenced in meta.find_referenced_templates(tree):
                 if referenced is None:
-                    return None, True
+                    return None
                 pending.append(referenced)
-        return frozenset(found), dated
+        return trees
+
+    def _chains(self, template: str) -> tuple[Chain, ...] | None:
+        """The personal values a template writes as they are, when personal.py proves that; else None."""
+        if template not in self._as_is:
+            self._as_is[template] = self._find_chains(template)
+        return self._as_is[template]
+
+    def _find_chains(self, template: str) -> tuple[Chain, ...] | None:
+        try:
+            trees = self._trees(template)
+        except Exception:  # a file missing or broken: the render itself says so, as before
+            return None
+        if trees is None:
+            return None
+        autoescape = self.env.autoescape
+        for name, tree in trees:
+            # The skeleton is filled with escaped values, as autoescaping writes them; and
+            # sent_at is in the key to the minute only, while a date can show the seconds.
+            if not (autoescape(name) if callable(autoescape) else autoescape) or _writes_dates(tree):
+                return None
+        return as_is_chains(tree for _, tree in trees)
 
     def subject(self, source: str, context: dict[str, Any]) -> str:
         """A rendered subject on one line: CR, LF and other line breaks become spaces."""
@@ -234,13 +270,27 @@ class Renderer:
     def render(self, email: EmailStep, context: dict[str, Any], key: tuple[object, ...] = ()) -> Rendered:
         """Subject, HTML and plain text of one email for one subscriber.
 
-        `key` names what the rest of the context depends on (funnel, step, magnet,
-        segment); with it, the text part comes from a per-step skeleton (see textpart.py).
+        `key` names what the rest of the context depends on (context.skeleton_key); with
+        it, the parts come from a per-step skeleton (see textpart.py), and for a template
+        that writes the personal values as they are (personal.py) the subscriber's own
+        HTML is not even rendered.
         """
-        raw = self._raw(email.template, context)
-        if key:
-            html, text, html_shape, text_shape = self.text_parts.shaped_parts(
-                (email.template, *key), context, raw, lambda c: self._raw(email.template, c), self._inline)
-            return Rendered(self.subject(email.subject, context), html, text, html_shape, text_shape)
-        html = self._inline(raw)
-        return Rendered(self.subject(email.subject, context), html, html_to_text(html))
+        template = email.template
+        if not key:
+            html = self._inline(self._raw(template, context))
+            return Rendered(self.subject(email.subject, context), html, html_to_text(html))
+
+        def render(values: dict[str, Any]) -> str:
+            return self._raw(template, values)
+
+        full_key = (template, *key)
+        parts = None
+        chains = self._chains(template)
+        if chains is not None:
+            env = self.env
+            parts = self.text_parts.proven_parts(full_key, context, render, self._inline,
+                                                 lambda marked: written_as_leaves(env, marked, chains))
+        if parts is None:
+            parts = self.text_parts.shaped_parts(full_key, context, render(context), render, self._inline)
+        html, text, html_shape, text_shape = parts
+        return Rendered(self.subject(email.subject, context), html, text, html_shape, text_shape)

@@ -9,8 +9,10 @@ subscriber's text is the skeleton with the markers replaced. The shortcut is tak
 only when it is exact: the subscriber's real HTML must equal the skeleton HTML with
 the markers replaced by the (escaped) values, which proves the template used each
 value as is (no filter, no condition on it). Otherwise the HTML is converted as usual.
-CSS inlining (0.2 ms) is shared the same way when no value sits where a CSS rule could
-see it.
+For a template that personal.py proves writes each value as it is, the proof is made
+once per template and skeleton instead, and the subscriber's HTML is not rendered at
+all (`proven_parts`: ~25 µs an email less). CSS inlining (0.2 ms) is shared the same
+way when no value sits where a CSS rule could see it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,10 @@ from typing import Any
 from markupsafe import escape
 
 from engine.mail.message import BodyShape, Shaped
+from engine.mail.personal import PERSONAL
 from engine.mail.plaintext import html_to_text
 
 _MARKER = re.compile(r"qzfm(\d+)mfzq")
-# Context values that differ from one subscriber to the next; everything else in the
-# context is the same for every recipient of a step.
-_PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url")
 _CACHE_LIMIT = 4096
 
 
@@ -67,6 +67,24 @@ def _mark(value: Any, values: list[str], shape: list[object]) -> Any:
     return value
 
 
+def _marked(context: dict[str, Any], values: list[str]) -> tuple[dict[str, Any], tuple[object, ...]]:
+    """The context's personal values marked, numbered on from len(values), and their shape.
+
+    Only the personal values are marked (in PERSONAL's order, which numbers the markers);
+    `{**context, **marked}` is the context the skeleton is rendered with.
+    """
+    shape: list[object] = []
+    marked = {k: _mark(context[k], values, shape) for k in PERSONAL if k in context}
+    # In the survey, only each answer's link is personal; questions and labels are the step's.
+    survey = context["survey"]
+    if survey["questions"]:
+        survey = {**survey, "questions": [
+            {**q, "answers": [{**a, "url": _mark(a["url"], values, shape)} for a in q["answers"]]}
+            for q in survey["questions"]]}
+    marked["survey"] = survey
+    return marked, tuple(shape)
+
+
 class _Marked:
     """A text with markers, split once at them, so that filling it in is a join, not a regex.
 
@@ -103,6 +121,7 @@ class _Skeleton:
     raw: _Marked  # the Jinja output with markers
     html: _Marked | None  # the same, CSS inlined; None when inlining may depend on a value
     text: _Marked
+    proven: bool  # raw filled in is each email's Jinja output: no need to render it (proven_parts)
 
 
 def _inline_safe(raw: str) -> bool:
@@ -146,6 +165,10 @@ def _escaped(values: list[str]) -> list[str]:
         else escape(value) for value in values]
 
 
+# (inlined HTML, text part, the HTML's skeleton and values, the text's)
+Parts = tuple[str, str, Shaped | None, Shaped | None]
+
+
 class TextParts:
     """The inlined HTML and the text part of a step's emails, from a per-step skeleton.
 
@@ -170,44 +193,88 @@ class TextParts:
 
     def shaped_parts(self, key: tuple[object, ...], context: dict[str, Any], raw_html: str,
                      render: Callable[[dict[str, Any]], str], inline: Callable[[str], str],
-                     ) -> tuple[str, str, Shaped | None, Shaped | None]:
+                     ) -> Parts:
         """`parts`, with the skeleton and values each part was filled from (None when not from one)."""
         values: list[str] = []
-        shape: list[object] = []
-        # Only the personal values are marked (in the context's order, which numbers the
-        # markers); the whole marked context is built only when the skeleton is.
-        personal = {k: _mark(context[k], values, shape) for k in _PERSONAL if k in context}
-        # In the survey, only each answer's link is personal; questions and labels are the step's.
-        survey = context["survey"]
-        if survey["questions"]:
-            survey = {**survey, "questions": [
-                {**q, "answers": [{**a, "url": _mark(a["url"], values, shape)} for a in q["answers"]]}
-                for q in survey["questions"]]}
-        full_key = (*key, tuple(shape))
-        skeleton = self._skeletons.get(full_key)
-        if skeleton is None:
-            marked = {**context, **personal, "survey": survey}
-            try:
-                raw_skeleton = render(marked)
-            except Exception:  # a value used as more than text (an include's name): no skeleton
-                self.misses += 1
-                html = inline(raw_html)
-                return html, html_to_text(html), None, None
-            inlined = inline(raw_skeleton)
-            skeleton = _Skeleton(_Marked(raw_skeleton),
-                                 _Marked(inlined) if _inline_safe(raw_skeleton) else None,
-                                 _Marked(html_to_text(inlined)))
-            if len(self._skeletons) >= _CACHE_LIMIT:
-                self._skeletons.clear()
-            self._skeletons[full_key] = skeleton
+        marked, shape = _marked(context, values)
+        skeleton = self._skeleton((*key, shape), context, marked, len(values), render, inline, None)
         escaped = _escaped(values)
-        if skeleton.raw.fill(escaped) != raw_html:
+        if skeleton is None or skeleton.raw.fill(escaped) != raw_html:
             self.misses += 1
             html = inline(raw_html)
             return html, html_to_text(html), None, None
+        return self._filled(skeleton, values, escaped, inline, raw_html)
+
+    def proven_parts(self, key: tuple[object, ...], context: dict[str, Any],
+                     render: Callable[[dict[str, Any]], str], inline: Callable[[str], str],
+                     prove: Callable[[dict[str, Any]], bool]) -> Parts | None:
+        """`shaped_parts` without the subscriber's own HTML, for a template personal.py proved.
+
+        `prove(marked context)` checks once per skeleton that each personal value the
+        template writes is one the skeleton writes right (personal.written_as_leaves).
+        None when the skeleton is not proven, or cannot be rendered: the caller renders the
+        subscriber's HTML (raising its error, if that fails too) and calls shaped_parts.
+        """
+        values: list[str] = []
+        marked, shape = _marked(context, values)
+        skeleton = self._skeleton((*key, shape), context, marked, len(values), render, inline, prove)
+        if skeleton is None or not skeleton.proven:
+            return None
+        return self._filled(skeleton, values, _escaped(values), inline, None)
+
+    def _filled(self, skeleton: _Skeleton, values: list[str], escaped: list[str],
+                inline: Callable[[str], str], raw_html: str | None) -> Parts:
+        """The parts from the skeleton; `raw_html` is its raw part filled in, when made already."""
         self.hits += 1
         text = skeleton.text.fill(values)
         text_shape = (skeleton.text.shape(), values)
         if skeleton.html is None:
+            if raw_html is None:
+                raw_html = skeleton.raw.fill(escaped)
             return inline(raw_html), text, None, text_shape
         return skeleton.html.fill(escaped), text, (skeleton.html.shape(), escaped), text_shape
+
+    def _skeleton(self, key: tuple[object, ...], context: dict[str, Any], marked: dict[str, Any],
+                  count: int, render: Callable[[dict[str, Any]], str], inline: Callable[[str], str],
+                  prove: Callable[[dict[str, Any]], bool] | None) -> _Skeleton | None:
+        """The skeleton of `key`, made from the marked context (`count` markers) when not made yet.
+
+        None when it cannot be rendered (a value used as more than text, say an include's
+        name). `prove` given, the skeleton is proven when it passes and (_shifted) when the
+        markers in its output are exactly the ones the values put there.
+        """
+        skeleton = self._skeletons.get(key)
+        if skeleton is not None:
+            return skeleton
+        try:
+            raw_skeleton = render({**context, **marked})
+        except Exception:
+            return None
+        inlined = inline(raw_skeleton)
+        raw = _Marked(raw_skeleton)
+        proven = (prove is not None and prove({**context, **marked})
+                  and _shifted(raw, count, context, render))
+        skeleton = _Skeleton(raw, _Marked(inlined) if _inline_safe(raw_skeleton) else None,
+                             _Marked(html_to_text(inlined)), proven)
+        if len(self._skeletons) >= _CACHE_LIMIT:
+            self._skeletons.clear()
+        self._skeletons[key] = skeleton
+        return skeleton
+
+
+def _shifted(raw: _Marked, count: int, context: dict[str, Any],
+             render: Callable[[dict[str, Any]], str]) -> bool:
+    """Whether every marker in `raw` is one of the `count` values', not text of the step's own.
+
+    A template or a var that happens to contain "qzfm0mfzq" would be filled in with a
+    subscriber's value. Rendered once more with the markers numbered from `count` on,
+    the values' markers move by `count` and such text does not.
+    """
+    if any(slot >= count for slot in raw.slots):
+        return False
+    marked, _ = _marked(context, [""] * count)
+    try:
+        shifted = _Marked(render({**context, **marked}))
+    except Exception:
+        return False
+    return shifted.pieces == raw.pieces and shifted.slots == [slot + count for slot in raw.slots]
