@@ -5,7 +5,8 @@ as it does: the imported modules, the release (plans, compiled templates), SQLAl
 compiled statements. CPython's cyclic collector walks them again and again: each older
 collection walks every one. Sending 3,000 emails as `bench.send` does, the collector ran
 94 young, 9 middle and 1 full collection and took 17.5 µs of CPU an email; settled, 3
-young ones and 1.3 µs an email (docs/benchmarks.md, "The collector settled").
+young ones and 1.3 µs an email (docs/benchmarks.md, "Composed a round ahead, the collector
+settled...").
 
 `settle()` moves every object alive at that moment out of the collector's sight
 (`gc.freeze`, as pre-fork servers do before forking) and makes young collections about
