@@ -250,8 +250,12 @@ class TextParts:
             raw_skeleton = render({**context, **marked})
         except Exception:
             return None
-        inlined = inline(raw_skeleton)
         raw = _Marked(raw_skeleton)
+        if any(slot >= count for slot in raw.slots):
+            # The step's own text holds a marker that no value put there ("qzfm9mfzq"): filling
+            # it would take a value that is not there. Each email goes the long way.
+            return None
+        inlined = inline(raw_skeleton)
         proven = (prove is not None and prove({**context, **marked})
                   and _shifted(raw, count, context, render))
         skeleton = _Skeleton(raw, _Marked(inlined) if _inline_safe(raw_skeleton) else None,

@@ -45,6 +45,21 @@ def test_the_cached_text_equals_converting_the_subscribers_own_html(
             assert _part("text/plain", part, shape) == _part("text/plain", part)
 
 
+def test_a_template_whose_own_text_looks_like_a_marker_goes_the_long_way(tmp_path: Path) -> None:
+    """A marker the template wrote itself, beyond the values' numbers, is no slot to fill (it
+    raised IndexError in the middle of a send, for every email of the step)."""
+    (tmp_path / "t.html").write_text("<p>Hello {{ subscriber.name }}, code qzfm97mfzq.</p>"
+                                     '<a href="{{ unsubscribe_url }}">unsubscribe</a>')
+    renderer = Renderer(tmp_path)
+    email = EMAILS[0].__class__(**{**EMAILS[0].__dict__, "template": "t.html"})
+    for name in ("Ann", "Bob"):
+        context = template_context(PLAN, email, Subscriber("a@example.com", name), PreviewLinks())
+        rendered = renderer.render(email, context, key=("f", "s"))
+        assert f"Hello {name}, code qzfm97mfzq." in rendered.text
+        assert rendered.html == renderer.render(email, context).html
+    assert renderer.text_parts.hits == 0
+
+
 def test_a_value_the_template_transforms_falls_back_to_converting_the_html(tmp_path: Path) -> None:
     (tmp_path / "t.html").write_text(
         "<p>Hello {{ subscriber.name|upper }}, {{ subscriber.name }}!</p>"
