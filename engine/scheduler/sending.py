@@ -43,6 +43,8 @@ from engine.store.status import DeliveryStatus
 RENDER_HELD_RETRY = timedelta(minutes=10)
 RENDER_HELD_FIX = ("correct the template or the sequence file: held emails go once a release that "
                    "renders them is live (tried again at each reload and every 10 minutes)")
+COMPOSE_CRASHED_FIX = ("a fault of the engine, not of your files: report it with this line; the email "
+                       "waits and is tried again every 10 minutes, and the rest of the batch is sent")
 TRANSPORT_FIX = ("check that the SMTP server is up and reachable from here and the smtp_* settings "
                  "(host, port, tls, username, password); emails wait and are retried, none is lost")
 
@@ -146,10 +148,25 @@ class Sender:
         funnels = self.funnels()  # one release for the render and the record of it
         for _ in range(min(size, len(queue))):
             row = queue.popleft()
-            prepared = self._prepare(row, funnels, render_held)
+            try:
+                prepared = self._prepare(row, funnels, render_held)
+            except Exception as error:  # none expected: the engine's own fault, not the files' or data's
+                prepared = self._compose_fault(row, error)
             if isinstance(prepared, Outgoing):
                 self.policy.spend(row)
             ready.append(_Composed(row, funnels, prepared))
+
+    def _compose_fault(self, row: Claimed, error: Exception) -> DeliveryUpdate:
+        """Hold one email that composing raised on unexpectedly (a bug): the rest of the batch goes.
+
+        It waits as a render the files broke does, and is tried again in 10 minutes (a
+        release with a fix may be live by then); the error line says what to report.
+        """
+        now = self.clock.now()
+        reason = f"{type(error).__name__}: {error}"[:300]
+        log("compose_crashed", logging.ERROR, delivery=row["id"], funnel=row["funnel"], step=row["step"],
+            error=reason, fix=COMPOSE_CRASHED_FIX)
+        return later(row, now + RENDER_HELD_RETRY, now, f"held: composing it failed: {reason}")
 
     async def _send_one(self, composed: _Composed) -> tuple[DeliveryUpdate, str]:
         """Send a composed message if it may still go; its update and its outcome for the metrics."""

@@ -230,6 +230,44 @@ def test_warm_up_sends_the_days_volume_of_marketing_mail_and_all_transactional_m
         sending.close()
 
 
+def test_an_email_composing_raises_on_is_held_and_the_rest_of_the_batch_goes(
+    db_url: str, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of the engine's own while composing one email (not the files', not the data's)
+    must not fail the tick for the whole batch: that email waits 10 minutes, logged."""
+    h = Harness(db_url, project, MONDAY)
+    sender = h.daemon.dispatcher.sender
+    prepare = sender._prepare
+
+    def faulty(row: Any, *args: Any) -> Any:
+        if row["email"] == "bug@example.com":
+            raise RuntimeError("a bug")
+        return prepare(row, *args)
+
+    try:
+        for i, address in enumerate(["a@example.com", "bug@example.com", "c@example.com"]):
+            h.clock.at = MONDAY + timedelta(seconds=i)
+            h.add(address)
+        monkeypatch.setattr(sender, "_prepare", faulty)
+        with _logged() as logs:
+            h.tick()
+        assert sorted(m.rcpt_to for m in h.transport.sent) == ["a@example.com", "c@example.com"]
+        [step] = {d["step"] for d in h.deliveries()}
+        held = _by_address(h, step)["bug@example.com"]
+        assert (held["status"], held["attempts"]) == ("deferred", 0)
+        assert held["last_reply"] == "held: composing it failed: RuntimeError: a bug"
+        assert held["next_attempt_at"] == h.clock.now() + timedelta(minutes=10)
+        [line] = [line for line in logs if line["action"] == "compose_crashed"]
+        assert (line["level"], line["error"]) == ("error", "RuntimeError: a bug")
+        monkeypatch.setattr(sender, "_prepare", prepare)  # the fixed release
+        h.clock.advance(timedelta(minutes=10))
+        h.tick()
+        assert sorted(m.rcpt_to for m in h.transport.sent) == [
+            "a@example.com", "bug@example.com", "c@example.com"]
+    finally:
+        h.close()
+
+
 def test_a_message_stopped_after_it_was_composed_gives_its_warm_up_place_back(
     db_url: str, project: Path
 ) -> None:
