@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -11,6 +12,8 @@ from typing import Any, TextIO
 LOGGER = logging.getLogger("funnel")
 # json.dumps with these options would build an encoder for every line.
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+_LEVELS = {level: logging.getLevelName(level).lower()
+           for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
 
 
 def log(action: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -25,17 +28,36 @@ def log(action: str, level: int = logging.INFO, **fields: Any) -> None:
 class JsonFormatter(logging.Formatter):
     """Formats a record as {"ts", "level", "action", ...fields}."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1  # the whole second `_prefix` was written for
+        self._prefix = ""  # "2026-12-06T01:17:03", the part of `ts` before its milliseconds
+
     def format(self, record: logging.LogRecord) -> str:
         """One line of JSON; values that JSON cannot hold are written as text."""
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
+            "ts": self._ts(record.created),
+            "level": _LEVELS.get(record.levelno) or record.levelname.lower(),
             "action": record.getMessage(),
         }
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return _ENCODER.encode(line)
+
+    def _ts(self, created: float) -> str:
+        """`created` as isoformat(timespec="milliseconds") in UTC, the date and time written once a second.
+
+        Rounded to the microsecond first, half to even, as datetime.fromtimestamp rounds.
+        """
+        fraction, whole = math.modf(created)
+        second, micro = int(whole), round(fraction * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
 
 
 def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:

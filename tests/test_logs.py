@@ -6,11 +6,13 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.logs import LOGGER, log, setup_logging
+from engine.logs import LOGGER, JsonFormatter, log, setup_logging
 
 
 @pytest.fixture
@@ -57,3 +59,13 @@ def test_a_record_factory_still_makes_the_record(stream: io.StringIO) -> None:
         logging.setLogRecordFactory(default)
     assert made == ["sent"]
     assert json.loads(stream.getvalue())["action"] == "sent"
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False) | st.sampled_from(
+    [1733450000.9999995, 1733450000.0000005, 1733450000.9995, 1733450000.0005, 0.0]))
+def test_the_timestamp_is_isoformat_to_the_millisecond(created: float) -> None:
+    """The date and time are written once a second (a cache), the rest as datetime writes them."""
+    formatter = JsonFormatter()
+    formatter._ts(created - 1.5)  # a cached second that is not this one
+    assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
