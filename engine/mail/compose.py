@@ -1,9 +1,10 @@
 """Compose one live email: render its template for the subscriber, track its links, build the message.
 
-The dispatcher calls `compose` right before sending, one message at a time; what it
-gets back is ready for a transport. A message that cannot be written (a template that
-fails for this subscriber, an address that cannot go in a header) raises
-`ComposeError`, whose text says what the marketer can write instead.
+The sender calls `compose` shortly before sending, a round of messages at a time
+(engine/scheduler/sending.py); what it gets back is ready for a transport. A message
+that cannot be written (a template that fails for this subscriber, an address that
+cannot go in a header) raises `ComposeError`, whose text says what the marketer can
+write instead.
 """
 
 from __future__ import annotations

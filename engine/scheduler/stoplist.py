@@ -1,7 +1,7 @@
 """Unsubscribes that must stop marketing email a tick has already claimed.
 
 An unsubscribe cancels queued email in the database, but a batch the dispatcher has
-already claimed is in memory, rendered one message at a time just before sending. The
+already claimed is in memory, rendered a round of messages ahead of sending. The
 web side of this process adds each unsubscribe here at once; unsubscribes recorded by
 other processes sharing the database arrive with every outcome commit
 (the `Recorder` in recording.py reads new unsubscribe events then). The sender asks
