@@ -159,6 +159,11 @@ def deferred_waiting(state: State, path_steps: Sequence[EmailStep]) -> list[Emai
     if not any(entry.deferred and entry.skipped for entry in state.done):
         # The usual case, asked at every move of a path: no sale ever waited, none waits now.
         return []
+    return waiting_in(state, path_steps)
+
+
+def waiting_in(state: State, path_steps: Sequence[EmailStep]) -> list[EmailStep]:
+    """`deferred_waiting` without its shortcut: each step's latest entry, if a deferral skipped it."""
     latest: dict[str, Done] = {}
     for entry in state.done:
         latest[entry.step] = entry

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.flow.broadcasts import deferred_waiting
+from engine.flow.broadcasts import deferred_waiting, waiting_in
 from engine.flow.state import Done, Stage, State
 from engine.sequences.plan import EmailStep, PathKind, Role
 from tests.flow.plans import segment
@@ -14,16 +14,6 @@ from tests.flow.plans import segment
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SEGMENT = segment("beginner")
 STEPS = SEGMENT.nurture.steps
-
-
-def _plain_deferred_waiting(state: State, path_steps: tuple[EmailStep, ...]) -> list[EmailStep]:
-    """deferred_waiting as it read before its shortcut for a timeline without a deferred sale."""
-    latest: dict[str, Done] = {}
-    for entry in state.done:
-        latest[entry.step] = entry
-    by_id = {e.id: e for e in path_steps}
-    return [by_id[step] for step, entry in latest.items()
-            if entry.deferred and entry.skipped and step in by_id]
 
 
 def _done(email: EmailStep, skipped: bool = False, deferred: bool = False) -> Done:
@@ -40,7 +30,7 @@ def _done(email: EmailStep, skipped: bool = False, deferred: bool = False) -> Do
 ])
 def test_deferred_waiting_as_its_plain_form(done: tuple[Done, ...]) -> None:
     state = State(stage=Stage.NURTURE, since=T0 - timedelta(days=1), segment="beginner", done=done)
-    assert deferred_waiting(state, STEPS) == _plain_deferred_waiting(state, STEPS)
+    assert deferred_waiting(state, STEPS) == waiting_in(state, STEPS)
 
 
 def test_segment_path_by_kind() -> None:
