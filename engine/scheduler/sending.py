@@ -51,7 +51,8 @@ TRANSPORT_FIX = ("check that the SMTP server is up and reachable from here and t
 
 @dataclass
 class _RenderHold:
-    """The emails of one batch that one template of one release could not render."""
+    """The emails of one batch held for one reason: a template of a release that could not render
+    them, or one kind of fault in composing (logged once for the batch either way)."""
 
     error: str  # the first one's; each delivery's own is in its last_reply
     steps: set[str] = field(default_factory=set)  # "funnel/step"
@@ -111,6 +112,7 @@ class Sender:
         ready: deque[_Composed] = deque()  # composed, in claim order, waiting for a worker
         throttled: Counter[str] = Counter()  # domain -> messages its rate held back
         render_held: dict[tuple[str, str], _RenderHold] = {}  # (template, release) -> its held emails
+        crashed: dict[str, _RenderHold] = {}  # the exception's type -> the emails composing it raised
         held = 0
         workers = min(self.settings.concurrency, len(claimed))
 
@@ -118,7 +120,7 @@ class Sender:
             nonlocal held
             while queue or ready:
                 if not ready:  # no await until it is filled: one worker composes the round
-                    self._compose_round(queue, ready, workers, render_held)
+                    self._compose_round(queue, ready, workers, render_held, crashed)
                 update, outcome = await self._send_one(ready.popleft())
                 await self.recorder.record(update)
                 if update.held:
@@ -136,10 +138,14 @@ class Sender:
         for (template, release), hold in render_held.items():
             log("render_held", logging.WARNING, template=template, release=release, held=hold.held,
                 steps=sorted(hold.steps), error=hold.error, fix=RENDER_HELD_FIX)
+        for hold in crashed.values():  # the same: a fault in composing may hit every email
+            log("compose_crashed", logging.ERROR, held=hold.held, steps=sorted(hold.steps), error=hold.error,
+                fix=COMPOSE_CRASHED_FIX)
         return held
 
     def _compose_round(self, queue: deque[Claimed], ready: deque[_Composed], size: int,
-                       render_held: dict[tuple[str, str], _RenderHold]) -> None:
+                       render_held: dict[tuple[str, str], _RenderHold],
+                       crashed: dict[str, _RenderHold]) -> None:
         """Compose the next `size` claimed deliveries into `ready` (an update for those that may not go).
 
         A message that is to go is counted against the warm-up now, so that none after it
@@ -151,21 +157,26 @@ class Sender:
             try:
                 prepared = self._prepare(row, funnels, render_held)
             except Exception as error:  # none expected: the engine's own fault, not the files' or data's
-                prepared = self._compose_fault(row, error)
+                prepared = self._compose_fault(row, error, crashed)
             if isinstance(prepared, Outgoing):
                 self.policy.spend(row)
             ready.append(_Composed(row, funnels, prepared))
 
-    def _compose_fault(self, row: Claimed, error: Exception) -> DeliveryUpdate:
+    def _compose_fault(self, row: Claimed, error: Exception,
+                       crashed: dict[str, _RenderHold]) -> DeliveryUpdate:
         """Hold one email that composing raised on unexpectedly (a bug): the rest of the batch goes.
 
         It waits as a render the files broke does, and is tried again in 10 minutes (a
-        release with a fix may be live by then); the error line says what to report.
+        release with a fix may be live by then); `crashed` counts it for the batch's one
+        error line per kind of exception, which says what to report.
         """
         now = self.clock.now()
         reason = f"{type(error).__name__}: {error}"[:300]
-        log("compose_crashed", logging.ERROR, delivery=row["id"], funnel=row["funnel"], step=row["step"],
-            error=reason, fix=COMPOSE_CRASHED_FIX)
+        hold = crashed.get(type(error).__name__)
+        if hold is None:
+            hold = crashed[type(error).__name__] = _RenderHold(reason)
+        hold.held += 1
+        hold.steps.add(f"{row['funnel']}/{row['step']}")
         return later(row, now + RENDER_HELD_RETRY, now, f"held: composing it failed: {reason}")
 
     async def _send_one(self, composed: _Composed) -> tuple[DeliveryUpdate, str]:

@@ -268,6 +268,29 @@ def test_an_email_composing_raises_on_is_held_and_the_rest_of_the_batch_goes(
         h.close()
 
 
+def test_a_fault_that_hits_every_email_is_one_error_line_for_the_batch(
+    db_url: str, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(db_url, project, MONDAY)
+    sender = h.daemon.dispatcher.sender
+
+    def faulty(row: Any, *args: Any) -> Any:
+        raise RuntimeError(f"a bug at {row['id']}")
+
+    try:
+        for i in range(5):
+            h.add(f"p{i}@example.com")
+        monkeypatch.setattr(sender, "_prepare", faulty)
+        with _logged() as logs:
+            h.tick()
+        assert h.transport.sent == []
+        [line] = [line for line in logs if line["action"] == "compose_crashed"]
+        assert line["held"] == 5 and line["error"].startswith("RuntimeError: a bug at ")
+        assert {d["status"] for d in h.deliveries()} == {"deferred"}
+    finally:
+        h.close()
+
+
 def test_a_message_stopped_after_it_was_composed_gives_its_warm_up_place_back(
     db_url: str, project: Path
 ) -> None:
