@@ -144,6 +144,7 @@ class Renderer:
         self.text_parts = TextParts()
         self._names: dict[tuple[str, str], tuple[frozenset[str] | None, bool]] = {}
         self._as_is: dict[str, tuple[Chain, ...] | None] = {}
+        self._parsed: dict[str, list[tuple[str, nodes.Template]] | None] = {}
 
     @classmethod
     def from_files(cls, templates_dir: Path, files: Mapping[str, bytes]) -> Renderer:
@@ -189,7 +190,14 @@ class Renderer:
         """The syntax trees of a template and of all it extends, includes or imports, by name.
 
         None when one names another by a computed name: then any template may be used.
+        Parsed once per template (its names and its proof both read them); a template that
+        cannot be read raises each time, as its render does.
         """
+        if template not in self._parsed:
+            self._parsed[template] = self._parse(template)
+        return self._parsed[template]
+
+    def _parse(self, template: str) -> list[tuple[str, nodes.Template]] | None:
         trees: list[tuple[str, nodes.Template]] = []
         pending, seen = [template], set()
         while pending:
