@@ -181,7 +181,9 @@ class TextParts:
     """
 
     def __init__(self) -> None:
-        self._skeletons: dict[tuple[object, ...], _Skeleton] = {}
+        # None: the key's emails have no skeleton (it cannot be rendered, or holds a stray
+        # marker); remembered so that each of them does not try again.
+        self._skeletons: dict[tuple[object, ...], _Skeleton | None] = {}
         self.hits = 0
         self.misses = 0
 
@@ -243,9 +245,19 @@ class TextParts:
         name). `prove` given, the skeleton is proven when it passes and (_shifted) when the
         markers in its output are exactly the ones the values put there.
         """
-        skeleton = self._skeletons.get(key)
-        if skeleton is not None:
-            return skeleton
+        if key in self._skeletons:
+            return self._skeletons[key]
+        skeleton = self._made(context, marked, count, render, inline, prove)
+        if len(self._skeletons) >= _CACHE_LIMIT:
+            self._skeletons.clear()
+        self._skeletons[key] = skeleton
+        return skeleton
+
+    @staticmethod
+    def _made(context: dict[str, Any], marked: dict[str, Any], count: int,
+              render: Callable[[dict[str, Any]], str], inline: Callable[[str], str],
+              prove: Callable[[dict[str, Any]], bool] | None) -> _Skeleton | None:
+        """A new skeleton from the marked context; None when there is none (see `_skeleton`)."""
         try:
             raw_skeleton = render({**context, **marked})
         except Exception:
@@ -258,12 +270,8 @@ class TextParts:
         inlined = inline(raw_skeleton)
         proven = (prove is not None and prove({**context, **marked})
                   and _shifted(raw, count, context, render))
-        skeleton = _Skeleton(raw, _Marked(inlined) if _inline_safe(raw_skeleton) else None,
-                             _Marked(html_to_text(inlined)), proven)
-        if len(self._skeletons) >= _CACHE_LIMIT:
-            self._skeletons.clear()
-        self._skeletons[key] = skeleton
-        return skeleton
+        return _Skeleton(raw, _Marked(inlined) if _inline_safe(raw_skeleton) else None,
+                         _Marked(html_to_text(inlined)), proven)
 
 
 def _shifted(raw: _Marked, count: int, context: dict[str, Any],
