@@ -32,7 +32,7 @@ from engine.store.db import DbConnection, DbEngine, Row
 from engine.store.milestones import record_milestones
 from engine.store.pauses import paused_steps
 from engine.store.releases import held_steps
-from engine.store.rows import events_of, state_of, state_values
+from engine.store.rows import events_of, state_changes, state_of
 from engine.store.status import DeliveryStatus
 
 # An enrollment of a funnel that is no longer in sequences/ is looked at again this
@@ -93,7 +93,7 @@ def decide_due(
             updates.append(
                 {
                     "_id": row["id"],
-                    **state_values(outcome.state),
+                    **state_changes(row, outcome.state),
                     "next_run_at": outcome.wake_at,
                     "updated_at": now,
                 }

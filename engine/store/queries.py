@@ -109,8 +109,16 @@ def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[R
 
 
 def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Write back states and wake times; each update has `_id`, the state columns and `next_run_at`."""
-    _update_by_id(conn, ENROLLMENT, updates)
+    """Write back states and wake times; each update has `_id` and the columns it sets.
+
+    Updates may set different columns (the tick sets only those that changed,
+    rows.state_changes): one executemany per set of columns, in the order first seen.
+    """
+    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for update in updates:
+        shapes.setdefault(tuple(update), []).append(update)
+    for group in shapes.values():
+        _update_by_id(conn, ENROLLMENT, group)
 
 
 def postpone_enrollments(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:

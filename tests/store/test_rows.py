@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from engine.flow.state import Done, EventType
+from engine.flow.state import Done, EventType, Stage, State
 from engine.sequences.plan import PathKind, Role
-from engine.store.rows import events_of, state_of, state_values
+from engine.store.rows import events_of, state_changes, state_of, state_values
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -56,3 +56,17 @@ def test_an_unknown_path_or_role_in_a_timeline_is_refused() -> None:
     for entry in (["n0", "nowhere", "education", False], ["n0", "nurture", "gossip", False]):
         with pytest.raises(ValueError):
             state_of(_enrollment([entry]))
+
+
+def test_the_tick_writes_only_the_state_columns_that_changed() -> None:
+    before = State(Stage.NURTURE, AT, segment="pro", step="n1", last_sent_at=AT,
+                   done=(Done("n1", PathKind.NURTURE, Role.EDUCATION),))
+    # As read back from the store: the same instant in another zone is the same value.
+    row = {**state_values(before), "since": AT.astimezone(timezone(timedelta(hours=2)))}
+    sent = State(Stage.NURTURE, AT, segment="pro", step="n2", last_sent_at=AT + timedelta(days=2),
+                 done=(*before.done, Done("n2", PathKind.NURTURE, Role.EDUCATION)))
+    assert state_changes(row, sent) == {"step": "n2", "last_sent_at": AT + timedelta(days=2),
+                                        "done": state_values(sent)["done"]}
+    moved = State(Stage.SALES, AT + timedelta(days=3), segment="pro", step="s1", done=sent.done)
+    assert set(state_changes(row, moved)) == {"stage", "since", "step", "last_sent_at", "done"}
+    assert state_changes(row, before) == {}
