@@ -110,3 +110,81 @@ def test_times_repeated_in_a_batch_in_any_zone_and_times_that_differ_are_each_wr
         first = conn.execute(sa.select(sa.func.count()).select_from(ENROLLMENT)
                              .where(ENROLLMENT.c.next_run_at <= T0)).scalar_one()
     assert first == 3
+
+
+def _statements(db_engine: Engine) -> list[str]:
+    """The SQL texts db_engine's connections run from now on (the list fills as they run)."""
+    ran: list[str] = []
+
+    @sa.event.listens_for(db_engine, "before_cursor_execute")
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        ran.append(statement)
+
+    return ran
+
+
+def test_many_rows_go_in_a_few_statements_on_sqlite_and_write_what_one_row_at_a_time_writes(
+    db_engine: Engine,
+) -> None:
+    # 37 rows: statements of 32, 4 and 1 rows on SQLite (a power of two each, so that a few
+    # texts are prepared once); PostgreSQL runs one executemany. The rows are as Core's.
+    made = _enrollments(db_engine, 37)
+    queued = [_queued(e, s, "a") for e, s in made]
+    ran = _statements(db_engine)
+    with db_engine.begin() as conn:
+        assert queries.queue_deliveries(conn, queued[:30]) == 30
+        assert queries.queue_deliveries(conn, queued) == 7  # 30 already queued: skipped, not counted
+    inserts = [s for s in ran if s.startswith("INSERT INTO delivery")]
+    if db_engine.dialect.name == "sqlite":
+        assert [s.count("(?") for s in inserts] == [16, 8, 4, 2, 32, 4, 1]
+    fast = _rows(db_engine, DELIVERY)
+    with db_engine.begin() as conn:
+        conn.execute(DELIVERY.delete())
+        conn.execute(DELIVERY.insert(), queued)
+    core = _rows(db_engine, DELIVERY)
+    assert [{k: v for k, v in r.items() if k != "id"} for r in fast] == [
+        {k: v for k, v in r.items() if k != "id"} for r in core]
+
+    ids = [row["id"] for row in core]
+    with db_engine.begin() as conn:  # every other row still sending: only those take a deferral
+        conn.execute(DELIVERY.update().where(DELIVERY.c.id.in_(ids[::2])).values(status="sending"))
+    later = T0 + timedelta(hours=1)
+    deferred = [{"_id": i, "status": "deferred", "next_attempt_at": later, "attempts": n, "last_code": 451,
+                 "last_reply": f"try later {n}", "sent_at": None, "first_attempt_at": T0, "updated_at": later}
+                for n, i in enumerate(ids)]
+    ran.clear()
+    with db_engine.begin() as conn:
+        queries.record_outcomes(conn, deferred)
+    updates = [s for s in ran if s.startswith("UPDATE delivery")]
+    if db_engine.dialect.name == "sqlite":
+        assert len(updates) == 3 and all("FROM (VALUES" in s for s in updates)
+    for n, row in enumerate(_rows(db_engine, DELIVERY)):
+        if n % 2 == 0:
+            assert (row["status"], row["attempts"], row["last_reply"]) == ("deferred", n, f"try later {n}")
+            assert row["next_attempt_at"] == later and row["last_code"] == 451
+        else:
+            assert (row["status"], row["attempts"], row["last_reply"]) == ("queued", 0, None)
+
+
+def test_a_batch_naming_one_row_twice_is_written_in_order_as_one_at_a_time(db_engine: Engine) -> None:
+    # A joined UPDATE would take either of the two values: such a batch goes a row at a time.
+    (first, _), (second, _) = _enrollments(db_engine, 2)
+    at = [T0 + timedelta(hours=h) for h in range(3)]
+    ran = _statements(db_engine)
+    with db_engine.begin() as conn:
+        queries.save_enrollments(conn, [{"_id": first, "next_run_at": at[0], "updated_at": T0},
+                                        {"_id": second, "next_run_at": at[1], "updated_at": T0},
+                                        {"_id": first, "next_run_at": at[2], "updated_at": T0}])
+    assert [row["next_run_at"] for row in _rows(db_engine, ENROLLMENT)] == [at[2], at[1]]
+    assert not [s for s in ran if "FROM (VALUES" in s]
+
+
+def test_enrollments_that_set_different_columns_are_each_written(db_engine: Engine) -> None:
+    (first, _), (second, _) = _enrollments(db_engine, 2)
+    with db_engine.begin() as conn:
+        queries.save_enrollments(conn, [{"_id": first, "step": "s2", "next_run_at": T0, "updated_at": T0},
+                                        {"_id": second, "stage": "nurture", "segment": "pro",
+                                         "next_run_at": T0, "updated_at": T0}])
+    rows = _rows(db_engine, ENROLLMENT)
+    assert [(r["stage"], r["segment"], r["step"]) for r in rows] == [
+        ("magnet", None, "s2"), ("nurture", "pro", None)]
