@@ -112,7 +112,7 @@ def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> 
     """Write back states and wake times; each update has `_id` and the columns it sets.
 
     Updates may set different columns (the tick sets only those that changed,
-    rows.state_changes): one executemany per set of columns, in the order first seen.
+    rows.state_changes): one batch per set of columns, in the order first seen.
     """
     shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for update in updates:
@@ -259,10 +259,10 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
 def queue_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Queue emails to send; one per enrollment and step, however often this is called."""
     if conn.dialect.name == "sqlite" and rows:
-        # One executemany of a one-row INSERT instead of SQLAlchemy's multi-row VALUES with
-        # RETURNING, whose SQL and parameters it builds row by row in Python: the rows skipped
-        # as already queued count 0 in the driver's rowcount. (PostgreSQL's unnest insert is
-        # one statement already: inserts.py.)
+        # manyrows' INSERT of many VALUES rows, its text made once from the one-row statement,
+        # instead of SQLAlchemy's multi-row VALUES with RETURNING, whose SQL and parameters it
+        # builds row by row in Python: the rows skipped as already queued count 0 in the
+        # driver's rowcount. (PostgreSQL's unnest insert is one statement already: inserts.py.)
         return execute_many(conn, _queue_statement(tuple(rows[0])), rows)
     return insert_ignoring_conflicts(conn, DELIVERY, rows, ["enrollment_id", "step"])
 
@@ -341,7 +341,8 @@ def _same_columns(updates: Sequence[Mapping[str, Any]], release: bool) -> list[M
 def _update_by_id(
     conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]], still_sending: bool = False
 ) -> None:
-    """One executemany UPDATE: every update names the row by `_id` and sets the same columns.
+    """One UPDATE of many rows (manyrows.execute_many): every update names its row by `_id` and sets
+    the same columns.
 
     `still_sending`: only rows whose status is still 'sending'.
     """
