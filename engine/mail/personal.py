@@ -7,17 +7,25 @@ per-email proof of that is rendering the subscriber's own HTML and comparing (~2
 email); `as_is_chains` proves it once per template, from the Jinja syntax tree:
 
 Every personal name (PERSONAL) is read only as a chain of constant attributes or items
-(`subscriber.fields.city`, `subscriber["email"]`) that is itself one of an output's
-expressions, alone or an operand of `or` (`{{ subscriber.first_name or "there" }}`). So
-the subscriber's values reach the HTML only through those outputs: every branch, loop and
-other output reads the rest of the context, which is the same for every email of the
-skeleton's key (context.skeleton_key), and, through `or`, the truthiness of a chain's value,
-which the key's shape fixes (textpart._mark: the same types, dict keys and list lengths,
-the same strings empty, the same other values). The same chain then reaches the same place
-in the subscriber's values as in the marked ones; `written_as_leaves` checks, once per
-skeleton, that each place holds a marker, '' or an int, bool or None. A marker stands for a
-non-empty string, which autoescaped Jinja writes as escape(value): the fill. The rest the
-skeleton wrote already, the same for everyone.
+(`subscriber.fields.city`, `subscriber["email"]`), and each chain only:
+
+- as an output's value: alone, an operand of `or` (`{{ subscriber.first_name or "there" }}`),
+  a branch of `x if test else y`, or under `| default(constant)` (what the engine's own
+  error message tells a marketer to write for a field some subscribers lack);
+- as a test (of `{% if %}`, `{% elif %}` or `x if test else y`): alone, under `not`, `and`,
+  `or`, or `is defined`, `is undefined`, `is none`.
+
+So the subscriber's values reach the HTML only through those outputs, and every branch
+reads the truth (or presence) of a chain's value, which the key's shape fixes
+(textpart._mark: the same types, dict keys and list lengths, the same strings empty, the
+same other values). Every other branch, loop and output reads the rest of the context,
+which is the same for every email of the skeleton's key (context.skeleton_key). The same
+chain then reaches the same place in the subscriber's values as in the marked ones;
+`written_as_leaves` checks, once per skeleton, that each place holds a marker, '' or an
+int, bool or None, or, for a chain under `default` or `is defined`, nothing at all (the
+key's dict keys fix that too). A marker stands for a non-empty string, which autoescaped
+Jinja writes as escape(value): the fill. The rest the skeleton wrote already, the same for
+everyone.
 
 Anything that could take written text back and change it (a `set` block, a filter block, a
 macro or call block, `self`, `super()`, a recursive loop's `loop()`), an import, a personal
@@ -33,14 +41,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from jinja2 import Environment, nodes
+from jinja2 import Environment, Undefined, nodes
 
 # Context values that differ from one subscriber to the next; everything else in the
 # context is the same for every recipient of a step (the survey's answer links aside).
 PERSONAL = ("subscriber", "unsubscribe_url", "confirm_url")
 
-# A personal name and its constant steps: (is attribute, name or key) each.
-Chain = tuple[str, tuple[tuple[bool, Any], ...]]
+# A personal name, its constant steps ((is attribute, name or key) each), and whether the
+# template copes with its value missing (`| default(...)`, `is defined`).
+Chain = tuple[str, tuple[tuple[bool, Any], ...], bool]
 
 # Statements that capture what their body writes (and may change it), or bring in macros.
 _CAPTURING = (nodes.AssignBlock, nodes.FilterBlock, nodes.Macro, nodes.CallBlock,
@@ -48,10 +57,17 @@ _CAPTURING = (nodes.AssignBlock, nodes.FilterBlock, nodes.Macro, nodes.CallBlock
 # Names that reach written output (self.block(), super(), caller()), the survey, or randomness.
 _UNCLEAR_NAMES = frozenset({"self", "super", "caller", "varargs", "kwargs", "survey", "lipsum"})
 _WHOLE_MARKER = re.compile(r"qzfm\d+mfzq")
+_DEFAULT = frozenset({"default", "d"})
+# Tests of a chain's presence (its value may be missing) and of its being None.
+_PRESENCE_TESTS = frozenset({"defined", "undefined"})
+_TESTS = _PRESENCE_TESTS | {"none"}
 
 
-def _chain(expr: nodes.Node) -> tuple[nodes.Name, Chain] | None:
-    """`subscriber.fields.city` as its Name node and chain; None for any other expression."""
+def _chain(expr: nodes.Node | None, missing: bool = False) -> tuple[nodes.Name, Chain] | None:
+    """`subscriber.fields.city` as its Name node and chain; None for any other expression.
+
+    `missing`: the template copes with the value being missing.
+    """
     steps: list[tuple[bool, Any]] = []
     while True:
         if isinstance(expr, nodes.Getattr) and expr.ctx == "load":
@@ -63,18 +79,50 @@ def _chain(expr: nodes.Node) -> tuple[nodes.Name, Chain] | None:
         else:
             break
     if isinstance(expr, nodes.Name) and expr.name in PERSONAL and expr.ctx == "load":
-        return expr, (expr.name, tuple(reversed(steps)))
+        return expr, (expr.name, tuple(reversed(steps)), missing)
     return None
 
 
 def _written(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
-    """Collect the chains an output expression writes as they are: itself, or the operands of `or`."""
+    """Collect the chains an output expression writes as they are (the module's docstring)."""
     chain = _chain(expr)
     if chain is not None:
         found.append(chain)
     elif isinstance(expr, nodes.Or):
         _written(expr.left, found)
         _written(expr.right, found)
+    elif isinstance(expr, nodes.CondExpr):
+        _tested(expr.test, found)
+        _written(expr.expr1, found)
+        if expr.expr2 is not None:
+            _written(expr.expr2, found)
+    elif isinstance(expr, nodes.Filter) and expr.name in _DEFAULT and _constant_arguments(expr):
+        chain = _chain(expr.node, missing=True)
+        if chain is not None:
+            found.append(chain)
+
+
+def _tested(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
+    """Collect the chains a test reads only the truth or presence of (the module's docstring)."""
+    chain = _chain(expr)
+    if chain is not None:
+        found.append(chain)
+    elif isinstance(expr, nodes.Not):
+        _tested(expr.node, found)
+    elif isinstance(expr, nodes.And | nodes.Or):
+        _tested(expr.left, found)
+        _tested(expr.right, found)
+    elif isinstance(expr, nodes.Test) and expr.name in _TESTS and _constant_arguments(expr):
+        chain = _chain(expr.node, missing=expr.name in _PRESENCE_TESTS)
+        if chain is not None:
+            found.append(chain)
+
+
+def _constant_arguments(expr: nodes.Filter | nodes.Test) -> bool:
+    """Whether a filter's or test's arguments are all written in the template (none personal)."""
+    return (expr.node is not None and expr.dyn_args is None and expr.dyn_kwargs is None
+            and all(isinstance(arg, nodes.Const) for arg in expr.args)
+            and all(isinstance(kwarg.value, nodes.Const) for kwarg in expr.kwargs))
 
 
 def as_is_chains(trees: Iterable[nodes.Template]) -> tuple[Chain, ...] | None:
@@ -97,6 +145,8 @@ def as_is_chains(trees: Iterable[nodes.Template]) -> tuple[Chain, ...] | None:
         for output in tree.find_all(nodes.Output):
             for expr in output.nodes:
                 _written(expr, found)
+        for branch in tree.find_all(nodes.If):  # an {% elif %} is an If of its own
+            _tested(branch.test, found)
     allowed = {id(name) for name, _ in found}
     for tree in trees:
         # Any other reading, or a store (`{% set subscriber = ... %}`, a loop variable).
@@ -112,12 +162,13 @@ def written_as_leaves(env: Environment, marked: dict[str, Any], chains: Iterable
 
     A whole marker (a non-empty string), an exact '' or an int, bool or None: the shape
     of the key holds the last three as they are. Not a float (0.0 and -0.0 are one key
-    and two texts), not a dict or list (written by repr), not a missing value. Each step
-    is taken from a dict or a list, as the compiled template takes it (env.getattr,
-    env.getitem): those are what the shape describes item by item (a tuple is one value
-    in it, where 1 and True are equal).
+    and two texts), not a dict or list (written by repr), not a missing value unless the
+    template lets it be (a chain under `default`, `is defined`: the key's dict keys are
+    the same for everyone). Each step is taken from a dict or a list, as the compiled
+    template takes it (env.getattr, env.getitem): those are what the shape describes item
+    by item (a tuple is one value in it, where 1 and True are equal).
     """
-    for root, steps in chains:
+    for root, steps, missing in chains:
         if root not in marked:
             return False
         value = marked[root]
@@ -128,6 +179,8 @@ def written_as_leaves(env: Environment, marked: dict[str, Any], chains: Iterable
                 value = env.getattr(value, key) if is_attribute else env.getitem(value, key)
         except Exception:  # a sandbox refusal, say: no proof
             return False
+        if missing and isinstance(value, Undefined):
+            continue
         if type(value) is str:
             if value and not _WHOLE_MARKER.fullmatch(value):
                 return False

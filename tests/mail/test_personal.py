@@ -64,6 +64,14 @@ def _proven(source: str, **files: str) -> bool:
     "{% extends 'layout.html' %}{% block body %}{{ subscriber.name }}{% endblock %}",
     "{% include 'layout.html' %}",
     "{{ vars.price | money('EUR') }} {% set n = vars.x %}{{ n | upper }}",  # filters on the step's own values
+    # What the engine tells a marketer to write for a field some subscribers lack.
+    "{{ subscriber.fields.city | default('') }} {{ subscriber.fields.nick | d('friend', true) }}",
+    # Branches that read only the truth or presence of a value, which the skeleton's key fixes.
+    "{% if subscriber.first_name %}Dear {{ subscriber.first_name }}{% else %}Hi{% endif %}",
+    "{% if not subscriber.fields.city is defined %}x"
+    "{% elif subscriber.name and not subscriber.email %}y{% endif %}",
+    "{{ subscriber.first_name if subscriber.first_name else 'there' }}"
+    "{{ 'x' if subscriber.fields.a is none }}",
 ])
 def test_outputs_of_personal_values_as_they_are_are_proven(source: str) -> None:
     assert _proven(source, layout="<p>{{ subscriber.locale }}</p>{% block body %}{% endblock %}")
@@ -73,8 +81,13 @@ def test_outputs_of_personal_values_as_they_are_are_proven(source: str) -> None:
     "{{ subscriber.name | upper }}",
     "{{ subscriber.name | e }}",
     "{{ subscriber.name | length }}",
-    "{% if subscriber.first_name %}hi{% endif %}",
     "{{ 'A' if subscriber.name == 'Ann' else 'B' }}",
+    "{% if subscriber.name == 'Ann' %}A{% endif %}",
+    "{% if subscriber.name | length %}A{% endif %}",
+    "{% if subscriber.name is sameas vars.x %}A{% endif %}",
+    "{{ subscriber.name | default(subscriber.email) }}",
+    "{{ subscriber.name | default('') | upper }}",
+    "{{ subscriber.name | default(vars.x) }}",
     "{{ subscriber.first_name and 'x' }}",
     "{{ not subscriber.first_name }}",
     "{{ subscriber.name ~ '!' }}",
@@ -133,7 +146,14 @@ _PIECES: list[tuple[str, bool | None]] = [
     ('<p class="{{ subscriber.fields.count }}">x</p>', False),  # a value CSS may match
     ("{{ subscriber.name | upper }}", True),
     ("{{ subscriber.name | length }}", True),
-    ("{% if subscriber.first_name %}Dear {{ subscriber.first_name }}{% endif %}", True),
+    ("{% if subscriber.first_name %}Dear {{ subscriber.first_name }}{% endif %}", False),
+    ("{{ subscriber.fields.city | default('') }}", False),  # missing for some: written as ''
+    ("{{ subscriber.fields.nick | d('friend', true) }}", False),
+    ("{% if subscriber.fields.city is defined %}in {{ subscriber.fields.city }}{% endif %}", None),
+    ("{{ 'VIP' if subscriber.fields.count else vars.reader }}", None),  # missing for some: an error
+    ("{% if not subscriber.first_name %}Hi{% elif subscriber.fields.count is none %}n{% endif %}", None),
+    ("{% if subscriber.fields.tags %}t{% endif %}", None),  # a list
+    ("{% if subscriber.name == 'Ann' %}Ann!{% endif %}", True),
     ("{{ 'Ann!' if subscriber.name == 'Ann' else 'Hi' }}", True),
     ("{% set n = subscriber.name %}{{ n }}", True),
     ("{% for c in subscriber.name %}{{ c }}.{% endfor %}", True),
