@@ -123,9 +123,11 @@ class SendPolicy:
             self._warmup_left -= 1
 
     def unspend(self, row: Claimed) -> None:
-        """Give back what `spend` counted for a message that did not go after all."""
+        """Give back what `spend` and the domain's rate counted for a message that did not go after all."""
         if row["marketing"] and self._warmup_left is not None:
             self._warmup_left += 1
+        if self.throttle is not None:
+            self.throttle.give_back(recipient_domain(row["email"]))
 
     def pause(self, domain: str, until: datetime) -> None:
         """Send nothing to `domain` before `until` (it answered 421)."""

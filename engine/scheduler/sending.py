@@ -189,7 +189,7 @@ class Sender:
                 if row["marketing"] and self.stoplist.stops(row["subscriber_id"], row["funnel"])
                 else self.policy.paused(row, self.clock.now())
             )
-            if stopped is not None:  # (a domain rate's slot it took stays taken: slower, never faster)
+            if stopped is not None:  # its warm-up place and its domain's slot go to the next
                 self.policy.unspend(row)
                 prepared = stopped
         if not isinstance(prepared, Outgoing):

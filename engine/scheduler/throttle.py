@@ -84,6 +84,16 @@ class DomainThrottle:
         bucket.promised = slot
         return slot - now
 
+    def give_back(self, domain: str) -> None:
+        """Return the token `take` gave a message to `domain` that did not go after all.
+
+        A message is checked against its domain's rate when it is composed; one then stopped
+        (an unsubscribe, a 421 to its domain) leaves the domain its place, as if never taken.
+        """
+        bucket = self._buckets.get(domain)
+        if bucket is not None and self.rate_for(domain) > 0:
+            bucket.tokens = min(max(1.0, self.rate_for(domain) * self.burst_seconds), bucket.tokens + 1.0)
+
     def __len__(self) -> int:
         """Domains with a bucket now."""
         return len(self._buckets)

@@ -319,6 +319,47 @@ def test_a_message_stopped_after_it_was_composed_gives_its_warm_up_place_back(
         h.close()
 
 
+def test_a_message_stopped_after_it_was_composed_gives_its_domain_slot_back(
+    db_url: str, project: Path
+) -> None:
+    """A message takes its domain's slot when composed; stopped before it goes (here an
+    unsubscribe heard by the stop list), it leaves the slot to the next message."""
+    h = Harness(db_url, project, MONDAY, domain_rates="example.com=1")
+    seconds = [0.0]  # the bucket's clock, moved by hand
+    throttle = h.daemon.dispatcher.policy.throttle
+    assert throttle is not None
+    throttle.clock = lambda: seconds[0]
+    try:
+        for i, address in enumerate(("p0@example.com", "p1@example.com")):
+            h.clock.at = MONDAY + timedelta(seconds=i)
+            h.add(address, answers={"level": "new"})
+        h.tick()  # the confirmations: one a second
+        seconds[0] += 10.0
+        h.clock.advance(timedelta(seconds=5))
+        h.tick()
+        assert {d["status"] for d in _by_address(h, "confirm").values()} == {"sent"}
+        for address in ("p0@example.com", "p1@example.com"):
+            h.event(address, "confirmed")
+        for _ in range(3):  # the lead magnets, each in a tick of its own (the bucket's clock moves after)
+            h.tick()
+            seconds[0] += 10.0
+            h.clock.advance(timedelta(minutes=1))
+        assert {d["status"] for d in h.deliveries()} == {"sent"}
+        with h.db_engine.connect() as conn:
+            p0 = conn.exec_driver_sql("SELECT id FROM subscriber WHERE email = 'p0@example.com'").scalar_one()
+        h.daemon.dispatcher.recorder.stoplist.add([(p0, "minimal")])
+        h.clock.at = WEDNESDAY + timedelta(minutes=5)
+        h.tick()  # p0's e1 takes the slot, p1's waits a second for the next; p0's is then stopped
+        e1 = _by_address(h, "e1")
+        assert (e1["p0@example.com"]["status"], e1["p1@example.com"]["status"]) == ("suppressed", "deferred")
+        assert e1["p1@example.com"]["last_reply"] == "throttled: example.com takes 1 emails a second"
+        h.clock.advance(timedelta(seconds=2))  # p1's turn; the bucket's clock has not moved
+        h.tick()
+        assert _by_address(h, "e1")["p1@example.com"]["status"] == "sent"  # the slot p0 left
+    finally:
+        h.close()
+
+
 def test_the_bucket_refills_at_its_rate_and_promises_later_slots_in_order() -> None:
     now = [100.0]
     throttle = DomainThrottle(2.0, {"big.test": 0.0}, burst_seconds=1.0, clock=lambda: now[0])
@@ -329,6 +370,11 @@ def test_the_bucket_refills_at_its_rate_and_promises_later_slots_in_order() -> N
     now[0] += 0.5
     assert throttle.take("a.test") == 0.0  # the first promised slot has come
     assert throttle.take("a.test") == 1.5  # behind the two still promised
+    throttle.give_back("b.test")  # its message did not go: its token is there again
+    assert [throttle.take("b.test") for _ in range(3)] == [0.0, 0.0, 0.5]
+    throttle.give_back("big.test")  # no limit, no bucket: nothing to give back
+    throttle.give_back("c.test")
+    assert "c.test" not in throttle._buckets
 
 
 def test_the_buckets_are_bounded_and_a_rate_at_the_global_one_never_binds() -> None:
