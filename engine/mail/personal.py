@@ -83,12 +83,19 @@ def _chain(expr: nodes.Node | None, missing: bool = False) -> tuple[nodes.Name, 
     return None
 
 
-def _written(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
-    """Collect the chains an output expression writes as they are (the module's docstring)."""
-    chain = _chain(expr)
+def _found(found: list[tuple[nodes.Name, Chain]], expr: nodes.Node | None, missing: bool = False) -> bool:
+    """Add `expr` to `found` if it is a personal chain; whether it was."""
+    chain = _chain(expr, missing)
     if chain is not None:
         found.append(chain)
-    elif isinstance(expr, nodes.Or):
+    return chain is not None
+
+
+def _written(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
+    """Collect the chains an output expression writes as they are (the module's docstring)."""
+    if _found(found, expr):
+        return
+    if isinstance(expr, nodes.Or):
         _written(expr.left, found)
         _written(expr.right, found)
     elif isinstance(expr, nodes.CondExpr):
@@ -97,25 +104,20 @@ def _written(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
         if expr.expr2 is not None:
             _written(expr.expr2, found)
     elif isinstance(expr, nodes.Filter) and expr.name in _DEFAULT and _constant_arguments(expr):
-        chain = _chain(expr.node, missing=True)
-        if chain is not None:
-            found.append(chain)
+        _found(found, expr.node, missing=True)
 
 
 def _tested(expr: nodes.Node, found: list[tuple[nodes.Name, Chain]]) -> None:
     """Collect the chains a test reads only the truth or presence of (the module's docstring)."""
-    chain = _chain(expr)
-    if chain is not None:
-        found.append(chain)
-    elif isinstance(expr, nodes.Not):
+    if _found(found, expr):
+        return
+    if isinstance(expr, nodes.Not):
         _tested(expr.node, found)
     elif isinstance(expr, nodes.And | nodes.Or):
         _tested(expr.left, found)
         _tested(expr.right, found)
     elif isinstance(expr, nodes.Test) and expr.name in _TESTS and _constant_arguments(expr):
-        chain = _chain(expr.node, missing=expr.name in _PRESENCE_TESTS)
-        if chain is not None:
-            found.append(chain)
+        _found(found, expr.node, missing=expr.name in _PRESENCE_TESTS)
 
 
 def _constant_arguments(expr: nodes.Filter | nodes.Test) -> bool:
