@@ -12,6 +12,7 @@ from typing import Any, TextIO
 LOGGER = logging.getLogger("funnel")
 # json.dumps with these options would build an encoder for every line.
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+_HEAD = frozenset({"ts", "level", "action"})  # the keys every line begins with
 _LEVELS = {level: logging.getLevelName(level).lower()
            for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
 
@@ -34,16 +35,20 @@ class JsonFormatter(logging.Formatter):
         self._prefix = ""  # "2026-12-06T01:17:03", the part of `ts` before its milliseconds
 
     def format(self, record: logging.LogRecord) -> str:
-        """One line of JSON; values that JSON cannot hold are written as text."""
-        line: dict[str, Any] = {
-            "ts": self._ts(record.created),
-            "level": _LEVELS.get(record.levelno) or record.levelname.lower(),
-            "action": record.getMessage(),
-        }
-        line.update(getattr(record, "fields", {}))
+        """One line of JSON; values that JSON cannot hold are written as text.
+
+        The fields are encoded as they are and joined to the line's head, not copied into a
+        new dict first (the same text). A field named like a key of the head replaces it, as
+        it always did.
+        """
+        fields: dict[str, Any] = getattr(record, "fields", {})
         if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(line)
+            fields = {**fields, "error": self.formatException(record.exc_info)}
+        ts, level = self._ts(record.created), _LEVELS.get(record.levelno) or record.levelname.lower()
+        if _HEAD.isdisjoint(fields):
+            head = f'{{"ts": "{ts}", "level": "{level}", "action": {_ENCODER.encode(record.getMessage())}'
+            return head + ", " + _ENCODER.encode(fields)[1:] if fields else head + "}"
+        return _ENCODER.encode({"ts": ts, "level": level, "action": record.getMessage(), **fields})
 
     def _ts(self, created: float) -> str:
         """`created` as isoformat(timespec="milliseconds") in UTC, the date and time written once a second.
@@ -67,3 +72,5 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False
+    # No line carries the thread's or the process's name or id: records need not look them up.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

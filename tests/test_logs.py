@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -69,3 +70,29 @@ def test_the_timestamp_is_isoformat_to_the_millisecond(created: float) -> None:
     formatter._ts(created - 1.5)  # a cached second that is not this one
     assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+_KEYS = st.sampled_from(["step", "reply", "ts", "level", "action", "error", "é", 'q"uote'])
+_VALUES = (st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+           | st.lists(st.integers(), max_size=2) | st.dates())
+
+
+@given(fields=st.dictionaries(_KEYS, _VALUES, max_size=5), action=st.text(max_size=8), failed=st.booleans())
+def test_a_line_is_the_json_of_its_head_and_fields(
+    fields: dict[str, object], action: str, failed: bool
+) -> None:
+    """The head and the fields are encoded apart and joined: the line is still the JSON object of
+    the head with the fields over it (a field named like a head key replaces it), then the error."""
+    formatter = JsonFormatter()
+    exc_info = None
+    if failed:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            exc_info = sys.exc_info()
+    record = LOGGER.makeRecord(LOGGER.name, logging.WARNING, "", 0, action, (), exc_info,
+                               extra={"fields": fields})
+    expected = {"ts": formatter._ts(record.created), "level": "warning", "action": action, **fields}
+    if failed:
+        expected["error"] = formatter.formatException(exc_info)  # type: ignore[arg-type]
+    assert formatter.format(record) == json.dumps(expected, default=str, ensure_ascii=False)
