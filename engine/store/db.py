@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,7 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **optio
     """A SQLAlchemy engine for `url`, set up for the engine's workload."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        _check_sqlite_version()
         db_engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000}, **options)
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -72,6 +74,22 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **optio
         f"unsupported database URL '{url.split(':', 1)[0]}:...'; "
         "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
     )
+
+
+# What the store's SQL needs of SQLite: UPDATE ... FROM (3.33, manyrows.py), RETURNING and
+# DROP COLUMN (3.35, the queries and the migrations).
+SQLITE_NEEDED = (3, 35)
+
+
+def _check_sqlite_version(version: tuple[int, ...] | None = None) -> None:
+    """DatabaseError, saying what to do, when Python's SQLite library is too old for the store."""
+    found = version or sqlite3.sqlite_version_info
+    if tuple(found[:2]) < SQLITE_NEEDED:
+        raise DatabaseError(
+            f"SQLite {'.'.join(map(str, SQLITE_NEEDED))} or later is needed; this Python's sqlite3 module "
+            f"uses {'.'.join(map(str, found))}: run funnel with a Python built against a newer "
+            "libsqlite3 (docs/deploy.md), or use PostgreSQL (FUNNEL_DATABASE_URL=postgresql://...)"
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:

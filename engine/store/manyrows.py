@@ -27,6 +27,7 @@ statement object.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -63,14 +64,13 @@ class _Batched:
     head: str
     row: str
     tail: str
-    most: int  # rows a statement at most, a power of two: SQLite takes 32,766 parameters (3.32 on)
+    most: int  # rows a statement at most: a power of two within the connection's parameter limit
 
     def sql(self, count: int) -> str:
         """The statement for `count` rows."""
         return self.head + ", ".join([self.row] * count) + self.tail
 
 
-_PARAMETERS = 32_766
 _MOST_ROWS = 512  # one statement's rows: more only lengthens the SQL text SQLite parses
 _compiled: dict[tuple[sa.Executable, str], _Compiled] = {}
 _UNSEEN = object()
@@ -165,8 +165,11 @@ def _compile(conn: Connection, statement: sa.Executable) -> _Compiled:
     at = {i: n for n, i in enumerate([*own, *fixed])}
     processed = tuple((n, process, isinstance(binds[names[i]].type, UtcDateTime))
                       for n, i in enumerate(own) if (process := processors[i]) is not None)
-    batched, row_key = (_batched(statement, compiled.string, names) if dialect.name == "sqlite"
-                        else (None, None))
+    batched, row_key = None, None
+    if dialect.name == "sqlite":
+        raw = conn.connection.driver_connection  # the most parameters a statement takes, as built
+        batched, row_key = _batched(statement, compiled.string, names,
+                                    raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
     found = _compiled[key] = _Compiled(
         sql=compiled.string, names=names, positional=positional,
         from_row=_getter([names[i] for i in own]) if own else (lambda row: ()),
@@ -176,7 +179,7 @@ def _compile(conn: Connection, statement: sa.Executable) -> _Compiled:
 
 
 def _batched(
-    statement: sa.Executable, sql: str, names: tuple[str, ...]
+    statement: sa.Executable, sql: str, names: tuple[str, ...], parameters: int
 ) -> tuple[_Batched | None, int | None]:
     """SQLite's one-row `sql` as a statement of many rows, and which parameter keys an UPDATE's row.
 
@@ -186,8 +189,8 @@ def _batched(
     parameter (`v.column3`). None when the text is not of that shape (a `?` inside a
     literal, a subquery): such a statement runs once per row as before.
     """
-    most = 1 << (min(_MOST_ROWS, _PARAMETERS // max(1, len(names))).bit_length() - 1)
-    if sql.count("?") != len(names):
+    most = _power_of_two(min(_MOST_ROWS, parameters // max(1, len(names))))
+    if most < 2 or sql.count("?") != len(names):
         return None, None
     placeholders = "(" + ", ".join("?" * len(names)) + ")"
     if isinstance(statement, Insert) and sql.count(" VALUES " + placeholders) == 1:
@@ -203,3 +206,8 @@ def _batched(
         joined = _Batched(setting + " FROM (VALUES ", placeholders, ") AS v WHERE " + where, most)
         return joined, names.index("_id")
     return None, None
+
+
+def _power_of_two(count: int) -> int:
+    """The largest power of two not above `count` (at least 1)."""
+    return 1 << (max(1, count).bit_length() - 1)

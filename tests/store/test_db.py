@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.store.db import durable, make_engine
+from engine.store.db import DatabaseError, _check_sqlite_version, durable, make_engine
 from engine.store.migrate import head_revision
 from tests.support.databases import empty_postgres_database
 
@@ -47,3 +48,13 @@ def test_a_durable_commit_is_fully_synced_and_the_connection_goes_back_to_normal
     with db_engine.connect() as conn:
         assert conn.execute(sa.text("PRAGMA synchronous")).scalar_one() == 1  # NORMAL
     db_engine.dispose()
+
+
+def test_a_sqlite_library_too_old_for_the_store_is_a_clear_error() -> None:
+    with pytest.raises(DatabaseError) as raised:
+        _check_sqlite_version((3, 31, 1))
+    assert str(raised.value).startswith(
+        "SQLite 3.35 or later is needed; this Python's sqlite3 module uses 3.31.1")
+    assert "or use PostgreSQL" in str(raised.value)
+    _check_sqlite_version((3, 35, 0))  # enough
+    _check_sqlite_version()  # this machine's

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from engine.flow.state import Stage, State
-from engine.store import queries, signups, subscribers
+from engine.store import manyrows, queries, signups, subscribers
 from engine.store.manyrows import execute_many
 from engine.store.tables import DELIVERY, ENROLLMENT
 
@@ -188,3 +188,16 @@ def test_enrollments_that_set_different_columns_are_each_written(db_engine: Engi
     rows = _rows(db_engine, ENROLLMENT)
     assert [(r["stage"], r["segment"], r["step"]) for r in rows] == [
         ("magnet", None, "s2"), ("nurture", "pro", None)]
+
+
+def test_a_statement_of_many_rows_keeps_within_the_connections_parameter_limit() -> None:
+    # SQLite's limit is 32,766 parameters since 3.32, but a build may set it lower: the rows
+    # a statement are the largest power of two that fits; too few to batch, none.
+    statement = queries._update_statement(ENROLLMENT, ("step", "next_run_at", "updated_at"), False)
+    sql = "UPDATE enrollment SET step=?, next_run_at=?, updated_at=? WHERE enrollment.id = ?"
+    names = ("step", "next_run_at", "updated_at", "_id")
+    for limit, most in ((32_766, 512), (999, 128), (40, 8), (7, None)):
+        batched, key = manyrows._batched(statement, sql, names, limit)
+        assert (batched.most if batched else None) == most
+        if batched is not None:
+            assert key == 3 and batched.sql(2).count("?") == 8
