@@ -112,7 +112,7 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
         while start < len(params):
             # A power of two rows a statement: a few texts a statement, each prepared once and
             # then found in the driver's cache (one with triggers takes SQLite ~0.2 ms to prepare).
-            count = min(batched.most, 1 << (len(params) - start).bit_length() - 1)
+            count = min(batched.most, _power_of_two(len(params) - start))
             flat = [value for values in params[start : start + count] for value in values]
             changed += int(conn.exec_driver_sql(batched.sql(count), tuple(flat)).rowcount)
             start += count
