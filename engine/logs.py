@@ -15,6 +15,7 @@ _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 _HEAD = frozenset({"ts", "level", "action"})  # the keys every line begins with
 _LEVELS = {level: logging.getLevelName(level).lower()
            for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
+_ENCODED = {name: _ENCODER.encode(name) for name in _LEVELS.values()}  # '"info"': written as they are
 
 
 def log(action: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -46,7 +47,8 @@ class JsonFormatter(logging.Formatter):
             fields = {**fields, "error": self.formatException(record.exc_info)}
         ts, level = self._ts(record.created), _LEVELS.get(record.levelno) or record.levelname.lower()
         if _HEAD.isdisjoint(fields):
-            head = f'{{"ts": "{ts}", "level": "{level}", "action": {_ENCODER.encode(record.getMessage())}'
+            head = (f'{{"ts": "{ts}", "level": {_ENCODED.get(level) or _ENCODER.encode(level)}, '
+                    f'"action": {_ENCODER.encode(record.getMessage())}')
             return head + ", " + _ENCODER.encode(fields)[1:] if fields else head + "}"
         return _ENCODER.encode({"ts": ts, "level": level, "action": record.getMessage(), **fields})
 

@@ -96,3 +96,11 @@ def test_a_line_is_the_json_of_its_head_and_fields(
     if failed:
         expected["error"] = formatter.formatException(exc_info)  # type: ignore[arg-type]
     assert formatter.format(record) == json.dumps(expected, default=str, ensure_ascii=False)
+
+
+def test_a_level_of_another_name_is_written_as_json_too() -> None:
+    """A level a library added by name (any text) is encoded, not pasted into the line."""
+    record = LOGGER.makeRecord(LOGGER.name, 27, "", 0, "noticed", (), None, extra={"fields": {"n": 1}})
+    record.levelname = 'NOTICE "loud"'
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["level"] == 'notice "loud"' and json.loads(line)["n"] == 1
