@@ -109,16 +109,9 @@ def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[R
 
 
 def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    """Write back states and wake times; each update has `_id` and the columns it sets.
-
-    Updates may set different columns (the tick sets only those that changed,
-    rows.state_changes): one batch per set of columns, in the order first seen.
-    """
-    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for update in updates:
-        shapes.setdefault(tuple(update), []).append(update)
-    for group in shapes.values():
-        _update_by_id(conn, ENROLLMENT, group)
+    """Write back states and wake times; each update has `_id` and the columns it sets (the tick
+    sets only those that changed, rows.state_changes)."""
+    _update_by_id(conn, ENROLLMENT, updates)
 
 
 def postpone_enrollments(conn: Connection, ids: Sequence[int], until: datetime, now: datetime) -> None:
@@ -329,27 +322,24 @@ def record_outcomes(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> N
     """
     deferred = DeliveryStatus.DEFERRED
     # Only a composed message names its release: the others leave the column as it is.
-    for group in (_same_columns(updates, True), _same_columns(updates, False)):
-        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] != deferred])
-        _update_by_id(conn, DELIVERY, [u for u in group if u["status"] == deferred], still_sending=True)
-
-
-def _same_columns(updates: Sequence[Mapping[str, Any]], release: bool) -> list[Mapping[str, Any]]:
-    return [u for u in updates if ("release" in u) is release]
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] != deferred])
+    _update_by_id(conn, DELIVERY, [u for u in updates if u["status"] == deferred], still_sending=True)
 
 
 def _update_by_id(
     conn: Connection, table: sa.Table, updates: Sequence[Mapping[str, Any]], still_sending: bool = False
 ) -> None:
-    """One UPDATE of many rows (manyrows.execute_many): every update names its row by `_id` and sets
-    the same columns.
+    """UPDATEs of many rows (manyrows.execute_many): every update names its row by `_id`; those that
+    set the same columns go together, in the order first seen.
 
     `still_sending`: only rows whose status is still 'sending'.
     """
-    if not updates:
-        return
-    statement = _update_statement(table, tuple(k for k in updates[0] if k != "_id"), still_sending)
-    execute_many(conn, statement, updates)
+    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for update in updates:
+        shapes.setdefault(tuple(update), []).append(update)
+    for columns, group in shapes.items():
+        statement = _update_statement(table, tuple(k for k in columns if k != "_id"), still_sending)
+        execute_many(conn, statement, group)
 
 
 @functools.cache
