@@ -68,7 +68,7 @@ class DomainThrottle:
         if rate <= 0:
             return 0.0
         now = self.clock()
-        burst = max(1.0, rate * self.burst_seconds)
+        burst = self._burst(rate)
         bucket = self._buckets.pop(domain, None)
         if bucket is None:
             bucket = _Bucket(burst, now, float("-inf"))
@@ -90,9 +90,13 @@ class DomainThrottle:
         A message is checked against its domain's rate when it is composed; one then stopped
         (an unsubscribe, a 421 to its domain) leaves the domain its place, as if never taken.
         """
-        bucket = self._buckets.get(domain)
-        if bucket is not None and self.rate_for(domain) > 0:
-            bucket.tokens = min(max(1.0, self.rate_for(domain) * self.burst_seconds), bucket.tokens + 1.0)
+        bucket, rate = self._buckets.get(domain), self.rate_for(domain)
+        if bucket is not None and rate > 0:
+            bucket.tokens = min(self._burst(rate), bucket.tokens + 1.0)
+
+    def _burst(self, rate: float) -> float:
+        """The tokens a bucket holds at most: `burst_seconds` of the rate, at least one email."""
+        return max(1.0, rate * self.burst_seconds)
 
     def __len__(self) -> int:
         """Domains with a bucket now."""
