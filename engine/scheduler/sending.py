@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from engine.flow.status import BLOCKED_STATUSES, SubscriberStatus
 from engine.logs import log
@@ -57,6 +57,15 @@ class _RenderHold:
     error: str  # the first one's; each delivery's own is in its last_reply
     steps: set[str] = field(default_factory=set)  # "funnel/step"
     held: int = 0
+
+
+def _held(holds: dict[Any, _RenderHold], key: Any, reason: str, row: Claimed, now: datetime,
+          reply: str) -> DeliveryUpdate:
+    """Hold `row` 10 minutes, counted in `holds[key]` for the batch's one log line of that reason."""
+    hold = holds.setdefault(key, _RenderHold(reason))
+    hold.held += 1
+    hold.steps.add(f"{row['funnel']}/{row['step']}")
+    return later(row, now + RENDER_HELD_RETRY, now, reply[:500])
 
 
 class _Composed(NamedTuple):
@@ -172,12 +181,7 @@ class Sender:
         """
         now = self.clock.now()
         reason = f"{type(error).__name__}: {error}"[:300]
-        hold = crashed.get(type(error).__name__)
-        if hold is None:
-            hold = crashed[type(error).__name__] = _RenderHold(reason)
-        hold.held += 1
-        hold.steps.add(f"{row['funnel']}/{row['step']}")
-        return later(row, now + RENDER_HELD_RETRY, now, f"held: composing it failed: {reason}")
+        return _held(crashed, type(error).__name__, reason, row, now, f"held: composing it failed: {reason}")
 
     async def _send_one(self, composed: _Composed) -> tuple[DeliveryUpdate, str]:
         """Send a composed message if it may still go; its update and its outcome for the metrics."""
@@ -275,12 +279,7 @@ class Sender:
         except TemplateFileError as error:
             reason = str(error)
             key = (error.template, funnels.release.id)
-            hold = render_held.get(key)
-            if hold is None:
-                hold = render_held[key] = _RenderHold(reason)
-            hold.held += 1
-            hold.steps.add(f"{row['funnel']}/{row['step']}")
-            return later(row, now + RENDER_HELD_RETRY, now, f"held: {reason}"[:500])
+            return _held(render_held, key, reason, row, now, f"held: {reason}")
         except ComposeError as error:
             reason = str(error)
             log("render_failed", delivery=row["id"], funnel=row["funnel"], step=row["step"], error=reason)
