@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.config import parse_domain_rates, parse_schedule, parse_start
 from engine.logs import LOGGER, setup_logging
@@ -27,6 +28,7 @@ from engine.mail.transport import Outcome, Result
 from engine.scheduler.throttle import DomainThrottle
 from engine.scheduler.tick import TickReport
 from engine.scheduler.warmup import Warmup
+from engine.store.tables import SUBSCRIBER
 from tests.scheduler.harness import Harness
 from tests.support.project import minimal_project
 from tests.support.smtp_server import RecordingHandler, SmtpServer, running_smtp
@@ -94,6 +96,13 @@ def _by_address(harness: Harness, step: str) -> dict[str, dict[str, Any]]:
     with harness.db_engine.connect() as conn:
         emails = {row.id: row.email for row in conn.exec_driver_sql("SELECT id, email FROM subscriber")}
     return {emails[d["subscriber_id"]]: d for d in harness.deliveries() if d["step"] == step}
+
+
+def _unsubscribed_elsewhere(harness: Harness, address: str) -> None:
+    """`address` unsubscribes on another daemon: this one hears of it by its stop list only."""
+    with harness.db_engine.connect() as conn:
+        found = conn.execute(sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email == address)).scalar_one()
+    harness.daemon.dispatcher.recorder.stoplist.add([(found, "minimal")])
 
 
 def test_a_421_holds_the_rest_of_its_domain_even_mail_composed_before_it_came(
@@ -306,10 +315,7 @@ def test_a_message_stopped_after_it_was_composed_gives_its_warm_up_place_back(
         for address in people:
             h.event(address, "confirmed")
         h.tick()
-        # p0 unsubscribes on another daemon: this one hears of it by its stop list only.
-        with h.db_engine.connect() as conn:
-            p0 = conn.exec_driver_sql("SELECT id FROM subscriber WHERE email = 'p0@example.com'").scalar_one()
-        h.daemon.dispatcher.recorder.stoplist.add([(p0, "minimal")])
+        _unsubscribed_elsewhere(h, "p0@example.com")
         h.clock.at = WEDNESDAY + timedelta(minutes=5)  # every e1 is due
         h.tick()
         e1 = _by_address(h, "e1")
@@ -345,9 +351,7 @@ def test_a_message_stopped_after_it_was_composed_gives_its_domain_slot_back(
             seconds[0] += 10.0
             h.clock.advance(timedelta(minutes=1))
         assert {d["status"] for d in h.deliveries()} == {"sent"}
-        with h.db_engine.connect() as conn:
-            p0 = conn.exec_driver_sql("SELECT id FROM subscriber WHERE email = 'p0@example.com'").scalar_one()
-        h.daemon.dispatcher.recorder.stoplist.add([(p0, "minimal")])
+        _unsubscribed_elsewhere(h, "p0@example.com")
         h.clock.at = WEDNESDAY + timedelta(minutes=5)
         h.tick()  # p0's e1 takes the slot, p1's waits a second for the next; p0's is then stopped
         e1 = _by_address(h, "e1")
