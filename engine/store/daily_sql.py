@@ -37,10 +37,24 @@ place to the next. Events are never updated; a delivery's `sent_at` may be set l
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.store.tally_sql import before, day_sql, drop, plain, triggers
+from engine.store.tally_sql import (
+    BOTH_TABLES,
+    DELETED,
+    INSERTED,
+    NEW_TABLE,
+    OLD_TABLE,
+    before,
+    day_sql,
+    drop,
+    plain,
+    summed,
+    triggers,
+)
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -244,9 +258,39 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
     }
 
 
-def trigger_ddl(dialect: str) -> list[str]:
-    """The statements that create every daily trigger on `dialect` ('sqlite' or 'postgresql')."""
-    return triggers(dialect, _bodies(dialect))
+DELIVERY_TRIGGERS = ("daily_delivery_insert", "daily_delivery_update", "daily_delivery_delete")
+
+
+def _sent_of(dialect: str, r: str, sign: int, rows: str) -> str:
+    """The `sent` rows of the delivery rows `rows` (`r` is o or r) sent at some time, each signed `sign`."""
+    return (
+        f"SELECT '{KIND}' AS kind, {r}.funnel AS funnel, {day_sql(dialect, f'{r}.sent_at')} AS day, "
+        f"'sent' AS k1, {r}.step AS k2, '' AS k3, '' AS k4, {sign} AS n {rows} WHERE {r}.sent_at IS NOT NULL"
+    )
+
+
+def _per_statement(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
+    """PostgreSQL's delivery triggers, once a statement over its rows (as tally_sql._per_statement:
+    an UPDATE takes back every row's day sent and counts it again, and a row not moved cancels out)."""
+    if dialect == "sqlite":
+        return {}
+    return {
+        "daily_delivery_insert": ("AFTER INSERT ON delivery", NEW_TABLE, [
+            summed(_sent_of(dialect, "r", 1, INSERTED)),
+        ]),
+        "daily_delivery_update": ("AFTER UPDATE ON delivery", BOTH_TABLES, [
+            summed(_sent_of(dialect, "o", -1, DELETED), _sent_of(dialect, "r", 1, INSERTED)),
+        ]),
+        "daily_delivery_delete": ("AFTER DELETE ON delivery", OLD_TABLE, [
+            summed(_sent_of(dialect, "o", -1, DELETED)),
+        ]),
+    }
+
+
+def trigger_ddl(dialect: str, only: Collection[str] | None = None, per_row: bool = False) -> list[str]:
+    """The statements that create every daily trigger (`only` these) on `dialect` ('sqlite' or
+    'postgresql'); `per_row`: PostgreSQL's delivery triggers as before migration 0009."""
+    return triggers(dialect, _bodies(dialect), None if per_row else _per_statement(dialect), only)
 
 
 def install(conn: Connection) -> None:

@@ -18,8 +18,13 @@ makes SQLite keep a statement journal, a copy of every page the statement change
 each execution: one execution per row copied each of the delivery table's index pages
 for every row (the queued INSERT 23.5 -> 6.7 µs a row of 3,000). And each execution
 hands the interpreter lock back and forth with the event loop: the outcome UPDATE took
-about 4 ms of wall time for a group of 30 while the loop was busy sending. (On
-PostgreSQL the same joined UPDATE measured no better than the executemany.)
+about 4 ms of wall time for a group of 30 while the loop was busy sending.
+
+On PostgreSQL an UPDATE that names its row by `_id` is joined to its rows given as one
+array a column (`UPDATE ... FROM unnest(%(a)s::T[], ...) AS v(...)`, `_Unnested`): one
+statement for the whole group, so that the delivery table's triggers, which run once a
+statement over its rows (engine/store/tally_sql.py), run once, not once a row. Other
+statements run as one DBAPI executemany (psycopg pipelines it).
 
 Only for statements built once (module-level or cached): the compiled form is kept per
 statement object.
@@ -27,6 +32,7 @@ statement object.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +60,7 @@ class _Compiled:
     fixed: tuple[Any, ...]  # the statement's own values, converted once
     order: Callable[[list[Any]], tuple[Any, ...]]  # (row's values + fixed ones) in the order of `names`
     batched: _Batched | None = None  # SQLite: the same statement for many rows at once
+    unnested: _Unnested | None = None  # PostgreSQL: an UPDATE joined to its rows' arrays
     key: int | None = None  # which parameter names the row (an UPDATE's id): unique within a batch
 
 
@@ -69,6 +76,16 @@ class _Batched:
     def sql(self, count: int) -> str:
         """The statement for `count` rows."""
         return self.head + ", ".join([self.row] * count) + self.tail
+
+
+@dataclass(frozen=True)
+class _Unnested:
+    """A one-row PostgreSQL UPDATE written for any number of rows: each parameter a row gives
+    is one array of every row's value (`arrays`, indices into the parameters), the others
+    stay one value."""
+
+    sql: str
+    arrays: frozenset[int]
 
 
 _MOST_ROWS = 512  # one statement's rows: more only lengthens the SQL text SQLite parses
@@ -105,9 +122,15 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
                     done = memo[value] = process(value)
                 values[i] = done
         params.append(order(values + fixed))
-    batched = compiled.batched
-    key = compiled.key
-    if batched is not None and (key is None or len({values[key] for values in params}) == len(params)):
+    batched, unnested, key = compiled.batched, compiled.unnested, compiled.key
+    unique = key is None or len({values[key] for values in params}) == len(params)
+    if unnested is not None and unique and len(params) > 1:
+        columns = list(zip(*params, strict=True))
+        arrays = unnested.arrays
+        given = {name: list(columns[i]) if i in arrays else columns[i][0]
+                 for i, name in enumerate(compiled.names)}
+        return int(conn.exec_driver_sql(unnested.sql, given).rowcount)
+    if batched is not None and unique:
         changed = start = 0
         while start < len(params):
             # A power of two rows a statement: a few texts a statement, each prepared once and
@@ -165,16 +188,18 @@ def _compile(conn: Connection, statement: sa.Executable) -> _Compiled:
     at = {i: n for n, i in enumerate([*own, *fixed])}
     processed = tuple((n, process, isinstance(binds[names[i]].type, UtcDateTime))
                       for n, i in enumerate(own) if (process := processors[i]) is not None)
-    batched, row_key = None, None
+    batched, unnested, row_key = None, None, None
     if dialect.name == "sqlite":
         raw = conn.connection.driver_connection  # the most parameters a statement takes, as built
         batched, row_key = _batched(statement, compiled.string, names,
                                     raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+    elif dialect.name == "postgresql":
+        unnested, row_key = _unnested(statement, compiled.string, names, frozenset(own))
     found = _compiled[key] = _Compiled(
         sql=compiled.string, names=names, positional=positional,
         from_row=_getter([names[i] for i in own]) if own else (lambda row: ()),
         processed=processed, fixed=tuple(fixed.values()),
-        order=_getter([at[i] for i in range(len(names))]), batched=batched, key=row_key)
+        order=_getter([at[i] for i in range(len(names))]), batched=batched, unnested=unnested, key=row_key)
     return found
 
 
@@ -206,6 +231,41 @@ def _batched(
         joined = _Batched(setting + " FROM (VALUES ", placeholders, ") AS v WHERE " + where, most)
         return joined, names.index("_id")
     return None, None
+
+
+# The types an array of a row's values may have (the cast psycopg's dialect writes for each
+# parameter): those psycopg dumps alike alone and in a list (JSON as the type's processor wraps it).
+_ARRAY_TYPES = frozenset({"VARCHAR", "TEXT", "INTEGER", "BIGINT", "SMALLINT", "BOOLEAN", "FLOAT",
+                          "DOUBLE PRECISION", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITHOUT TIME ZONE",
+                          "JSON", "JSONB"})
+_CAST = re.compile(r"%\((\w+)\)s::(TIMESTAMP WITH(?:OUT)? TIME ZONE|DOUBLE PRECISION|[A-Z]+)(?=[\s,)]|$)")
+
+
+def _unnested(
+    statement: sa.Executable, sql: str, names: tuple[str, ...], own: frozenset[int]
+) -> tuple[_Unnested | None, int | None]:
+    """PostgreSQL's one-row UPDATE `sql` joined to its rows' arrays, and which parameter keys a row.
+
+    Only an UPDATE of the shape queries._update_statement builds (`UPDATE t SET ... WHERE
+    t.id = %(_id)s::INTEGER ...`), each parameter written once with its cast, every cast one
+    of `_ARRAY_TYPES`. `own`: the indices of the parameters each row gives (the others are the
+    statement's own, one value for all). None otherwise: the statement runs as an executemany.
+    """
+    if not isinstance(statement, Update) or "_id" not in names or sql.count(" WHERE ") != 1:
+        return None, None
+    table = getattr(statement.table, "name", None)
+    casts = {match.group(1): match.group(2) for match in _CAST.finditer(sql)}
+    if (not sql.startswith(f"UPDATE {table} SET ") or set(casts) != set(names)
+            or any(sql.count(f"%({name})s") != 1 or casts[name] not in _ARRAY_TYPES for name in names)):
+        return None, None
+    given = [names[i] for i in sorted(own)]
+    for name in given:
+        sql = sql.replace(f"%({name})s::{casts[name]}", f'v."{name}"')
+    setting, where = sql.split(" WHERE ")
+    arrays = ", ".join(f"%({name})s::{casts[name]}[]" for name in given)
+    columns = ", ".join(f'"{name}"' for name in given)
+    joined = f"{setting} FROM unnest({arrays}) AS v({columns}) WHERE {where}"
+    return _Unnested(joined, own), names.index("_id")
 
 
 def _power_of_two(count: int) -> int:

@@ -1,4 +1,4 @@
-"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0007 down and up."""
+"""Migrations on filled databases: 0002 down and up (milestones backfilled), 0003 to 0009 down and up."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from alembic import command
 from sqlalchemy.engine import Engine
 
 from engine.flow.state import Stage, State
-from engine.store import migrate, queries, signups, subscribers
+from engine.store import daily, migrate, queries, signups, subscribers
 from engine.store.funnelstats import funnel_numbers
 from engine.store.releases import record_release
-from engine.store.tables import MILESTONE, RELEASE, UtcDateTime
+from engine.store.stepstats import step_counts
+from engine.store.tables import DELIVERY, MILESTONE, RELEASE, UtcDateTime
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 _ENROLLMENT = sa.table(
@@ -142,6 +143,51 @@ def test_0007_adds_the_index_of_the_funnel_map_and_takes_it_away(db_engine: Engi
     assert "ix_enrollment_audience" in indexes()
     migrate.upgrade(db_engine)
     assert "ix_enrollment_position" in indexes()
+    assert migrate.current_revision(db_engine) == migrate.head_revision()
+
+
+def _delivery_triggers(conn: sa.Connection) -> dict[str, str]:
+    """PostgreSQL's triggers on delivery: name -> 'row' or 'statement' (pg_trigger.tgtype's bit 0)."""
+    found = conn.exec_driver_sql(
+        "SELECT tgname, tgtype & 1 FROM pg_trigger WHERE tgrelid = 'delivery'::regclass AND NOT tgisinternal")
+    return {name: "row" if per_row else "statement" for name, per_row in found}
+
+
+def test_0009_counts_mail_once_a_statement_on_postgresql_and_the_same_before_and_after(
+    db_engine: Engine,
+) -> None:
+    names = {"tally_delivery_insert", "tally_delivery_update", "tally_delivery_delete",
+             "daily_delivery_insert", "daily_delivery_update", "daily_delivery_delete"}
+
+    def queue_and_send(conn: sa.Connection, enrollment: int, subscriber: int, steps: list[str]) -> None:
+        rows = [{"enrollment_id": enrollment, "subscriber_id": subscriber, "funnel": "f", "step": step,
+                 "message_id": f"<{step}@example.com>", "status": "queued", "created_at": AT,
+                 "updated_at": AT, "next_attempt_at": AT} for step in steps]
+        queries.queue_deliveries(conn, rows)
+        sent = sa.update(DELIVERY).where(DELIVERY.c.step.in_(steps)).values(status="sent", sent_at=AT)
+        conn.execute(sent)
+
+    with db_engine.begin() as conn:
+        sid = subscribers.upsert_subscriber(conn, {"email": "a@example.com"}, AT)[0]
+        eid = signups.enroll(conn, sid, "f", State(Stage.NURTURE, AT), AT)[0]
+        queue_and_send(conn, eid, sid, ["e1", "e2"])
+        postgresql = conn.dialect.name == "postgresql"
+        if postgresql:
+            assert _delivery_triggers(conn) == dict.fromkeys(names, "statement")
+        command.downgrade(migrate._config(conn), "0008")
+        if postgresql:
+            assert _delivery_triggers(conn) == dict.fromkeys(names, "row")
+        queue_and_send(conn, eid, sid, ["e3"])  # counted by the row triggers
+    migrate.upgrade(db_engine)
+    with db_engine.begin() as conn:
+        queue_and_send(conn, eid, sid, ["e4", "e5"])
+        conn.execute(sa.delete(DELIVERY).where(DELIVERY.c.step == "e5"))
+        assert {c.step: (c.sent, c.pending) for c in step_counts(conn, "f")} == {
+            "e1": (1, 0), "e2": (1, 0), "e3": (1, 0), "e4": (1, 0)}
+        sent = [(c.day, c.n) for c in daily.day_counts(conn, "f", AT.date(), AT.date()) if c.metric == "sent"]
+        assert sent == [(AT.date(), 4)]
+        if postgresql:
+            assert _delivery_triggers(conn) == dict.fromkeys(names, "statement")
     assert migrate.current_revision(db_engine) == migrate.head_revision()
 
 
