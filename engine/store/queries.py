@@ -12,14 +12,14 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
-from engine.store.inserts import insert_ignoring_conflicts
+from engine.store.inserts import insert_ignoring_conflicts, on_conflict_dialect
 from engine.store.manyrows import execute_many
 from engine.store.rows import email_hash, normalize_email
 from engine.store.status import NOT_SENT, PENDING, DeliveryStatus
@@ -251,21 +251,21 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
 
 def queue_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Queue emails to send; one per enrollment and step, however often this is called."""
-    if conn.dialect.name == "sqlite" and rows:
-        # manyrows' INSERT of many VALUES rows, its text made once from the one-row statement,
-        # instead of SQLAlchemy's multi-row VALUES with RETURNING, whose SQL and parameters it
-        # builds row by row in Python: the rows skipped as already queued count 0 in the
-        # driver's rowcount. (PostgreSQL's unnest insert is one statement already: inserts.py.)
-        return execute_many(conn, _queue_statement(tuple(rows[0])), rows)
-    return insert_ignoring_conflicts(conn, DELIVERY, rows, ["enrollment_id", "step"])
+    if not rows:
+        return 0
+    # manyrows' INSERT of many rows (VALUES rows on SQLite, binary arrays on PostgreSQL), its
+    # text made once from the one-row statement, instead of SQLAlchemy's multi-row VALUES with
+    # RETURNING, whose SQL and parameters it builds row by row in Python: the rows skipped as
+    # already queued count 0 in the driver's rowcount.
+    return execute_many(conn, _queue_statement(on_conflict_dialect(conn), tuple(rows[0])), rows)
 
 
 @functools.cache
-def _queue_statement(columns: tuple[str, ...]) -> sa.Insert:
-    """SQLite's INSERT of one queued email with these columns, skipping one already queued."""
+def _queue_statement(dialect: ModuleType, columns: tuple[str, ...]) -> sa.Insert:
+    """The INSERT of one queued email with these columns, skipping one already queued."""
     values: dict[str, Any] = {k: sa.bindparam(k) for k in columns}
-    statement = sqlite.insert(DELIVERY).values(values)
-    return statement.on_conflict_do_nothing(index_elements=["enrollment_id", "step"])
+    statement = dialect.insert(DELIVERY).values(values)
+    return statement.on_conflict_do_nothing(index_elements=["enrollment_id", "step"])  # type: ignore[no-any-return]
 
 
 def claim_due_deliveries(
