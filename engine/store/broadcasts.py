@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from engine.sequences.plan import BroadcastPlan
 from engine.store import audience as audience_sql
 from engine.store.db import DbConnection, DbEngine
+from engine.store.inlists import one_of
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.status import DeliveryStatus
 from engine.store.tables import BROADCAST, BROADCAST_RECIPIENT, DELIVERY, ENROLLMENT
@@ -272,7 +273,8 @@ def pending_for(
         sa.select(
             BROADCAST_RECIPIENT.c.enrollment_id, BROADCAST_RECIPIENT.c.broadcast, BROADCAST_RECIPIENT.c.due_at
         )
-        .where(BROADCAST_RECIPIENT.c.enrollment_id.in_(ids), BROADCAST_RECIPIENT.c.status == PENDING)
+        .where(one_of(conn, BROADCAST_RECIPIENT.c.enrollment_id, ids),
+               BROADCAST_RECIPIENT.c.status == PENDING)
         .order_by(BROADCAST_RECIPIENT.c.due_at)
     )
     found: dict[int, list[tuple[str, datetime]]] = {}

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
+from engine.store.inlists import one_of
 from engine.store.inserts import insert_ignoring_conflicts, on_conflict_dialect
 from engine.store.manyrows import execute_many
 from engine.store.rows import email_hash, normalize_email
@@ -44,7 +45,7 @@ def subscriber_facts(conn: Connection, ids: Iterable[int]) -> dict[int, RowMappi
     """Each subscriber's `timezone` and `status` by id: all that deciding reads of a subscriber
     (not the whole row, whose `fields` JSON and times would be converted for nothing)."""
     columns = (SUBSCRIBER.c.id, SUBSCRIBER.c.timezone, SUBSCRIBER.c.status)
-    rows = conn.execute(sa.select(*columns).where(SUBSCRIBER.c.id.in_(list(ids)))).mappings()
+    rows = conn.execute(sa.select(*columns).where(one_of(conn, SUBSCRIBER.c.id, ids))).mappings()
     return {row["id"]: row for row in rows}
 
 
@@ -72,7 +73,8 @@ def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
     wanted = list(set(hashes))
     if not wanted:
         return set()
-    found = conn.execute(sa.select(SUPPRESSION.c.email_hash).where(SUPPRESSION.c.email_hash.in_(wanted)))
+    statement = sa.select(SUPPRESSION.c.email_hash).where(one_of(conn, SUPPRESSION.c.email_hash, wanted))
+    found = conn.execute(statement)
     return set(found.scalars())
 
 
@@ -215,7 +217,8 @@ def last_event_id(conn: Connection) -> int:
 def events_by_subscriber(conn: Connection, ids: Iterable[int]) -> dict[int, list[RowMapping]]:
     """Every event of these subscribers, oldest first."""
     found: dict[int, list[RowMapping]] = defaultdict(list)
-    statement = sa.select(EVENT).where(EVENT.c.subscriber_id.in_(list(ids))).order_by(EVENT.c.at, EVENT.c.id)
+    statement = (sa.select(EVENT).where(one_of(conn, EVENT.c.subscriber_id, ids))
+                 .order_by(EVENT.c.at, EVENT.c.id))
     for row in conn.execute(statement).mappings():
         found[row["subscriber_id"]].append(row)
     return found
@@ -239,7 +242,7 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
         else_=DELIVERY.c.created_at,
     )
     statement = sa.select(DELIVERY.c.subscriber_id, goes_out).where(
-        DELIVERY.c.subscriber_id.in_(list(ids)),
+        one_of(conn, DELIVERY.c.subscriber_id, ids),
         DELIVERY.c.marketing.is_(True),
         DELIVERY.c.created_at >= since,
         DELIVERY.c.status.not_in(NOT_SENT),
@@ -301,13 +304,13 @@ def claim_due_deliveries(
         )
         .join(SUBSCRIBER, SUBSCRIBER.c.id == DELIVERY.c.subscriber_id)
         .join(ENROLLMENT, ENROLLMENT.c.id == DELIVERY.c.enrollment_id)
-        .where(DELIVERY.c.id.in_(ids))
+        .where(one_of(conn, DELIVERY.c.id, ids))
         .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
     )
     rows = [dict(r) for r in conn.execute(statement).mappings()]
     conn.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.id.in_(ids))
+        .where(one_of(conn, DELIVERY.c.id, ids))
         .values(status=DeliveryStatus.SENDING, next_attempt_at=lease_until, updated_at=now)
     )
     return rows
@@ -387,7 +390,7 @@ def last_confirmations(
         return {}
     statement = (
         sa.select(DELIVERY.c.subscriber_id, sa.func.max(DELIVERY.c.created_at))
-        .where(DELIVERY.c.subscriber_id.in_(wanted), DELIVERY.c.created_at >= since, sa.or_(*pairs))
+        .where(one_of(conn, DELIVERY.c.subscriber_id, wanted), DELIVERY.c.created_at >= since, sa.or_(*pairs))
         .group_by(DELIVERY.c.subscriber_id)
     )
     return {int(s): at for s, at in conn.execute(statement)}

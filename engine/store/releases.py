@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.project.release import Release
+from engine.store.inlists import one_of
 from engine.store.inserts import insert_ignoring_conflicts
 from engine.store.status import DeliveryStatus
 from engine.store.tables import DELIVERY, RELEASE
@@ -35,7 +36,7 @@ def held_steps(conn: Connection, enrollment_ids: Iterable[int]) -> dict[int, tup
     statement = (
         sa.select(DELIVERY.c.enrollment_id, DELIVERY.c.step)
         # The (enrollment, step) unique index finds an enrollment's few deliveries.
-        .where(DELIVERY.c.enrollment_id.in_(wanted), DELIVERY.c.status == DeliveryStatus.DEFERRED,
+        .where(one_of(conn, DELIVERY.c.enrollment_id, wanted), DELIVERY.c.status == DeliveryStatus.DEFERRED,
                DELIVERY.c.last_reply.startswith(HELD_PREFIX, autoescape=True))
         .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
     )

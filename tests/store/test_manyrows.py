@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from engine.flow.state import Stage, State
 from engine.store import manyrows, queries, signups, subscribers
 from engine.store.manyrows import execute_many
-from engine.store.tables import DELIVERY, ENROLLMENT
+from engine.store.tables import DELIVERY, ENROLLMENT, EVENT
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, 250_000, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -210,3 +210,17 @@ def test_a_statement_of_many_rows_keeps_within_the_connections_parameter_limit()
         assert (batched.most if batched else None) == most
         if batched is not None:
             assert key == 3 and batched.sql(2).count("?") == 8
+
+
+def test_a_float_column_takes_ints_and_floats_in_one_batch(db_engine: Engine) -> None:
+    # PostgreSQL's binary array holds one type: the ints of a float column are made floats first.
+    ((_, subscriber),) = _enrollments(db_engine, 1)
+    with db_engine.begin() as conn:
+        for _ in range(3):
+            queries.record_event(conn, subscriber, "purchase", T0, funnel="f", wake=False, amount=1.0)
+        ids = [row.id for row in conn.execute(sa.select(EVENT.c.id).order_by(EVENT.c.id))]
+        statement = queries._update_statement(EVENT, ("amount",), False)
+        assert execute_many(conn, statement, [{"_id": ids[0], "amount": 2}, {"_id": ids[1], "amount": 2.5},
+                                              {"_id": ids[2], "amount": None}]) == 3
+    amounts = [row["amount"] for row in _rows(db_engine, EVENT)]
+    assert amounts == [2.0, 2.5, None] and isinstance(amounts[0], float)
