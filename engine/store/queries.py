@@ -45,7 +45,7 @@ def subscriber_facts(conn: Connection, ids: Iterable[int]) -> dict[int, RowMappi
     """Each subscriber's `timezone` and `status` by id: all that deciding reads of a subscriber
     (not the whole row, whose `fields` JSON and times would be converted for nothing)."""
     columns = (SUBSCRIBER.c.id, SUBSCRIBER.c.timezone, SUBSCRIBER.c.status)
-    rows = conn.execute(sa.select(*columns).where(one_of(conn, SUBSCRIBER.c.id, ids))).mappings().all()
+    rows = conn.execute(sa.select(*columns).where(one_of(conn, SUBSCRIBER.c.id, ids))).mappings()
     return {row["id"]: row for row in rows}
 
 
@@ -107,7 +107,7 @@ def claim_due_enrollments(conn: Connection, now: datetime, limit: int) -> list[R
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(conn.execute(statement).mappings().all())  # all(): fetched at once, in C
+    return list(conn.execute(statement).mappings())
 
 
 def save_enrollments(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
@@ -206,7 +206,7 @@ def unsubscribes_after(conn: Connection, event_id: int, since: datetime | None =
     statement = _UNSUBSCRIBES_AFTER
     if since is not None:
         statement = statement.where(EVENT.c.at >= since)
-    return list(conn.execute(statement, {"after": event_id}).mappings().all())
+    return list(conn.execute(statement, {"after": event_id}).mappings())
 
 
 def last_event_id(conn: Connection) -> int:
@@ -219,7 +219,7 @@ def events_by_subscriber(conn: Connection, ids: Iterable[int]) -> dict[int, list
     found: dict[int, list[RowMapping]] = defaultdict(list)
     statement = (sa.select(EVENT).where(one_of(conn, EVENT.c.subscriber_id, ids))
                  .order_by(EVENT.c.at, EVENT.c.id))
-    for row in conn.execute(statement).mappings().all():
+    for row in conn.execute(statement).mappings():
         found[row["subscriber_id"]].append(row)
     return found
 
@@ -247,7 +247,7 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
         DELIVERY.c.created_at >= since,
         DELIVERY.c.status.not_in(NOT_SENT),
     )
-    for subscriber_id, created_at in conn.execute(statement).all():
+    for subscriber_id, created_at in conn.execute(statement):
         found[subscriber_id].append(created_at)
     return found
 
@@ -307,7 +307,7 @@ def claim_due_deliveries(
         .where(one_of(conn, DELIVERY.c.id, ids))
         .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
     )
-    rows = [dict(r) for r in conn.execute(statement).mappings().all()]
+    rows = [dict(r) for r in conn.execute(statement).mappings()]
     conn.execute(
         sa.update(DELIVERY)
         .where(one_of(conn, DELIVERY.c.id, ids))

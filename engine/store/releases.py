@@ -41,7 +41,7 @@ def held_steps(conn: Connection, enrollment_ids: Iterable[int]) -> dict[int, tup
         .order_by(DELIVERY.c.created_at, DELIVERY.c.id)
     )
     found: dict[int, tuple[str, ...]] = {}
-    for enrollment, step in conn.execute(statement).all():
+    for enrollment, step in conn.execute(statement):
         found[enrollment] = (*found.get(enrollment, ()), step)
     return found
 
