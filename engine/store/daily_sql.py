@@ -38,23 +38,12 @@ place to the next. Events are never updated; a delivery's `sent_at` may be set l
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.store.tally_sql import (
-    BOTH_TABLES,
-    DELETED,
-    INSERTED,
-    NEW_TABLE,
-    OLD_TABLE,
-    before,
-    day_sql,
-    drop,
-    plain,
-    summed,
-    triggers,
-)
+from engine.store.tally_sql import before, day_sql, drop, once_a_statement, plain, triggers
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -270,21 +259,10 @@ def _sent_of(dialect: str, r: str, sign: int, rows: str) -> str:
 
 
 def _per_statement(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
-    """PostgreSQL's delivery triggers, once a statement over its rows (as tally_sql._per_statement:
-    an UPDATE takes back every row's day sent and counts it again, and a row not moved cancels out)."""
+    """PostgreSQL's delivery triggers, once a statement over its rows (tally_sql.once_a_statement)."""
     if dialect == "sqlite":
         return {}
-    return {
-        "daily_delivery_insert": ("AFTER INSERT ON delivery", NEW_TABLE, [
-            summed(_sent_of(dialect, "r", 1, INSERTED)),
-        ]),
-        "daily_delivery_update": ("AFTER UPDATE ON delivery", BOTH_TABLES, [
-            summed(_sent_of(dialect, "o", -1, DELETED), _sent_of(dialect, "r", 1, INSERTED)),
-        ]),
-        "daily_delivery_delete": ("AFTER DELETE ON delivery", OLD_TABLE, [
-            summed(_sent_of(dialect, "o", -1, DELETED)),
-        ]),
-    }
+    return once_a_statement("daily", "delivery", partial(_sent_of, dialect))
 
 
 def trigger_ddl(dialect: str, only: Collection[str] | None = None, per_row: bool = False) -> list[str]:

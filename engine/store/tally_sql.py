@@ -36,8 +36,9 @@ rows the engine writes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -432,10 +433,9 @@ def _bodies(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
     }
 
 
-def summed(*selects: str) -> str:
+def _summed(*selects: str) -> str:
     """One INSERT of the signed tally rows the SELECTs give (kind, funnel, day, k1, k2, k3, k4,
-    n), summed per key; a key whose rows cancel out is left out. For the triggers that run once
-    a statement."""
+    n), summed per key; a key whose rows cancel out is left out."""
     union = " UNION ALL ".join(selects)
     return (
         f"INSERT INTO tally ({_COLUMNS}) SELECT kind, funnel, day, k1, k2, k3, k4, sum(n), 0, 0 "
@@ -443,12 +443,31 @@ def summed(*selects: str) -> str:
     )
 
 
-# The rows a statement trigger reads, as its transition tables name them: `o` as they were
-# (deleted, or before an UPDATE), `r` as they are (inserted, or after an UPDATE).
-INSERTED = "FROM new_rows r"
-DELETED = "FROM old_rows o"
-NEW_TABLE, OLD_TABLE, BOTH_TABLES = "NEW TABLE AS new_rows", "OLD TABLE AS old_rows", \
-    "OLD TABLE AS old_rows NEW TABLE AS new_rows"
+def once_a_statement(
+    prefix: str, table: str, rows_of: Callable[[str, int, str], str], after_insert: Sequence[str] = ()
+) -> dict[str, tuple[str, str, list[str]]]:
+    """PostgreSQL triggers `<prefix>_<table>_insert|update|delete` that run once a statement,
+    over the rows it wrote (its transition tables), for `per_statement` of `triggers`.
+
+    `rows_of(r, sign, rows)` is a SELECT of the tally rows (kind, funnel, day, k1, k2, k3, k4,
+    n) of the rows `rows` (`FROM new_rows r` or `FROM old_rows o`; `r` is their alias), each
+    signed `sign`; each trigger appends them summed per key. An UPDATE takes back every row as it
+    was and counts it as it is: a row whose key did not change cancels out and writes
+    nothing, as a row trigger's WHEN would have. (Matching the rows before and after by id
+    instead made PostgreSQL, which keeps no statistics of transition tables, join them row
+    by row: 1.2 ms an email of the claim of 3,000.) `after_insert`: statements run after an
+    insert's rows are counted.
+    """
+    name = f"{prefix}_{table}"
+    inserted, deleted = "FROM new_rows r", "FROM old_rows o"
+    return {
+        f"{name}_insert": (f"AFTER INSERT ON {table}", "NEW TABLE AS new_rows",
+                           [_summed(rows_of("r", 1, inserted)), *after_insert]),
+        f"{name}_update": (f"AFTER UPDATE ON {table}", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                           [_summed(rows_of("o", -1, deleted), rows_of("r", 1, inserted))]),
+        f"{name}_delete": (f"AFTER DELETE ON {table}", "OLD TABLE AS old_rows",
+                           [_summed(rows_of("o", -1, deleted))]),
+    }
 
 
 DELIVERY_TRIGGERS = ("tally_delivery_insert", "tally_delivery_update", "tally_delivery_delete")
@@ -463,39 +482,24 @@ def _mail_of(d: _Dialect, r: str, sign: int, rows: str) -> str:
 
 
 def _per_statement(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
-    """PostgreSQL's delivery triggers, once a statement over its rows (transition tables).
+    """PostgreSQL's delivery triggers, once a statement over its rows (`once_a_statement`).
 
     The tick queues a thousand emails in one INSERT and records a group of outcomes in one
     UPDATE (engine/store/manyrows.py): a row trigger, a plpgsql call per row, cost the
     server about 35 µs an email queued and 80 µs an outcome recorded. These count the same,
     summed per key. (SQLite has only row triggers; its writes pay no call per row.)
-
-    An UPDATE takes back every row as it was and counts it as it is: a row whose key did not
-    change (the claim's queued to sending, both pending) cancels out in the sum and writes
-    nothing, as the row trigger's WHEN wrote nothing. (Matching the rows before and after by
-    id instead made PostgreSQL, which keeps no statistics of transition tables, join them row
-    by row: 1.2 ms an email claimed.)
     """
     if d.name == "sqlite":
         return {}
     same_email = (f"p.subscriber_id = {{r}}.subscriber_id AND {plain('p.funnel')} = {{r}}.funnel "
                   f"AND {plain('p.step')} = {{r}}.step")
-    return {
-        "tally_delivery_insert": ("AFTER INSERT ON delivery", NEW_TABLE, [
-            summed(_mail_of(d, "r", 1, INSERTED)),
-            # Events that name the step before the email exists (none the engine writes).
-            "UPDATE delivery SET acted = (SELECT coalesce(sum(DISTINCT " + _acted_bit("p.type") + "), 0) "
-            f"FROM event p WHERE {same_email.format(r='delivery')} AND p.type IN ({_ACTED_TYPES})) "
-            f"WHERE id IN (SELECT r.id {INSERTED} WHERE EXISTS (SELECT 1 FROM event p WHERE "
-            f"{same_email.format(r='r')}))",
-        ]),
-        "tally_delivery_update": ("AFTER UPDATE ON delivery", BOTH_TABLES, [
-            summed(_mail_of(d, "o", -1, DELETED), _mail_of(d, "r", 1, INSERTED)),
-        ]),
-        "tally_delivery_delete": ("AFTER DELETE ON delivery", OLD_TABLE, [
-            summed(_mail_of(d, "o", -1, DELETED)),
-        ]),
-    }
+    return once_a_statement("tally", "delivery", partial(_mail_of, d), after_insert=[
+        # Events that name the step before the email exists (none the engine writes).
+        "UPDATE delivery SET acted = (SELECT coalesce(sum(DISTINCT " + _acted_bit("p.type") + "), 0) "
+        f"FROM event p WHERE {same_email.format(r='delivery')} AND p.type IN ({_ACTED_TYPES})) "
+        "WHERE id IN (SELECT r.id FROM new_rows r WHERE EXISTS (SELECT 1 FROM event p WHERE "
+        f"{same_email.format(r='r')}))",
+    ])
 
 
 def _sqlite(name: str, when_on: str, condition: str, statements: list[str]) -> list[str]:
