@@ -81,9 +81,9 @@ class _Batched:
 
 @dataclass(frozen=True)
 class _Unnested:
-    """A one-row PostgreSQL UPDATE written for any number of rows: each parameter a row gives
-    is one array of every row's value (`arrays`, indices into the parameters), the others
-    stay one value."""
+    """A one-row PostgreSQL INSERT or UPDATE written for any number of rows: each parameter a
+    row gives is one array of every row's value (`arrays`, indices into the parameters), the
+    others stay one value."""
 
     sql: str
     arrays: frozenset[int]
@@ -101,7 +101,7 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     Each row gives the statement's bind parameters by name (those the statement does not
     give a value of its own). The count is the driver's rowcount: the rows the statements
     changed (a row an ON CONFLICT DO NOTHING skipped counts 0, a trigger's writes are not
-    counted), on SQLite and psycopg alike. On SQLite a batch that names one row twice
+    counted), on SQLite and psycopg alike. A batch that names one row twice
     (an UPDATE's `_id`) runs a row at a time, in order: a joined UPDATE would take either.
     """
     if not rows:
