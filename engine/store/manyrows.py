@@ -107,23 +107,10 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     if not rows:
         return 0
     compiled = _compile(conn, statement)
-    from_row, processed, order = compiled.from_row, compiled.processed, compiled.order
-    fixed = list(compiled.fixed)
-    # The times of one batch repeat (its `now`, its wake times): each is converted once.
-    memos: list[dict[Any, Any] | None] = [{} if once else None for _, _, once in processed]
-    params: list[Any] = []
-    for row in rows:
-        values = list(from_row(row))
-        for (i, process, _), memo in zip(processed, memos, strict=True):
-            if memo is None:
-                values[i] = process(values[i])
-            else:
-                value = values[i]
-                done = memo.get(value, _UNSEEN)
-                if done is _UNSEEN:
-                    done = memo[value] = process(value)
-                values[i] = done
-        params.append(order(values + fixed))
+    try:
+        params = _converted(compiled, rows)
+    except Exception as error:  # a value its type refuses (a naive time): as SQLAlchemy reports it
+        raise sa.exc.StatementError(str(error), compiled.sql, None, error) from error
     batched, unnested, key = compiled.batched, compiled.unnested, compiled.key
     unique = key is None or len({values[key] for values in params}) == len(params)
     if unnested is not None and unique:
@@ -142,10 +129,41 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
             changed += int(conn.exec_driver_sql(batched.sql(count), tuple(flat)).rowcount)
             start += count
         return changed
-    if not compiled.positional:
-        names = compiled.names
-        params = [dict(zip(names, values, strict=True)) for values in params]
-    return int(conn.exec_driver_sql(compiled.sql, params).rowcount)
+    if compiled.positional:
+        return int(conn.exec_driver_sql(compiled.sql, params).rowcount)
+    named = [dict(zip(compiled.names, values, strict=True)) for values in params]
+    return int(conn.exec_driver_sql(compiled.sql, named).rowcount)
+
+
+def _converted(compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Each row's parameters, each value converted by its type, in the order of `compiled.names`."""
+    from_row, processed, order = compiled.from_row, compiled.processed, compiled.order
+    fixed = list(compiled.fixed)
+    # The times of one batch repeat (its `now`, its wake times): each is converted once.
+    memos: list[dict[Any, Any] | None] = [{} if once else None for _, _, once in processed]
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(from_row(row))
+        for (i, process, _), memo in zip(processed, memos, strict=True):
+            if memo is None:
+                values[i] = process(values[i])
+            else:
+                value = values[i]
+                done = memo.get(value, _UNSEEN)
+                if done is _UNSEEN:
+                    done = memo[value] = process(value)
+                values[i] = done
+        params.append(order(values + fixed))
+    return params
+
+
+def by_columns(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    """`rows` grouped by the columns they give, in the order first seen: one statement a group
+    (a row with a column the first lacked is never written without it)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return groups
 
 
 def _floats(values: Sequence[Any]) -> list[float | None]:

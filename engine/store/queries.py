@@ -12,7 +12,6 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,8 +19,8 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import Stage
 from engine.store.inlists import one_of
-from engine.store.inserts import insert_ignoring_conflicts, on_conflict_dialect
-from engine.store.manyrows import execute_many
+from engine.store.inserts import insert_ignoring_conflicts
+from engine.store.manyrows import by_columns, execute_many
 from engine.store.rows import email_hash, normalize_email
 from engine.store.status import NOT_SENT, PENDING, DeliveryStatus
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT, SUBSCRIBER, SUPPRESSION
@@ -254,21 +253,7 @@ def marketing_sent_since(conn: Connection, ids: Iterable[int], since: datetime) 
 
 def queue_deliveries(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Queue emails to send; one per enrollment and step, however often this is called."""
-    if not rows:
-        return 0
-    # manyrows' INSERT of many rows (VALUES rows on SQLite, binary arrays on PostgreSQL), its
-    # text made once from the one-row statement, instead of SQLAlchemy's multi-row VALUES with
-    # RETURNING, whose SQL and parameters it builds row by row in Python: the rows skipped as
-    # already queued count 0 in the driver's rowcount.
-    return execute_many(conn, _queue_statement(on_conflict_dialect(conn), tuple(rows[0])), rows)
-
-
-@functools.cache
-def _queue_statement(dialect: ModuleType, columns: tuple[str, ...]) -> sa.Insert:
-    """The INSERT of one queued email with these columns, skipping one already queued."""
-    values: dict[str, Any] = {k: sa.bindparam(k) for k in columns}
-    statement = dialect.insert(DELIVERY).values(values)
-    return statement.on_conflict_do_nothing(index_elements=["enrollment_id", "step"])  # type: ignore[no-any-return]
+    return insert_ignoring_conflicts(conn, DELIVERY, rows, ["enrollment_id", "step"])
 
 
 def claim_due_deliveries(
@@ -337,10 +322,7 @@ def _update_by_id(
 
     `still_sending`: only rows whose status is still 'sending'.
     """
-    shapes: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for update in updates:
-        shapes.setdefault(tuple(update), []).append(update)
-    for columns, group in shapes.items():
+    for columns, group in by_columns(updates).items():
         statement = _update_statement(table, tuple(k for k in columns if k != "_id"), still_sending)
         execute_many(conn, statement, group)
 
