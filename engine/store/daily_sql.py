@@ -43,7 +43,15 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from engine.flow.state import EventType, Stage
-from engine.store.tally_sql import before, day_sql, drop, once_a_statement, plain, triggers
+from engine.store.tally_sql import (
+    before,
+    day_sql,
+    drop,
+    once_a_statement,
+    plain,
+    statement_trigger_names,
+    triggers,
+)
 
 KIND = "daily"
 METRICS = ("signups", "confirmations", "sent", "opened", "clicked", "unsubscribed", "complained", "revenue")
@@ -247,7 +255,7 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
     }
 
 
-DELIVERY_TRIGGERS = ("daily_delivery_insert", "daily_delivery_update", "daily_delivery_delete")
+DELIVERY_TRIGGERS = statement_trigger_names("daily", "delivery")
 
 
 def _sent_of(dialect: str, r: str, sign: int, rows: str) -> str:
@@ -258,17 +266,12 @@ def _sent_of(dialect: str, r: str, sign: int, rows: str) -> str:
     )
 
 
-def _per_statement(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
-    """PostgreSQL's delivery triggers, once a statement over its rows (tally_sql.once_a_statement)."""
-    if dialect == "sqlite":
-        return {}
-    return once_a_statement("daily", "delivery", partial(_sent_of, dialect))
-
-
 def trigger_ddl(dialect: str, only: Collection[str] | None = None, per_row: bool = False) -> list[str]:
     """The statements that create every daily trigger (`only` these) on `dialect` ('sqlite' or
     'postgresql'); `per_row`: PostgreSQL's delivery triggers as before migration 0009."""
-    return triggers(dialect, _bodies(dialect), None if per_row else _per_statement(dialect), only)
+    # On PostgreSQL the delivery triggers run once a statement (tally_sql.once_a_statement).
+    per_statement = None if per_row else once_a_statement("daily", "delivery", partial(_sent_of, dialect))
+    return triggers(dialect, _bodies(dialect), per_statement, only)
 
 
 def install(conn: Connection) -> None:

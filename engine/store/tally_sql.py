@@ -443,6 +443,11 @@ def _summed(*selects: str) -> str:
     )
 
 
+def statement_trigger_names(prefix: str, table: str) -> tuple[str, str, str]:
+    """The names of `once_a_statement`'s insert, update and delete triggers."""
+    return f"{prefix}_{table}_insert", f"{prefix}_{table}_update", f"{prefix}_{table}_delete"
+
+
 def once_a_statement(
     prefix: str, table: str, rows_of: Callable[[str, int, str], str], after_insert: Sequence[str] = ()
 ) -> dict[str, tuple[str, str, list[str]]]:
@@ -458,19 +463,19 @@ def once_a_statement(
     by row: 1.2 ms an email of the claim of 3,000.) `after_insert`: statements run after an
     insert's rows are counted.
     """
-    name = f"{prefix}_{table}"
+    insert, update, delete = statement_trigger_names(prefix, table)
     inserted, deleted = "FROM new_rows r", "FROM old_rows o"
     return {
-        f"{name}_insert": (f"AFTER INSERT ON {table}", "NEW TABLE AS new_rows",
+        insert: (f"AFTER INSERT ON {table}", "NEW TABLE AS new_rows",
                            [_summed(rows_of("r", 1, inserted)), *after_insert]),
-        f"{name}_update": (f"AFTER UPDATE ON {table}", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        update: (f"AFTER UPDATE ON {table}", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
                            [_summed(rows_of("o", -1, deleted), rows_of("r", 1, inserted))]),
-        f"{name}_delete": (f"AFTER DELETE ON {table}", "OLD TABLE AS old_rows",
+        delete: (f"AFTER DELETE ON {table}", "OLD TABLE AS old_rows",
                            [_summed(rows_of("o", -1, deleted))]),
     }
 
 
-DELIVERY_TRIGGERS = ("tally_delivery_insert", "tally_delivery_update", "tally_delivery_delete")
+DELIVERY_TRIGGERS = statement_trigger_names("tally", "delivery")
 
 
 def _mail_of(d: _Dialect, r: str, sign: int, rows: str) -> str:
@@ -487,10 +492,9 @@ def _per_statement(d: _Dialect) -> dict[str, tuple[str, str, list[str]]]:
     The tick queues a thousand emails in one INSERT and records a group of outcomes in one
     UPDATE (engine/store/manyrows.py): a row trigger, a plpgsql call per row, cost the
     server about 35 µs an email queued and 80 µs an outcome recorded. These count the same,
-    summed per key. (SQLite has only row triggers; its writes pay no call per row.)
+    summed per key. (SQLite has only row triggers; its writes pay no call per row: `triggers`
+    uses these on PostgreSQL only.)
     """
-    if d.name == "sqlite":
-        return {}
     same_email = (f"p.subscriber_id = {{r}}.subscriber_id AND {plain('p.funnel')} = {{r}}.funnel "
                   f"AND {plain('p.step')} = {{r}}.step")
     return once_a_statement("tally", "delivery", partial(_mail_of, d), after_insert=[
