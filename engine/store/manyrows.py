@@ -89,6 +89,18 @@ class _Unnested:
     arrays: frozenset[int]
     floats: frozenset[int]  # of those, the ones made floats first
 
+    def parameters(self, names: tuple[str, ...], params: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """The statement's parameters for these rows' (`params`, each in the order of `names`)."""
+        given: dict[str, Any] = {}
+        for i, (name, column) in enumerate(zip(names, zip(*params, strict=True), strict=True)):
+            if i not in self.arrays:
+                given[name] = column[0]  # the statement's own value, the same in every row
+            elif i in self.floats:
+                given[name] = [None if value is None else float(value) for value in column]
+            else:
+                given[name] = list(column)
+        return given
+
 
 _MOST_ROWS = 512  # one statement's rows: more only lengthens the SQL text SQLite parses
 _compiled: dict[tuple[sa.Executable, str], _Compiled] = {}
@@ -114,11 +126,7 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     batched, unnested, key = compiled.batched, compiled.unnested, compiled.key
     unique = key is None or len({values[key] for values in params}) == len(params)
     if unnested is not None and unique:
-        columns = list(zip(*params, strict=True))
-        arrays, floats = unnested.arrays, unnested.floats
-        given = {name: (_floats(columns[i]) if i in floats else list(columns[i])) if i in arrays
-                 else columns[i][0] for i, name in enumerate(compiled.names)}
-        return int(conn.exec_driver_sql(unnested.sql, given).rowcount)
+        return int(conn.exec_driver_sql(unnested.sql, unnested.parameters(compiled.names, params)).rowcount)
     if batched is not None and unique:
         changed = start = 0
         while start < len(params):
@@ -164,10 +172,6 @@ def by_columns(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[
     for row in rows:
         groups.setdefault(tuple(row), []).append(row)
     return groups
-
-
-def _floats(values: Sequence[Any]) -> list[float | None]:
-    return [None if value is None else float(value) for value in values]
 
 
 def _getter(indices: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
