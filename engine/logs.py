@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -67,10 +70,102 @@ class JsonFormatter(logging.Formatter):
         return f"{self._prefix}.{micro // 1000:03d}+00:00"
 
 
-def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send the engine's logs to `stream` (stderr) as JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+LINE_WAIT = 0.1  # seconds an info line may wait in memory before it is written
+# A pipe takes a write of up to this many bytes whole (POSIX PIPE_BUF): lines of several
+# processes sharing one stderr (funnel run --workers N) never interleave inside a line.
+_ATOMIC = 4096
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the formatted lines a few at a time instead of a write (a system call) each.
+
+    An info or debug line waits at most `wait` seconds (a thread writes what waits); a
+    warning or an error is written at once, with every line before it; `flush()` and
+    `close()` write what waits, and `logging.shutdown` calls them at exit. What a `kill -9`
+    can take is the last `wait` seconds of info lines, never a warning or an error: the
+    database, not the log, is the record of what was sent. `wait=0` writes each line at once.
+    """
+
+    def __init__(self, stream: TextIO, wait: float = LINE_WAIT) -> None:
+        super().__init__(stream)
+        self.wait = wait
+        self._waiting: list[str] = []
+        self._due = threading.Event()  # set while a line waits for the writer thread
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the line (logging.Handler.handle holds the lock); write now if it must not wait."""
+        try:
+            self._waiting.append(self.format(record))
+            if record.levelno >= logging.WARNING or self.wait <= 0 or self._closed:
+                self._write()
+            elif len(self._waiting) == 1:
+                self._wake_writer()
+        except RecursionError:
+            raise
+        except Exception:  # logging's rule: a line that cannot be written never stops the caller
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Write every waiting line and flush the stream."""
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def close(self) -> None:
+        """Write what waits; later lines are written at once; the writer thread ends."""
+        with self.lock:  # type: ignore[union-attr]
+            self._closed = True
+            self._write()
+            self._due.set()
+        super().close()
+
+    def _write(self) -> None:
+        """The waiting lines, in writes of at most `_ATOMIC` bytes that end at a line's end."""
+        lines, self._waiting = self._waiting, []
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            length = (len(line) if line.isascii() else len(line.encode())) + 1
+            if chunk and size + length > _ATOMIC:
+                self._put(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += length
+        if chunk:
+            self._put(chunk)
+        if not lines and self.stream and hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+    def _put(self, chunk: list[str]) -> None:
+        self.stream.write("\n".join(chunk) + "\n")
+        self.stream.flush()
+
+    def _wake_writer(self) -> None:
+        """Tell the writer thread a line waits, starting it first if this process has none."""
+        if self._writer is None or not self._writer.is_alive():  # not yet, or a fork's child
+            self._writer = threading.Thread(target=self._write_waiting, name="log-writer", daemon=True)
+            self._writer.start()
+        self._due.set()
+
+    def _write_waiting(self) -> None:
+        while not self._closed:
+            self._due.wait()
+            time.sleep(self.wait)
+            with self.lock:  # type: ignore[union-attr]
+                self._due.clear()
+                # A stream closed or broken under it: the lines are dropped, as logging drops them.
+                with contextlib.suppress(OSError, ValueError):
+                    self._write()
+
+
+def setup_logging(level: str = "info", stream: TextIO | None = None, wait: float = LINE_WAIT) -> None:
+    """Send the engine's logs to `stream` (stderr) as JSON lines, info lines at most `wait` s late."""
+    handler = LineHandler(stream or sys.stderr, wait)
     handler.setFormatter(JsonFormatter())
+    for old in LOGGER.handlers:
+        if isinstance(old, LineHandler):
+            old.flush()
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False

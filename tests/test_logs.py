@@ -5,22 +5,25 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.logs import LOGGER, JsonFormatter, log, setup_logging
+from engine.logs import LOGGER, JsonFormatter, LineHandler, log, setup_logging
 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
     out = io.StringIO()
-    setup_logging("info", out)
+    setup_logging("info", out, wait=0)  # each line at once: these tests read the line itself
     try:
         yield out
     finally:
@@ -104,3 +107,92 @@ def test_a_level_of_another_name_is_written_as_json_too() -> None:
     record.levelname = 'NOTICE "loud"'
     line = JsonFormatter().format(record)
     assert json.loads(line)["level"] == 'notice "loud"' and json.loads(line)["n"] == 1
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write apart, as a pipe receives them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.fixture
+def batched() -> Iterator[_Writes]:
+    saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
+    out = _Writes()
+    setup_logging("info", out, wait=0.05)
+    try:
+        yield out
+    finally:
+        LOGGER.handlers[0].close()
+        LOGGER.handlers[:], LOGGER.level, LOGGER.propagate = saved[0], saved[1], saved[2]
+
+
+def _actions(stream: io.StringIO) -> list[str]:
+    return [json.loads(line)["action"] for line in stream.getvalue().splitlines()]
+
+
+def test_info_lines_wait_a_moment_and_go_out_in_one_write(batched: _Writes) -> None:
+    handler = LOGGER.handlers[0]
+    assert isinstance(handler, LineHandler)
+    handler.wait = 1.0  # long enough that a slow machine still logs all five first
+    started = time.monotonic()
+    for number in range(5):
+        log("sent", delivery=number)
+    assert batched.writes == []  # not yet: they wait for the writer thread
+    deadline = started + 20
+    while not batched.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert time.monotonic() - started >= 1.0
+    assert len(batched.writes) == 1
+    assert [json.loads(line)["delivery"] for line in batched.getvalue().splitlines()] == [0, 1, 2, 3, 4]
+
+
+def test_a_warning_goes_out_at_once_with_every_line_before_it(batched: _Writes) -> None:
+    log("queued", delivery=1)
+    log("sent", delivery=1)
+    log("transport_degraded", logging.WARNING, error="421")
+    assert _actions(batched) == ["queued", "sent", "transport_degraded"]
+    assert len(batched.writes) == 1
+
+
+def test_flush_and_close_write_what_waits(batched: _Writes) -> None:
+    log("queued", delivery=1)
+    LOGGER.handlers[0].flush()
+    assert _actions(batched) == ["queued"]
+    log("sent", delivery=1)
+    LOGGER.handlers[0].close()
+    assert _actions(batched) == ["queued", "sent"]
+    log("stopped")  # after close, a line is written at once
+    assert _actions(batched)[-1] == "stopped"
+
+
+def test_each_write_ends_at_a_line_end_and_fits_a_pipe(batched: _Writes) -> None:
+    """Lines of several processes sharing one stderr never interleave: a pipe takes a write of up to
+    PIPE_BUF (4096) bytes whole, and every write but a single longer line stays under it."""
+    for number in range(300):
+        log("sent", delivery=number, name="Zoë" * (number % 7))  # some lines are not ASCII
+    log("long", text="x" * 5000)
+    LOGGER.handlers[0].flush()
+    assert len(batched.writes) > 1
+    for text in batched.writes:
+        assert text.endswith("\n")
+        assert len(text.encode()) <= 4096 or text.count("\n") == 1
+    deliveries = [json.loads(line).get("delivery") for line in batched.getvalue().splitlines()]
+    assert deliveries == [*range(300), None]
+
+
+def test_a_process_that_exits_writes_what_waits(tmp_path: Path) -> None:
+    """logging.shutdown, at the interpreter's exit, flushes the handler: a normal exit loses no line."""
+    script = ("from engine.logs import log, setup_logging\n"
+              "setup_logging('info', wait=60)\n"
+              "for n in range(3): log('sent', delivery=n)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[1])
+    assert done.returncode == 0
+    assert [json.loads(line)["delivery"] for line in done.stderr.splitlines()] == [0, 1, 2]

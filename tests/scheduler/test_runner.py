@@ -25,7 +25,7 @@ class _Daemon:
 def test_a_failing_tick_is_logged_and_does_not_stop_the_runner() -> None:
     stream = io.StringIO()
     saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
-    setup_logging("info", stream)
+    setup_logging("info", stream, wait=0)
     try:
         daemon: Any = _Daemon()
         runner = Runner(daemon)

@@ -83,7 +83,7 @@ def _logged() -> Iterator[list[dict[str, Any]]]:
     """The engine's log lines written inside the block, parsed."""
     stream = io.StringIO()
     saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
-    setup_logging("info", stream)
+    setup_logging("info", stream, wait=0)
     lines: list[dict[str, Any]] = []
     try:
         yield lines
