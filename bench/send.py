@@ -23,7 +23,9 @@ as `funnel dkim keygen` makes them); the report adds what signing alone costs pe
 timed on the raw baseline's messages in this process.
 
 The engine logs as `funnel run` does (a JSON line at info for each email queued and each
-email sent), to a file in a temporary folder; `--no-logs` leaves logging unset, as this
+email sent) into a pipe that another process reads line by line into a file, as journald
+or docker read a daemon's stderr (bench/collector.py; before 2026-12-06 it logged to the
+file itself, which spares the pipe's cost); `--no-logs` leaves logging unset, as this
 benchmark ran before 2026-12-05 (its earlier figures in docs/benchmarks.md are without logs).
 """
 
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.collector import engine_logs
 from bench.machine import others_cores, sample
 from bench.messages import build_sample_messages
 from bench.postgres import create_database, drop_database
@@ -53,7 +56,6 @@ from bench.smtp_sink import read_counters, running_sink
 from bench.workspace import workspace
 from engine.daemon import heap
 from engine.daemon.wiring import build_daemon
-from engine.logs import setup_logging
 from engine.mail.dkimkeys import KeyEntry, KeyType, generate, private_pem, read_key
 from engine.mail.signing import Signer
 from engine.scheduler.clock import FrozenClock
@@ -255,7 +257,7 @@ def main() -> None:
     parser.add_argument("--dkim", choices=("none", "ed25519", "rsa", "both"), default="none",
                         help="DKIM-sign every email with these keys (both: two signatures an email)")
     parser.add_argument("--no-logs", action="store_true",
-                        help="leave logging unset (the default logs as `funnel run` does, to a file)")
+                        help="leave logging unset (the default logs as `funnel run` does, into a read pipe)")
     args = parser.parse_args()
     reports: list[dict[str, float]] = []
     with _database(args.database, args.database_url) as given, workspace(given) as (project, url), \
@@ -277,10 +279,9 @@ def main() -> None:
                 )
                 cpu = sum(r["cpu_seconds"] for r in reports)
             else:
-                if log_file is not None:
-                    setup_logging("info", log_file.open("a"))
-                engine, cpu = engine_rate(url, project, port, args.connections, args.subscribers,
-                                          args.batch_size, dkim_keys)
+                with engine_logs(log_file):
+                    engine, cpu = engine_rate(url, project, port, args.connections, args.subscribers,
+                                              args.batch_size, dkim_keys)
             middle = sample()
             check_sent_once(url, args.subscribers, read_counters(counters).messages - probe)
             log_lines = _lines(log_file)

@@ -7,7 +7,8 @@ prints `ready`, waits for `go` on stdin, then ticks until a tick finds nothing t
 database has nothing due or queued that another process has not claimed. The last line is
 JSON: when it began and ended (time.time(), comparable between processes), how many emails
 it attempted, the CPU seconds its ticks used, and all it used (start-up included). With
-LOG_FILE, it logs as `funnel run` does (JSON lines at info), appended to that file.
+LOG_FILE, it logs as `funnel run` does (JSON lines at info) into a pipe that another process
+reads into that file (bench/collector.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.collector import engine_logs
 from engine.config import Settings
 from engine.daemon import heap
 from engine.daemon.wiring import Daemon, build_daemon
-from engine.logs import setup_logging
 from engine.scheduler.clock import FrozenClock
 from engine.store.db import DbEngine, make_engine
 from engine.store.tables import DELIVERY, ENROLLMENT
@@ -74,13 +75,16 @@ def _left(db_engine: DbEngine, now: datetime) -> int:
 
 
 def main() -> None:
-    """Build, wait for go, tick until the shared work is done, print the JSON line."""
+    """Read the arguments; send with the engine's logs collected as `funnel run`'s would be."""
     url, project, port, connections = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    now = datetime.fromisoformat(sys.argv[5])
+    now, batch_size = datetime.fromisoformat(sys.argv[5]), int(sys.argv[6])
     dkim_keys = sys.argv[7] if len(sys.argv) > 7 else ""
-    if len(sys.argv) > 8 and sys.argv[8]:
-        setup_logging("info", open(sys.argv[8], "a"))  # noqa: SIM115 (open for the process's life)
-    settings = bench_settings(url, port, connections, int(sys.argv[6]), dkim_keys)
+    with engine_logs(Path(sys.argv[8]) if len(sys.argv) > 8 and sys.argv[8] else None):
+        _send(url, bench_settings(url, port, connections, batch_size, dkim_keys), project, now)
+
+
+def _send(url: str, settings: Settings, project: Path, now: datetime) -> None:
+    """Build the daemon, wait for go, tick until the shared work is done, print the JSON line."""
     daemon = build_daemon(settings, project, clock=FrozenClock(now),
                           db_engine=make_engine(url), guard=False)
     heap.settle()  # as funnel run does once its daemon is built
