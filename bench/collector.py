@@ -15,23 +15,32 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from engine.logs import LOGGER, setup_logging
 
 
 @contextmanager
-def collected(path: Path) -> Iterator[TextIO]:
-    """A line-buffered text stream (as the interpreter opens stderr) into a collector writing `path`."""
+def collector(path: Path) -> Iterator[IO[bytes]]:
+    """The writing end of a pipe a collector process reads into `path` (a child's stderr, say)."""
     reader = subprocess.Popen([sys.executable, "-m", "bench.collector", str(path)], stdin=subprocess.PIPE)
     assert reader.stdin is not None
-    stream = open(reader.stdin.fileno(), "w", buffering=1, closefd=False)  # noqa: SIM115 (closed below)
     try:
-        yield stream
+        yield reader.stdin
     finally:
-        stream.close()
         reader.stdin.close()
         reader.wait()
+
+
+@contextmanager
+def collected(path: Path) -> Iterator[TextIO]:
+    """A line-buffered text stream (as the interpreter opens stderr) into a collector writing `path`."""
+    with collector(path) as pipe:
+        stream = open(pipe.fileno(), "w", buffering=1, closefd=False)  # noqa: SIM115 (closed below)
+        try:
+            yield stream
+        finally:
+            stream.close()
 
 
 @contextmanager
@@ -49,8 +58,8 @@ def engine_logs(path: Path | None) -> Iterator[None]:
 
 
 def main() -> None:
-    """Copy stdin to the file line by line until the pipe closes."""
-    with open(sys.argv[1], "ab") as out:
+    """Copy stdin to the file line by line until the pipe closes, each line written as it comes."""
+    with open(sys.argv[1], "ab", buffering=0) as out:
         for line in sys.stdin.buffer:
             out.write(line)
 

@@ -5,7 +5,9 @@
 The daemon runs as `funnel run` runs it (bench/signup_server.py: the real Runner, its
 ticks every second sending to the outbox, uvicorn serving the real app) in a process
 of its own, on the shipped first-marathon funnel (double opt-in), with a fresh
-database: a SQLite file, or a throwaway PostgreSQL database on 127.0.0.1:5432. Client
+database: a SQLite file, or a throwaway PostgreSQL database on 127.0.0.1:5432; its stderr
+is a pipe that another process reads into a file, as journald or docker read a daemon's
+(bench/collector.py; before 2026-12-06 the daemon wrote the file itself). Client
 processes (bench/httpload.py) keep `--concurrency` requests in flight, each signup
 for a new address.
 
@@ -39,6 +41,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from bench.collector import collector
 from bench.healthz import wait_until_healthy
 from bench.httpload import Measured, measure
 from bench.machine import sample
@@ -84,20 +87,21 @@ def server(project: Path, url: str) -> Iterator[tuple[str, subprocess.Popen[byte
     """The daemon serving on a free loopback port: (base URL, its process); stopped with SIGTERM."""
     port = _free_port()
     log_path = project.parent / "server.log"
-    with log_path.open("wb") as log:
+    # Its stderr is a pipe a collector reads, as journald or docker read funnel run's.
+    with collector(log_path) as log:
         command = [sys.executable, "-m", "bench.signup_server", str(project), url, str(port)]
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(process, base_url, log_path, 60)
-        yield base_url, process
-    finally:
-        process.send_signal(signal.SIGTERM)
+        base_url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            wait_until_healthy(process, base_url, log_path, 60)
+            yield base_url, process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _py_spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
