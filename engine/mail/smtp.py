@@ -145,6 +145,8 @@ class SmtpTransport:
         self.probe_seconds = probe_seconds
         self._tried_at: float | None = None  # time.monotonic() of the last connection that failed
         self._local_hostname: str | None = None  # the EHLO name: the setting, else the machine's FQDN
+        # A late reply is noticed within a quarter of the shorter timeout, and within a second.
+        self._deadlines = _ReplyDeadlines(min(settings.timeout, settings.data_timeout, 4.0) / 4)
 
     @property
     def state(self) -> TransportState:
@@ -291,7 +293,7 @@ class SmtpTransport:
             protocol.write(b"MAIL FROM:<%b>\r\nRCPT TO:<%b>\r\nDATA\r\n"
                            % (message.mail_from.encode("ascii"), message.rcpt_to.encode("ascii")))
             for phase in ("MAIL", "RCPT", "DATA"):
-                reply = await _reply(protocol, timeout)
+                reply = await self._deadlines.reply(protocol, timeout)
                 if refused is None and reply.code not in _ACCEPTED[phase]:
                     refused = (phase, reply.code, reply.message)
                 if reply.code == 421:  # the server closes the connection: nothing more will come
@@ -302,12 +304,12 @@ class SmtpTransport:
                     # empty data; with no recipient there is nothing to deliver.
                     phase = "END"
                     protocol.write(b".\r\n")
-                    await _reply(protocol, timeout)
+                    await self._deadlines.reply(protocol, timeout)
                 return await self._refused(smtp, *refused)
             phase = "BODY"
             # The data ends with the CRLF that completes the terminating "<CRLF>.<CRLF>".
             protocol.write(_stuffed(message.data, message.crlf) + b"\r\n")
-            reply = await _reply(protocol, self.settings.data_timeout)
+            reply = await self._deadlines.reply(protocol, self.settings.data_timeout)
             if 200 <= reply.code < 300:
                 return _Attempt(_reply_result(Outcome.SENT, reply.code, reply.message), True)
             return await self._refused(smtp, phase, reply.code, reply.message)
@@ -371,26 +373,66 @@ def _can_pipeline(protocol: object) -> bool:
     (a private method, read here as of aiosmtplib 4.0; the SMTP tests run every phase
     pipelined). A version without it sends one command at a time. So does another event
     loop than asyncio's own (uvloop): libuv may read a socket twice before the reader
-    runs, and aiosmtplib drops what comes while its last reply waits (see _reply).
+    runs, and aiosmtplib drops what comes while its last reply waits (see _ReplyDeadlines).
     """
     loop = type(asyncio.get_running_loop())
     return loop.__module__.startswith("asyncio.") and callable(
         getattr(protocol, "_read_response_from_buffer", None))
 
 
-async def _reply(protocol: Any, timeout: float) -> aiosmtplib.SMTPResponse:
-    """The next reply: one that came in an earlier packet, else the next to arrive.
+class _ReplyDeadlines:
+    """The deadline of every reply a transport awaits, watched by one timer, not one timer a wait.
 
-    The timeout is asyncio.timeout's, not read_response's: with one, aiosmtplib waits
-    through asyncio.wait_for, whose extra loop turn lets a second packet arrive while
-    the first reply's waiter is done, and aiosmtplib drops data that comes then. Waited
-    directly, the reader takes the reply and sets a new waiter before the next packet.
+    `asyncio.timeout` puts a timer in the event loop's heap for each wait and cancels it when
+    the reply comes: two a message, about 25 µs of CPU a message at 64 connections to
+    smtp-sink (docs/benchmarks.md). Here a wait writes its deadline in a dict; one timer,
+    scheduled only while replies are awaited, looks every `every` seconds and aborts the
+    connection of each wait past its deadline. That ends the wait as a lost connection
+    would, and `reply` raises TimeoutError: a reply is given up on between its timeout and
+    `every` seconds later.
+
+    The timeout is not read_response's own either: with one, aiosmtplib waits through
+    asyncio.wait_for, whose extra loop turn lets a second packet arrive while the first
+    reply's waiter is done, and aiosmtplib drops data that comes then. Waited directly,
+    the reader takes the reply and sets a new waiter before the next packet.
     """
-    buffered = protocol._read_response_from_buffer()
-    if buffered is not None:
-        return cast(aiosmtplib.SMTPResponse, buffered)
-    async with asyncio.timeout(timeout):
-        return cast(aiosmtplib.SMTPResponse, await protocol.read_response(timeout=None))
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._due: dict[Any, float] = {}  # protocol -> the loop time its awaited reply is due by
+        self._expired: set[Any] = set()  # protocols whose connection was aborted for a late reply
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    async def reply(self, protocol: Any, timeout: float) -> aiosmtplib.SMTPResponse:
+        """The next reply: one that came in an earlier packet, else the next to arrive in `timeout` s."""
+        buffered = protocol._read_response_from_buffer()
+        if buffered is not None:
+            return cast(aiosmtplib.SMTPResponse, buffered)
+        loop = asyncio.get_running_loop()
+        self._due[protocol] = loop.time() + timeout
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer, self._timer_loop = loop.call_later(self.every, self._look, loop), loop
+        try:
+            return cast(aiosmtplib.SMTPResponse, await protocol.read_response(timeout=None))
+        except aiosmtplib.SMTPServerDisconnected as error:
+            if protocol in self._expired:
+                raise TimeoutError(f"no reply in {timeout:g} s") from error
+            raise
+        finally:
+            self._due.pop(protocol, None)
+            self._expired.discard(protocol)
+
+    def _look(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Abort each connection whose reply is late; look again while replies are awaited."""
+        now = loop.time()
+        for protocol, due in list(self._due.items()):
+            if due <= now:
+                del self._due[protocol]
+                self._expired.add(protocol)
+                if protocol.transport is not None:
+                    protocol.transport.abort()
+        self._timer = loop.call_later(self.every, self._look, loop) if self._due else None
 
 
 def _invalid_envelope(message: Outgoing) -> Result | None:

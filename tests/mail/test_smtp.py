@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -192,6 +193,65 @@ def test_no_reply_to_the_data_in_time_is_unknown() -> None:
     with running_smtp(SlowHandler()) as server:
         (result,) = send_each(settings(server, data_timeout=0.2), [outgoing()])
     assert result.outcome is Outcome.UNKNOWN
+
+
+class SlowPipelinedHandler(PipeliningHandler):
+    """Offers PIPELINING, then thinks for `rcpt_delay` s before its RCPT reply and `data_delay` s before
+    the reply to the data: the pipelined path's own deadlines (_ReplyDeadlines), not aiosmtplib's."""
+
+    def __init__(self, rcpt_delay: float = 0.0, data_delay: float = 0.0) -> None:
+        super().__init__()
+        self.rcpt_delay, self.data_delay = rcpt_delay, data_delay
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        delay, self.rcpt_delay = self.rcpt_delay, 0.0  # only the first message waits
+        await asyncio.sleep(delay)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.data_delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _timed_send_each(config: SmtpSettings, messages: list[Outgoing]) -> list[tuple[Result, float]]:
+    async def use(transport: SmtpTransport) -> list[tuple[Result, float]]:
+        results = []
+        for message in messages:
+            started = time.monotonic()
+            results.append((await transport.send(message), time.monotonic() - started))
+        return results
+    return with_transport(config, use)
+
+
+def test_no_pipelined_reply_to_the_data_in_time_is_unknown() -> None:
+    with running_smtp(SlowPipelinedHandler(data_delay=1.5)) as server:
+        ((result, took),) = _timed_send_each(settings(server, data_timeout=0.4), [outgoing()])
+    assert result.outcome is Outcome.UNKNOWN
+    assert result.reply == "connection lost after the data: no reply in 0.4 s"
+    assert 0.4 <= took < 1.5  # given up after its timeout, before the server answered
+
+
+def test_no_pipelined_reply_to_rcpt_in_time_is_retry_and_the_next_message_gets_a_new_connection() -> None:
+    handler = SlowPipelinedHandler(rcpt_delay=1.5)
+    with running_smtp(handler) as server:
+        (first, took), (second, _) = _timed_send_each(settings(server, timeout=0.4),
+                                                      [outgoing(), outgoing("bob@example.com")])
+    assert first.outcome is Outcome.RETRY
+    assert first.reply == "connection lost at RCPT: no reply in 0.4 s"  # MAIL was answered at once
+    assert 0.4 <= took < 1.5
+    assert second.outcome is Outcome.SENT
+    assert handler.connections == 2  # the late one was dropped
+    assert [r.rcpt_tos for r in handler.received] == [("bob@example.com",)]
+
+
+def test_a_pipelined_reply_that_comes_before_its_deadline_is_taken() -> None:
+    """The deadlines are looked at every quarter of the shorter timeout: a reply slower than that
+    look, but inside its timeout, is waited for."""
+    with running_smtp(SlowPipelinedHandler(data_delay=0.6)) as server:
+        ((result, took),) = _timed_send_each(settings(server, timeout=1.6, data_timeout=1.6), [outgoing()])
+    assert result.outcome is Outcome.SENT
+    assert took >= 0.6
 
 
 def test_refusals_keep_the_connection_and_421_drops_it(server: SmtpServer, handler: RecordingHandler) -> None:
