@@ -82,13 +82,14 @@ def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
     ready, variant = for_broadcast(broadcast, facts)
     if not ready:
         return waits.WinnerPending(email, now + WINNER_RECHECK)
-    sent = Done(email.id, PathKind.BROADCAST, email.role)
+    sent = Done(email.id, PathKind.BROADCAST, email.role, during=state.stage)
     return Move(state.replaced(done=(*state.done, sent)), (Send(email, state.segment, variant),))
 
 
 def skip(state: State, broadcast: BroadcastPlan, reason: str) -> Move:
     """Spare the recipient this broadcast, for good, and say why."""
-    spared = Done(broadcast.email.id, PathKind.BROADCAST, broadcast.email.role, skipped=True)
+    spared = Done(broadcast.email.id, PathKind.BROADCAST, broadcast.email.role, skipped=True,
+                  during=state.stage)
     return Move(state.replaced(done=(*state.done, spared)), (Skip(broadcast.email, reason),))
 
 

@@ -98,6 +98,11 @@ class Done:
     skipped (engine/flow/broadcasts.py): noted `deferred` and `skipped` while it waits, and
     once more, `deferred` and not skipped, when it goes. Deferred entries never mark a
     position in the path (engine/flow/position.py).
+
+    A broadcast's entry keeps the stage the recipient was in when it went (`during`): it
+    takes a place in the ratio's window of the path they were walking then, not of a path
+    they walk later (engine/flow/step.py). None: not a broadcast, or a broadcast recorded
+    before 2026-12-06, which counts in every path's window as it always did.
     """
 
     step: str
@@ -105,6 +110,7 @@ class Done:
     role: Role
     skipped: bool = False
     deferred: bool = False
+    during: Stage | None = None
 
 
 @dataclass(frozen=True)

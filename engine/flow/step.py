@@ -288,10 +288,14 @@ def _breaks_ratio(plan: Plan, state: State, kind: PathKind, broadcasts: bool = T
 
     The validator already enforces the ratio on every file; this guards the mixed
     timelines that editing a live funnel can produce, and the broadcasts that came
-    between the path's emails (`broadcasts=False`: as if they had not).
+    between the path's emails (`broadcasts=False`: as if they had not). A broadcast counts
+    in the window of the path the recipient walked when it went, not in a later path's (a
+    sale broadcast in nurture does not hold back a customer's sale months later); one
+    recorded before its stage was kept counts in every path's (Done.during).
     """
-    paths = (kind, PathKind.BROADCAST) if broadcasts else (kind,)
-    sent = [d.role for d in state.done if d.path in paths and not d.skipped]
+    sent = [d.role for d in state.done if not d.skipped and (
+        d.path is kind or (broadcasts and d.path is PathKind.BROADCAST
+                           and (d.during is None or d.during.path is kind)))]
     recent = sent[-(plan.ratio.window - 1):] if plan.ratio.window > 1 else []
     return not sent or sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale
 

@@ -20,9 +20,11 @@ def state_of(row: Mapping[Any, Any]) -> State:
         step=row["step"],
         last_sent_at=row["last_sent_at"],
         deadline=row["deadline"],
-        # [step, path, role, skipped] and, for a sale deferred by the ratio, a fifth: true.
+        # [step, path, role, skipped], then for a sale deferred by the ratio a fifth, true, and
+        # for a broadcast a fifth, false, and a sixth, the stage it went in (Done.during).
         done=tuple(
-            _done(entry[0], entry[1], entry[2], bool(entry[3]), len(entry) > 4 and bool(entry[4]))
+            _done(entry[0], entry[1], entry[2], bool(entry[3]), len(entry) > 4 and bool(entry[4]),
+                  entry[5] if len(entry) > 5 else None)
             for entry in row["done"]
         ),
         reason=row["reason"],
@@ -34,10 +36,21 @@ def state_of(row: Mapping[Any, Any]) -> State:
 # Every enrollment of a funnel has the same few entries (its steps, sent or skipped): 4096
 # cover the steps of many funnels. A Done is frozen, so one can stand in every timeline.
 @functools.lru_cache(maxsize=4096)
-def _done(step: str, path: str, role: str, skipped: bool, deferred: bool) -> Done:
+def _done(step: str, path: str, role: str, skipped: bool, deferred: bool, during: str | None) -> Done:
     """A stored timeline entry as a Done, built once: ~1.8 µs an entry built anew, the tick
     reads the whole timeline of every enrollment it claims (20 entries: 38 µs)."""
-    return Done(step, PathKind(path), Role(role), skipped, deferred=deferred)
+    return Done(step, PathKind(path), Role(role), skipped, deferred=deferred,
+                during=Stage(during) if during is not None else None)
+
+
+def _stored(done: Done) -> list[Any]:
+    """A timeline entry as the `done` column keeps it (state_of reads it back)."""
+    entry: list[Any] = [done.step, done.path.value, done.role.value, done.skipped]
+    if done.during is not None:
+        entry += [done.deferred, done.during.value]
+    elif done.deferred:
+        entry.append(True)
+    return entry
 
 
 def state_values(state: State) -> dict[str, Any]:
@@ -49,8 +62,7 @@ def state_values(state: State) -> dict[str, Any]:
         "step": state.step,
         "last_sent_at": state.last_sent_at,
         "deadline": state.deadline,
-        "done": [[d.step, d.path.value, d.role.value, d.skipped, *((True,) if d.deferred else ())]
-                 for d in state.done],
+        "done": [_stored(d) for d in state.done],
         "reason": state.reason,
         "resume_stage": state.resume_stage.value if state.resume_stage else None,
         "resume_step": state.resume_step,

@@ -49,7 +49,7 @@ def test_a_due_broadcast_goes_and_is_noted_once() -> None:
     state = _nurturing(plan, "EE")
     outcome = step(plan, state, _facts(("news", NOW)), NOW)
     assert _sent(outcome.actions) == ["news"]
-    assert outcome.state.done[-1] == Done("news", PathKind.BROADCAST, Role.EDUCATION)
+    assert outcome.state.done[-1] == Done("news", PathKind.BROADCAST, Role.EDUCATION, during=Stage.NURTURE)
     assert outcome.state.last_sent_at == state.last_sent_at  # the path's spacing is its own
     again = step(plan, outcome.state, _facts(("news", NOW)), NOW + timedelta(minutes=1))
     assert _sent(again.actions) == []
@@ -162,6 +162,39 @@ def test_defer_sends_the_broadcast_and_the_next_sequence_sale_waits_for_four_edu
     # The path's last sale would now follow its deferred one too closely: skipped, said so.
     assert [e.action.email.id for e in timeline.entries if isinstance(e.action, Skip)] == [steps[11]]
     assert sale_at  # the first run only placed the moment
+
+
+def _customer_at_its_sale(plan: Plan, broadcast_during: Stage | None) -> State:
+    """Bought after nurture with a sale broadcast in it (marked as going `during` that stage),
+    the sales path and three customer education emails: at the customer path's sale."""
+    one = plan.segments[0]
+    nurture = [Done(s.id, PathKind.NURTURE, s.role) for s in one.nurture.steps]
+    done = (nurture[0], Done("sale", PathKind.BROADCAST, Role.SALE, during=broadcast_during),
+            *nurture[1:4], *(Done(s.id, PathKind.SALES, s.role) for s in one.sales.steps),
+            *(Done(s.id, PathKind.CUSTOMER, s.role) for s in one.customer.steps[:3]))
+    return State(stage=Stage.CUSTOMER, since=NOW - 10 * DAY, segment="one", step=one.customer.steps[3].id,
+                 last_sent_at=NOW - 3 * DAY, done=done)
+
+
+def test_a_sale_broadcast_in_nurture_does_not_hold_back_a_customer_sale_months_later() -> None:
+    """A broadcast takes a place in the window of the path the recipient walked when it went:
+    the customer path's sale after three education emails of its own goes on time, though the
+    nurture-era broadcast was the last broadcast they got (found by the property tests: it
+    was deferred, and lost had the customer path ended first)."""
+    plan = with_broadcasts(make_plan(segment("one", nurture="EEEE", customer="EEESE"), segment("two"),
+                                     cap=parse_cap("5/day")),
+                           broadcast("sale", when_ratio_breaks=RatioBreak.DEFER))
+    sale = plan.segments[0].customer.steps[3]
+    outcome = step(plan, _customer_at_its_sale(plan, Stage.NURTURE), _facts(), NOW)
+    assert _sent(outcome.actions) == [sale.id]
+    # A sale broadcast while they walk the customer path is in its window: the sale waits.
+    during = step(plan, _customer_at_its_sale(plan, Stage.CUSTOMER), _facts(), NOW)
+    assert [a.email.id for a in during.actions if isinstance(a, Defer)] == [sale.id]
+    assert sale.id not in _sent(during.actions)  # the education email after it goes instead
+    # One recorded before the stage was kept counts in every path's window, as it always did.
+    unknown = step(plan, _customer_at_its_sale(plan, None), _facts(), NOW)
+    assert [a.email.id for a in unknown.actions if isinstance(a, Defer)] == [sale.id]
+    assert sale.id not in _sent(unknown.actions)
 
 
 def test_simulate_takes_the_audience_at_the_broadcasts_first_moment_in_local_time() -> None:

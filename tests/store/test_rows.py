@@ -52,6 +52,20 @@ def test_a_timeline_read_twice_is_the_same_and_as_built_entry_by_entry() -> None
                                                ["n2", "nurture", "education", False]]
 
 
+def test_a_broadcast_keeps_the_stage_it_went_in_and_an_older_entry_reads_without_one() -> None:
+    """Done.during is stored as a sixth value (after `deferred`, false for a broadcast); an entry
+    written before it reads back with None, which the ratio counts in every path's window."""
+    went = (Done("b1", PathKind.BROADCAST, Role.SALE, during=Stage.NURTURE),
+            Done("b2", PathKind.BROADCAST, Role.EDUCATION, skipped=True, during=Stage.CUSTOMER),
+            Done("b0", PathKind.BROADCAST, Role.SALE))
+    state = State(stage=Stage.CUSTOMER, since=AT, segment="beginner", done=went)
+    stored = state_values(state)["done"]
+    assert stored == [["b1", "broadcast", "sale", False, False, "nurture"],
+                      ["b2", "broadcast", "education", True, False, "customer"],
+                      ["b0", "broadcast", "sale", False]]
+    assert state_of(_enrollment(stored)).done == went
+
+
 def test_an_unknown_path_or_role_in_a_timeline_is_refused() -> None:
     for entry in (["n0", "nowhere", "education", False], ["n0", "nurture", "gossip", False]):
         with pytest.raises(ValueError):
