@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO
 
 from engine.logs import LOGGER, setup_logging
 
@@ -33,23 +33,13 @@ def collector(path: Path) -> Iterator[IO[bytes]]:
 
 
 @contextmanager
-def collected(path: Path) -> Iterator[TextIO]:
-    """A line-buffered text stream (as the interpreter opens stderr) into a collector writing `path`."""
-    with collector(path) as pipe:
-        stream = open(pipe.fileno(), "w", buffering=1, closefd=False)  # noqa: SIM115 (closed below)
-        try:
-            yield stream
-        finally:
-            stream.close()
-
-
-@contextmanager
 def engine_logs(path: Path | None) -> Iterator[None]:
-    """The engine logs at info into a collector writing `path` (None: logging is left as it is)."""
+    """The engine logs at info into a collector writing `path` (None: logging is left as it is),
+    through a line-buffered text stream, as the interpreter opens stderr."""
     if path is None:
         yield
         return
-    with collected(path) as stream:
+    with collector(path) as pipe, open(pipe.fileno(), "w", buffering=1, closefd=False) as stream:
         setup_logging("info", stream)
         try:
             yield
