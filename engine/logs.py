@@ -8,7 +8,6 @@ import logging
 import math
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -91,14 +90,15 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.wait = wait
         self._waiting: list[str] = []
         self._due = threading.Event()  # set while a line waits for the writer thread
+        # Set by close(): lines are written at once from then on. (Not `_closed`, logging.Handler's.)
+        self._closing = threading.Event()
         self._writer: threading.Thread | None = None
-        self._closed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         """Keep the line (logging.Handler.handle holds the lock); write now if it must not wait."""
         try:
             self._waiting.append(self.format(record))
-            if record.levelno >= logging.WARNING or self.wait <= 0 or self._closed:
+            if record.levelno >= logging.WARNING or self.wait <= 0 or self._closing.is_set():
                 self._write()
             elif len(self._waiting) == 1:
                 self._wake_writer()
@@ -115,7 +115,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def close(self) -> None:
         """Write what waits; later lines are written at once; the writer thread ends."""
         with self.lock:  # type: ignore[union-attr]
-            self._closed = True
+            self._closing.set()  # the writer thread's wait ends now, and so does the thread
             self._write()
             self._due.set()
         super().close()
@@ -149,9 +149,9 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._due.set()
 
     def _write_waiting(self) -> None:
-        while not self._closed:
+        while not self._closing.is_set():
             self._due.wait()
-            time.sleep(self.wait)
+            self._closing.wait(self.wait)  # the lines gather; a close cuts it short
             with self.lock:  # type: ignore[union-attr]
                 self._due.clear()
                 # A stream closed or broken under it: the lines are dropped, as logging drops them.
@@ -165,7 +165,7 @@ def setup_logging(level: str = "info", stream: TextIO | None = None, wait: float
     handler.setFormatter(JsonFormatter())
     for old in LOGGER.handlers:
         if isinstance(old, LineHandler):
-            old.flush()
+            old.close()  # what waits is written, and its writer thread ends with it
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False

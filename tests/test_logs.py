@@ -196,3 +196,21 @@ def test_a_process_that_exits_writes_what_waits(tmp_path: Path) -> None:
                           cwd=Path(__file__).parents[1])
     assert done.returncode == 0
     assert [json.loads(line)["delivery"] for line in done.stderr.splitlines()] == [0, 1, 2]
+
+
+def test_logging_set_up_again_writes_what_the_old_handler_held_and_ends_its_thread() -> None:
+    saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
+    first, second = _Writes(), _Writes()
+    try:
+        setup_logging("info", first, wait=60)
+        log("queued", delivery=1)
+        old = LOGGER.handlers[0]
+        assert isinstance(old, LineHandler) and old._writer is not None and first.writes == []
+        setup_logging("info", second, wait=0)
+        assert _actions(first) == ["queued"]  # not left waiting a minute, nor lost
+        old._writer.join(5)
+        assert not old._writer.is_alive()
+        log("sent", delivery=1)
+        assert _actions(second) == ["sent"]
+    finally:
+        LOGGER.handlers[:], LOGGER.level, LOGGER.propagate = saved[0], saved[1], saved[2]
