@@ -88,8 +88,7 @@ def on_broadcasts(plan: Plan, state: State, facts: Facts, now: datetime,
 
 def skip(state: State, broadcast: BroadcastPlan, reason: str) -> Move:
     """Spare the recipient this broadcast, for good, and say why."""
-    spared = Done(broadcast.email.id, PathKind.BROADCAST, broadcast.email.role, skipped=True,
-                  during=state.stage)
+    spared = Done(broadcast.email.id, PathKind.BROADCAST, broadcast.email.role, skipped=True)
     return Move(state.replaced(done=(*state.done, spared)), (Skip(broadcast.email, reason),))
 
 

@@ -101,8 +101,9 @@ class Done:
 
     A broadcast's entry keeps the stage the recipient was in when it went (`during`): it
     takes a place in the ratio's window of the path they were walking then, not of a path
-    they walk later (engine/flow/step.py). None: not a broadcast, or a broadcast recorded
-    before 2026-12-06, which counts in every path's window as it always did.
+    they walk later (engine/flow/step.py). None: not a broadcast, one skipped (it takes no
+    place in any window), or one recorded before 2026-12-06, which counts in every path's
+    window as it always did.
     """
 
     step: str

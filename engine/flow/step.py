@@ -293,11 +293,18 @@ def _breaks_ratio(plan: Plan, state: State, kind: PathKind, broadcasts: bool = T
     sale broadcast in nurture does not hold back a customer's sale months later); one
     recorded before its stage was kept counts in every path's (Done.during).
     """
-    sent = [d.role for d in state.done if not d.skipped and (
-        d.path is kind or (broadcasts and d.path is PathKind.BROADCAST
-                           and (d.during is None or d.during.path is kind)))]
+    sent = [d.role for d in state.done if not d.skipped and _in_window(d, kind, broadcasts)]
     recent = sent[-(plan.ratio.window - 1):] if plan.ratio.window > 1 else []
     return not sent or sum(r is Role.SALE for r in recent) + 1 > plan.ratio.sale
+
+
+def _in_window(done: Done, kind: PathKind, broadcasts: bool) -> bool:
+    """Whether an email takes a place in the ratio's window of `kind`: the path's own, and a
+    broadcast that went while it was walked (or before its stage was kept: Done.during)."""
+    if done.path is kind:
+        return True
+    went_in = done.during
+    return broadcasts and done.path is PathKind.BROADCAST and (went_in is None or went_in.path is kind)
 
 
 def _drop_deferred(state: State, deferred: list[EmailStep]) -> Move:
