@@ -47,7 +47,6 @@ def _sent(timeline: Timeline) -> list[Send]:
     return [e.action for e in timeline.sends() if isinstance(e.action, Send)]
 
 
-@settings(max_examples=300, deadline=None)
 @given(with_some_broadcasts())
 def test_a_sale_broadcast_never_breaks_the_ratio(case: tuple[Plan, Script]) -> None:
     plan, script = case
@@ -88,7 +87,6 @@ def test_a_sale_broadcast_never_breaks_the_ratio(case: tuple[Plan, Script]) -> N
                 )
 
 
-@settings(max_examples=300, deadline=None)
 @given(with_some_broadcasts())
 def test_nothing_goes_twice_and_every_deferred_sale_goes_or_is_skipped_with_a_reason(
     case: tuple[Plan, Script],
