@@ -467,11 +467,11 @@ def once_a_statement(
     inserted, deleted = "FROM new_rows r", "FROM old_rows o"
     return {
         insert: (f"AFTER INSERT ON {table}", "NEW TABLE AS new_rows",
-                           [_summed(rows_of("r", 1, inserted)), *after_insert]),
+                 [_summed(rows_of("r", 1, inserted)), *after_insert]),
         update: (f"AFTER UPDATE ON {table}", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                           [_summed(rows_of("o", -1, deleted), rows_of("r", 1, inserted))]),
+                 [_summed(rows_of("o", -1, deleted), rows_of("r", 1, inserted))]),
         delete: (f"AFTER DELETE ON {table}", "OLD TABLE AS old_rows",
-                           [_summed(rows_of("o", -1, deleted))]),
+                 [_summed(rows_of("o", -1, deleted))]),
     }
 
 
