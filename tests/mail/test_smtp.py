@@ -66,8 +66,17 @@ def with_transport(config: SmtpSettings, use: Callable[[SmtpTransport], Awaitabl
 
 def send_each(config: SmtpSettings, messages: list[Outgoing]) -> list[Result]:
     """Send one after another over one transport."""
-    async def use(transport: SmtpTransport) -> list[Result]:
-        return [await transport.send(message) for message in messages]
+    return [result for result, _ in timed_send_each(config, messages)]
+
+
+def timed_send_each(config: SmtpSettings, messages: list[Outgoing]) -> list[tuple[Result, float]]:
+    """send_each, with the seconds each send took."""
+    async def use(transport: SmtpTransport) -> list[tuple[Result, float]]:
+        results = []
+        for message in messages:
+            started = time.monotonic()
+            results.append((await transport.send(message), time.monotonic() - started))
+        return results
     return with_transport(config, use)
 
 
@@ -214,19 +223,9 @@ class SlowPipelinedHandler(PipeliningHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def _timed_send_each(config: SmtpSettings, messages: list[Outgoing]) -> list[tuple[Result, float]]:
-    async def use(transport: SmtpTransport) -> list[tuple[Result, float]]:
-        results = []
-        for message in messages:
-            started = time.monotonic()
-            results.append((await transport.send(message), time.monotonic() - started))
-        return results
-    return with_transport(config, use)
-
-
 def test_no_pipelined_reply_to_the_data_in_time_is_unknown() -> None:
     with running_smtp(SlowPipelinedHandler(data_delay=1.5)) as server:
-        ((result, took),) = _timed_send_each(settings(server, data_timeout=0.4), [outgoing()])
+        ((result, took),) = timed_send_each(settings(server, data_timeout=0.4), [outgoing()])
     assert result.outcome is Outcome.UNKNOWN
     assert result.reply == "connection lost after the data: no reply in 0.4 s"
     assert 0.4 <= took < 1.5  # given up after its timeout, before the server answered
@@ -235,7 +234,7 @@ def test_no_pipelined_reply_to_the_data_in_time_is_unknown() -> None:
 def test_no_pipelined_reply_to_rcpt_in_time_is_retry_and_the_next_message_gets_a_new_connection() -> None:
     handler = SlowPipelinedHandler(rcpt_delay=1.5)
     with running_smtp(handler) as server:
-        (first, took), (second, _) = _timed_send_each(settings(server, timeout=0.4),
+        (first, took), (second, _) = timed_send_each(settings(server, timeout=0.4),
                                                       [outgoing(), outgoing("bob@example.com")])
     assert first.outcome is Outcome.RETRY
     assert first.reply == "connection lost at RCPT: no reply in 0.4 s"  # MAIL was answered at once
@@ -249,7 +248,7 @@ def test_a_pipelined_reply_that_comes_before_its_deadline_is_taken() -> None:
     """The deadlines are looked at every quarter of the shorter timeout: a reply slower than that
     look, but inside its timeout, is waited for."""
     with running_smtp(SlowPipelinedHandler(data_delay=0.6)) as server:
-        ((result, took),) = _timed_send_each(settings(server, timeout=1.6, data_timeout=1.6), [outgoing()])
+        ((result, took),) = timed_send_each(settings(server, timeout=1.6, data_timeout=1.6), [outgoing()])
     assert result.outcome is Outcome.SENT
     assert took >= 0.6
 
