@@ -401,8 +401,7 @@ class _ReplyDeadlines:
         self.every = every
         self._due: dict[Any, float] = {}  # protocol -> the loop time its awaited reply is due by
         self._expired: set[Any] = set()  # protocols whose connection was aborted for a late reply
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._looking_in: asyncio.AbstractEventLoop | None = None  # the loop a look is scheduled in
 
     async def reply(self, protocol: Any, timeout: float) -> aiosmtplib.SMTPResponse:
         """The next reply: one that came in an earlier packet, else the next to arrive in `timeout` s."""
@@ -411,8 +410,9 @@ class _ReplyDeadlines:
             return cast(aiosmtplib.SMTPResponse, buffered)
         loop = asyncio.get_running_loop()
         self._due[protocol] = loop.time() + timeout
-        if self._timer is None or self._timer_loop is not loop:
-            self._timer, self._timer_loop = loop.call_later(self.every, self._look, loop), loop
+        if self._looking_in is not loop:
+            loop.call_later(self.every, self._look, loop)
+            self._looking_in = loop
         try:
             return cast(aiosmtplib.SMTPResponse, await protocol.read_response(timeout=None))
         except aiosmtplib.SMTPServerDisconnected as error:
@@ -432,7 +432,10 @@ class _ReplyDeadlines:
                 self._expired.add(protocol)
                 if protocol.transport is not None:
                     protocol.transport.abort()
-        self._timer = loop.call_later(self.every, self._look, loop) if self._due else None
+        if self._due:
+            loop.call_later(self.every, self._look, loop)
+        else:
+            self._looking_in = None
 
 
 def _invalid_envelope(message: Outgoing) -> Result | None:
