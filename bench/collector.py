@@ -39,12 +39,15 @@ def engine_logs(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
+    saved = LOGGER.handlers[:], LOGGER.level, LOGGER.propagate
     with collector(path) as pipe, open(pipe.fileno(), "w", buffering=1, closefd=False) as stream:
         setup_logging("info", stream)
         try:
             yield
         finally:
-            LOGGER.handlers[0].flush()  # the lines still waiting, before the pipe closes
+            LOGGER.handlers[0].close()  # the lines still waiting, before the pipe closes
+            # Nothing logged afterwards goes to the closed pipe.
+            LOGGER.handlers[:], LOGGER.level, LOGGER.propagate = saved
 
 
 def main() -> None:
