@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
-from engine.store.manyrows import by_columns, execute_many
+from engine.store.manyrows import by_columns, execute_many, fetch_many
 
 
 def on_conflict_dialect(conn: Connection) -> ModuleType:
@@ -65,9 +65,36 @@ def insert_new(
     returning: Sequence[sa.Column[Any]],
 ) -> list[tuple[Any, ...]]:
     """Insert rows, skipping those that would break the unique key `unique`; the inserted rows'
-    `returning` columns (in any order)."""
-    if not rows:
-        return []
+    `returning` columns (in any order).
+
+    As insert_ignoring_conflicts, through manyrows (fetch_many): SQLAlchemy's own executemany
+    with RETURNING built each row's parameters through its compiled statement, about half
+    of the web writer's CPU for a group of signups (docs/benchmarks.md).
+    """
     dialect = on_conflict_dialect(conn)
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=list(unique))
-    return [tuple(r) for r in conn.execute(statement.returning(*returning), [dict(r) for r in rows])]
+    found: list[tuple[Any, ...]] = []
+    for columns, group in by_columns(rows).items():
+        statement = _returning(dialect, table, columns, tuple(unique), tuple(returning))
+        found.extend(fetch_many(conn, statement, group))
+    return found
+
+
+@functools.cache
+def _returning(
+    dialect: ModuleType, table: sa.Table, columns: tuple[str, ...], unique: tuple[str, ...],
+    returning: tuple[sa.Column[Any], ...],
+) -> sa.Insert:
+    """`_ignoring`'s INSERT returning `returning` of each row it inserts."""
+    return _ignoring(dialect, table, columns, unique).returning(*returning)
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows into a table without a unique key of their own to skip by (consent records)."""
+    for columns, group in by_columns(rows).items():
+        execute_many(conn, _plain(table, columns), group)
+
+
+@functools.cache
+def _plain(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    """The INSERT of one row of `columns`, built once per shape."""
+    return sa.insert(table).values({name: sa.bindparam(name) for name in columns})

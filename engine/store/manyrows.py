@@ -27,6 +27,9 @@ triggers, which run once a statement over its rows (engine/store/tally_sql.py), 
 not once a row; and psycopg dumps a list of times in binary ten times as fast as in text.
 Other statements run as one DBAPI executemany (psycopg pipelines it).
 
+`fetch_many` runs an INSERT ... RETURNING the same way and gives the rows it returned (the
+signups' new subscribers and enrollments, engine/store/inserts.py `insert_new`).
+
 Only for statements built once (module-level or cached): the compiled form is kept per
 statement object.
 """
@@ -35,13 +38,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.dml import Insert, Update
 
 from engine.store.tables import UtcDateTime
@@ -88,6 +91,7 @@ class _Unnested:
     sql: str
     arrays: frozenset[int]
     floats: frozenset[int]  # of those, the ones made floats first
+    returning: str = ""  # an INSERT's " RETURNING ..." (implicit ones too), which `sql` leaves out
 
     def parameters(self, names: tuple[str, ...], params: list[tuple[Any, ...]]) -> dict[str, Any]:
         """The statement's parameters for these rows' (`params`, each in the order of `names`)."""
@@ -116,8 +120,25 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     counted), on SQLite and psycopg alike. A batch that names one row twice
     (an UPDATE's `_id`) runs a row at a time, in order: a joined UPDATE would take either.
     """
+    return sum(int(result.rowcount) for result in _executed(conn, statement, rows, returning=False))
+
+
+def fetch_many(
+    conn: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Run an INSERT ... RETURNING for each row, as `execute_many` does; the rows it returned, in
+    no set order (SQLite and PostgreSQL return a many-row INSERT's rows as they please)."""
+    return [tuple(row) for result in _executed(conn, statement, rows, returning=True) for row in result]
+
+
+def _executed(
+    conn: Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]], returning: bool
+) -> Iterator[CursorResult[Any]]:
+    """The results of running `statement` for `rows`, one per statement sent, each to be read
+    before the next is sent. `returning`: the rows a RETURNING gives are wanted (a statement
+    runs a row at a time where it would otherwise be one DBAPI executemany, which returns none)."""
     if not rows:
-        return 0
+        return
     compiled = _compile(conn, statement)
     try:
         params = _converted(compiled, rows)
@@ -126,21 +147,26 @@ def execute_many(conn: Connection, statement: sa.Executable, rows: Sequence[Mapp
     batched, unnested, key = compiled.batched, compiled.unnested, compiled.key
     unique = key is None or len({values[key] for values in params}) == len(params)
     if unnested is not None and unique:
-        return int(conn.exec_driver_sql(unnested.sql, unnested.parameters(compiled.names, params)).rowcount)
-    if batched is not None and unique:
-        changed = start = 0
+        sql = unnested.sql + unnested.returning if returning else unnested.sql
+        yield conn.exec_driver_sql(sql, unnested.parameters(compiled.names, params))
+    elif batched is not None and unique:
+        start = 0
         while start < len(params):
             # A power of two rows a statement: a few texts a statement, each prepared once and
             # then found in the driver's cache (one with triggers takes SQLite ~0.2 ms to prepare).
             count = min(batched.most, _power_of_two(len(params) - start))
             flat = [value for values in params[start : start + count] for value in values]
-            changed += int(conn.exec_driver_sql(batched.sql(count), tuple(flat)).rowcount)
+            yield conn.exec_driver_sql(batched.sql(count), tuple(flat))
             start += count
-        return changed
-    if compiled.positional:
-        return int(conn.exec_driver_sql(compiled.sql, params).rowcount)
-    named = [dict(zip(compiled.names, values, strict=True)) for values in params]
-    return int(conn.exec_driver_sql(compiled.sql, named).rowcount)
+    elif returning:
+        for values in params:
+            given = values if compiled.positional else dict(zip(compiled.names, values, strict=True))
+            yield conn.exec_driver_sql(compiled.sql, given)
+    elif compiled.positional:
+        yield conn.exec_driver_sql(compiled.sql, params)
+    else:
+        yield conn.exec_driver_sql(compiled.sql, [dict(zip(compiled.names, values, strict=True))
+                                                  for values in params])
 
 
 def _converted(compiled: _Compiled, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -282,8 +308,8 @@ def _unnested(
     an UPDATE, which parameter keys a row.
 
     An INSERT's `VALUES (...)` becomes `SELECT ... FROM unnest(...)` (the rows in their order;
-    an implicit RETURNING of the new ids is dropped: execute_many counts rows, it returns
-    none); an UPDATE that names its row by `_id` (`UPDATE t SET ... WHERE t.id =
+    its RETURNING, implicit or asked for, is kept apart: execute_many counts rows, fetch_many
+    returns them); an UPDATE that names its row by `_id` (`UPDATE t SET ... WHERE t.id =
     %(_id)s::INTEGER ...`, as queries._update_statement builds them) is joined to the arrays.
     Each parameter must be written once, and its type (`types`, as PostgreSQL names it) be one
     of `_ARRAY_TYPES`. `own`: the indices of the parameters each row gives (the others are the
@@ -310,8 +336,10 @@ def _unnested(
         masked = re.sub(r"%\(\w+\)s", lambda found: "_" * len(found.group()), rest)
         end = masked.find(")")
         if end > 0 and "(" not in masked[:end]:
-            chosen, tail = rest[:end], rest[end + 1 :].split(" RETURNING ")[0]
-            return _Unnested(f"{head} SELECT {chosen} FROM {source}{tail}", own, floats), None
+            chosen, tail = rest[:end], rest[end + 1 :]
+            tail, returns, returned = tail.partition(" RETURNING ")
+            return _Unnested(f"{head} SELECT {chosen} FROM {source}{tail}", own, floats,
+                             returns + returned), None
     if (isinstance(statement, Update) and "_id" in names and sql.count(" WHERE ") == 1
             and sql.startswith(f"UPDATE {table} SET ")):
         setting, where = sql.split(" WHERE ")

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from engine.flow.state import State
-from engine.store.inserts import insert_ignoring_conflicts, insert_new
+from engine.store.inserts import insert_ignoring_conflicts, insert_new, insert_rows
 from engine.store.rows import state_values
 from engine.store.tables import CONSENT, ENROLLMENT
 
@@ -80,5 +80,4 @@ def enrollments_by_subscriber(conn: Connection, subscriber_ids: Iterable[int]) -
 
 def record_consents(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Keep the proof of signups, confirmations or imports (consent rows), in one statement."""
-    if rows:
-        conn.execute(sa.insert(CONSENT), [dict(row) for row in rows])
+    insert_rows(conn, CONSENT, rows)

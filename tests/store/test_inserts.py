@@ -14,9 +14,10 @@ from sqlalchemy.engine import Engine
 
 from engine.flow.state import Stage, State
 from engine.store import signups, subscribers
-from engine.store.inserts import insert_ignoring_conflicts
+from engine.store.inserts import insert_ignoring_conflicts, insert_new, insert_rows
+from engine.store.manyrows import fetch_many
 from engine.store.status import DeliveryStatus
-from engine.store.tables import DELIVERY
+from engine.store.tables import CONSENT, DELIVERY, SUBSCRIBER
 
 NOW = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 
@@ -44,3 +45,88 @@ def test_many_rows_are_inserted_once_with_every_value_and_counted(db_engine: Eng
     assert [(r["segment"], r["marketing"], r["status"], r["next_attempt_at"]) for r in stored] == [
         (row["segment"], row["marketing"], "queued", row["next_attempt_at"]) for row in rows]
     assert {r["created_at"] for r in stored} == {NOW}  # microseconds and zone kept
+
+
+def _subscriber(i: int) -> dict[str, object]:
+    return {"email": f"P{i}@Example.com", "email_key": f"p{i}@example.com", "name": "",
+            "first_name": None if i % 2 else "Pat", "fields": {"plan": i} if i % 3 else {},
+            "created_at": NOW, "updated_at": NOW}
+
+
+def _statements(db_engine: Engine) -> list[str]:
+    ran: list[str] = []
+
+    @sa.event.listens_for(db_engine, "before_cursor_execute")
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        ran.append(statement)
+
+    return ran
+
+
+def test_new_rows_are_inserted_in_one_statement_and_only_theirs_are_returned(db_engine: Engine) -> None:
+    # The signups' INSERT ... ON CONFLICT DO NOTHING RETURNING (web writer): the rows it returns
+    # are those it inserted, whatever their order, and what it writes is what Core writes.
+    ran = _statements(db_engine)
+    with db_engine.begin() as conn:
+        first = insert_new(conn, SUBSCRIBER, [_subscriber(i) for i in range(3)], ["email_key"],
+                           [SUBSCRIBER.c.email_key, SUBSCRIBER.c.id])
+        again = insert_new(conn, SUBSCRIBER, [_subscriber(i) for i in range(1, 6)], ["email_key"],
+                           [SUBSCRIBER.c.email_key, SUBSCRIBER.c.id])
+        stored = conn.execute(sa.select(SUBSCRIBER).order_by(SUBSCRIBER.c.id)).mappings().all()
+    ids = {row["email_key"]: row["id"] for row in stored}
+    assert sorted(first) == sorted((f"p{i}@example.com", ids[f"p{i}@example.com"]) for i in range(3))
+    assert sorted(again) == sorted((f"p{i}@example.com", ids[f"p{i}@example.com"]) for i in range(3, 6))
+    inserts = [s for s in ran if s.startswith("INSERT INTO subscriber")]
+    if db_engine.dialect.name == "sqlite":  # a power of two rows a statement
+        assert [s.count("(?") for s in inserts] == [2, 1, 4, 1]
+    else:  # one a call, every column an array
+        assert len(inserts) == 2 and all("FROM unnest(" in s and " RETURNING " in s for s in inserts)
+    with db_engine.begin() as conn:
+        conn.execute(SUBSCRIBER.delete())
+        conn.execute(SUBSCRIBER.insert(), [_subscriber(i) for i in range(6)])
+        core = conn.execute(sa.select(SUBSCRIBER).order_by(SUBSCRIBER.c.id)).mappings().all()
+    assert [{k: v for k, v in r.items() if k != "id"} for r in stored] == [
+        {k: v for k, v in r.items() if k != "id"} for r in core]
+    assert (stored[0]["fields"], stored[1]["fields"], stored[0]["status"]) == ({}, {"plan": 1}, "active")
+
+
+def test_rows_of_different_columns_each_return_and_nothing_new_returns_nothing(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        rows = [_subscriber(0), {k: v for k, v in _subscriber(1).items() if k != "first_name"}]
+        returned = insert_new(conn, SUBSCRIBER, rows, ["email_key"], [SUBSCRIBER.c.id])
+        assert len(returned) == 2 and all(len(found) == 1 for found in returned)
+        assert insert_new(conn, SUBSCRIBER, rows, ["email_key"], [SUBSCRIBER.c.id]) == []
+        assert insert_new(conn, SUBSCRIBER, [], ["email_key"], [SUBSCRIBER.c.id]) == []
+
+
+def test_a_statement_that_cannot_be_batched_returns_its_rows_one_at_a_time(db_engine: Engine) -> None:
+    # A literal "?" (SQLite cannot repeat its VALUES) and a parameter written twice (PostgreSQL
+    # cannot make it one array): each row runs on its own, and every inserted row is returned.
+    statement = sa.insert(SUBSCRIBER).values(
+        email=sa.bindparam("email"), email_key=sa.bindparam("email_key"), name=sa.literal_column("'?'"),
+        fields=sa.bindparam("fields"), created_at=sa.bindparam("at"), updated_at=sa.bindparam("at"),
+    ).returning(SUBSCRIBER.c.email_key, SUBSCRIBER.c.name)
+    ran = _statements(db_engine)
+    with db_engine.begin() as conn:
+        rows = [{"email": f"q{i}@example.com", "email_key": f"q{i}@example.com", "fields": {}, "at": NOW}
+                for i in range(3)]
+        assert sorted(fetch_many(conn, statement, rows)) == [(f"q{i}@example.com", "?") for i in range(3)]
+    sent = [s for s in ran if s.startswith("INSERT INTO subscriber")]
+    assert len(sent) == 3
+
+
+def test_consent_records_are_written_as_core_writes_them(db_engine: Engine) -> None:
+    with db_engine.begin() as conn:
+        sid = subscribers.upsert_subscriber(conn, {"email": "c@example.com"}, NOW)[0]
+        rows = [{"subscriber_id": sid, "kind": "signup", "at": NOW, "funnel": "f", "form": None,
+                 "ip": "127.0.0.1", "user_agent": None, "wording": "yes"},
+                {"subscriber_id": sid, "kind": "confirm", "at": NOW + timedelta(seconds=1), "funnel": "f"}]
+        insert_rows(conn, CONSENT, rows)
+        fast = conn.execute(sa.select(CONSENT).order_by(CONSENT.c.id)).mappings().all()
+        conn.execute(CONSENT.delete())
+        for row in rows:
+            conn.execute(CONSENT.insert(), [row])
+        core = conn.execute(sa.select(CONSENT).order_by(CONSENT.c.id)).mappings().all()
+    assert [{k: v for k, v in r.items() if k != "id"} for r in fast] == [
+        {k: v for k, v in r.items() if k != "id"} for r in core]
+    assert fast[1]["at"] == NOW + timedelta(seconds=1) and fast[1]["ip"] is None
