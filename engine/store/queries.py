@@ -72,9 +72,17 @@ def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
     wanted = list(set(hashes))
     if not wanted:
         return set()
-    statement = sa.select(SUPPRESSION.c.email_hash).where(one_of(conn, SUPPRESSION.c.email_hash, wanted))
-    found = conn.execute(statement)
-    return set(found.scalars())
+    return set(conn.execute(_suppressed(conn.dialect.name), {"hashes": wanted}).scalars())
+
+
+@functools.cache
+def _suppressed(dialect: str) -> sa.Select[Any]:
+    """`suppressed_hashes`' SELECT, built once per database: building it at every call (its IN
+    list, its cache key) cost 0.23 ms of a web writer's commit, the SELECT itself 0.04."""
+    column = SUPPRESSION.c.email_hash
+    if dialect == "postgresql":  # one array parameter (engine/store/inlists.py)
+        return sa.select(column).where(column == sa.any_(sa.bindparam("hashes", type_=sa.ARRAY(column.type))))
+    return sa.select(column).where(column.in_(sa.bindparam("hashes", expanding=True)))
 
 
 def is_suppressed(conn: Connection, address: str) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from engine.flow.state import Stage, State
 from engine.store import queries, signups, subscribers
 from engine.store.migrate import current_revision, head_revision, upgrade
+from engine.store.rows import email_hash
 from engine.store.tables import DELIVERY, ENROLLMENT, METADATA, SUBSCRIBER
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -176,6 +177,10 @@ def test_suppression_is_by_address_in_any_case_and_idempotent(db_engine: Engine)
         assert not queries.suppress(conn, "gone@example.com", "bounced", T0)
         assert queries.is_suppressed(conn, "GONE@example.COM")
         assert not queries.is_suppressed(conn, "here@example.com")
+        queries.suppress(conn, "left@example.com", "unsubscribed", T0)
+        hashes = [email_hash(a) for a in ("here@example.com", "GONE@example.com", "left@example.com")]
+        assert queries.suppressed_hashes(conn, hashes * 2) == set(hashes[1:])  # many at once, repeats too
+        assert queries.suppressed_hashes(conn, []) == set()
 
 
 def test_cancelling_pending_deliveries_leaves_sent_ones_alone(db_engine: Engine) -> None:
