@@ -18,6 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 
+def one_of_parameter(dialect: str, column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+    """`column IN :name` for a statement built once and run with many lists (`name` given at each
+    execution): an expanding parameter on SQLite, one array on PostgreSQL."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=sa.ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
 def one_of(conn: Connection, column: sa.ColumnElement[Any], values: Iterable[Any]) -> sa.ColumnElement[bool]:
     """`column IN values`, as the connection's database reads it fastest (empty: true of no row)."""
     wanted = list(values)

@@ -68,8 +68,8 @@ def insert_new(
     `returning` columns (in any order).
 
     As insert_ignoring_conflicts, through manyrows (fetch_many): SQLAlchemy's own executemany
-    with RETURNING built each row's parameters through its compiled statement, about half
-    of the web writer's CPU for a group of signups (docs/benchmarks.md).
+    with RETURNING built each row's parameters through its compiled statement, about a third
+    of the web writer's time for a group of signups (docs/benchmarks.md).
     """
     dialect = on_conflict_dialect(conn)
     found: list[tuple[Any, ...]] = []

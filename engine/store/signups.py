@@ -79,5 +79,5 @@ def enrollments_by_subscriber(conn: Connection, subscriber_ids: Iterable[int]) -
 
 
 def record_consents(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Keep the proof of signups, confirmations or imports (consent rows), in one statement."""
+    """Keep the proof of signups, confirmations or imports (consent rows), many rows a statement."""
     insert_rows(conn, CONSENT, rows)
