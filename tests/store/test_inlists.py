@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from engine.store import subscribers
 from engine.store.inlists import one_of
 from engine.store.tables import SUBSCRIBER
+from tests.support.databases import statements_run
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -19,8 +20,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def test_the_rows_of_the_values_given_and_none_for_none(db_engine: Engine) -> None:
     with db_engine.begin() as conn:
         ids = [subscribers.upsert_subscriber(conn, {"email": f"p{i}@example.com"}, T0)[0] for i in range(5)]
-    ran: list[str] = []
-    sa.event.listen(db_engine, "before_cursor_execute", lambda *args: ran.append(args[2]))
+    ran = statements_run(db_engine)
     with db_engine.connect() as conn:
         def found(values: Iterable[object], column: sa.ColumnElement[Any] = SUBSCRIBER.c.id) -> list[int]:
             statement = sa.select(SUBSCRIBER.c.id).where(one_of(conn, column, values))

@@ -18,6 +18,7 @@ from engine.store.inserts import insert_ignoring_conflicts, insert_new, insert_r
 from engine.store.manyrows import fetch_many
 from engine.store.status import DeliveryStatus
 from engine.store.tables import CONSENT, DELIVERY, SUBSCRIBER
+from tests.support.databases import statements_run
 
 NOW = datetime(2026, 3, 2, 9, 0, 0, 123456, tzinfo=UTC)
 
@@ -53,20 +54,10 @@ def _subscriber(i: int) -> dict[str, object]:
             "created_at": NOW, "updated_at": NOW}
 
 
-def _statements(db_engine: Engine) -> list[str]:
-    ran: list[str] = []
-
-    @sa.event.listens_for(db_engine, "before_cursor_execute")
-    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        ran.append(statement)
-
-    return ran
-
-
 def test_new_rows_are_inserted_in_one_statement_and_only_theirs_are_returned(db_engine: Engine) -> None:
     # The signups' INSERT ... ON CONFLICT DO NOTHING RETURNING (web writer): the rows it returns
     # are those it inserted, whatever their order, and what it writes is what Core writes.
-    ran = _statements(db_engine)
+    ran = statements_run(db_engine)
     with db_engine.begin() as conn:
         first = insert_new(conn, SUBSCRIBER, [_subscriber(i) for i in range(3)], ["email_key"],
                            [SUBSCRIBER.c.email_key, SUBSCRIBER.c.id])
@@ -106,7 +97,7 @@ def test_a_statement_that_cannot_be_batched_returns_its_rows_one_at_a_time(db_en
         email=sa.bindparam("email"), email_key=sa.bindparam("email_key"), name=sa.literal_column("'?'"),
         fields=sa.bindparam("fields"), created_at=sa.bindparam("at"), updated_at=sa.bindparam("at"),
     ).returning(SUBSCRIBER.c.email_key, SUBSCRIBER.c.name)
-    ran = _statements(db_engine)
+    ran = statements_run(db_engine)
     with db_engine.begin() as conn:
         rows = [{"email": f"q{i}@example.com", "email_key": f"q{i}@example.com", "fields": {}, "at": NOW}
                 for i in range(3)]

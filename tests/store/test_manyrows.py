@@ -11,6 +11,7 @@ from engine.flow.state import Stage, State
 from engine.store import manyrows, queries, signups, subscribers
 from engine.store.manyrows import execute_many
 from engine.store.tables import DELIVERY, ENROLLMENT, EVENT
+from tests.support.databases import statements_run
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, 250_000, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -79,7 +80,7 @@ def test_updates_write_times_json_and_nulls_as_sqlalchemy_does_and_keep_the_stat
         assert row["next_attempt_at"] == later and row["next_attempt_at"].tzinfo is not None
     states = {"stage": "nurture", "since": T0, "done": [["s1", "main", "nurture", False]],
               "next_run_at": later, "updated_at": T0}
-    ran = _statements(db_engine)
+    ran = statements_run(db_engine)
     with db_engine.begin() as conn:
         queries.save_enrollments(conn, [{"_id": first, **states}, {"_id": second, **states, "done": []}])
     updates = [s for s in ran if s.startswith("UPDATE enrollment")]
@@ -116,17 +117,6 @@ def test_times_repeated_in_a_batch_in_any_zone_and_times_that_differ_are_each_wr
     assert first == 3
 
 
-def _statements(db_engine: Engine) -> list[str]:
-    """The SQL texts db_engine's connections run from now on (the list fills as they run)."""
-    ran: list[str] = []
-
-    @sa.event.listens_for(db_engine, "before_cursor_execute")
-    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        ran.append(statement)
-
-    return ran
-
-
 def test_many_rows_go_in_a_few_statements_and_write_what_one_row_at_a_time_writes(
     db_engine: Engine,
 ) -> None:
@@ -135,7 +125,7 @@ def test_many_rows_go_in_a_few_statements_and_write_what_one_row_at_a_time_write
     # in one statement joined to their arrays. The rows are as Core's.
     made = _enrollments(db_engine, 37)
     queued = [_queued(e, s, "a") for e, s in made]
-    ran = _statements(db_engine)
+    ran = statements_run(db_engine)
     with db_engine.begin() as conn:
         assert queries.queue_deliveries(conn, queued[:30]) == 30
         assert queries.queue_deliveries(conn, queued) == 7  # 30 already queued: skipped, not counted
@@ -179,7 +169,7 @@ def test_a_batch_naming_one_row_twice_is_written_in_order_as_one_at_a_time(db_en
     # A joined UPDATE would take either of the two values: such a batch goes a row at a time.
     (first, _), (second, _) = _enrollments(db_engine, 2)
     at = [T0 + timedelta(hours=h) for h in range(3)]
-    ran = _statements(db_engine)
+    ran = statements_run(db_engine)
     with db_engine.begin() as conn:
         queries.save_enrollments(conn, [{"_id": first, "next_run_at": at[0], "updated_at": T0},
                                         {"_id": second, "next_run_at": at[1], "updated_at": T0},

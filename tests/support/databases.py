@@ -138,3 +138,10 @@ def database(kind: str, folder: Path) -> Iterator[str]:
     manager = postgres_database() if kind == "postgresql" else sqlite_database(folder)
     with manager as url:
         yield url
+
+
+def statements_run(db_engine: Engine) -> list[str]:
+    """The SQL texts db_engine's connections run from now on (the list fills as they run)."""
+    ran: list[str] = []
+    sa.event.listen(db_engine, "before_cursor_execute", lambda *args: ran.append(args[2]))
+    return ran
