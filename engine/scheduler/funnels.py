@@ -82,6 +82,7 @@ class LiveFunnels:
         self.settle_ns = int(settle * 1e9)
         self.current = load_funnels(project)
         self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
+        self._failed_errors: list[str] | None = None  # what the last failed load logged
         self._went_live(self.current)
 
     def reload_if_changed(self) -> bool:
@@ -95,6 +96,12 @@ class LiveFunnels:
             self._failed_stamp = stamp
             errors = [str(e) for e in error.errors] if isinstance(error, SequenceFileError) else [
                 f"{type(error).__name__}: {error}"]
+            if errors == self._failed_errors:
+                # The same mistakes again: a file that moved while the folder was looked at
+                # (os.walk lists a name, the rename, its stat misses it: a stamp between the
+                # two states), or a save that changed something else. Told once is enough.
+                return False
+            self._failed_errors = errors
             log(
                 "reload_failed",
                 logging.WARNING,
@@ -103,6 +110,7 @@ class LiveFunnels:
                 hint="the daemon keeps running the last valid files; fix these and save again",
             )
             return False
+        self._failed_errors = None
         if fresh.release.hash == self.current.release.hash:  # touched, or saved unchanged
             self.current = dataclasses.replace(self.current, stamp=fresh.stamp)
             return False

@@ -149,3 +149,33 @@ def test_a_file_saved_a_moment_ago_is_read_once_it_has_stayed_put(project: Path)
     for path in project.rglob("*"):  # the project itself was written a moment ago too
         os.utime(path, ns=(minute_ago, minute_ago))
     assert live.reload_if_changed() is True and "New e1" in _render_e1(live)
+
+
+def test_a_rename_seen_halfway_is_told_once_and_a_new_break_after_a_fix_is_told_again(
+    project: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # os.walk lists t/e1.html, the rename happens, its stat misses it: the stamp of that look
+    # has neither name, the next look's has first.html. Both loads fail alike: one warning.
+    import engine.scheduler.funnels as funnels
+
+    live = LiveFunnels(Project(project))
+    templates = project / "templates" / "t"
+    (templates / "e1.html").rename(templates / "first.html")
+    real = funnels._stamp
+    halfway = tuple(entry for entry in real(live.project) if not entry[0].endswith("first.html"))
+    looks = iter([halfway])
+    monkeypatch.setattr(funnels, "_stamp", lambda folder: next(looks, None) or real(folder))
+
+    def warnings() -> int:
+        return sum(r.getMessage() == "reload_failed" for r in caplog.records)
+
+    with caplog.at_level(logging.INFO, logger="funnel"):
+        assert live.reload_if_changed() is False  # the halfway stamp
+        assert live.reload_if_changed() is False  # the whole rename: the same errors
+        assert warnings() == 1
+        (templates / "first.html").rename(templates / "e1.html")  # put back, and saved again:
+        _touch(templates / "e1.html")  # a good load of the release as before
+        assert live.reload_if_changed() is False and warnings() == 1
+        (templates / "e1.html").rename(templates / "first.html")  # broken again, after a good load
+        assert live.reload_if_changed() is False
+        assert warnings() == 2
