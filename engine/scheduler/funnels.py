@@ -32,21 +32,31 @@ class Funnels:
 OnRelease = Callable[[Funnels], None]
 
 
-def _stamp(project: Project) -> tuple[tuple[str, int, int], ...]:
+def _stamp(project: Project) -> tuple[tuple[str, int, int], ...] | None:
     """Every file under sequences/, broadcasts/ and templates/ with its modification time and size.
 
-    Names are part of it: renaming a file (which keeps its mtime) is a change too.
+    Names are part of it: renaming a file (which keeps its mtime) is a change too. None when
+    a file or folder went away while it was looked at: the folder is changing (a rename seen
+    halfway: the old name listed, then gone, the new one not listed), so it is looked at again
+    at the next tick rather than read as a state it was never in.
     """
     found = []
+    vanished: list[OSError] = []
     for folder in (project.sequences_dir, project.broadcasts_dir, project.templates_dir):
-        for root, _dirs, files in os.walk(folder):
+        if not os.path.isdir(folder):  # broadcasts/ is optional
+            continue
+        for root, _dirs, files in os.walk(folder, onerror=vanished.append):
             for name in files:
                 path = os.path.join(root, name)
                 try:
                     info = os.stat(path)
-                except FileNotFoundError:  # removed while we looked
-                    continue
+                except FileNotFoundError:
+                    if os.path.lexists(path):  # a link to nothing (an editor's lock file): as before
+                        continue
+                    return None  # removed or renamed while we looked
                 found.append((path, info.st_mtime_ns, info.st_size))
+    if any(isinstance(error, FileNotFoundError) for error in vanished):  # a folder, the same
+        return None
     return tuple(sorted(found))
 
 
@@ -56,7 +66,7 @@ def load_funnels(project: Project) -> Funnels:
     The renderer serves the snapshot that was checked: no template is read from disk
     after this, so a file renamed or broken later cannot fail an email.
     """
-    stamp = _stamp(project)
+    stamp = _stamp(project) or ()  # () while the folder changes: the next tick looks again
     snapshot = project.snapshot()
     result = project.check(snapshot=snapshot)
     if result.errors:
@@ -82,13 +92,12 @@ class LiveFunnels:
         self.settle_ns = int(settle * 1e9)
         self.current = load_funnels(project)
         self._failed_stamp: tuple[tuple[str, int, int], ...] | None = None
-        self._failed_errors: list[str] | None = None  # what the last failed load logged
         self._went_live(self.current)
 
     def reload_if_changed(self) -> bool:
         """Reload when a file under sequences/ or templates/ changed; True when plans were swapped."""
         stamp = _stamp(self.project)
-        if stamp in (self.current.stamp, self._failed_stamp) or self._settling(stamp):
+        if stamp is None or stamp in (self.current.stamp, self._failed_stamp) or self._settling(stamp):
             return False
         try:
             fresh = load_funnels(self.project)
@@ -96,12 +105,6 @@ class LiveFunnels:
             self._failed_stamp = stamp
             errors = [str(e) for e in error.errors] if isinstance(error, SequenceFileError) else [
                 f"{type(error).__name__}: {error}"]
-            if errors == self._failed_errors:
-                # The same mistakes again: a file that moved while the folder was looked at
-                # (os.walk lists a name, the rename, its stat misses it: a stamp between the
-                # two states), or a save that changed something else. Told once is enough.
-                return False
-            self._failed_errors = errors
             log(
                 "reload_failed",
                 logging.WARNING,
@@ -110,7 +113,6 @@ class LiveFunnels:
                 hint="the daemon keeps running the last valid files; fix these and save again",
             )
             return False
-        self._failed_errors = None
         if fresh.release.hash == self.current.release.hash:  # touched, or saved unchanged
             self.current = dataclasses.replace(self.current, stamp=fresh.stamp)
             return False

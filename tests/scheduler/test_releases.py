@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,24 +155,27 @@ def test_a_file_saved_a_moment_ago_is_read_once_it_has_stayed_put(project: Path)
 def test_a_rename_seen_halfway_is_told_once_and_a_new_break_after_a_fix_is_told_again(
     project: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # os.walk lists t/e1.html, the rename happens, its stat misses it: the stamp of that look
-    # has neither name, the next look's has first.html. Both loads fail alike: one warning.
-    import engine.scheduler.funnels as funnels
-
+    # The folder's look lists t/e1.html, the rename lands, its stat misses it: that look saw
+    # neither name. It is not read as a change; the next look sees the rename: one warning.
     live = LiveFunnels(Project(project))
     templates = project / "templates" / "t"
-    (templates / "e1.html").rename(templates / "first.html")
-    real = funnels._stamp
-    halfway = tuple(entry for entry in real(live.project) if not entry[0].endswith("first.html"))
-    looks = iter([halfway])
-    monkeypatch.setattr(funnels, "_stamp", lambda folder: next(looks, None) or real(folder))
+    real_stat, renamed = os.stat, []
+
+    def stat_renaming_first(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if not renamed and str(path).endswith(os.path.join("t", "e1.html")):
+            renamed.append(path)
+            os.rename(templates / "e1.html", templates / "first.html")
+        return real_stat(path, *args, **kwargs)
 
     def warnings() -> int:
         return sum(r.getMessage() == "reload_failed" for r in caplog.records)
 
     with caplog.at_level(logging.INFO, logger="funnel"):
-        assert live.reload_if_changed() is False  # the halfway stamp
-        assert live.reload_if_changed() is False  # the whole rename: the same errors
+        monkeypatch.setattr(os, "stat", stat_renaming_first)
+        assert live.reload_if_changed() is False  # the look the rename cut in two
+        monkeypatch.undo()
+        assert renamed and (templates / "first.html").exists()
+        assert live.reload_if_changed() is False  # the whole rename
         assert warnings() == 1
         (templates / "first.html").rename(templates / "e1.html")  # put back, and saved again:
         _touch(templates / "e1.html")  # a good load of the release as before
@@ -179,3 +183,14 @@ def test_a_rename_seen_halfway_is_told_once_and_a_new_break_after_a_fix_is_told_
         (templates / "e1.html").rename(templates / "first.html")  # broken again, after a good load
         assert live.reload_if_changed() is False
         assert warnings() == 2
+
+
+def test_a_link_to_nothing_in_templates_does_not_stop_reloads(project: Path) -> None:
+    # An editor's lock file (Emacs writes `.#name` as a link to nothing) is not a folder
+    # that is changing: edits beside it still load.
+    live = LiveFunnels(Project(project))
+    (project / "templates" / "t" / ".#e1.html").symlink_to("user@host.1234:1700000000")
+    path = project / "sequences" / "minimal.yaml"
+    path.write_text(path.read_text().replace(
+        "        - {id: e2, role: education, subject: E2, template: t/e2.html}\n", ""))
+    assert live.reload_if_changed() is True
