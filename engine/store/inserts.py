@@ -1,7 +1,10 @@
-"""Inserting rows that may be there already: INSERT ... ON CONFLICT DO NOTHING, on SQLite and PostgreSQL.
+"""Inserting many rows, most of them rows that may be there already: INSERT ... ON CONFLICT DO
+NOTHING, on SQLite and PostgreSQL, through manyrows.
 
 A repeated signup, event or queued email must change nothing twice; the unique keys say
 what "the same row" is, and these skip a row that would break one instead of failing.
+`insert_rows` is the plain INSERT of the same path, for a table without such a key (the
+consent records).
 """
 
 from __future__ import annotations
