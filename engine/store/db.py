@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,11 @@ Row = RowMapping
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # The key in a SQLite connection's `info` that remembers its PRAGMA query_only.
 _QUERY_ONLY = "funnel_query_only"
+# A pooled PostgreSQL connection back in the pool for longer than this is pinged before it is
+# handed out again (one round trip); one used this recently is not (_ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+# The key in a pooled connection's `info`: when it went back into the pool (time.monotonic()).
+_CHECKED_IN = "funnel_checked_in"
 
 
 class DatabaseError(EngineError):
@@ -69,11 +75,45 @@ def make_engine(url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **optio
         sa.event.listen(db_engine, "begin", _sqlite_begin)
         return db_engine
     if url.startswith("postgresql"):
-        return sa.create_engine(url, pool_pre_ping=True, **options)
+        db_engine = sa.create_engine(url, **options)
+        _ping_when_idle(db_engine)
+        return db_engine
     raise DatabaseError(
         f"unsupported database URL '{url.split(':', 1)[0]}:...'; "
         "use sqlite:///path/to/file.db or postgresql://user@host/dbname"
     )
+
+
+def _ping_when_idle(db_engine: Engine) -> None:
+    """Ping a pooled connection before use when it sat in the pool for PING_AFTER_IDLE_SECONDS.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip before every transaction,
+    which in a tick's burst of short transactions (an outcome commit every few milliseconds) is
+    one wait for the server in four. A connection that was used a moment ago is alive unless the
+    server went away in that moment, which a statement can meet just as well after a ping (the
+    callers handle both the same way: the tick fails and the next one runs, a signup answers 503).
+    One idle for longer (the tick's between ticks, the dashboard's between pages, every one after
+    a server restart) is pinged as `pool_pre_ping` would: a dead one invalidates the pool and the
+    pool connects afresh (SQLAlchemy, "Disconnect Handling - Pessimistic", custom ping).
+    """
+    dialect = db_engine.dialect
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN)  # none: a new connection (info goes with the old one)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise sa.exc.InvalidatePoolError() from error
+            raise
+
+    sa.event.listen(db_engine, "checkin", checked_in)
+    sa.event.listen(db_engine, "checkout", checkout)
 
 
 # What the store's SQL needs of SQLite: UPDATE ... FROM (3.33, manyrows.py), RETURNING and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.store import db
 from engine.store.db import DatabaseError, _check_sqlite_version, durable, make_engine
 from engine.store.migrate import head_revision
-from tests.support.databases import empty_postgres_database
+from tests.support.databases import ADMIN_URL, empty_postgres_database
 
 
 def test_db_upgrade_creates_the_sqlite_file_then_says_it_is_up_to_date(tmp_path: Path) -> None:
@@ -58,3 +60,79 @@ def test_a_sqlite_library_too_old_for_the_store_is_a_clear_error() -> None:
     assert "or use PostgreSQL" in str(raised.value)
     _check_sqlite_version((3, 35, 0))  # enough
     _check_sqlite_version()  # this machine's
+
+
+def _backend_pid(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pid: int) -> None:
+    """What a server restart or an idle-connection reaper does to one pooled connection."""
+    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    admin.dispose()
+
+
+def _counting_pings(monkeypatch: pytest.MonkeyPatch, db_engine: sa.Engine) -> list[object]:
+    pings: list[object] = []
+    real = db_engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(db_engine.dialect, "do_ping", do_ping)
+    return pings
+
+
+def test_a_postgresql_connection_used_a_moment_ago_is_not_pinged_an_idle_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with empty_postgres_database() as url:
+        db_engine = make_engine(url, pool_size=1, max_overflow=0)
+        pings = _counting_pings(monkeypatch, db_engine)
+        for _ in range(5):  # a tick's burst of short transactions: no round trip before each
+            with db_engine.begin() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        assert pings == []
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+        time.sleep(0.1)
+        with db_engine.begin() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        assert len(pings) == 1
+        db_engine.dispose()
+
+
+def test_an_idle_postgresql_connection_the_server_dropped_is_replaced_before_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with empty_postgres_database() as url:
+        db_engine = make_engine(url, pool_size=1, max_overflow=0)
+        pings = _counting_pings(monkeypatch, db_engine)
+        with db_engine.connect() as conn:
+            first = _backend_pid(conn)
+        _terminate(first)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+        time.sleep(0.1)
+        with db_engine.begin() as conn:  # the ping finds it dead; the pool connects afresh
+            again = _backend_pid(conn)
+        assert again != first
+        assert len(pings) == 1
+        db_engine.dispose()
+
+
+def test_a_postgresql_connection_dropped_within_the_moment_fails_once_then_the_pool_recovers() -> None:
+    with empty_postgres_database() as url:
+        db_engine = make_engine(url, pool_size=1, max_overflow=0)
+        with db_engine.connect() as conn:
+            first = _backend_pid(conn)
+        _terminate(first)
+        # Unpinged, as a statement after a ping could meet it too: an OperationalError, which
+        # the tick logs as tick_failed and a signup answers with 503 (the callers' tests) ...
+        with pytest.raises(sa.exc.OperationalError) as raised, db_engine.connect() as conn:
+            _backend_pid(conn)
+        assert raised.value.connection_invalidated
+        with db_engine.connect() as conn:  # ... and the next transaction has a new connection
+            assert _backend_pid(conn) != first
+        db_engine.dispose()
