@@ -1,0 +1,92 @@
+"""Write jobs in one durable transaction: together when they can be, each alone when one fails.
+
+The web writer's batches go through `run_durably`; these pin, on both databases, that a
+batch of one kind of Bulk job runs without savepoints, that one bad job in it still fails
+alone with every other job written once, and that other batches keep a savepoint per job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from engine.store.jobs import run_durably
+from engine.store.tables import SUBSCRIBER
+from tests.support.databases import statements_run
+
+NOW = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _row(address: str) -> dict[str, Any]:
+    return {"email": address, "email_key": address, "name": "", "created_at": NOW, "updated_at": NOW,
+            "fields": {}}
+
+
+class _Add:
+    """A Bulk job: one subscriber row; many of them in one INSERT."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def __call__(self, conn: Connection) -> str:
+        return self.run_many(conn, [self])[0]
+
+    @classmethod
+    def run_many(cls, conn: Connection, jobs: list[_Add]) -> list[str]:
+        conn.execute(sa.insert(SUBSCRIBER), [_row(job.address) for job in jobs])
+        return [job.address for job in jobs]
+
+
+def _plain(address: str):  # type: ignore[no-untyped-def]
+    def job(conn: Connection) -> str:
+        conn.execute(sa.insert(SUBSCRIBER), [_row(address)])
+        return address
+    return job
+
+
+def _stored(db_engine: Engine) -> list[str]:
+    with db_engine.connect() as conn:
+        return sorted(conn.execute(sa.select(SUBSCRIBER.c.email)).scalars())
+
+
+def _savepoints(ran: list[str]) -> int:
+    return sum(1 for sql in ran if sql.upper().startswith("SAVEPOINT"))
+
+
+def test_a_batch_of_one_bulk_kind_runs_together_without_savepoints(db_engine: Engine) -> None:
+    ran = statements_run(db_engine)
+    outcomes = run_durably(db_engine, [_Add(f"p{i}@example.com") for i in range(5)])
+    assert outcomes == [(True, f"p{i}@example.com") for i in range(5)]
+    assert _stored(db_engine) == [f"p{i}@example.com" for i in range(5)]
+    assert _savepoints(ran) == 0
+    assert sum(1 for sql in ran if sql.upper().startswith("INSERT")) == 1
+    one = run_durably(db_engine, [_Add("alone@example.com")])  # a batch of one: the same way
+    assert one == [(True, "alone@example.com")] and _savepoints(ran) == 0
+
+
+def test_one_bad_job_of_a_bulk_batch_fails_alone_and_the_others_are_written_once(db_engine: Engine) -> None:
+    run_durably(db_engine, [_Add("taken@example.com")])
+    ran = statements_run(db_engine)
+    jobs = [_Add("a@example.com"), _Add("taken@example.com"), _Add("b@example.com")]
+    outcomes = run_durably(db_engine, jobs)
+    # The first try (all three, no savepoint) was rolled back whole: had it kept a@, the run
+    # one by one would have failed a@ on its unique key too.
+    assert [ok for ok, _ in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1][1], sa.exc.IntegrityError)
+    assert [outcomes[0][1], outcomes[2][1]] == ["a@example.com", "b@example.com"]
+    assert _stored(db_engine) == ["a@example.com", "b@example.com", "taken@example.com"]
+    inserts = [sql for sql in ran if sql.upper().startswith("INSERT")]
+    assert len(inserts) == 4  # the three together once, then each alone (not together again)
+    assert _savepoints(ran) == 3
+
+
+def test_a_batch_of_mixed_jobs_keeps_a_savepoint_per_job(db_engine: Engine) -> None:
+    ran = statements_run(db_engine)
+    jobs = [_Add("a@example.com"), _plain("a@example.com"), _plain("c@example.com")]
+    outcomes = run_durably(db_engine, jobs)
+    assert [ok for ok, _ in outcomes] == [True, False, True]
+    assert _stored(db_engine) == ["a@example.com", "c@example.com"]
+    assert _savepoints(ran) == 3
