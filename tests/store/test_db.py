@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,65 +75,64 @@ def _terminate(pid: int) -> None:
     admin.dispose()
 
 
-def _counting_pings(monkeypatch: pytest.MonkeyPatch, db_engine: sa.Engine) -> list[object]:
-    pings: list[object] = []
-    real = db_engine.dialect.do_ping
+@pytest.fixture
+def one_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[sa.Engine, list[object]]]:
+    """An engine on a fresh PostgreSQL database with a pool of one connection, and its pings."""
+    with empty_postgres_database() as url:
+        db_engine = make_engine(url, pool_size=1, max_overflow=0)
+        pings: list[object] = []
+        real = db_engine.dialect.do_ping
 
-    def do_ping(dbapi_connection: object) -> bool:
-        pings.append(dbapi_connection)
-        return real(dbapi_connection)
+        def do_ping(dbapi_connection: object) -> bool:
+            pings.append(dbapi_connection)
+            return real(dbapi_connection)
 
-    monkeypatch.setattr(db_engine.dialect, "do_ping", do_ping)
-    return pings
+        monkeypatch.setattr(db_engine.dialect, "do_ping", do_ping)
+        yield db_engine, pings
+        db_engine.dispose()
 
 
 def test_a_postgresql_connection_used_a_moment_ago_is_not_pinged_an_idle_one_is(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, one_connection: tuple[sa.Engine, list[object]],
 ) -> None:
-    with empty_postgres_database() as url:
-        db_engine = make_engine(url, pool_size=1, max_overflow=0)
-        pings = _counting_pings(monkeypatch, db_engine)
-        for _ in range(5):  # a tick's burst of short transactions: no round trip before each
-            with db_engine.begin() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        assert pings == []
-        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
-        time.sleep(0.1)
+    db_engine, pings = one_connection
+    for _ in range(5):  # a tick's burst of short transactions: no round trip before each
         with db_engine.begin() as conn:
             conn.execute(sa.text("SELECT 1"))
-        assert len(pings) == 1
-        db_engine.dispose()
+    assert pings == []
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    time.sleep(0.1)
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert len(pings) == 1
 
 
 def test_an_idle_postgresql_connection_the_server_dropped_is_replaced_before_use(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, one_connection: tuple[sa.Engine, list[object]],
 ) -> None:
-    with empty_postgres_database() as url:
-        db_engine = make_engine(url, pool_size=1, max_overflow=0)
-        pings = _counting_pings(monkeypatch, db_engine)
-        with db_engine.connect() as conn:
-            first = _backend_pid(conn)
-        _terminate(first)
-        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
-        time.sleep(0.1)
-        with db_engine.begin() as conn:  # the ping finds it dead; the pool connects afresh
-            again = _backend_pid(conn)
-        assert again != first
-        assert len(pings) == 1
-        db_engine.dispose()
+    db_engine, pings = one_connection
+    with db_engine.connect() as conn:
+        first = _backend_pid(conn)
+    _terminate(first)
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    time.sleep(0.1)
+    with db_engine.begin() as conn:  # the ping finds it dead; the pool connects afresh
+        again = _backend_pid(conn)
+    assert again != first
+    assert len(pings) == 1
 
 
-def test_a_postgresql_connection_dropped_within_the_moment_fails_once_then_the_pool_recovers() -> None:
-    with empty_postgres_database() as url:
-        db_engine = make_engine(url, pool_size=1, max_overflow=0)
-        with db_engine.connect() as conn:
-            first = _backend_pid(conn)
-        _terminate(first)
-        # Unpinged, as a statement after a ping could meet it too: an OperationalError, which
-        # the tick logs as tick_failed and a signup answers with 503 (the callers' tests) ...
-        with pytest.raises(sa.exc.OperationalError) as raised, db_engine.connect() as conn:
-            _backend_pid(conn)
-        assert raised.value.connection_invalidated
-        with db_engine.connect() as conn:  # ... and the next transaction has a new connection
-            assert _backend_pid(conn) != first
-        db_engine.dispose()
+def test_a_postgresql_connection_dropped_within_the_moment_fails_once_then_the_pool_recovers(
+    one_connection: tuple[sa.Engine, list[object]],
+) -> None:
+    db_engine, pings = one_connection
+    with db_engine.connect() as conn:
+        first = _backend_pid(conn)
+    _terminate(first)
+    # Unpinged, as a statement after a ping could meet it too: an OperationalError, which
+    # the tick logs as tick_failed and a signup answers with 503 (the callers' tests) ...
+    with pytest.raises(sa.exc.OperationalError) as raised, db_engine.connect() as conn:
+        _backend_pid(conn)
+    assert raised.value.connection_invalidated and pings == []
+    with db_engine.connect() as conn:  # ... and the next transaction has a new connection
+        assert _backend_pid(conn) != first
