@@ -89,7 +89,7 @@ def _ping_when_idle(db_engine: Engine) -> None:
 
     SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip before every transaction,
     which in a tick's burst of short transactions (an outcome commit every few milliseconds) is
-    one wait for the server in four. A connection that was used a moment ago is alive unless the
+    one wait for the server in five. A connection that was used a moment ago is alive unless the
     server went away in that moment, which a statement can meet just as well after a ping (the
     callers handle both the same way: the tick fails and the next one runs, a signup answers 503).
     One idle for longer (the tick's between ticks, the dashboard's between pages, every one after
