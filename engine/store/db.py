@@ -41,9 +41,14 @@ class Unavailable(Exception):
     """The database could not be read or written just now: the caller answers 503 and changes nothing."""
 
 
+class ConnectionLost(Exception):
+    """The connection to the database was lost before a transaction's commit: none of it was written."""
+
+
 # What a database that is down, locked or cut off raises: callers that answer a person
 # turn these into `Unavailable`.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError,
+                                                   ConnectionLost)
 # Anything the database or its driver raised (down, locked, slow, refused): the pages that
 # keep answering while the database is away (/healthz, /metrics, a click) catch this.
 DbError = sa.exc.SQLAlchemyError
@@ -91,7 +96,8 @@ def _ping_when_idle(db_engine: Engine) -> None:
     which in a tick's burst of short transactions (an outcome commit every few milliseconds) is
     one wait for the server in five. A connection that was used a moment ago is alive unless the
     server went away in that moment, which a statement can meet just as well after a ping (the
-    callers handle both the same way: the tick fails and the next one runs, a signup answers 503).
+    callers handle both the same way: the tick fails and the next one runs; the web side's
+    writes run once more on a new connection, store/jobs.py).
     One idle for longer (the tick's between ticks, the dashboard's between pages, every one after
     a server restart) is pinged as `pool_pre_ping` would: a dead one invalidates the pool and the
     pool connects afresh (SQLAlchemy, "Disconnect Handling - Pessimistic", custom ping).

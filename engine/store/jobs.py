@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.store.db import DbConnection, DbEngine, durable
+from engine.store.db import ConnectionLost, DbConnection, DbEngine, durable
 
 Job = Callable[[DbConnection], Any]
 
@@ -38,32 +38,51 @@ class Bulk(Protocol):
 def run_durably(db_engine: DbEngine, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Run `jobs` in one durable transaction; per job (True, its result) or (False, its exception).
 
-    An exception out of here (the commit failed) means nothing of the batch was written.
+    An exception out of here (the commit failed, or the database cannot be reached) means
+    nothing of the batch was written.
+
+    A connection that the database server dropped shows at the transaction's first statement
+    (a pooled PostgreSQL connection used within the last second is not pinged first:
+    store/db.py). Nothing is written then, so the batch runs once more on a new connection;
+    lost again, it is `ConnectionLost` (which callers answer with 503), not a failure of each job.
     """
     runs = _runs(jobs)
-    failed_together = False
     if len(runs) == 1 and hasattr(type(jobs[0]), "run_many"):
         try:
             return [(True, result) for result in _all_at_once(db_engine, jobs)]
         except _OneFailed:  # rolled back, nothing written: find the bad one, each job alone
-            failed_together = True
+            return _each_alone(db_engine, runs, together=False)
+    try:
+        return _each_alone(db_engine, runs, together=True)
+    except ConnectionLost:
+        return _each_alone(db_engine, runs, together=True)
+
+
+def _each_alone(db_engine: DbEngine, runs: list[list[Job]], together: bool) -> list[tuple[bool, Any]]:
+    """Each job in its own savepoint (Bulk jobs of a kind first all together, if `together`).
+
+    A job that fails because the connection was lost fails the batch: `ConnectionLost`.
+    """
     outcomes: list[tuple[bool, Any]] = []
     with durable(db_engine) as conn:
         for group in runs:
             many = getattr(type(group[0]), "run_many", None)
-            if many is not None and len(group) > 1 and not failed_together:
+            if many is not None and len(group) > 1 and together:
                 try:
                     with conn.begin_nested():
                         results = many(conn, group)
                     outcomes.extend((True, result) for result in results)
                     continue
-                except Exception:  # one of them is bad: find it by running each alone
-                    pass
+                except Exception as error:  # one of them is bad: find it by running each alone
+                    if conn.invalidated:
+                        raise ConnectionLost(str(error)) from error
             for job in group:
                 try:
                     with conn.begin_nested():
                         outcomes.append((True, job(conn)))
                 except Exception as error:  # this job's savepoint is rolled back, the rest commit
+                    if conn.invalidated:
+                        raise ConnectionLost(str(error)) from error
                     outcomes.append((False, error))
     return outcomes
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from engine.store.db import ConnectionLost, make_engine
 from engine.store.jobs import run_durably
 from engine.store.tables import SUBSCRIBER
-from tests.support.databases import statements_run
+from tests.support.databases import ADMIN_URL, postgres_database, statements_run
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -90,3 +92,57 @@ def test_a_batch_of_mixed_jobs_keeps_a_savepoint_per_job(db_engine: Engine) -> N
     assert [ok for ok, _ in outcomes] == [True, False, True]
     assert _stored(db_engine) == ["a@example.com", "c@example.com"]
     assert _savepoints(ran) == 3
+
+
+def test_a_batch_on_a_connection_the_server_just_dropped_is_written_on_a_new_one() -> None:
+    # A pooled PostgreSQL connection used within the last second is not pinged (store/db.py):
+    # if the server dropped it, the batch's first statement fails on it, nothing is written,
+    # and the batch runs again on a new connection, Bulk or not.
+    with postgres_database() as url:
+        db_engine = make_engine(url, pool_size=1, max_overflow=0)
+        run_durably(db_engine, [_Add("first@example.com")])
+        _terminate_pooled(db_engine)
+        outcomes = run_durably(db_engine, [_Add("a@example.com"), _Add("b@example.com")])
+        assert outcomes == [(True, "a@example.com"), (True, "b@example.com")]
+        _terminate_pooled(db_engine)
+        assert run_durably(db_engine, [_plain("c@example.com"), _Add("d@example.com")]) == [
+            (True, "c@example.com"), (True, "d@example.com")]
+        assert _stored(db_engine) == ["a@example.com", "b@example.com", "c@example.com", "d@example.com",
+                                      "first@example.com"]
+        db_engine.dispose()
+
+
+def _cut_off(conn: Connection) -> None:
+    """A job during which the server ends the connection (each time it runs)."""
+    conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+
+class _CutOffAdd(_Add):
+    """A Bulk job whose every run (together or alone) has the server end the connection."""
+
+    @classmethod
+    def run_many(cls, conn: Connection, jobs: list[_Add]) -> list[str]:
+        _cut_off(conn)
+        return super().run_many(conn, jobs)
+
+
+def test_a_batch_that_loses_its_connection_again_fails_whole_as_connection_lost() -> None:
+    with postgres_database() as url:
+        db_engine = make_engine(url)
+        plain_then_cut: list[Any] = [_plain("a@example.com"), _cut_off]
+        for jobs in (plain_then_cut, [_CutOffAdd("b@example.com"), _CutOffAdd("c@example.com")]):
+            with pytest.raises(ConnectionLost) as raised:
+                run_durably(db_engine, jobs)
+            assert isinstance(raised.value.__cause__, sa.exc.OperationalError)
+        assert _stored(db_engine) == []  # nothing of either batch
+        db_engine.dispose()
+
+
+def _terminate_pooled(db_engine: Engine) -> None:
+    """The server ends the backend of db_engine's one pooled connection (used a moment ago)."""
+    with db_engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
