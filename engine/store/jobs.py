@@ -7,9 +7,12 @@ the jobs of its kind waiting next to it, in one set of statements; if that fails
 each runs on its own, so one bad job still fails alone.
 
 A batch of Bulk jobs of one kind only (signups at a busy moment: the batch a writer sees
-most) first runs without a savepoint: a `SAVEPOINT` and its `RELEASE` are two of the
-eight statements of such a batch, and on PostgreSQL two waits for the server. If any of it
-fails, that transaction is rolled back whole and the batch runs again as above.
+most) first runs without a savepoint: a `SAVEPOINT` and its `RELEASE` were two of the
+eight statements a batch of signups sends to PostgreSQL, each a wait for the server. If any
+of it fails, that transaction is rolled back whole and the batch runs again as above.
+
+A connection lost before the commit (the server dropped it) is not a failure of the jobs:
+nothing was written, and the batch runs once more on a new connection (`run_durably`).
 """
 
 from __future__ import annotations
