@@ -27,8 +27,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # The key in a SQLite connection's `info` that remembers its PRAGMA query_only.
 _QUERY_ONLY = "funnel_query_only"
 # A pooled PostgreSQL connection back in the pool for longer than this is pinged before it is
-# handed out again (one round trip); one used this recently is not (_ping_when_idle).
-PING_AFTER_IDLE_SECONDS = 1.0
+# handed out again (one round trip); one used this recently is not (_ping_when_idle). Short
+# enough that a page read after a pause (a person clicks) is pinged, and a tick's connection
+# between ticks; long enough that a burst of transactions a few milliseconds apart is not.
+PING_AFTER_IDLE_SECONDS = 0.25
 # The key in a pooled connection's `info`: when it went back into the pool (time.monotonic()).
 _CHECKED_IN = "funnel_checked_in"
 

@@ -45,7 +45,7 @@ def run_durably(db_engine: DbEngine, jobs: list[Job]) -> list[tuple[bool, Any]]:
     nothing of the batch was written.
 
     A connection that the database server dropped shows at the transaction's first statement
-    (a pooled PostgreSQL connection used within the last second is not pinged first:
+    (a pooled PostgreSQL connection used a moment ago is not pinged first:
     store/db.py). Nothing is written then, so the batch runs once more on a new connection;
     lost again, it is `ConnectionLost` (which callers answer with 503), not a failure of each job.
     """

@@ -95,7 +95,7 @@ def test_a_batch_of_mixed_jobs_keeps_a_savepoint_per_job(db_engine: Engine) -> N
 
 
 def test_a_batch_on_a_connection_the_server_just_dropped_is_written_on_a_new_one() -> None:
-    # A pooled PostgreSQL connection used within the last second is not pinged (store/db.py):
+    # A pooled PostgreSQL connection used a moment ago is not pinged (store/db.py):
     # if the server dropped it, the batch's first statement fails on it, nothing is written,
     # and the batch runs again on a new connection, Bulk or not.
     with postgres_database() as url:
