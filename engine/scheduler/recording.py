@@ -23,7 +23,7 @@ from engine.scheduler.outcomes import Claimed, DeliveryUpdate, final, later
 from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import recipient_domain
 from engine.store import queries
-from engine.store.db import DbConnection, DbEngine
+from engine.store.db import ConnectionLost, DbConnection, DbEngine, transaction
 from engine.store.status import DeliveryStatus
 
 # Back-off after a 4xx, by attempt: as MTAs do, short at first, then every 4 hours
@@ -151,7 +151,19 @@ class Recorder:
         await in_db_thread(self.db_executor, self._write_sync, updates)
 
     def _write_sync(self, updates: list[DeliveryUpdate]) -> None:
-        with self.db_engine.begin() as conn:
+        """Commit the outcomes; once more on a new connection if the first was lost before its commit.
+
+        Those emails went out: an outcome not committed is an email sent again once its lease
+        runs out. A connection the server dropped a moment ago (not pinged: store/db.py) fails
+        at the first statement, with nothing written, so the second try is safe.
+        """
+        try:
+            self._commit(updates)
+        except ConnectionLost:
+            self._commit(updates)
+
+    def _commit(self, updates: list[DeliveryUpdate]) -> None:
+        with transaction(self.db_engine) as conn:
             self.see_unsubscribes(conn, updates[0].updated_at)
             queries.record_outcomes(conn, [update.columns() for update in updates])
             for update in updates:

@@ -208,6 +208,23 @@ def durable(db_engine: Engine) -> Iterator[Connection]:
                 raw.execute("PRAGMA synchronous=NORMAL")
 
 
+@contextmanager
+def transaction(db_engine: Engine) -> Iterator[Connection]:
+    """`db_engine.begin()`, where an error that lost the connection is `ConnectionLost`.
+
+    Raised from inside the transaction, before its commit: nothing of it was written, and the
+    caller may run it again (the pool connects afresh). An error of the commit itself passes
+    through as it is (the commit may have been done).
+    """
+    with db_engine.begin() as conn:
+        try:
+            yield conn
+        except Exception as error:
+            if conn.invalidated:
+                raise ConnectionLost(str(error)) from error
+            raise
+
+
 def shown_url(database: Engine | str) -> str:
     """The database URL (of an engine, or as the operator wrote it) with the password hidden."""
     url = sa.engine.make_url(database) if isinstance(database, str) else database.url

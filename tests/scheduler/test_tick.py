@@ -347,6 +347,43 @@ def test_a_locked_database_fails_the_tick_and_the_next_one_does_the_work(
             h.close()
 
 
+def test_outcomes_whose_connection_the_server_just_dropped_are_committed_on_a_new_one(
+    tmp_path: Path, project: Path
+) -> None:
+    """PostgreSQL ends the tick's connection while a message is being sent: its outcome is
+    committed on a new connection, not lost, so no email goes out again when its lease ends."""
+    from tests.support.databases import ADMIN_URL, postgres_database
+
+    def cut_off(url: str) -> None:
+        admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            ended = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                         "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                                 {"name": sa.engine.make_url(url).database}).scalar_one()
+        admin.dispose()
+        assert ended >= 1
+
+    with postgres_database() as url:
+        def script(message: Outgoing) -> Result:
+            if message.rcpt_to == "bo@example.com":  # the second of the round: Ana's outcome is in
+                cut_off(url)
+            return Result(Outcome.SENT, 250, "ok")
+
+        h = Harness(url, project, MONDAY, transport=MemoryTransport(script))
+        try:
+            for address in ("ana@example.com", "bo@example.com", "cy@example.com"):
+                h.add(address)
+            report = h.tick()  # it does not fail: Bo's outcome met the dropped connection, written anew
+            assert report.attempted == 3
+            assert [(d["status"], d["attempts"]) for d in h.deliveries()] == [("sent", 1)] * 3
+            h.run_until(MONDAY + timedelta(hours=6))  # far past every lease
+            copies = Counter(m.message_id for m in h.transport.sent)
+            assert len(copies) >= 3 and set(copies.values()) == {1}  # nothing sent twice
+            assert all(d["status"] == "sent" for d in h.deliveries())
+        finally:
+            h.close()
+
+
 def test_a_queued_email_waits_while_its_funnel_file_is_missing_and_goes_out_when_it_is_back(
     db_url: str, project: Path
 ) -> None:
