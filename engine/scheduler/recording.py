@@ -12,6 +12,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from engine.flow.status import SubscriberStatus
@@ -23,7 +24,7 @@ from engine.scheduler.outcomes import Claimed, DeliveryUpdate, final, later
 from engine.scheduler.stoplist import Stoplist
 from engine.scheduler.throttle import recipient_domain
 from engine.store import queries
-from engine.store.db import ConnectionLost, DbConnection, DbEngine, transaction
+from engine.store.db import DbConnection, DbEngine, once_more_if_lost, transaction
 from engine.store.status import DeliveryStatus
 
 # Back-off after a 4xx, by attempt: as MTAs do, short at first, then every 4 hours
@@ -157,10 +158,7 @@ class Recorder:
         runs out. A connection the server dropped a moment ago (not pinged: store/db.py) fails
         at the first statement, with nothing written, so the second try is safe.
         """
-        try:
-            self._commit(updates)
-        except ConnectionLost:
-            self._commit(updates)
+        once_more_if_lost(partial(self._commit, updates))
 
     def _commit(self, updates: list[DeliveryUpdate]) -> None:
         with transaction(self.db_engine) as conn:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -43,8 +43,11 @@ class Unavailable(Exception):
     """The database could not be read or written just now: the caller answers 503 and changes nothing."""
 
 
-class ConnectionLost(Exception):
-    """The connection to the database was lost before a transaction's commit: none of it was written."""
+class ConnectionLost(sa.exc.SQLAlchemyError):
+    """The connection to the database was lost before a transaction's commit: none of it was written.
+
+    Raised by `transaction` and `durable`; `once_more_if_lost` runs such a transaction again.
+    """
 
 
 # What a database that is down, locked or cut off raises: callers that answer a person
@@ -201,7 +204,7 @@ def durable(db_engine: Engine) -> Iterator[Connection]:
         if raw is not None:
             raw.execute("PRAGMA synchronous=FULL")
         try:
-            with conn.begin():
+            with conn.begin(), _lost_is_named(conn):
                 yield conn
         finally:
             if raw is not None:
@@ -210,19 +213,42 @@ def durable(db_engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def transaction(db_engine: Engine) -> Iterator[Connection]:
-    """`db_engine.begin()`, where an error that lost the connection is `ConnectionLost`.
+    """`db_engine.begin()`, where an error that lost the connection is `ConnectionLost`."""
+    with db_engine.begin() as conn, _lost_is_named(conn):
+        yield conn
 
-    Raised from inside the transaction, before its commit: nothing of it was written, and the
-    caller may run it again (the pool connects afresh). An error of the commit itself passes
-    through as it is (the commit may have been done).
+
+@contextmanager
+def _lost_is_named(conn: Connection) -> Iterator[None]:
+    """An error raised inside the transaction after which the connection is gone: `ConnectionLost`.
+
+    Raised before the commit: nothing of the transaction was written, and the pool connects
+    afresh, so the caller may run it again (`once_more_if_lost`). An error of the commit itself
+    is outside this and passes through as it is (the commit may have been done).
     """
-    with db_engine.begin() as conn:
-        try:
-            yield conn
-        except Exception as error:
-            if conn.invalidated:
-                raise ConnectionLost(str(error)) from error
-            raise
+    try:
+        yield
+    except ConnectionLost:
+        raise
+    except Exception as error:
+        if conn.invalidated:
+            raise ConnectionLost(str(error)) from error
+        raise
+
+
+T = TypeVar("T")
+
+
+def once_more_if_lost(run: Callable[[], T]) -> T:
+    """`run()`, a transaction; once more if it raised `ConnectionLost`, which passes through the second time.
+
+    A pooled PostgreSQL connection used a moment ago is not pinged (`_ping_when_idle`): one the
+    server dropped meanwhile shows at the transaction's first statement, with nothing written.
+    """
+    try:
+        return run()
+    except ConnectionLost:
+        return run()
 
 
 def shown_url(database: Engine | str) -> str:

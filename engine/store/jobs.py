@@ -18,9 +18,10 @@ nothing was written, and the batch runs once more on a new connection (`run_dura
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
-from engine.store.db import ConnectionLost, DbConnection, DbEngine, durable
+from engine.store.db import DbConnection, DbEngine, durable, once_more_if_lost
 
 Job = Callable[[DbConnection], Any]
 
@@ -42,29 +43,28 @@ def run_durably(db_engine: DbEngine, jobs: list[Job]) -> list[tuple[bool, Any]]:
     """Run `jobs` in one durable transaction; per job (True, its result) or (False, its exception).
 
     An exception out of here (the commit failed, or the database cannot be reached) means
-    nothing of the batch was written.
-
-    A connection that the database server dropped shows at the transaction's first statement
-    (a pooled PostgreSQL connection used a moment ago is not pinged first:
-    store/db.py). Nothing is written then, so the batch runs once more on a new connection;
-    lost again, it is `ConnectionLost` (which callers answer with 503), not a failure of each job.
+    nothing of the batch was written. A connection lost before the commit is not a failure of
+    the jobs: the batch runs once more on a new one (`once_more_if_lost`); lost again, it is
+    `ConnectionLost`, which callers answer with 503.
     """
+    return once_more_if_lost(partial(_run, db_engine, jobs))
+
+
+def _run(db_engine: DbEngine, jobs: list[Job]) -> list[tuple[bool, Any]]:
     runs = _runs(jobs)
     if len(runs) == 1 and hasattr(type(jobs[0]), "run_many"):
         try:
             return [(True, result) for result in _all_at_once(db_engine, jobs)]
         except _OneFailed:  # rolled back, nothing written: find the bad one, each job alone
             return _each_alone(db_engine, runs, together=False)
-    try:
-        return _each_alone(db_engine, runs, together=True)
-    except ConnectionLost:
-        return _each_alone(db_engine, runs, together=True)
+    return _each_alone(db_engine, runs, together=True)
 
 
 def _each_alone(db_engine: DbEngine, runs: list[list[Job]], together: bool) -> list[tuple[bool, Any]]:
     """Each job in its own savepoint (Bulk jobs of a kind first all together, if `together`).
 
-    A job that fails because the connection was lost fails the batch: `ConnectionLost`.
+    A job that fails because the connection went away fails the batch (`durable` names it
+    `ConnectionLost`): the jobs after it would fail on the dead connection, not on their own.
     """
     outcomes: list[tuple[bool, Any]] = []
     with durable(db_engine) as conn:
@@ -76,16 +76,16 @@ def _each_alone(db_engine: DbEngine, runs: list[list[Job]], together: bool) -> l
                         results = many(conn, group)
                     outcomes.extend((True, result) for result in results)
                     continue
-                except Exception as error:  # one of them is bad: find it by running each alone
+                except Exception:  # one of them is bad: find it by running each alone
                     if conn.invalidated:
-                        raise ConnectionLost(str(error)) from error
+                        raise
             for job in group:
                 try:
                     with conn.begin_nested():
                         outcomes.append((True, job(conn)))
                 except Exception as error:  # this job's savepoint is rolled back, the rest commit
                     if conn.invalidated:
-                        raise ConnectionLost(str(error)) from error
+                        raise
                     outcomes.append((False, error))
     return outcomes
 
@@ -97,13 +97,15 @@ class _OneFailed(Exception):
 def _all_at_once(db_engine: DbEngine, jobs: list[Job]) -> list[Any]:
     """Bulk jobs of one kind in one durable transaction without a savepoint; each one's result.
 
-    `_OneFailed` if running them raised (the transaction is rolled back); an error of the
-    commit itself passes through, as `run_durably`'s does.
+    `_OneFailed` if one of them failed (the transaction is rolled back); a lost connection, or
+    an error of the commit itself, passes through, as `run_durably`'s does.
     """
     with durable(db_engine) as conn:
         try:
             return type(jobs[0]).run_many(conn, jobs)  # type: ignore[attr-defined,no-any-return]
         except Exception as error:
+            if conn.invalidated:
+                raise
             raise _OneFailed from error
 
 
