@@ -352,21 +352,13 @@ def test_outcomes_whose_connection_the_server_just_dropped_are_committed_on_a_ne
 ) -> None:
     """PostgreSQL ends the tick's connection while a message is being sent: its outcome is
     committed on a new connection, not lost, so no email goes out again when its lease ends."""
-    from tests.support.databases import ADMIN_URL, postgres_database
-
-    def cut_off(url: str) -> None:
-        admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            ended = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                         "WHERE datname = :name AND pid <> pg_backend_pid()"),
-                                 {"name": sa.engine.make_url(url).database}).scalar_one()
-        admin.dispose()
-        assert ended >= 1
+    from tests.support.databases import postgres_database
+    from tests.support.outage import end_connections
 
     with postgres_database() as url:
         def script(message: Outgoing) -> Result:
             if message.rcpt_to == "bo@example.com":  # the second of the round: Ana's outcome is in
-                cut_off(url)
+                assert end_connections(url) >= 1
             return Result(Outcome.SENT, 250, "ok")
 
         h = Harness(url, project, MONDAY, transport=MemoryTransport(script))

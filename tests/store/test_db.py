@@ -14,7 +14,8 @@ from engine.cli import main
 from engine.store import db
 from engine.store.db import DatabaseError, _check_sqlite_version, durable, make_engine
 from engine.store.migrate import head_revision
-from tests.support.databases import ADMIN_URL, empty_postgres_database
+from tests.support.databases import empty_postgres_database
+from tests.support.outage import end_connections
 
 
 def test_db_upgrade_creates_the_sqlite_file_then_says_it_is_up_to_date(tmp_path: Path) -> None:
@@ -67,14 +68,6 @@ def _backend_pid(conn: sa.Connection) -> int:
     return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def _terminate(pid: int) -> None:
-    """What a server restart or an idle-connection reaper does to one pooled connection."""
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
-    admin.dispose()
-
-
 @pytest.fixture
 def one_connection(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[sa.Engine, list[object]]]:
     """An engine on a fresh PostgreSQL database with a pool of one connection, and its pings."""
@@ -113,7 +106,7 @@ def test_an_idle_postgresql_connection_the_server_dropped_is_replaced_before_use
     db_engine, pings = one_connection
     with db_engine.connect() as conn:
         first = _backend_pid(conn)
-    _terminate(first)
+    assert end_connections(db_engine.url) == 1
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
     time.sleep(0.1)
     with db_engine.begin() as conn:  # the ping finds it dead; the pool connects afresh
@@ -128,7 +121,7 @@ def test_a_postgresql_connection_dropped_within_the_moment_fails_once_then_the_p
     db_engine, pings = one_connection
     with db_engine.connect() as conn:
         first = _backend_pid(conn)
-    _terminate(first)
+    assert end_connections(db_engine.url) == 1
     # Unpinged, as a statement after a ping could meet it too: an OperationalError, which
     # the tick logs as tick_failed and a signup answers with 503 (the callers' tests) ...
     with pytest.raises(sa.exc.OperationalError) as raised, db_engine.connect() as conn:

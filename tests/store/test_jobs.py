@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 from engine.store.db import ConnectionLost, make_engine
 from engine.store.jobs import run_durably
 from engine.store.tables import SUBSCRIBER
-from tests.support.databases import ADMIN_URL, postgres_database, statements_run
+from tests.support.databases import postgres_database, statements_run
+from tests.support.outage import end_connections
 
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -101,10 +102,10 @@ def test_a_batch_on_a_connection_the_server_just_dropped_is_written_on_a_new_one
     with postgres_database() as url:
         db_engine = make_engine(url, pool_size=1, max_overflow=0)
         run_durably(db_engine, [_Add("first@example.com")])
-        _terminate_pooled(db_engine)
+        assert end_connections(url) == 1
         outcomes = run_durably(db_engine, [_Add("a@example.com"), _Add("b@example.com")])
         assert outcomes == [(True, "a@example.com"), (True, "b@example.com")]
-        _terminate_pooled(db_engine)
+        assert end_connections(url) == 1
         assert run_durably(db_engine, [_plain("c@example.com"), _Add("d@example.com")]) == [
             (True, "c@example.com"), (True, "d@example.com")]
         assert _stored(db_engine) == ["a@example.com", "b@example.com", "c@example.com", "d@example.com",
@@ -136,13 +137,3 @@ def test_a_batch_that_loses_its_connection_again_fails_whole_as_connection_lost(
             assert isinstance(raised.value.__cause__, sa.exc.OperationalError)
         assert _stored(db_engine) == []  # nothing of either batch
         db_engine.dispose()
-
-
-def _terminate_pooled(db_engine: Engine) -> None:
-    """The server ends the backend of db_engine's one pooled connection (used a moment ago)."""
-    with db_engine.connect() as conn:
-        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    admin.dispose()

@@ -33,12 +33,25 @@ def database_down(url: str) -> Iterator[None]:
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+        end_connections(url)
         try:
             yield
         finally:  # a failed test must not leave the database closed to its own teardown
             with admin.connect() as conn:
                 conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    finally:
+        admin.dispose()
+
+
+def end_connections(url: str | sa.URL) -> int:
+    """PostgreSQL ends every open connection to the database at `url`, as a restart or
+    `pg_terminate_backend` does (the pools holding them do not know yet); how many it ended."""
+    admin = make_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return int(conn.execute(
+                sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                {"name": sa.engine.make_url(url).database}).scalar_one())
     finally:
         admin.dispose()
