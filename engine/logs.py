@@ -62,8 +62,11 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1  # the whole second `_prefix` was written for
-        self._prefix = ""  # "2026-12-06T01:17:03", the part of `ts` before its milliseconds
+        # (a whole second, "2026-12-06T01:17:03"): the part of `ts` before its milliseconds, and the
+        # second it was written for. One attribute, replaced whole: threads formatting at once (the
+        # event loop's lines and the database thread's, LineHandler.put) never pair a second with
+        # another second's text.
+        self._second_text: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """One line of JSON; values that JSON cannot hold are written as text."""
@@ -96,10 +99,10 @@ class JsonFormatter(logging.Formatter):
         second, micro = int(whole), round(fraction * 1e6)
         if micro >= 1_000_000:
             second, micro = second + 1, micro - 1_000_000
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
-        return f"{self._prefix}.{micro // 1000:03d}+00:00"
+        cached = self._second_text
+        if cached[0] != second:
+            cached = self._second_text = (second, datetime.fromtimestamp(second, UTC).isoformat()[:19])
+        return f"{cached[1]}.{micro // 1000:03d}+00:00"
 
 
 LINE_WAIT = 0.1  # seconds an info line may wait in memory before it is written

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,6 +169,33 @@ def test_the_timestamp_is_isoformat_to_the_millisecond(created: float) -> None:
     formatter._ts(created - 1.5)  # a cached second that is not this one
     assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     assert formatter._ts(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+def test_threads_formatting_at_once_each_get_their_own_second() -> None:
+    """The event loop and the database thread format lines at the same time (LineHandler.put, out
+    of the handler's lock): the cached second and its text change together, never one without
+    the other."""
+    formatter, wrong = JsonFormatter(), []
+    base = 1733450000.25
+
+    def format_many(offset: int) -> None:
+        for number in range(3000):
+            created = base + (number + offset) % 3  # three seconds in turn: the cache changes every call
+            expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+            if formatter._ts(created) != expected:
+                wrong.append(created)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between any two bytecodes, as they may in the daemon
+    try:
+        threads = [threading.Thread(target=format_many, args=(offset,)) for offset in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert wrong == []
 
 
 _KEYS = st.sampled_from(["step", "reply", "ts", "level", "action", "error", "é", 'q"uote'])
