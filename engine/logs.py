@@ -19,6 +19,8 @@ _HEAD = frozenset({"ts", "level", "action"})  # the keys every line begins with
 _LEVELS = {level: logging.getLevelName(level).lower()
            for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
 _ENCODED = {name: _ENCODER.encode(name) for name in _LEVELS.values()}  # '"info"': written as they are
+# The fields every line of this process begins with (label_lines): `worker` under --workers N.
+_LABEL: dict[str, Any] = {}
 
 
 def log(action: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -29,6 +31,16 @@ def log(action: str, level: int = logging.INFO, **fields: Any) -> None:
             handler.put(level, action, fields)
             return
         LOGGER.handle(_record(level, action, fields))
+
+
+def label_lines(**fields: Any) -> None:
+    """Begin every line this process writes from now on with `fields` (none: no label).
+
+    `funnel run --workers N` labels each process's lines with its `worker` number. A line's own
+    field of the same name is written instead (the parent logs `worker_started` for worker 2).
+    """
+    _LABEL.clear()
+    _LABEL.update(fields)
 
 
 def _record(level: int, action: str, fields: dict[str, Any]) -> logging.LogRecord:
@@ -84,6 +96,8 @@ class JsonFormatter(logging.Formatter):
         it always did.
         """
         ts = self._ts(created)
+        if _LABEL:
+            fields = {**_LABEL, **fields}
         if _HEAD.isdisjoint(fields):
             head = (f'{{"ts": "{ts}", "level": {_ENCODED.get(level) or _ENCODER.encode(level)}, '
                     f'"action": {_ENCODER.encode(action)}')

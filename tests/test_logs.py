@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.logs import LOGGER, JsonFormatter, LineHandler, log, setup_logging
+from engine.logs import LOGGER, JsonFormatter, LineHandler, label_lines, log, setup_logging
 
 
 @pytest.fixture
@@ -102,6 +102,25 @@ def test_a_line_with_no_fields_and_a_field_named_like_the_head(stream: io.String
     assert set(first) == {"ts", "level", "action"} and first["action"] == "stopped"
     # A field named like a key of the head replaces it.
     assert second == {"ts": "mine", "level": "info", "action": "odd", "n": 1}
+
+
+def test_a_labelled_process_begins_every_line_with_its_label(stream: io.StringIO) -> None:
+    """funnel run --workers N: every line says which worker wrote it, with or without a record; a
+    line's own field of the same name is written instead."""
+    label_lines(worker=2)
+    try:
+        with _alone():
+            log("sent", delivery=1)  # no record
+            log("worker_started", worker=3, pid=9)  # no record; its own `worker`
+        log("transport_degraded", logging.WARNING, error="421")  # a record
+    finally:
+        label_lines()
+    first, second, third = (json.loads(text) for text in stream.getvalue().splitlines())
+    assert list(first) == ["ts", "level", "action", "worker", "delivery"] and first["worker"] == 2
+    assert (second["worker"], second["pid"]) == (3, 9)
+    assert (third["worker"], third["error"]) == (2, "421")
+    log("stopped")
+    assert "worker" not in json.loads(stream.getvalue().splitlines()[-1])
 
 
 class _Kept(logging.Handler):

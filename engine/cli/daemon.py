@@ -15,9 +15,8 @@ from engine.daemon.listen import CannotListen, bound_port, listen
 from engine.daemon.pool import WorkerPool
 from engine.daemon.runner import Runner
 from engine.daemon.wiring import build_daemon, open_database
-from engine.daemon.worker import label_logs
 from engine.errors import EngineError, SequenceFileError
-from engine.logs import setup_logging
+from engine.logs import label_lines, setup_logging
 from engine.store.migrate import current_revision, head_revision
 from engine.store.migrate import upgrade as migrate
 
@@ -77,7 +76,7 @@ def run(
         )
     setup_logging(settings.log_level)
     if settings.workers > 1:
-        label_logs(1)  # the extra workers are 2..N
+        label_lines(worker=1)  # the extra workers are 2..N
     # The socket first: a port in use fails here, before the database, threads or scheduler start.
     try:
         sock = listen(settings.host, settings.port)

@@ -25,29 +25,11 @@ from engine.daemon import heap
 from engine.daemon.runner import Runner
 from engine.daemon.wiring import build_daemon, open_database
 from engine.errors import EngineError
-from engine.logs import LOGGER, log, setup_logging
+from engine.logs import label_lines, log, setup_logging
 from engine.scheduler.tick import TickReport
 from engine.stats.metrics import SEND_OUTCOMES, Metrics
 
 EXIT_CANNOT_START = 1
-
-
-class _WorkerField(logging.Filter):
-    """Puts `worker` first in every JSON log line of this process."""
-
-    def __init__(self, number: int) -> None:
-        super().__init__()
-        self.number = number
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.fields = {"worker": self.number, **getattr(record, "fields", {})}
-        return True
-
-
-def label_logs(number: int) -> None:
-    """Every log line of this process says `worker: number` (the parent of --workers N is 1)."""
-    LOGGER.filters[:] = [f for f in LOGGER.filters if not isinstance(f, _WorkerField)]
-    LOGGER.addFilter(_WorkerField(number))
 
 
 def _reporter(metrics: Metrics | None) -> Callable[[TickReport], None]:
@@ -83,7 +65,7 @@ def main() -> int:
     settings = Settings.model_validate(order["settings"])
     number, project, time_scale = int(order["worker"]), Path(order["project"]), float(order["time_scale"])
     setup_logging(settings.log_level)
-    label_logs(number)
+    label_lines(worker=number)
     try:
         # The parent migrated it and marked its clock; a worker only joins.
         db_engine = open_database(settings, project, migrate=False, time_scale=time_scale)
