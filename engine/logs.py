@@ -147,11 +147,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         """Keep the line (logging.Handler.handle holds the lock); write now if it must not wait."""
         try:
-            self._waiting.append(self.format(record))
-            if record.levelno >= logging.WARNING or self.wait <= 0 or self._closing.is_set():
-                self._write()
-            elif len(self._waiting) == 1:
-                self._wake_writer()
+            self._keep(self.format(record), at_once=record.levelno >= logging.WARNING)
         except RecursionError:
             raise
         except Exception:  # logging's rule: a line that cannot be written never stops the caller
@@ -173,16 +169,21 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handle(_record(level, action, fields))
             return
         with self.lock:  # type: ignore[union-attr]
-            self._waiting.append(line)
             try:
-                if self.wait <= 0 or self._closing.is_set():
-                    self._write()
-                elif len(self._waiting) == 1:
-                    self._wake_writer()
+                self._keep(line, at_once=False)
             except RecursionError:
                 raise
             except Exception:
                 self.handleError(_record(level, action, fields))
+
+    def _keep(self, line: str, at_once: bool) -> None:
+        """Keep a formatted line (the caller holds the lock): written now if `at_once`, if lines do
+        not wait (`wait=0`) or once closing; else the writer thread is told a line waits."""
+        self._waiting.append(line)
+        if at_once or self.wait <= 0 or self._closing.is_set():
+            self._write()
+        elif len(self._waiting) == 1:
+            self._wake_writer()
 
     def flush(self) -> None:
         """Write every waiting line and flush the stream."""
